@@ -1,0 +1,54 @@
+"""Hook specifications: the only ways a plugin adds components to gpm_astro.
+
+A plugin is a module (or object) with functions marked ``@gpm_astro.hookimpl`` and named like
+the specifications below, advertised under the ``gpm_astro`` entry-point group::
+
+    [project.entry-points.gpm_astro]
+    my_plugin = "my_package.plugin"
+
+Each hook receives a ``register`` callable; call it once per class::
+
+    @hookimpl
+    def gpm_astro_register_estimators(register):
+        register(MyEstimator, name="my_estimator")
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("gpm_astro")
+
+
+@hookspec
+def gpm_astro_register_estimators(register):
+    """Register estimator classes (subclasses of `gpm_astro.base.Estimator`).
+
+    Parameters
+    ----------
+    register : callable
+        ``register(cls, name=None)``; ``name`` defaults to ``cls.name``. An estimator turns a table
+        of galaxies into predictions of a scalar such as Z = 12 + log(O/H).
+    """
+
+
+@hookspec
+def gpm_astro_register_preprocessing_steps(register):
+    """Register preprocessing-step classes (subclasses of `gpm_astro.base.PreprocessingStep`).
+
+    Parameters
+    ----------
+    register : callable
+        ``register(cls, name=None)``; ``name`` defaults to ``cls.name``. A step is called on a
+        batch of cutouts and returns cleaned images, per-row columns and a per-row flag.
+    """
+
+
+@hookspec
+def gpm_astro_register_data_sources(register):
+    """Register data-source classes (subclasses of `gpm_astro.base.DataSource`).
+
+    Parameters
+    ----------
+    register : callable
+        ``register(cls, name=None)``; ``name`` defaults to ``cls.name``. A data source yields
+        tables: label catalogues, image catalogues, or cutouts.
+    """

@@ -1,0 +1,256 @@
+"""The plugin manager: finds estimators, preprocessing steps and data sources.
+
+Plugins are loaded lazily, on the first look-up, from the ``gpm_astro`` entry-point group
+(our own built-ins are declared there too). The environment variable ``GPM_ASTRO_PLUGINS``,
+a comma-separated list of entry-point names, restricts which plugins load; empty loads none.
+"""
+
+import os
+import threading
+from dataclasses import dataclass
+from importlib import metadata
+
+import pluggy
+
+from . import hookspecs
+from .exceptions import DuplicatePluginError, PluginError, UnknownPluginError
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "PLUGINS_ENV_VAR",
+    "KINDS",
+    "RegisteredComponent",
+    "load_plugins",
+    "reset_plugins",
+    "register_plugin",
+    "get_plugin_manager",
+    "get_component",
+    "get_estimator",
+    "get_step",
+    "get_source",
+    "list_components",
+    "list_plugins",
+]
+
+ENTRY_POINT_GROUP = "gpm_astro"
+PLUGINS_ENV_VAR = "GPM_ASTRO_PLUGINS"
+
+# kind -> (hook name, base-class import path)
+KINDS = {
+    "estimator": "gpm_astro_register_estimators",
+    "preprocessing_step": "gpm_astro_register_preprocessing_steps",
+    "data_source": "gpm_astro_register_data_sources",
+}
+
+
+@dataclass(frozen=True)
+class RegisteredComponent:
+    """One class registered by a plugin."""
+
+    kind: str
+    name: str
+    cls: type
+    plugin: str
+    package: str
+    version: str
+
+
+_lock = threading.RLock()
+_state = {"pm": None, "registry": None}
+
+
+def _base_class(kind):
+    from . import base
+
+    return {
+        "estimator": base.Estimator,
+        "preprocessing_step": base.PreprocessingStep,
+        "data_source": base.DataSource,
+    }[kind]
+
+
+def _distribution_of(plugin):
+    """Return (package, version) of the distribution a plugin object comes from."""
+    module = getattr(plugin, "__name__", type(plugin).__module__)
+    top = module.split(".")[0]
+    dists = metadata.packages_distributions().get(top, [])
+    if dists:
+        dist = dists[0]
+        try:
+            return dist, metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return top, "unknown"
+
+
+def _new_manager():
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _selected_entry_points():
+    eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
+    allowed = os.environ.get(PLUGINS_ENV_VAR)
+    if allowed is None:
+        return list(eps)
+    names = {n.strip() for n in allowed.split(",") if n.strip()}
+    return [ep for ep in eps if ep.name in names]
+
+
+def get_plugin_manager():
+    """Return the plugin manager, loading the entry-point plugins on first call."""
+    load_plugins()
+    return _state["pm"]
+
+
+def load_plugins():
+    """Load the plugins advertised under the ``gpm_astro`` entry-point group (once)."""
+    with _lock:
+        if _state["pm"] is not None:
+            return _state["pm"]
+        pm = _new_manager()
+        for ep in _selected_entry_points():
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken third-party plugin must say who it is
+                msg = f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}"
+                raise PluginError(msg) from exc
+            if pm.is_registered(plugin):
+                continue
+            pm.register(plugin, name=ep.name)
+        try:
+            pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"a plugin implements an unknown hook: {exc}") from exc
+        _state["pm"] = pm
+        _state["registry"] = None
+        return pm
+
+
+def reset_plugins():
+    """Forget every loaded plugin; the next look-up loads them again."""
+    with _lock:
+        _state["pm"] = None
+        _state["registry"] = None
+
+
+def register_plugin(plugin, name=None):
+    """Register a plugin object or module by hand (e.g. in a script or a test).
+
+    Parameters
+    ----------
+    plugin : module or object
+        Has functions marked with `gpm_astro.hookimpl`.
+    name : str, optional
+        The plugin's name; defaults to the module name.
+
+    Returns
+    -------
+    str
+        The name the plugin was registered under. ``get_plugin_manager().unregister(name=...)``
+        removes it.
+    """
+    with _lock:
+        pm = get_plugin_manager()
+        try:
+            registered = pm.register(plugin, name=name)
+            pm.check_pending()
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            raise PluginError(f"cannot register plugin {name or plugin!r}: {exc}") from exc
+        _state["registry"] = None
+        return registered
+
+
+def _build_registry(pm):
+    registry = {kind: {} for kind in KINDS}
+    for plugin_name, plugin in pm.list_name_plugin():
+        package, version = _distribution_of(plugin)
+        for kind, hook_name in KINDS.items():
+            impl = getattr(plugin, hook_name, None)
+            if impl is None:
+                continue
+            base = _base_class(kind)
+
+            def register(cls, name=None, *, _kind=kind, _base=base, _plugin=plugin_name,
+                         _package=package, _version=version):
+                if not (isinstance(cls, type) and issubclass(cls, _base)):
+                    msg = (f"plugin {_plugin!r} registered {cls!r} as a {_kind}, but it is not "
+                           f"a subclass of {_base.__module__}.{_base.__qualname__}")
+                    raise PluginError(msg)
+                name = name or getattr(cls, "name", None)
+                if not isinstance(name, str) or not name:
+                    msg = f"plugin {_plugin!r} registered {cls.__qualname__} with no name"
+                    raise PluginError(msg)
+                existing = registry[_kind].get(name)
+                if existing is not None:
+                    msg = (f"{_kind} name {name!r} is registered twice: by plugin "
+                           f"{existing.plugin!r} ({existing.cls.__qualname__}) and by plugin "
+                           f"{_plugin!r} ({cls.__qualname__})")
+                    raise DuplicatePluginError(msg)
+                registry[_kind][name] = RegisteredComponent(
+                    _kind, name, cls, _plugin, _package, _version)
+
+            impl(register=register)
+    return registry
+
+
+def _registry():
+    with _lock:
+        pm = get_plugin_manager()
+        if _state["registry"] is None:
+            _state["registry"] = _build_registry(pm)
+        return _state["registry"]
+
+
+def get_component(kind, name):
+    """Return the class registered as ``name`` for ``kind``.
+
+    Raises
+    ------
+    UnknownPluginError
+        If no such component exists; the message lists the known names.
+    """
+    if kind not in KINDS:
+        msg = f"unknown component kind {kind!r}; the kinds are {sorted(KINDS)}"
+        raise UnknownPluginError(msg)
+    components = _registry()[kind]
+    if name not in components:
+        known = ", ".join(sorted(components)) or "none"
+        msg = f"no {kind.replace('_', ' ')} named {name!r}; known: {known}"
+        raise UnknownPluginError(msg)
+    return components[name].cls
+
+
+def get_estimator(name):
+    """Return the estimator class registered as ``name``."""
+    return get_component("estimator", name)
+
+
+def get_step(name):
+    """Return the preprocessing-step class registered as ``name``."""
+    return get_component("preprocessing_step", name)
+
+
+def get_source(name):
+    """Return the data-source class registered as ``name``."""
+    return get_component("data_source", name)
+
+
+def list_components(kind=None):
+    """Return the registered components, optionally of one kind, sorted by kind and name."""
+    registry = _registry()
+    kinds = [kind] if kind else list(KINDS)
+    return [registry[k][n] for k in kinds for n in sorted(registry[k])]
+
+
+def list_plugins():
+    """Return an astropy Table of what is loaded: kind, name, plugin, package, version."""
+    from astropy.table import Table
+
+    rows = [(c.kind, c.name, c.plugin, c.package, c.version, f"{c.cls.__module__}."
+             f"{c.cls.__qualname__}") for c in list_components()]
+    names = ("kind", "name", "plugin", "package", "version", "class")
+    if not rows:
+        return Table(names=names, dtype=[str] * len(names))
+    return Table(rows=rows, names=names)
