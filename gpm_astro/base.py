@@ -100,11 +100,16 @@ class StepResult:
         (n,) str: ``"ok"`` for a row that passed, else the reason (e.g. ``"blended"``).
     columns : dict
         Per-row output columns, name -> array with first axis n.
+    extras : dict
+        Per-row intermediate products for later steps (not written to the output table),
+        name -> array with first axis n, e.g. ``"target_mask"``. Later steps of the same run
+        read them, and ``columns``, from ``context["rows"]``.
     """
 
     images: np.ndarray
     flags: np.ndarray
     columns: dict = field(default_factory=dict)
+    extras: dict = field(default_factory=dict)
 
 
 class PreprocessingStep(Configurable):
@@ -114,7 +119,18 @@ class PreprocessingStep(Configurable):
     batch (n, bands, H, W) in nanomaggies and a ``context`` dict shared by the steps of one
     pipeline run for that batch (e.g. ``pixel_scale`` in arcsec, ``bands``, and anything an
     earlier step stored, such as the target mask); it returns a `StepResult`.
+
+    The driver (`gpm_astro.preprocessing.preprocess_cutouts`) passes a step only the rows that
+    every earlier step accepted; ``context["rows"]`` holds, for exactly those rows, the
+    ``columns`` and ``extras`` that earlier steps returned. ``requires`` names the entries of
+    ``context["rows"]`` a step reads, so that a pipeline in the wrong order fails with a clear
+    error before any work is done.
     """
+
+    #: names of per-row products (``context["rows"]``) that earlier steps must provide
+    requires = ()
+    #: names of per-row products this step adds (its ``columns`` and ``extras``)
+    provides = ()
 
     def process(self, images, context):
         raise NotImplementedError

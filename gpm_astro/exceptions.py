@@ -12,6 +12,7 @@ __all__ = [
     "DuplicatePluginError",
     "RemoteServiceError",
     "WeightsError",
+    "TableIOError",
     "GPMAstroWarning",
     "EmptyResultWarning",
 ]
@@ -50,6 +51,10 @@ class RemoteServiceError(GPMAstroError, IOError):
 
 class WeightsError(GPMAstroError):
     """Model weights are missing, corrupted, or do not match their checksum or card."""
+
+
+class TableIOError(GPMAstroError, OSError):
+    """A table file cannot be read or written (missing, unknown format, unwritable path)."""
 
 
 class GPMAstroWarning(UserWarning):

@@ -1,0 +1,338 @@
+"""``predict_metallicity``: run an estimator over a table of galaxies, in bounded memory.
+
+The driver knows no concrete estimator: it resolves a registered name (or takes a class or an
+instance), loads weights when asked, streams the table through ``estimator.predict`` in
+slices of ``batch_size`` rows, and puts the small output columns back in place. Rows whose
+preprocessing failed are never shown to the estimator; they keep their place, masked, with
+the flag ``preprocess:<reason>``.
+"""
+
+import copy
+
+import numpy as np
+from astropy.table import Column, MaskedColumn, Table
+from tqdm.auto import tqdm
+
+from .base import Estimator
+from .exceptions import ParameterError, PluginError, SchemaError
+from .tables import record_step, require_columns, require_table, warn_empty
+
+__all__ = ["predict_metallicity", "iter_predict_metallicity", "resolve_estimator"]
+
+PREPROCESS_OK = "preprocess_ok"
+PREPROCESS_FLAG = "preprocess_flag"
+
+
+def resolve_estimator(estimator, *, weights=None, fit_table=None, fit_target=None,
+                      **estimator_params):
+    """Turn a name, class or instance into a ready estimator instance.
+
+    Parameters
+    ----------
+    estimator : str, type or Estimator
+        A registered name (see ``gpm-astro plugins``), an `~gpm_astro.base.Estimator`
+        subclass, or an instance (used as given, fitted or not).
+    weights : str or path-like, optional
+        Passed to the estimator's ``load`` method (a registered weights name or a file).
+    fit_table : astropy.table.Table, optional
+        When given, the estimator is fitted on it first.
+    fit_target : str, optional
+        Target column for ``fit``; the estimator's default when None.
+    **estimator_params
+        Constructor keywords; only allowed with a name or a class.
+
+    Returns
+    -------
+    Estimator
+        The instance to predict with.
+
+    Raises
+    ------
+    UnknownPluginError
+        If no estimator has the given name (the message lists the known names).
+    ParameterError
+        If ``weights`` is given to an estimator without ``load``, or keyword parameters are
+        given with an instance.
+    TypeError
+        If ``estimator`` is none of the accepted kinds.
+
+    Examples
+    --------
+    >>> from gpm_astro.estimation import resolve_estimator
+    >>> resolve_estimator("mass_metallicity", mass_column="lgm_fib_p50").mass_column
+    'lgm_fib_p50'
+    """
+    if isinstance(estimator, str):
+        from .plugins import get_estimator
+
+        instance = get_estimator(estimator)(**estimator_params)
+    elif isinstance(estimator, type) and issubclass(estimator, Estimator):
+        instance = estimator(**estimator_params)
+    elif isinstance(estimator, Estimator):
+        if estimator_params:
+            msg = (f"estimator parameters {sorted(estimator_params)} cannot be combined with an "
+                   f"estimator instance ({estimator!r}); set them on the instance instead")
+            raise ParameterError(msg)
+        instance = estimator
+    else:
+        msg = (f"estimator must be a registered name, an Estimator subclass or instance, "
+               f"got {estimator!r}")
+        raise TypeError(msg)
+
+    if weights is not None:
+        load = getattr(instance, "load", None)
+        if not callable(load):
+            msg = (f"estimator {type(instance).__name__} has no load method, so it cannot take "
+                   f"weights={weights!r}")
+            raise ParameterError(msg)
+        loaded = load(weights)
+        instance = loaded if isinstance(loaded, Estimator) else instance
+    if fit_table is not None:
+        require_table(fit_table, "fit_table")
+        fitted = instance.fit(fit_table) if fit_target is None else \
+            instance.fit(fit_table, target=fit_target)
+        instance = fitted if isinstance(fitted, Estimator) else instance
+    return instance
+
+
+def _estimator_label(estimator):
+    return getattr(estimator, "name", None) or type(estimator).__name__
+
+
+def _output_names(estimator, suffix):
+    base = estimator.output_column
+    return base + suffix, f"{base}_err{suffix}", f"{base}_flag{suffix}"
+
+
+def _check_input(table, estimator, names, keep_columns):
+    require_table(table)
+    needed = list(getattr(estimator, "required_columns", ()))
+    require_columns(table, needed, f"estimator {_estimator_label(estimator)!r}")
+    clashes = [n for n in names if n in table.colnames]
+    if clashes:
+        msg = (f"the table already has column(s) {clashes}; pass suffix=... (e.g. '_2') to "
+               f"keep both predictions")
+        raise SchemaError(msg)
+    if keep_columns is not None:
+        require_columns(table, list(keep_columns), "keep_columns")
+
+
+def _rows_to_predict(table):
+    """Boolean mask of rows to show the estimator, and the flag of the others."""
+    n = len(table)
+    if PREPROCESS_OK not in table.colnames:
+        return np.ones(n, dtype=bool), np.full(n, "ok", dtype=object)
+    ok_col = table[PREPROCESS_OK]
+    ok = np.asarray(np.ma.filled(np.ma.asanyarray(ok_col), False), dtype=bool)
+    flags = np.full(n, "ok", dtype=object)
+    if PREPROCESS_FLAG in table.colnames:
+        reasons = np.ma.filled(np.ma.asanyarray(table[PREPROCESS_FLAG]).astype(str), "masked")
+    else:
+        reasons = np.full(n, "failed", dtype=object)
+    for i in np.flatnonzero(~ok):
+        flags[i] = f"preprocess:{reasons[i]}"
+    return ok, flags
+
+
+def _predict_chunk(table, estimator, batch_size, progress_bar):
+    """Predict every row of ``table``; return (values, errors, flags) arrays of len(table)."""
+    n = len(table)
+    values = np.full(n, np.nan)
+    errors = np.full(n, np.nan)
+    masked = np.ones(n, dtype=bool)
+    ok, flags = _rows_to_predict(table)
+    pred_name = estimator.output_column
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        rows = start + np.flatnonzero(ok[start:stop])
+        if rows.size:
+            batch = table[rows] if rows.size < stop - start else table[start:stop]
+            result = estimator.predict(batch)
+            _check_result(result, rows.size, estimator, pred_name)
+            value = np.ma.asanyarray(result[pred_name])
+            err = np.ma.asanyarray(result[f"{pred_name}_err"])
+            values[rows] = np.ma.getdata(value).astype(float)
+            errors[rows] = np.ma.filled(err.astype(float), np.nan)
+            masked[rows] = np.ma.getmaskarray(value) | ~np.isfinite(values[rows])
+            flags[rows] = np.asarray(result[f"{pred_name}_flag"]).astype(str)
+        if progress_bar is not None:
+            progress_bar.update(stop - start)
+    err_masked = masked | ~np.isfinite(errors)
+    return values, masked, errors, err_masked, flags
+
+
+def _check_result(result, n_rows, estimator, pred_name):
+    needed = [pred_name, f"{pred_name}_err", f"{pred_name}_flag"]
+    if not isinstance(result, Table) or len(result) != n_rows or \
+            any(c not in result.colnames for c in needed):
+        got = (f"{type(result).__name__} with {len(result)} rows and columns "
+               f"{getattr(result, 'colnames', None)}") if hasattr(result, "__len__") \
+            else repr(result)
+        msg = (f"estimator {_estimator_label(estimator)!r} broke the estimator contract: "
+               f"predict on {n_rows} rows must return a Table of {n_rows} rows with columns "
+               f"{needed}, got {got}")
+        raise PluginError(msg)
+
+
+def _attach(table, names, values, masked, errors, err_masked, flags, unit, keep_columns):
+    if keep_columns is None:
+        out = table.copy(copy_data=False)
+    else:
+        out = Table([table[c] for c in keep_columns], copy=False)
+    out.meta = copy.deepcopy(table.meta)
+    pred_name, err_name, flag_name = names
+    out[pred_name] = MaskedColumn(values, mask=masked, unit=unit,
+                                  description="predicted value; masked where none could be made")
+    out[err_name] = MaskedColumn(errors, mask=err_masked, unit=unit,
+                                 description="1-sigma uncertainty of the prediction")
+    out[flag_name] = Column(flags.astype(str), description="'ok', or why there is no prediction")
+    return out
+
+
+def _record(out, estimator, *, weights, batch_size, suffix, n_predicted, chunk_index=None):
+    params = estimator.get_params() if hasattr(estimator, "get_params") else {}
+    record_step(out, "predict_metallicity", estimator=_estimator_label(estimator),
+                estimator_class=f"{type(estimator).__module__}.{type(estimator).__qualname__}",
+                estimator_params=params, weights=None if weights is None else str(weights),
+                batch_size=batch_size, suffix=suffix, n_rows=len(out),
+                n_predicted=n_predicted, chunk_index=chunk_index)
+
+
+def _validate_batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        msg = f"batch_size must be a positive integer, got {batch_size!r}"
+        raise ParameterError(msg)
+
+
+def predict_metallicity(table, *, estimator="gpm_resnet", weights=None, batch_size=256,
+                        fit_table=None, fit_target=None, suffix="", keep_columns=None,
+                        progress=True, **estimator_params):
+    """Predict Z = 12 + log(O/H) (or the estimator's quantity) for every row of a table.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        Galaxies with the columns the estimator needs (`Estimator.required_columns`; the
+        image estimators need ``cutout``). When ``preprocess_ok`` is present, rows where it is
+        False are not predicted.
+    estimator : str, type or Estimator, optional
+        A registered name (``gpm_resnet``, ``colour_polynomial``, ``mass_metallicity``, ...),
+        an Estimator subclass, or an instance.
+    weights : str or path-like, optional
+        Given to the estimator's ``load`` (a weights name from the registry or a file).
+    batch_size : int, optional
+        Rows handed to ``estimator.predict`` at a time; bounds the memory the estimator uses.
+    fit_table : astropy.table.Table, optional
+        Fit the estimator on this table first (e.g. the colour polynomial's training set).
+    fit_target : str, optional
+        Target column for that fit; the estimator's default when None.
+    suffix : str, optional
+        Appended to the output column names, to keep several predictions in one table.
+    keep_columns : sequence of str, optional
+        Input columns to carry into the output; all of them (the default) or e.g. no ``cutout``
+        for a light catalogue.
+    progress : bool, optional
+        Show a progress bar over rows.
+    **estimator_params
+        Constructor keywords for a name or class (e.g. ``order=3``).
+
+    Returns
+    -------
+    astropy.table.Table
+        A new table: the input rows in order (sharing column data with the input, whose own
+        columns and meta are never modified), plus ``Z_pred`` (dex; masked where no prediction
+        was made), ``Z_pred_err`` (dex) and ``Z_pred_flag`` (``ok`` or a reason;
+        ``preprocess:<preprocess_flag>`` for rows whose preprocessing failed). An estimator
+        with another output (e.g. ``logmstar``) gives ``logmstar_pred`` etc.
+        ``meta['gpm_astro']['steps']`` records the estimator, its parameters and the weights.
+
+    Raises
+    ------
+    UnknownPluginError
+        If ``estimator`` names no registered estimator (the message lists them).
+    SchemaError
+        If a required column is missing or an output column already exists.
+    ParameterError
+        If ``batch_size`` is not a positive integer, or weights are given to an estimator that
+        cannot load them.
+    PluginError
+        If the estimator returns something that breaks the estimator contract.
+
+    Examples
+    --------
+    >>> from astropy.table import Table
+    >>> from gpm_astro import predict_metallicity
+    >>> t = Table({"lgm_tot_p50": [9.0, 10.0, 12.0]})
+    >>> out = predict_metallicity(t, estimator="mass_metallicity", progress=False)
+    >>> out["Z_pred_flag"].tolist()
+    ['ok', 'ok', 'mass_out_of_range']
+    """
+    _validate_batch_size(batch_size)
+    instance = resolve_estimator(estimator, weights=weights, fit_table=fit_table,
+                                 fit_target=fit_target, **estimator_params)
+    names = _output_names(instance, suffix)
+    _check_input(table, instance, names, keep_columns)
+    n = len(table)
+    bar = tqdm(total=n, desc=f"predict {_estimator_label(instance)}", unit="gal",
+               disable=not progress or n <= batch_size)
+    try:
+        arrays = _predict_chunk(table, instance, batch_size, bar)
+    finally:
+        bar.close()
+    out = _attach(table, names, *arrays, unit=instance.output_unit, keep_columns=keep_columns)
+    _record(out, instance, weights=weights, batch_size=batch_size, suffix=suffix,
+            n_predicted=int((~arrays[1]).sum()))
+    if n == 0:
+        warn_empty("predict_metallicity")
+    return out
+
+
+def iter_predict_metallicity(chunks, *, estimator="gpm_resnet", weights=None, batch_size=256,
+                             fit_table=None, fit_target=None, suffix="", keep_columns=None,
+                             progress=True, **estimator_params):
+    """Predict over a stream of Tables (e.g. 1,000,000-galaxy archive files read by chunks).
+
+    The estimator is resolved (and its weights loaded, or it is fitted) once; each chunk is
+    predicted exactly as `predict_metallicity` would, so only one chunk's images are held at a
+    time.
+
+    Parameters
+    ----------
+    chunks : iterable of astropy.table.Table
+        The input tables, e.g. from a data source's ``iter_query``.
+    estimator, weights, batch_size, fit_table, fit_target, suffix, keep_columns, progress, \
+**estimator_params
+        As in `predict_metallicity`. ``progress`` shows a bar over chunks.
+
+    Yields
+    ------
+    astropy.table.Table
+        One output table per input chunk, in order.
+
+    Raises
+    ------
+    UnknownPluginError, SchemaError, ParameterError, PluginError
+        As in `predict_metallicity`; a schema problem is raised at the chunk that has it.
+
+    Examples
+    --------
+    >>> from astropy.table import Table
+    >>> from gpm_astro.estimation import iter_predict_metallicity
+    >>> chunks = (Table({"lgm_tot_p50": [9.0 + i, 10.0]}) for i in range(2))
+    >>> [len(t) for t in iter_predict_metallicity(chunks, estimator="mass_metallicity")]
+    [2, 2]
+    """
+    _validate_batch_size(batch_size)
+    instance = resolve_estimator(estimator, weights=weights, fit_table=fit_table,
+                                 fit_target=fit_target, **estimator_params)
+    names = _output_names(instance, suffix)
+    for index, table in enumerate(tqdm(chunks, desc="chunks", unit="chunk",
+                                       disable=not progress)):
+        _check_input(table, instance, names, keep_columns)
+        arrays = _predict_chunk(table, instance, batch_size, None)
+        out = _attach(table, names, *arrays, unit=instance.output_unit,
+                      keep_columns=keep_columns)
+        _record(out, instance, weights=weights, batch_size=batch_size, suffix=suffix,
+                n_predicted=int((~arrays[1]).sum()), chunk_index=index)
+        yield out

@@ -1,0 +1,248 @@
+"""Reading and writing table files in any format astropy handles, atomically.
+
+`write_table` writes to a temporary file in the destination folder and renames it into place
+(`os.replace`), so a crash never leaves a half-written catalogue under the final name.
+Multi-dimensional columns (the (n, 3, 152, 152) ``cutout`` column) and the nested provenance in
+``meta["gpm_astro"]`` survive FITS, HDF5 and ECSV round trips.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from astropy.io.misc import yaml
+from astropy.table import Table
+
+from .exceptions import TableIOError
+
+__all__ = ["read_table", "write_table", "FORMATS"]
+
+#: File-name endings and the astropy format each one means.
+FORMATS = {
+    ".fits": "fits", ".fit": "fits", ".fts": "fits", ".fits.gz": "fits",
+    ".ecsv": "ascii.ecsv", ".ecsv.gz": "ascii.ecsv",
+    ".csv": "ascii.csv",
+    ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5",
+    ".parquet": "parquet",
+    ".vot": "votable", ".votable": "votable", ".xml": "votable",
+}
+
+#: FITS header keyword holding the whole ``meta`` (YAML inside a JSON string).
+FITS_META_KEYWORD = "GPMMETA"
+#: Dataset path used for HDF5 tables unless ``path=`` is given.
+HDF5_PATH = "data"
+
+
+def _format_for(path, fmt):
+    if fmt is not None:
+        if not isinstance(fmt, str):
+            msg = f"format must be an astropy format name (str), got {fmt!r}"
+            raise TableIOError(msg)
+        return fmt
+    name = Path(path).name.lower()
+    for ending in sorted(FORMATS, key=len, reverse=True):
+        if name.endswith(ending):
+            return FORMATS[ending]
+    msg = (f"cannot tell the table format of {str(path)!r} from its name; use one of the "
+           f"endings {sorted(FORMATS)} or pass format=")
+    raise TableIOError(msg)
+
+
+def _check_path(path):
+    if not isinstance(path, (str, os.PathLike)):
+        msg = f"path must be a str or os.PathLike, got {type(path).__name__}: {path!r}"
+        raise TypeError(msg)
+    return Path(path)
+
+
+def read_table(path, *, format=None, **kwargs):
+    """Read a table file into an astropy `~astropy.table.Table`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file. Its ending picks the format (see `FORMATS`) unless ``format`` is given.
+    format : str, optional
+        An astropy format name, e.g. ``"fits"``, ``"ascii.ecsv"``, ``"hdf5"``.
+    **kwargs
+        Passed to `astropy.table.Table.read` (e.g. ``hdu=``, ``path=`` for HDF5, which defaults
+        to ``"data"`` when the file holds that dataset).
+
+    Returns
+    -------
+    `~astropy.table.Table`
+        The table; a FITS file written by `write_table` gets its full ``meta`` back.
+
+    Raises
+    ------
+    TableIOError
+        If the file does not exist, its format is unknown, a needed package (e.g. pyarrow for
+        Parquet) is missing, or astropy cannot parse it.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from astropy.table import Table
+    >>> from gpm_astro.io import read_table, write_table
+    >>> folder = tempfile.mkdtemp()
+    >>> path = os.path.join(folder, "labels.fits")
+    >>> write_table(Table({"z": [0.05, 0.1]}, meta={"bands": "grz"}), path)
+    >>> read_table(path).meta["bands"]
+    'grz'
+    """
+    path = _check_path(path)
+    fmt = _format_for(path, format)
+    if not path.is_file():
+        what = "a folder, not a file" if path.is_dir() else "does not exist"
+        msg = f"cannot read table {str(path)!r}: it {what}"
+        raise TableIOError(msg)
+    if fmt == "hdf5" and "path" not in kwargs and _hdf5_has(path, HDF5_PATH):
+        kwargs["path"] = HDF5_PATH
+    try:
+        table = Table.read(path, format=fmt, **kwargs)
+    except ImportError as exc:
+        msg = f"reading {str(path)!r} as {fmt} needs a package that is missing: {exc}"
+        raise TableIOError(msg) from exc
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        msg = f"cannot read {str(path)!r} as {fmt}: {exc}"
+        raise TableIOError(msg) from exc
+    if fmt == "fits" and FITS_META_KEYWORD in table.meta:
+        table.meta = _decode_meta(table.meta[FITS_META_KEYWORD], path)
+    return table
+
+
+def write_table(table, path, *, overwrite=False, format=None, **kwargs):
+    """Write ``table`` to ``path`` atomically.
+
+    The table is written to a temporary file in the same folder and renamed into place, so
+    readers never see a partial file and an existing file is replaced only by a complete one.
+
+    Parameters
+    ----------
+    table : `~astropy.table.Table`
+        The table; it is not modified.
+    path : str or os.PathLike
+        Destination. Its ending picks the format (see `FORMATS`) unless ``format`` is given.
+    overwrite : bool, optional
+        Replace an existing file. Default False.
+    format : str, optional
+        An astropy format name.
+    **kwargs
+        Passed to `astropy.table.Table.write`. HDF5 defaults to ``path="data"`` and
+        ``serialize_meta=True`` (keeps units, masks and meta).
+
+    Raises
+    ------
+    TypeError
+        If ``table`` is not an astropy Table.
+    TableIOError
+        If the file exists and ``overwrite`` is False, the folder does not exist or is not
+        writable, the format is unknown, or astropy cannot write the table in that format.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> import numpy as np
+    >>> from astropy.table import Table
+    >>> from gpm_astro.io import read_table, write_table
+    >>> path = os.path.join(tempfile.mkdtemp(), "images.h5")
+    >>> write_table(Table({"cutout": np.zeros((2, 3, 152, 152), np.float32)}), path)
+    >>> read_table(path)["cutout"].shape
+    (2, 3, 152, 152)
+    """
+    if not isinstance(table, Table):
+        msg = f"table must be an astropy.table.Table, got {type(table).__name__}"
+        raise TypeError(msg)
+    path = _check_path(path)
+    fmt = _format_for(path, format)
+    if not isinstance(overwrite, bool):
+        msg = f"overwrite must be True or False, got {overwrite!r}"
+        raise TableIOError(msg)
+    if path.exists() and not overwrite:
+        msg = f"{str(path)!r} exists; pass overwrite=True to replace it"
+        raise TableIOError(msg)
+    if path.is_dir():
+        msg = f"cannot write table to {str(path)!r}: it is a folder"
+        raise TableIOError(msg)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        msg = f"cannot write {str(path)!r}: folder {str(folder)!r} does not exist"
+        raise TableIOError(msg)
+
+    if fmt == "hdf5":
+        kwargs.setdefault("path", HDF5_PATH)
+        kwargs.setdefault("serialize_meta", True)
+    to_write = _with_fits_meta(table) if fmt == "fits" else table
+    suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith(".gz") else path.suffix
+    try:
+        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix,
+                                             dir=folder)
+    except OSError as exc:
+        msg = f"cannot write in folder {str(folder)!r}: {exc}"
+        raise TableIOError(msg) from exc
+    os.close(handle)
+    try:
+        to_write.write(temp_name, format=fmt, overwrite=True, **kwargs)
+        os.chmod(temp_name, 0o666 & ~_UMASK)
+        os.replace(temp_name, path)
+    except ImportError as exc:
+        msg = f"writing {str(path)!r} as {fmt} needs a package that is missing: {exc}"
+        raise TableIOError(msg) from exc
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        msg = f"cannot write {str(path)!r} as {fmt}: {exc}"
+        raise TableIOError(msg) from exc
+    finally:
+        if os.path.exists(temp_name):
+            os.unlink(temp_name)
+
+
+def _read_umask():
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+_UMASK = _read_umask()  # read once: os.umask can only be read by setting it
+
+
+def _hdf5_has(path, dataset):
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            return dataset in handle
+    except OSError:
+        return False
+
+
+def _with_fits_meta(table):
+    """A shallow copy whose meta a FITS header can hold, with the full meta as YAML in JSON."""
+    header_meta = {}
+    for key, value in table.meta.items():
+        is_scalar = isinstance(value, (str, int, float, bool)) and value is not None
+        if (isinstance(key, str) and len(key) <= 8 and key.replace("_", "").isalnum()
+                and is_scalar):
+            header_meta[key.upper()] = value
+        elif isinstance(key, str) and key.lower() in ("comments", "history"):
+            header_meta[key.upper()] = value
+    try:
+        header_meta[FITS_META_KEYWORD] = json.dumps(yaml.dump(dict(table.meta)))
+    except Exception as exc:  # yaml raises its own error types for unsupported objects
+        msg = f"table meta cannot be stored in a FITS file: {exc}"
+        raise TableIOError(msg) from exc
+    shallow = Table(table, copy=False)
+    shallow.meta = header_meta
+    return shallow
+
+
+def _decode_meta(text, path):
+    try:
+        meta = yaml.load(json.loads(text))
+    except Exception as exc:  # malformed keyword written by something else
+        msg = f"{str(path)!r} has a malformed {FITS_META_KEYWORD} header keyword: {exc}"
+        raise TableIOError(msg) from exc
+    if not isinstance(meta, dict):
+        msg = f"{str(path)!r}: header keyword {FITS_META_KEYWORD} does not hold a dict"
+        raise TableIOError(msg)
+    return meta

@@ -1,0 +1,324 @@
+"""Training loop of GPM-ResNet (paper §3.2): MSE, Adam, StepLR, best-validation checkpoint.
+
+The loop works on arrays that are already network input (see `model.InputTransform`); the
+estimator (`estimator.py`) turns tables into those arrays. Crash safety: after every epoch the
+model, optimizer, scheduler, epoch, history and best state are written atomically to
+``checkpoint_dir/checkpoint.pt``; ``resume=True`` continues from there. Every random stream of an
+epoch (shuffling, augmentation, DropBlock) is seeded from ``(seed, epoch)``, so a resumed run
+draws exactly the numbers the uninterrupted run would have drawn.
+"""
+
+import contextlib
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from astropy.table import Table
+from tqdm.auto import tqdm
+
+from gpm_astro.exceptions import GPMAstroError, ParameterError
+
+__all__ = ["resolve_device", "resolve_precision", "augment_batch", "train_network",
+           "TrainingResult", "write_history", "plot_history", "CHECKPOINT_NAME"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+HISTORY_CSV = "loss_history.csv"
+HISTORY_PNG = "loss_curves.png"
+
+
+def resolve_device(device="auto"):
+    """``"auto"`` -> CUDA when available, else CPU; otherwise the named device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ParameterError(f"device must be 'auto', 'cpu' or 'cuda[:n]', got {device!r}") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError(f"device {device!r} requested but CUDA is not available")
+    return resolved
+
+
+def resolve_precision(precision, device):
+    """Return ``"fp32"`` or ``"bf16"``.
+
+    ``"auto"`` picks bf16 autocast where the hardware gains from it: CUDA devices with bf16
+    support. On the CPU ``"auto"`` stays fp32 (ask for bf16 explicitly; see the benchmark).
+    """
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ParameterError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def _autocast(device, precision):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def augment_batch(x, generator):
+    """Apply a random element of the dihedral group (flips and 90-degree rotations) per image.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        (n, c, s, s) square images.
+    generator : torch.Generator
+        Source of randomness (CPU).
+
+    Returns
+    -------
+    torch.Tensor
+        New tensor, same shape.
+    """
+    codes = torch.randint(0, 8, (x.shape[0],), generator=generator)
+    out = torch.empty_like(x)
+    for code in range(8):
+        index = (codes == code).nonzero(as_tuple=True)[0].to(x.device)
+        if index.numel() == 0:
+            continue
+        part = x.index_select(0, index)
+        if code >= 4:
+            part = part.flip(-1)
+        out[index] = torch.rot90(part, code % 4, dims=(-2, -1))
+    return out
+
+
+class TrainingResult:
+    """What `train_network` returns: the history table and the best epoch."""
+
+    def __init__(self, history, best_epoch, best_val_loss, resumed_from):
+        self.history = history
+        self.best_epoch = best_epoch
+        self.best_val_loss = best_val_loss
+        self.resumed_from = resumed_from
+
+
+def _epoch_seed(seed, epoch):
+    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0])
+
+
+def _predict_arrays(model, x, batch_size, device, precision):
+    model.eval()
+    outputs = []
+    with torch.inference_mode(), _autocast(device, precision):
+        for start in range(0, len(x), batch_size):
+            batch = torch.as_tensor(x[start:start + batch_size]).to(device)
+            outputs.append(model(batch).float().squeeze(1).cpu())
+    return torch.cat(outputs).numpy() if outputs else np.empty(0, np.float32)
+
+
+def _atomic_torch_save(obj, path):
+    tmp = f"{path}.tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _state_copy(model):
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def train_network(model, train_x, train_y, val_x, val_y, *, config, seed=0, device="auto",
+                  precision="auto", deterministic=False, checkpoint_dir=None, resume=False,
+                  progress=True, callback=None):
+    """Train ``model`` in place and leave it holding the best-validation weights.
+
+    Parameters
+    ----------
+    model : GPMResNet
+        Freshly built (or to be overwritten by the checkpoint when resuming).
+    train_x, val_x : numpy.ndarray
+        (n, c, s, s) float32 network input.
+    train_y, val_y : numpy.ndarray
+        (n,) float32 labels in the scale the network learns (standardised or raw).
+    config : GPMResNetConfig
+        Supplies epochs, batch_size, lr, lr_step, lr_gamma, weight_decay, augment, drop_ramp.
+    seed : int
+        Seeds every random stream, per epoch.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``.
+    precision : str
+        ``"auto"``, ``"fp32"`` or ``"bf16"`` (autocast); see `resolve_precision`.
+    deterministic : bool
+        Use only deterministic kernels (``torch.use_deterministic_algorithms``) while training.
+    checkpoint_dir : str or None
+        Where ``checkpoint.pt`` and the loss history (CSV) are written after every epoch.
+    resume : bool
+        Continue from ``checkpoint_dir/checkpoint.pt`` if it exists.
+    progress : bool
+        Show a tqdm bar over epochs.
+    callback : callable or None
+        ``callback(epoch, row)`` after each epoch (after the checkpoint is written); used by
+        tests to interrupt a run.
+
+    Returns
+    -------
+    TrainingResult
+
+    Raises
+    ------
+    ParameterError
+        On empty data, mismatched lengths, or a checkpoint made with another configuration.
+    """
+    if len(train_x) == 0 or len(val_x) == 0:
+        msg = f"need training and validation rows, got {len(train_x)} and {len(val_x)}"
+        raise ParameterError(msg)
+    if len(train_x) != len(train_y) or len(val_x) != len(val_y):
+        msg = (f"images and labels differ in length: {len(train_x)} vs {len(train_y)}, "
+               f"{len(val_x)} vs {len(val_y)}")
+        raise ParameterError(msg)
+    device = resolve_device(device)
+    precision = resolve_precision(precision, device)
+    channels_last = device.type == "cuda"
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
+                                 weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step,
+                                                gamma=config.lr_gamma)
+    config_json = json.dumps(config.to_dict(), sort_keys=True)
+    history, start_epoch = [], 0
+    best_state, best_val, best_epoch = None, math.inf, -1
+    checkpoint_path = None
+    if checkpoint_dir is not None:
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        checkpoint_path = os.path.join(checkpoint_dir, CHECKPOINT_NAME)
+    resumed_from = None
+    if resume and checkpoint_path and os.path.exists(checkpoint_path):
+        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        if state["config"] != config_json or state["n_train"] != len(train_x):
+            msg = (f"checkpoint {checkpoint_path!r} was made with another configuration or "
+                   f"training set (n_train {state['n_train']} vs {len(train_x)})")
+            raise ParameterError(msg)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history = json.loads(state["history"])
+        start_epoch = resumed_from = int(state["epoch"])
+        best_state, best_val = state["best_state"], float(state["best_val_loss"])
+        best_epoch = int(state["best_epoch"])
+
+    previous_deterministic = torch.are_deterministic_algorithms_enabled()
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    n_train = len(train_x)
+    epochs = config.epochs
+    bar = tqdm(range(start_epoch, epochs), desc="GPM-ResNet training", unit="epoch",
+               disable=not progress, initial=start_epoch, total=epochs)
+    try:
+        for epoch in bar:
+            started = time.perf_counter()
+            epoch_seed = _epoch_seed(seed, epoch)
+            torch.manual_seed(epoch_seed)
+            generator = torch.Generator().manual_seed(epoch_seed)
+            order = np.random.default_rng(epoch_seed).permutation(n_train)
+            fraction = (epoch + 1) / epochs if config.drop_ramp else 1.0
+            model.set_drop_progress(fraction)
+            model.train()
+            total, count = 0.0, 0
+            for start in range(0, n_train, config.batch_size):
+                index = np.sort(order[start:start + config.batch_size])
+                if len(index) < 2:  # BatchNorm cannot train on one sample
+                    continue
+                x = torch.as_tensor(train_x[index])
+                if config.augment:
+                    x = augment_batch(x, generator)
+                x = x.to(device)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                y = torch.as_tensor(train_y[index]).to(device)
+                optimizer.zero_grad(set_to_none=True)
+                with _autocast(device, precision):
+                    pred = model(x).float().squeeze(1)
+                loss = F.mse_loss(pred, y)
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(index)
+                count += len(index)
+            train_loss = total / max(count, 1)
+            val_pred = _predict_arrays(model, val_x, config.batch_size, device, precision)
+            val_loss = float(np.mean((val_pred - val_y) ** 2))
+            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+                   "drop_fraction": fraction, "train_loss": train_loss, "val_loss": val_loss,
+                   "seconds": time.perf_counter() - started}
+            history.append(row)
+            if val_loss < best_val:
+                best_val, best_epoch, best_state = val_loss, epoch + 1, _state_copy(model)
+            scheduler.step()
+            if checkpoint_path:
+                _atomic_torch_save({
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
+                    "history": json.dumps(history), "best_state": best_state,
+                    "best_val_loss": best_val, "best_epoch": best_epoch, "seed": int(seed),
+                    "config": config_json, "n_train": n_train}, checkpoint_path)
+                write_history(history, os.path.join(checkpoint_dir, HISTORY_CSV))
+            bar.set_postfix(train=f"{train_loss:.4g}", val=f"{val_loss:.4g}")
+            if callback is not None:
+                callback(epoch + 1, row)
+    finally:
+        bar.close()
+        if deterministic:
+            torch.use_deterministic_algorithms(previous_deterministic)
+    if best_state is None:
+        msg = (f"training gave no finite validation loss (last {history[-1]['val_loss']!r}); "
+               f"try a lower learning rate than {config.lr!r}")
+        raise GPMAstroError(msg)
+    model.load_state_dict(best_state)
+    model.set_drop_progress(1.0)
+    model.eval()
+    model.to(memory_format=torch.contiguous_format)
+    return TrainingResult(history_table(history), best_epoch, best_val, resumed_from)
+
+
+def history_table(history):
+    """The per-epoch history as an astropy Table."""
+    names = ("epoch", "lr", "drop_fraction", "train_loss", "val_loss", "seconds")
+    if not history:
+        return Table(names=names, dtype=[int] + [float] * 5)
+    return Table(rows=[[row[n] for n in names] for row in history], names=names)
+
+
+def write_history(history, path):
+    """Write the history (list of rows or Table) as CSV, atomically."""
+    table = history if isinstance(history, Table) else history_table(history)
+    tmp = f"{path}.tmp"
+    table.write(tmp, format="ascii.csv", overwrite=True)
+    os.replace(tmp, path)
+
+
+def plot_history(history, path, *, title="GPM-ResNet training"):
+    """Plot train and validation loss per epoch (log scale) into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    table = history if isinstance(history, Table) else history_table(history)
+    fig, ax = plt.subplots(figsize=(5, 3.4), dpi=100)
+    ax.plot(table["epoch"], table["train_loss"], label="train", marker=".")
+    ax.plot(table["epoch"], table["val_loss"], label="validation", marker=".")
+    if len(table):
+        best = int(np.argmin(table["val_loss"]))
+        ax.axvline(table["epoch"][best], color="grey", ls=":", label="best epoch")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MSE loss")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+

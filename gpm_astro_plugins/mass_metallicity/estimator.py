@@ -1,0 +1,174 @@
+"""Metallicity from stellar mass through the Tremonti et al. (2004) relation (paper eq. 5).
+
+``Z = -1.492 + 1.847 x - 0.08026 x**2`` with ``x = log10(M*/Msun)``, valid for
+8.5 <= x <= 11.5 with an intrinsic scatter of about 0.10 dex. The mass comes from a table
+column (e.g. the MPA-JHU ``lgm_tot_p50``) or from a mass estimator such as the mass-regression
+GPM-ResNet (``gpm_resnet_mass``), whose ``logmstar_pred`` is used.
+"""
+
+import numpy as np
+from astropy.table import Column, MaskedColumn, Table
+
+from gpm_astro.base import Estimator
+from gpm_astro.exceptions import ParameterError
+from gpm_astro.metrics import TREMONTI_MASS_RANGE, tremonti_mzr
+from gpm_astro.tables import missing_mask, require_columns, require_table
+
+__all__ = ["MassMetallicity", "tremonti_slope"]
+
+
+def tremonti_slope(logmass):
+    """dZ / dx of the Tremonti relation at ``x = log10(M*/Msun)``."""
+    return 1.847 - 2 * 0.08026 * np.asarray(logmass, dtype=float)
+
+
+class MassMetallicity(Estimator):
+    """Z from log stellar mass by the Tremonti et al. (2004) mass-metallicity relation.
+
+    Parameters
+    ----------
+    mass_column : str, optional
+        Column of log10(M*/Msun) used when no ``mass_estimator`` is given.
+    mass_err_column : str, optional
+        Column of the 1-sigma error of that mass (dex); none (zero mass error) by default.
+    mass_estimator : str, type or Estimator, optional
+        An estimator predicting log M* (``output = "logmstar"``, e.g. ``"gpm_resnet_mass"``);
+        its ``logmstar_pred`` and ``logmstar_pred_err`` replace the mass column.
+    mass_weights : str or path-like, optional
+        Weights given to the mass estimator's ``load``.
+    intrinsic_scatter : float, optional
+        Scatter of the relation in dex, added in quadrature to the propagated mass error.
+    mass_range : (float, float), optional
+        Masses outside this range (inclusive) are masked with flag ``mass_out_of_range``,
+        never extrapolated. Default: Tremonti's fitted range, 8.5 to 11.5.
+
+    Notes
+    -----
+    ``Z_pred_err = sqrt(intrinsic_scatter**2 + (dZ/dx * mass_err)**2)``. Rows with a missing
+    mass (masked, NaN, -9999, -99) get flag ``missing_mass``; rows the mass estimator could not
+    predict get ``mass:<its flag>``.
+
+    Examples
+    --------
+    >>> from astropy.table import Table
+    >>> from gpm_astro_plugins.mass_metallicity import MassMetallicity
+    >>> out = MassMetallicity().predict(Table({"lgm_tot_p50": [10.0, 8.0]}))
+    >>> round(float(out["Z_pred"][0]), 3), str(out["Z_pred_flag"][1])
+    (8.952, 'mass_out_of_range')
+    """
+
+    name = "mass_metallicity"
+    requires_fit = False
+
+    def __init__(self, *, mass_column="lgm_tot_p50", mass_err_column=None, mass_estimator=None,
+                 mass_weights=None, intrinsic_scatter=0.10, mass_range=TREMONTI_MASS_RANGE):
+        self.mass_column = mass_column
+        self.mass_err_column = mass_err_column
+        self.mass_estimator = mass_estimator
+        self.mass_weights = mass_weights
+        self.intrinsic_scatter = intrinsic_scatter
+        self.mass_range = mass_range
+
+    @property
+    def required_columns(self):
+        """The mass columns, or the mass estimator's required columns."""
+        if self.mass_estimator is None:
+            return tuple(c for c in (self.mass_column, self.mass_err_column) if c)
+        estimator = self.mass_estimator
+        if isinstance(estimator, Estimator):
+            return tuple(estimator.required_columns)
+        from gpm_astro.estimation import resolve_estimator
+
+        return tuple(resolve_estimator(estimator).required_columns)
+
+    def _validate(self):
+        low, high = self.mass_range
+        if not high > low:
+            msg = f"mass_range must be (low, high) with high > low, got {self.mass_range!r}"
+            raise ParameterError(msg)
+        if not self.intrinsic_scatter >= 0:
+            msg = f"intrinsic_scatter must be >= 0 dex, got {self.intrinsic_scatter!r}"
+            raise ParameterError(msg)
+
+    def _resolve_mass_estimator(self):
+        from gpm_astro.estimation import resolve_estimator
+
+        estimator = resolve_estimator(self.mass_estimator, weights=self.mass_weights)
+        if estimator.output == "Z":
+            msg = (f"mass_estimator must predict stellar mass (output 'logmstar'), but "
+                   f"{estimator!r} predicts {estimator.output!r}")
+            raise ParameterError(msg)
+        return estimator
+
+    def fit(self, table, *, target="oh_p50"):
+        """Nothing to learn from ``table``; resolves the mass estimator (loading its weights).
+
+        Returns
+        -------
+        MassMetallicity
+            self
+        """
+        require_table(table)
+        self._validate()
+        if self.mass_estimator is not None:
+            self.mass_estimator_ = self._resolve_mass_estimator()
+        return self
+
+    def _masses(self, table):
+        """Return (logmass, logmass_err, flags) for every row."""
+        n = len(table)
+        flags = np.full(n, "ok", dtype=object)
+        if self.mass_estimator is None:
+            require_columns(table, list(self.required_columns), "mass_metallicity")
+            column = table[self.mass_column]
+            missing = missing_mask(column)
+            mass = np.asarray(np.ma.getdata(column), dtype=float)
+            if self.mass_err_column:
+                err_column = table[self.mass_err_column]
+                missing |= missing_mask(err_column)
+                mass_err = np.asarray(np.ma.getdata(err_column), dtype=float)
+            else:
+                mass_err = np.zeros(n)
+            flags[missing] = "missing_mass"
+            return mass, mass_err, flags
+        if not hasattr(self, "mass_estimator_"):
+            self.mass_estimator_ = self._resolve_mass_estimator()  # lazy, loads once
+        estimator = self.mass_estimator_
+        result = estimator.predict(table)
+        name = estimator.output_column
+        mass_col = np.ma.asanyarray(result[name])
+        mass = np.asarray(np.ma.filled(mass_col.astype(float), np.nan))
+        mass_err = np.asarray(np.ma.filled(np.ma.asanyarray(result[f"{name}_err"]).astype(float),
+                                           np.nan))
+        inner_flags = np.asarray(result[f"{name}_flag"]).astype(str)
+        failed = (inner_flags != "ok") | ~np.isfinite(mass)
+        for i in np.flatnonzero(failed):
+            flags[i] = f"mass:{inner_flags[i]}" if inner_flags[i] != "ok" else "missing_mass"
+        mass_err = np.where(np.isfinite(mass_err), mass_err, 0.0)
+        return mass, mass_err, flags
+
+    def predict(self, table):
+        """Z_pred, Z_pred_err and Z_pred_flag for every row, in order.
+
+        Raises
+        ------
+        SchemaError
+            If the mass column (or a column the mass estimator needs) is missing.
+        """
+        require_table(table)
+        self._validate()
+        mass, mass_err, flags = self._masses(table)
+        low, high = self.mass_range
+        outside = (flags == "ok") & ((mass < low) | (mass > high))
+        flags[outside] = "mass_out_of_range"
+        good = flags == "ok"
+        values = np.full(len(table), np.nan)
+        errors = np.full(len(table), np.nan)
+        values[good] = tremonti_mzr(mass[good])
+        errors[good] = np.hypot(self.intrinsic_scatter,
+                                tremonti_slope(mass[good]) * mass_err[good])
+        return Table({
+            "Z_pred": MaskedColumn(values, mask=~good, unit="dex"),
+            "Z_pred_err": MaskedColumn(errors, mask=~good, unit="dex"),
+            "Z_pred_flag": Column(flags.astype(str)),
+        })

@@ -1,0 +1,162 @@
+"""Steps used by both configurations: the pixel check and the size limit."""
+
+import math
+
+import numpy as np
+
+from gpm_astro.base import PreprocessingStep, StepResult
+from gpm_astro.exceptions import ParameterError
+
+from .imaging import enclosing_circle, largest_component
+
+__all__ = ["CheckPixels", "SizeLimit", "OK", "check_positive", "check_choice"]
+
+OK = "ok"
+
+
+def check_positive(owner, **values):
+    """Raise ParameterError unless every value is a finite number > 0."""
+    for key, value in values.items():
+        if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) \
+                or not math.isfinite(value) or value <= 0:
+            msg = f"{owner}: {key} must be a positive number, got {value!r}"
+            raise ParameterError(msg)
+
+
+def check_choice(owner, key, value, choices):
+    if value not in choices:
+        msg = f"{owner}: {key} must be one of {list(choices)}, got {value!r}"
+        raise ParameterError(msg)
+
+
+class CheckPixels(PreprocessingStep):
+    """Flag cutouts whose pixels cannot be trusted (``invalid_pixels``).
+
+    A cutout is rejected when any band holds a non-finite value (NaN, inf), a value whose
+    absolute size exceeds ``max_abs_value`` (saturated or corrupt), more than
+    ``max_zero_fraction`` of exact zeros (no data: off the survey footprint or a masked CCD
+    region; sky-subtracted noise is essentially never exactly 0), or is constant.
+
+    Parameters
+    ----------
+    max_nonfinite_fraction : float
+        Largest allowed fraction of non-finite pixels per band (default 0: none).
+    max_zero_fraction : float
+        Largest allowed fraction of pixels exactly equal to 0 per band.
+    max_abs_value : float
+        Largest allowed absolute pixel value, nanomaggies.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> step = CheckPixels()
+    >>> images = np.random.default_rng(0).normal(0, 0.01, (2, 3, 32, 32)).astype("f4")
+    >>> images[1, 0, :4, :4] = np.nan
+    >>> step.process(images, {}).flags.tolist()
+    ['ok', 'invalid_pixels']
+    """
+
+    name = "check_pixels"
+    provides = ("pixel_problem",)
+
+    def __init__(self, *, max_nonfinite_fraction=0.0, max_zero_fraction=0.05,
+                 max_abs_value=1e6):
+        self.max_nonfinite_fraction = max_nonfinite_fraction
+        self.max_zero_fraction = max_zero_fraction
+        self.max_abs_value = max_abs_value
+
+    def _validate(self):
+        for key in ("max_nonfinite_fraction", "max_zero_fraction"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                msg = f"{self.name}: {key} must be a fraction in [0, 1], got {value!r}"
+                raise ParameterError(msg)
+        check_positive(self.name, max_abs_value=self.max_abs_value)
+
+    def process(self, images, context):
+        self._validate()
+        n = images.shape[0]
+        pixels = images.reshape(n, images.shape[1], -1)
+        finite = np.isfinite(pixels)
+        per_band = pixels.shape[-1]
+        nonfinite = (per_band - finite.sum(-1)) / per_band
+        with np.errstate(invalid="ignore"):
+            zeros = (pixels == 0).sum(-1) / per_band
+            huge = (np.abs(np.where(finite, pixels, 0)) > self.max_abs_value).any(-1)
+            safe = np.where(finite, pixels, 0)
+            constant = safe.max(-1) == safe.min(-1)
+        problem = np.full(n, "", dtype="<U16")
+        problem[constant.any(-1)] = "constant_band"
+        problem[huge.any(-1)] = "saturated"
+        problem[(zeros > self.max_zero_fraction).any(-1)] = "zero_pixels"
+        problem[(nonfinite > self.max_nonfinite_fraction).any(-1)] = "nonfinite"
+        flags = np.where(problem == "", OK, "invalid_pixels")
+        return StepResult(images=images, flags=flags, extras={"pixel_problem": problem})
+
+
+class SizeLimit(PreprocessingStep):
+    """Reject targets larger than ``max_radius`` (``too_large``).
+
+    The radius is that of the minimum enclosing circle of the target's pixels: with
+    ``region="largest_component"`` (the paper) the largest 8-connected component of the
+    thresholded image inside the target mask; with ``region="segment"`` the central segment
+    found by `mask_neighbours` inside the mask. A target with no pixels, or a single pixel
+    (radius 0), is ``no_central_source``: the paper keeps radii in (0, 6"] only.
+
+    Parameters
+    ----------
+    max_radius : float
+        Largest radius kept, arcsec (paper: 6).
+    region : {"largest_component", "segment"}
+        Which pixels define the target.
+    truncate_radius : bool
+        Truncate the radius to whole pixels before comparing, as the published code does
+        (``int(r) < 23``); the paper compares the radius itself.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> binary = np.zeros((1, 40, 40), bool); binary[0, 10:30, 18:22] = True
+    >>> rows = {"binary": binary, "target_mask": np.ones_like(binary)}
+    >>> result = SizeLimit(max_radius=2.0).process(np.zeros((1, 3, 40, 40), "f4"),
+    ...                                             {"rows": rows, "pixel_scale": 0.262})
+    >>> result.flags.tolist(), round(float(result.columns["enclosing_radius"][0]), 2)
+    (['too_large'], 2.5)
+    """
+
+    name = "size_limit"
+    provides = ("enclosing_radius",)
+
+    def __init__(self, *, max_radius=6.0, region="largest_component", truncate_radius=False):
+        self.max_radius = max_radius
+        self.region = region
+        self.truncate_radius = truncate_radius
+
+    @property
+    def requires(self):
+        return ("binary", "target_mask") if self.region == "largest_component" \
+            else ("segment", "target_mask")
+
+    def process(self, images, context):
+        check_positive(self.name, max_radius=self.max_radius)
+        check_choice(self.name, "region", self.region, ("largest_component", "segment"))
+        rows = context["rows"]
+        pixel_scale = context.get("pixel_scale", 0.262)
+        n = images.shape[0]
+        radius = np.full(n, np.nan)
+        flags = np.full(n, OK, dtype="<U20")
+        for i in range(n):
+            if self.region == "largest_component":
+                target = largest_component(rows["binary"][i] & rows["target_mask"][i])
+            else:
+                target = rows["segment"][i] & rows["target_mask"][i]
+            _, _, r_px = enclosing_circle(target)
+            if self.truncate_radius and math.isfinite(r_px):
+                r_px = float(int(r_px))
+            if not math.isfinite(r_px) or r_px <= 0:
+                flags[i] = "no_central_source"
+                continue
+            radius[i] = r_px * pixel_scale
+            if radius[i] > self.max_radius:
+                flags[i] = "too_large"
+        return StepResult(images=images, flags=flags, columns={"enclosing_radius": radius})
