@@ -464,14 +464,13 @@ def _check_unique_ids(table, id_columns, what):
     if len(table) < 2:
         return
     keys = table[names].copy(copy_data=True)
-    keys["_row"] = np.arange(len(table))
     keys.sort(names)
-    key_values = np.asarray(keys[names].as_array())
+    key_values = np.asarray(keys.as_array())
     repeated = np.flatnonzero(key_values[1:] == key_values[:-1])
     if len(repeated):
-        examples = [tuple(keys[names][i]) for i in repeated[:5]]
-        msg = (f"{what} id {names} is duplicated ({len(repeated)} repeats), e.g. "
-               f"{[e[0] if len(e) == 1 else e for e in examples]}")
+        examples = [e[0] if len(e) == 1 else e for e in key_values[repeated[:5]].tolist()]
+        msg = (f"{what} id {names} is duplicated ({len(repeated)} repeated rows), e.g. "
+               f"{examples}")
         raise SchemaError(msg)
 
 
@@ -516,7 +515,7 @@ def _masked(column, mask):
         msg = (f"image column {column.info.name!r} is a {type(column).__name__} mixin column, "
                f"which crossmatch cannot mask; convert it to plain columns first")
         raise SchemaError(msg)
-    data = np.array(column)
+    data = np.asarray(column)  # ``column`` is a fresh copy (images[index]): safe to edit
     data[mask] = np.zeros((), dtype=data.dtype)
     shape_mask = np.broadcast_to(mask.reshape((-1,) + (1,) * (column.ndim - 1)), column.shape)
     old_mask = np.ma.getmaskarray(np.ma.asanyarray(column))

@@ -33,7 +33,9 @@ def resolve_estimator(estimator, *, weights=None, fit_table=None, fit_target=Non
         A registered name (see ``gpm-astro plugins``), an `~gpm_astro.base.Estimator`
         subclass, or an instance (used as given, fitted or not).
     weights : str or path-like, optional
-        Passed to the estimator's ``load`` method (a registered weights name or a file).
+        Passed to the estimator's ``load`` method (a registered weights name or a file). When
+        ``load`` is a classmethod (it builds the estimator from the weights and their card),
+        it is called as ``cls.load(weights, **estimator_params)``.
     fit_table : astropy.table.Table, optional
         When given, the estimator is fitted on it first.
     fit_target : str, optional
@@ -65,9 +67,14 @@ def resolve_estimator(estimator, *, weights=None, fit_table=None, fit_target=Non
     if isinstance(estimator, str):
         from .plugins import get_estimator
 
-        instance = get_estimator(estimator)(**estimator_params)
-    elif isinstance(estimator, type) and issubclass(estimator, Estimator):
-        instance = estimator(**estimator_params)
+        estimator = get_estimator(estimator)
+    if isinstance(estimator, type) and issubclass(estimator, Estimator):
+        if weights is not None and _loads_by_class(estimator):
+            # a classmethod load builds the instance from the weights and their card
+            instance = estimator.load(weights, **estimator_params)
+            weights = None
+        else:
+            instance = estimator(**estimator_params)
     elif isinstance(estimator, Estimator):
         if estimator_params:
             msg = (f"estimator parameters {sorted(estimator_params)} cannot be combined with an "
@@ -93,6 +100,12 @@ def resolve_estimator(estimator, *, weights=None, fit_table=None, fit_target=Non
             instance.fit(fit_table, target=fit_target)
         instance = fitted if isinstance(fitted, Estimator) else instance
     return instance
+
+
+def _loads_by_class(cls):
+    import inspect
+
+    return isinstance(inspect.getattr_static(cls, "load", None), classmethod)
 
 
 def _estimator_label(estimator):

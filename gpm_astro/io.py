@@ -6,11 +6,14 @@ Multi-dimensional columns (the (n, 3, 152, 152) ``cutout`` column) and the neste
 ``meta["gpm_astro"]`` survive FITS, HDF5 and ECSV round trips.
 """
 
+import contextlib
+import csv
 import json
 import os
 import tempfile
 from pathlib import Path
 
+import astropy.units as u
 from astropy.io.misc import yaml
 from astropy.table import Table
 
@@ -21,7 +24,7 @@ __all__ = ["read_table", "write_table", "FORMATS"]
 #: File-name endings and the astropy format each one means.
 FORMATS = {
     ".fits": "fits", ".fit": "fits", ".fts": "fits", ".fits.gz": "fits",
-    ".ecsv": "ascii.ecsv", ".ecsv.gz": "ascii.ecsv",
+    ".ecsv": "ascii.ecsv",
     ".csv": "ascii.csv",
     ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5",
     ".parquet": "parquet",
@@ -72,7 +75,8 @@ def read_table(path, *, format=None, **kwargs):
     Returns
     -------
     `~astropy.table.Table`
-        The table; a FITS file written by `write_table` gets its full ``meta`` back.
+        The table, numeric columns in native byte order (FITS is big-endian); a FITS file
+        written by `write_table` gets its full ``meta`` and non-FITS units (``nmgy``) back.
 
     Raises
     ------
@@ -100,7 +104,8 @@ def read_table(path, *, format=None, **kwargs):
     if fmt == "hdf5" and "path" not in kwargs and _hdf5_has(path, HDF5_PATH):
         kwargs["path"] = HDF5_PATH
     try:
-        table = Table.read(path, format=fmt, **kwargs)
+        with _large_csv_fields():
+            table = Table.read(path, format=fmt, **kwargs)
     except ImportError as exc:
         msg = f"reading {str(path)!r} as {fmt} needs a package that is missing: {exc}"
         raise TableIOError(msg) from exc
@@ -108,8 +113,18 @@ def read_table(path, *, format=None, **kwargs):
         msg = f"cannot read {str(path)!r} as {fmt}: {exc}"
         raise TableIOError(msg) from exc
     if fmt == "fits" and FITS_META_KEYWORD in table.meta:
-        table.meta = _decode_meta(table.meta[FITS_META_KEYWORD], path)
+        _restore_fits_meta(table, path)
+    _to_native_byte_order(table)
     return table
+
+
+def _to_native_byte_order(table):
+    """FITS stores big-endian numbers; torch and numba refuse them, so convert in place."""
+    for name in table.colnames:
+        column = table[name]
+        dtype = getattr(column, "dtype", None)
+        if dtype is not None and dtype.kind in "biufc" and not dtype.isnative:
+            table[name] = column.astype(dtype.newbyteorder("="))
 
 
 def write_table(table, path, *, overwrite=False, format=None, **kwargs):
@@ -167,7 +182,8 @@ def write_table(table, path, *, overwrite=False, format=None, **kwargs):
         raise TableIOError(msg)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        msg = f"cannot write {str(path)!r}: folder {str(folder)!r} does not exist"
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        msg = f"cannot write {str(path)!r}: folder {str(folder)!r} {what}"
         raise TableIOError(msg)
 
     if fmt == "hdf5":
@@ -197,6 +213,17 @@ def write_table(table, path, *, overwrite=False, format=None, **kwargs):
             os.unlink(temp_name)
 
 
+@contextlib.contextmanager
+def _large_csv_fields():
+    """ECSV stores a cutout (3 x 152 x 152 numbers) in one CSV field: lift csv's size limit."""
+    previous = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
 def _read_umask():
     current = os.umask(0o022)
     os.umask(current)
@@ -217,7 +244,12 @@ def _hdf5_has(path, dataset):
 
 
 def _with_fits_meta(table):
-    """A shallow copy whose meta a FITS header can hold, with the full meta as YAML in JSON."""
+    """A shallow copy a FITS file can hold; the full meta and units go in one keyword.
+
+    FITS headers take only short upper-case keywords with scalar values, and TUNIT only FITS
+    units (not ``nmgy``), so ``meta`` and every column unit are also stored as YAML inside a
+    JSON string under `FITS_META_KEYWORD`; `read_table` restores them.
+    """
     header_meta = {}
     for key, value in table.meta.items():
         is_scalar = isinstance(value, (str, int, float, bool)) and value is not None
@@ -226,23 +258,37 @@ def _with_fits_meta(table):
             header_meta[key.upper()] = value
         elif isinstance(key, str) and key.lower() in ("comments", "history"):
             header_meta[key.upper()] = value
+    shallow = Table(table, copy=False)  # new column objects over the same data
+    units = {}
+    for name in shallow.colnames:
+        unit = getattr(shallow[name], "unit", None)
+        if unit is None or isinstance(shallow[name], u.Quantity):
+            continue
+        units[name] = unit.to_string()
+        try:
+            unit.to_string("fits")
+        except ValueError:
+            shallow[name].unit = None  # not a FITS unit: kept in the keyword only
     try:
-        header_meta[FITS_META_KEYWORD] = json.dumps(yaml.dump(dict(table.meta)))
+        payload = {"meta": dict(table.meta), "units": units}
+        header_meta[FITS_META_KEYWORD] = json.dumps(yaml.dump(payload))
     except Exception as exc:  # yaml raises its own error types for unsupported objects
         msg = f"table meta cannot be stored in a FITS file: {exc}"
         raise TableIOError(msg) from exc
-    shallow = Table(table, copy=False)
     shallow.meta = header_meta
     return shallow
 
 
-def _decode_meta(text, path):
+def _restore_fits_meta(table, path):
     try:
-        meta = yaml.load(json.loads(text))
+        payload = yaml.load(json.loads(table.meta[FITS_META_KEYWORD]))
+        meta, units = payload["meta"], payload["units"]
+        if not isinstance(meta, dict) or not isinstance(units, dict):
+            raise TypeError("meta and units must be dicts")
+        for name, unit in units.items():
+            if name in table.colnames:
+                table[name].unit = u.Unit(unit)
     except Exception as exc:  # malformed keyword written by something else
         msg = f"{str(path)!r} has a malformed {FITS_META_KEYWORD} header keyword: {exc}"
         raise TableIOError(msg) from exc
-    if not isinstance(meta, dict):
-        msg = f"{str(path)!r}: header keyword {FITS_META_KEYWORD} does not hold a dict"
-        raise TableIOError(msg)
-    return meta
+    table.meta = meta

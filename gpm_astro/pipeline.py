@@ -34,7 +34,9 @@ from astropy.table import Table
 from .exceptions import ParameterError, SchemaError
 from .tables import package_version, record_step
 
-__all__ = ["DEFAULT_CONFIG", "load_config", "Pipeline", "run_pipeline", "STAGE_NAMES"]
+__all__ = ["DEFAULT_CONFIG", "STAGE_NAMES", "CATALOGUE_COLUMNS", "load_config", "config_to_toml",
+           "Pipeline", "run_pipeline", "make_catalogue", "write_cutouts", "read_cutouts",
+           "atomic_write_bytes"]
 
 #: Every section and key a configuration may hold, with the default values.
 DEFAULT_CONFIG = {
@@ -55,7 +57,8 @@ DEFAULT_CONFIG = {
     "crossmatch": {"radius_arcsec": 1.0, "one_to_one": True},
     # keyword arguments of preprocess_cutouts
     "preprocess": {"config": "default", "n_jobs": 1},
-    "sample": {"n_galaxies": 25000, "column": "oh_p50", "n_bins": 20,
+    # draw min(n_galaxies, max_fraction x the usable galaxies), uniform in `column`
+    "sample": {"n_galaxies": 25000, "max_fraction": 1.0, "column": "oh_p50", "n_bins": 20,
                "fractions": [5, 3, 2], "seed": 123},
     # label -> {estimator: registered name, params: {...}, target: column}
     "estimators": {
@@ -202,6 +205,10 @@ def _validate(cfg):
     if not isinstance(n, int) or isinstance(n, bool) or n < 3:
         msg = f"sample.n_galaxies must be an integer >= 3, got {n!r}"
         raise ParameterError(msg)
+    frac = sample["max_fraction"]
+    if not isinstance(frac, (int, float)) or isinstance(frac, bool) or not 0 < frac <= 1:
+        msg = f"sample.max_fraction must be in (0, 1], got {frac!r}"
+        raise ParameterError(msg)
     fractions = sample["fractions"]
     if (not isinstance(fractions, (list, tuple)) or len(fractions) != 3
             or not all(isinstance(f, (int, float)) and f > 0 for f in fractions)):
@@ -234,6 +241,65 @@ def _validate(cfg):
     if maxg is not None and (not isinstance(maxg, int) or isinstance(maxg, bool) or maxg < 0):
         msg = f"application.max_galaxies must be a non-negative integer or null, got {maxg!r}"
         raise ParameterError(msg)
+
+
+def _toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    msg = f"cannot write {value!r} to TOML"
+    raise ParameterError(msg)
+
+
+def config_to_toml(config):
+    """Write a configuration as TOML text (unset values become comments).
+
+    Parameters
+    ----------
+    config : dict
+        A configuration (e.g. `DEFAULT_CONFIG`).
+
+    Returns
+    -------
+    str
+        TOML that `load_config` reads back to the same configuration.
+
+    Examples
+    --------
+    >>> from gpm_astro.pipeline import DEFAULT_CONFIG, config_to_toml, load_config
+    >>> import tomllib
+    >>> load_config(tomllib.loads(config_to_toml(DEFAULT_CONFIG))) == load_config()
+    True
+    """
+    lines = ["# gpm-astro run configuration; every key is optional (defaults shown).",
+             "# Sections: source, select, crossmatch, preprocess, sample, estimators,",
+             "# application, evaluate, report. Run: gpm-astro run THIS_FILE --out DIR", ""]
+
+    def emit(table, prefix):
+        scalars = {k: v for k, v in table.items() if not isinstance(v, dict) or not v
+                   or k == "params"}
+        nested = {k: v for k, v in table.items() if k not in scalars}
+        for key, value in scalars.items():
+            if value is None:
+                lines.append(f"# {key} = (unset)")
+            elif isinstance(value, dict) and not value:
+                lines.append(f"{key} = {{}}")
+            else:
+                lines.append(f"{key} = {_toml_value(value)}")
+        for key, value in nested.items():
+            lines.append("")
+            lines.append(f"[{prefix}{key}]")
+            emit(value, f"{prefix}{key}.")
+
+    emit(config, "")
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,7 +346,7 @@ def read_cutouts(path, rows=None):
     """Read cutouts from a file written by `write_cutouts`; ``rows`` selects (any order)."""
     import h5py
 
-    with h5py.File(path, "r") as handle:
+    with h5py.File(path, "r", locking=False) as handle:
         images = handle["images"]
         if rows is None:
             return images[...]
@@ -293,6 +359,58 @@ def read_cutouts(path, rows=None):
         out = np.empty((len(rows),) + images.shape[1:], dtype=np.float32)
         out[order] = data[inverse]
         return out
+
+
+class CutoutWriter:
+    """Fill an HDF5 cutout store (dataset ``images``) piece by piece; it appears atomically.
+
+    Use as a context manager: the file takes its final name only when the block ends without
+    an error, so an interrupted run never leaves a half-written store under the final name.
+
+    Parameters
+    ----------
+    path : path-like
+        The final file.
+    n_rows : int
+        Number of cutouts.
+    shape : tuple of int
+        Shape of one cutout, e.g. (3, 152, 152).
+    compress : bool, optional
+        LZF compression (worth it for masked cutouts, which are mostly zeros).
+    """
+
+    def __init__(self, path, n_rows, shape, *, compress=False):
+        self.path = Path(path)
+        self.n_rows = int(n_rows)
+        self.shape = tuple(shape)
+        self.compress = compress
+
+    def __enter__(self):
+        import h5py
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part",
+                                         dir=self.path.parent)
+        os.close(fd)
+        self._file = h5py.File(self._tmp, "w")
+        chunks = (1,) + self.shape if self.n_rows else None
+        self.images = self._file.create_dataset(
+            "images", shape=(self.n_rows,) + self.shape, dtype=np.float32, chunks=chunks,
+            compression="lzf" if self.compress and self.n_rows else None)
+        return self
+
+    def write(self, start, cutouts):
+        """Store ``cutouts`` at rows ``start, start + 1, ...``."""
+        cutouts = np.asarray(cutouts, dtype=np.float32)
+        self.images[start:start + len(cutouts)] = cutouts
+
+    def __exit__(self, kind, value, traceback):
+        self._file.close()
+        if kind is None:
+            os.replace(self._tmp, self.path)
+        elif os.path.exists(self._tmp):
+            os.unlink(self._tmp)
+        return False
 
 
 def _write_table(table, path):
@@ -311,6 +429,16 @@ def _read_table(path):
 
 # --------------------------------------------------------------------------------------------
 # the pipeline
+
+
+def _n_jobs(value):
+    """Worker processes: a positive integer, or -1 / "all" for every core."""
+    if value in (-1, "all"):
+        return os.cpu_count() or 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        msg = f"n_jobs must be a positive integer, -1 or 'all', got {value!r}"
+        raise ParameterError(msg)
+    return value
 
 
 def _fingerprint(*parts):
@@ -370,6 +498,15 @@ class Pipeline:
 
     def _save_state(self, state):
         atomic_write_bytes(self._state_path, json.dumps(state, indent=1).encode())
+
+    def _clear_checkpoints(self, name):
+        import shutil
+
+        if name.startswith("estimate:"):
+            label = name.split(":", 1)[1]
+            for folder in (f"estimate/checkpoints/{label}", f"estimate/checkpoints/{label}_mass"):
+                if self.path(folder).is_dir():
+                    shutil.rmtree(self.path(folder))
 
     def stages(self):
         """Return the ordered list of ``(stage_name, outputs, config_parts)``."""
@@ -446,6 +583,11 @@ class Pipeline:
                 skipped.append(name)
             else:
                 self.log(f"[{index}/{len(stages)}] {name} ...")
+                started = state.setdefault("_started", {})
+                if started.get(name) != key:  # stale checkpoints of another configuration
+                    self._clear_checkpoints(name)
+                started[name] = key
+                self._save_state(state)
                 tic = time.perf_counter()
                 getattr(self, "_stage_" + name.split(":")[0])(
                     *name.split(":")[1:])
@@ -480,11 +622,11 @@ class Pipeline:
     def _stage_sky(self):
         source = self.config["source"]
         if source["name"] == "mock":
-            labels, images, truth = self._generate_mock(source["params"])
-        else:
-            labels = _read_table(source["labels"])
-            images = _read_table(source["images"])
-            truth = _read_table(source["truth"]) if source["truth"] else None
+            self._build_mock_sky(source["params"])
+            return
+        labels = _read_table(source["labels"])
+        images = _read_table(source["images"])
+        truth = _read_table(source["truth"]) if source["truth"] else None
         if "cutout" not in images.colnames:
             msg = (f"the image catalogue needs a 'cutout' column (n, 3, 152, 152) of g, r, z "
                    f"nanomaggies; columns present: {images.colnames}")
@@ -492,13 +634,18 @@ class Pipeline:
         cutouts = np.asarray(images["cutout"], dtype=np.float32)
         catalogue = images.copy(copy_data=False)
         catalogue.remove_column("cutout")
+        with CutoutWriter(self.path("sky/cutouts.h5"), len(cutouts), cutouts.shape[1:]) as out:
+            out.write(0, cutouts)
+        self._write_sky(labels, catalogue, truth, images.meta)
+
+    def _write_sky(self, labels, catalogue, truth, meta):
+        source = self.config["source"]
         catalogue["image_row"] = np.arange(len(catalogue))
-        catalogue.meta.setdefault("bands", images.meta.get("bands", "grz"))
-        catalogue.meta.setdefault("pixel_scale", images.meta.get("pixel_scale", 0.262))
+        catalogue.meta.setdefault("bands", meta.get("bands", "grz"))
+        catalogue.meta.setdefault("pixel_scale", meta.get("pixel_scale", 0.262))
         record_step(catalogue, "pipeline.sky", source=source["name"],
                     params=source["params"] if source["name"] == "mock" else source)
         self.log(f"  {len(labels):,} label rows, {len(catalogue):,} image-catalogue rows")
-        write_cutouts(self.path("sky/cutouts.h5"), cutouts)
         _write_table(labels, self.path("sky/labels.ecsv"))
         if truth is not None:
             _write_table(truth, self.path("sky/truth.ecsv"))
@@ -506,13 +653,43 @@ class Pipeline:
             self.path("sky/truth.ecsv").unlink()
         _write_table(catalogue, self.path("sky/images.ecsv"))
 
-    def _generate_mock(self, params):
+    def _build_mock_sky(self, params, chunk_size=100):
+        """Draw the mock catalogues, then render the cutouts chunk by chunk (bounded memory)."""
+        from concurrent.futures import ProcessPoolExecutor
+
+        from tqdm.auto import tqdm
+
         from .plugins import get_source
 
+        params = dict(params)
+        n_jobs = _n_jobs(params.pop("n_jobs", 1))
         sky = get_source("mock")(**params)
-        self.log(f"  rendering the mock sky ({params.get('n_galaxies', '?')} galaxies) ...")
-        data = sky.generate()
-        return data.labels, data.images, data.truth
+        self.log(f"  drawing the mock catalogues ({sky.n_galaxies:,} galaxies) ...")
+        labels, catalogue, truth = sky.catalog()
+        starts = list(range(0, len(catalogue), chunk_size))
+        bar = tqdm(total=len(catalogue), desc="render mock cutouts", unit="cutout",
+                   disable=not self.progress, file=sys.stderr)
+        with CutoutWriter(self.path("sky/cutouts.h5"), len(catalogue), (3, 152, 152)) as out:
+            if n_jobs == 1:
+                for start in starts:
+                    cut = slice(start, start + chunk_size)
+                    out.write(start, sky.render(catalogue[cut], truth[cut]))
+                    bar.update(len(catalogue[cut]))
+            else:
+                with ProcessPoolExecutor(max_workers=n_jobs) as pool:
+                    pending = []
+                    for start in starts + [None] * (2 * n_jobs):
+                        if start is not None:  # keep at most 2 chunks per worker in flight
+                            cut = slice(start, start + chunk_size)
+                            pending.append((start, pool.submit(sky.render, catalogue[cut],
+                                                               truth[cut])))
+                        if pending and (start is None or len(pending) > 2 * n_jobs):
+                            done_start, future = pending.pop(0)
+                            cutouts = future.result()
+                            out.write(done_start, cutouts)
+                            bar.update(len(cutouts))
+        bar.close()
+        self._write_sky(labels, catalogue, truth, catalogue.meta)
 
     def _stage_select(self):
         from .catalog import select_starforming
@@ -569,52 +746,36 @@ class Pipeline:
 
     def _preprocess_table(self, table, name, chunk_size=512):
         """Preprocess in chunks; cleaned cutouts go to an HDF5 store, the rest to a table."""
-        import h5py
         from astropy.table import vstack
         from tqdm.auto import tqdm
 
         from . import preprocess_cutouts
 
-        cutout_path = self.path(f"preprocess/{name}_cutouts.h5")
-        cutout_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{cutout_path.name}.", suffix=".part",
-                                   dir=cutout_path.parent)
-        os.close(fd)
-        pieces = []
         source = self.path("sky/cutouts.h5")
-        try:
-            with h5py.File(source, "r") as handle:
-                shape = handle["images"].shape[1:]
-            with h5py.File(tmp, "w") as out:
-                store = out.create_dataset("images", shape=(len(table),) + shape,
-                                           dtype=np.float32,
-                                           chunks=(1,) + shape if len(table) else None,
-                                           compression="lzf" if len(table) else None)
-                bar = tqdm(total=len(table), desc=f"preprocess {name}", unit="cutout",
-                           disable=not self.progress, file=sys.stderr)
-                for start in range(0, len(table), chunk_size):
-                    chunk = table[start:start + chunk_size]
-                    chunk["cutout"] = read_cutouts(source, chunk["image_row"])
-                    chunk.meta["bands"] = "grz"
-                    chunk.meta["pixel_scale"] = 0.262
-                    done = preprocess_cutouts(chunk, **self.config["preprocess"])
-                    store[start:start + len(chunk)] = np.asarray(done["cutout"],
-                                                                  dtype=np.float32)
-                    done.remove_column("cutout")
-                    pieces.append(done)
-                    bar.update(len(chunk))
-                bar.close()
-            result = vstack(pieces, metadata_conflicts="silent") if pieces else \
-                self._empty_preprocessed(table)
-            result.meta = dict(pieces[0].meta) if pieces else dict(table.meta)
-            result["cutout_row"] = np.arange(len(result))
-            os.replace(tmp, cutout_path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        flags = np.asarray(result["preprocess_flag"]).astype(str) if len(result) else []
-        counts = dict(zip(*np.unique(flags, return_counts=True))) if len(result) else {}
+        pieces = []
+        bar = tqdm(total=len(table), desc=f"preprocess {name}", unit="cutout",
+                   disable=not self.progress, file=sys.stderr)
+        with CutoutWriter(self.path(f"preprocess/{name}_cutouts.h5"), len(table),
+                          (3, 152, 152), compress=True) as out:
+            for start in range(0, len(table), chunk_size):
+                chunk = table[start:start + chunk_size]
+                chunk["cutout"] = read_cutouts(source, chunk["image_row"])
+                chunk.meta["bands"] = "grz"
+                chunk.meta["pixel_scale"] = 0.262
+                done = preprocess_cutouts(chunk, **self.config["preprocess"])
+                out.write(start, done["cutout"])
+                done.remove_column("cutout")
+                pieces.append(done)
+                bar.update(len(chunk))
+        bar.close()
+        if pieces:
+            result = vstack(pieces, metadata_conflicts="silent")
+            result.meta = dict(pieces[0].meta)
+        else:
+            result = self._empty_preprocessed(table)
+        result["cutout_row"] = np.arange(len(result))
+        flags = np.asarray(result["preprocess_flag"]).astype(str)
+        counts = dict(zip(*np.unique(flags, return_counts=True)))
         self.log(f"  {name}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
         _write_table(result, self.path(f"preprocess/{name}.ecsv"))
 
@@ -633,10 +794,11 @@ class Pipeline:
         ok = np.asarray(labelled["preprocess_ok"], dtype=bool)
         pool = labelled[ok]
         n_usable = int(np.sum(~missing_mask(pool[cfg["column"]])))
-        n = min(cfg["n_galaxies"], n_usable)
+        n = min(cfg["n_galaxies"], int(cfg["max_fraction"] * n_usable))
         if n < cfg["n_galaxies"]:
-            self.log(f"  asked for {cfg['n_galaxies']:,} galaxies, only {n_usable:,} passed "
-                     f"preprocessing with a usable {cfg['column']}: drawing {n:,}")
+            self.log(f"  {n_usable:,} galaxies passed preprocessing with a usable "
+                     f"{cfg['column']}; drawing {n:,} (max_fraction {cfg['max_fraction']}, "
+                     f"n_galaxies {cfg['n_galaxies']:,})")
         if n < 3:
             msg = (f"only {n} labelled galaxies survived selection, crossmatch and "
                    f"preprocessing; at least 3 are needed for a train/validation/test split")
@@ -654,6 +816,7 @@ class Pipeline:
         result = vstack(pieces, metadata_conflicts="silent")
         result.meta = sample.meta
         record_step(result, "pipeline.sample", requested=cfg["n_galaxies"], drawn=n,
+                    n_usable=n_usable, max_fraction=cfg["max_fraction"],
                     n_train=len(parts[0]), n_validation=len(parts[1]), n_test=len(parts[2]),
                     fractions=cfg["fractions"], seed=cfg["seed"])
         self.log(f"  {len(parts[0]):,} train, {len(parts[1]):,} validation, "
@@ -691,51 +854,73 @@ class Pipeline:
         fitted = estimator.fit(table[usable], **kwargs)
         return fitted if fitted is not None else estimator
 
+    def _defaults_for(self, estimator, label, params):
+        """Progress bars and a resumable checkpoint folder, unless the config sets them."""
+        names = set(estimator.get_params()) if hasattr(estimator, "get_params") else set()
+        extra = {}
+        if "progress" in names and "progress" not in params:
+            extra["progress"] = self.progress
+        if "checkpoint_dir" in names and "checkpoint_dir" not in params:
+            extra["checkpoint_dir"] = str(self.path(f"estimate/checkpoints/{label}"))
+            if "resume" in names and "resume" not in params:
+                extra["resume"] = True
+        if extra:
+            estimator.set_params(**extra)
+        return estimator
+
     def _stage_estimate(self, label):
         from .estimation import predict_metallicity, resolve_estimator
 
         entry = self.config["estimators"][label]
         target = entry.get("target") or self.config["evaluate"]["target"]
-        estimator = resolve_estimator(entry["estimator"], **(entry.get("params") or {}))
-        mass_model = None
+        params = entry.get("params") or {}
+        estimator = self._defaults_for(resolve_estimator(entry["estimator"], **params),
+                                       label, params)
         needs_cutouts = "cutout" in getattr(estimator, "required_columns", ())
+        mass_model = None
         if entry.get("mass_model"):
             mass_entry = entry["mass_model"]
-            mass_model = resolve_estimator(mass_entry.get("estimator", "gpm_resnet"),
-                                           **(mass_entry.get("params") or {}))
+            mass_params = mass_entry.get("params") or {}
+            mass_model = self._defaults_for(
+                resolve_estimator(mass_entry.get("estimator", "gpm_resnet_mass"),
+                                  **mass_params), f"{label}_mass", mass_params)
             needs_cutouts = True
         sample = _read_table(self.path("sample/sample.ecsv"))
         train = self._part(sample, "train", needs_cutouts)
         validation = self._part(sample, "validation", needs_cutouts)
         test = self._part(sample, "test", needs_cutouts)
-        self.log(f"  {label}: {type(estimator).__name__}"
-                 f"({', '.join(f'{k}={v!r}' for k, v in (entry.get('params') or {}).items())})"
+        self.log(f"  {label}: {entry['estimator']}"
+                 f"({', '.join(f'{k}={v!r}' for k, v in params.items())})"
                  f", target {target!r}, {len(train):,} training galaxies")
-
-        if mass_model is not None:
-            mass_target = entry["mass_model"].get("target", "lgm_fib_p50")
-            self.log(f"  {label}: first a mass model on {mass_target!r}")
-            mass_model = self._fit(mass_model, train, mass_target, validation)
-            mass_column = mass_model.output_column
-            test = predict_metallicity(test, estimator=mass_model, progress=self.progress)
-            train = predict_metallicity(train, estimator=mass_model, progress=self.progress)
-            self._save_model(mass_model, f"{label}_mass_model")
-        estimator = self._fit(estimator, train, target, validation)
-        self._save_model(estimator, label)
 
         keep = [c for c in _KEEP_COLUMNS + (target,) if c in test.colnames]
         if mass_model is not None:
-            keep += [c for c in (mass_column, f"{mass_column}_err", f"{mass_column}_flag")
-                     if c not in keep]
-        keep = list(dict.fromkeys(keep))
+            mass_target = entry["mass_model"].get("target") or \
+                getattr(mass_model, "default_target", "lgm_fib_p50")
+            self.log(f"  {label}: first an image model of the stellar mass ({mass_target!r})")
+            mass_model = self._fit(mass_model, train, mass_target, validation)
+            self._save_model(mass_model, f"{label}_mass")
+            self._save_training_history(mass_model, f"{label}_mass")
+            test = predict_metallicity(test, estimator=mass_model, progress=self.progress)
+            mass_column = mass_model.output_column
+            keep += [mass_target, mass_column, f"{mass_column}_err", f"{mass_column}_flag"]
+            # the relation then reads the predicted mass and its error
+            estimator.set_params(mass_column=mass_column, mass_err_column=f"{mass_column}_err")
+        estimator = self._fit(estimator, train, target, validation)
+        self._save_model(estimator, label)
+        self._save_training_history(estimator, label)
+
+        keep = list(dict.fromkeys(k for k in keep if k in test.colnames))
         predictions = predict_metallicity(test, estimator=estimator, keep_columns=keep,
                                           progress=self.progress)
         predictions.meta["target"] = target
         predictions.meta["estimator_label"] = label
         predictions.meta["estimator"] = entry["estimator"]
-        predictions.meta["params"] = entry.get("params") or {}
+        predictions.meta["params"] = params
+        if mass_model is not None:
+            predictions.meta["mass_target"] = mass_target
+            predictions.meta["mass_column"] = mass_column
         _write_table(predictions, self.path(f"estimate/{label}_test.ecsv"))
-        self._save_training_history(estimator, label)
 
         if label == self.config["application"]["estimator"]:
             self._predict_application(estimator, label, mass_model)
@@ -830,7 +1015,21 @@ class Pipeline:
                          "n_flagged": int(np.sum(flags != "ok")),
                          "mu": stats["mu"], "sigma": stats["sigma"], "nmad": stats["nmad"],
                          "coverage": stats["coverage"], "median_err": stats["median_err"]})
-        reference = next(iter(predictions.values()))
+            mass_column, mass_target = table.meta.get("mass_column"), \
+                table.meta.get("mass_target")
+            if mass_column and mass_target and mass_column in table.colnames:
+                stats = summarize(table[mass_column], table[mass_target],
+                                  table[f"{mass_column}_err"])
+                rows.append({"estimator": f"{label}:mass",
+                             "method": f"stellar mass from the images ({mass_column}, dex)",
+                             "target": mass_target, "n_test": len(table), "n": stats["n"],
+                             "n_flagged": int(np.sum(np.asarray(
+                                 table[f"{mass_column}_flag"]).astype(str) != "ok")),
+                             "mu": stats["mu"], "sigma": stats["sigma"],
+                             "nmad": stats["nmad"], "coverage": stats["coverage"],
+                             "median_err": stats["median_err"]})
+        reference = predictions[self._main_label()] if self._main_label() in predictions \
+            else next(iter(predictions.values()))
         best = self._noise_floor(reference)
         if best is not None:
             tgt = reference.meta.get("target", target)
@@ -858,6 +1057,12 @@ class Pipeline:
             figures = evaluation_figures(predictions, sample, self.path("evaluate"),
                                          target=target, main=self._main_label(),
                                          describe=self._describe, noise_floor=best)
+            for png in sorted(self.path("estimate/models").glob("*/*.png")):
+                figures.append({"name": f"loss_{png.parent.name}",
+                                "file": f"../estimate/models/{png.parent.name}/{png.name}",
+                                "caption": f"Training and validation loss per epoch of "
+                                           f"{png.parent.name} (the best validation epoch "
+                                           f"is kept)."})
         atomic_write_bytes(self.path("evaluate/figures.json"),
                            json.dumps(figures, indent=1).encode())
 

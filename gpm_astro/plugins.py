@@ -7,6 +7,7 @@ a comma-separated list of entry-point names, restricts which plugins load; empty
 
 import os
 import threading
+import types
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -71,7 +72,10 @@ def _base_class(kind):
 
 def _distribution_of(plugin):
     """Return (package, version) of the distribution a plugin object comes from."""
-    module = getattr(plugin, "__name__", type(plugin).__module__)
+    if isinstance(plugin, types.ModuleType):
+        module = plugin.__name__
+    else:  # a class or an instance: the module that defines it (not the class name)
+        module = getattr(plugin, "__module__", None) or type(plugin).__module__
     top = module.split(".")[0]
     dists = metadata.packages_distributions().get(top, [])
     if dists:

@@ -28,6 +28,7 @@ from .exceptions import ParameterError, RemoteServiceError
 
 __all__ = [
     "RemoteConf",
+    "REMOTE_SETTINGS",
     "RemoteDataSource",
     "RemoteResponse",
     "HTTPStatusError",
@@ -63,19 +64,34 @@ class MalformedResponseError(RemoteServiceError):
     """The body arrived but is not what the service should send (e.g. an HTML error page)."""
 
 
-class RemoteConf(_config.ConfigNamespace):
-    """Settings shared by every remote source; each source subclasses it with its ``server``."""
+#: settings every remote source has: name -> (default, description)
+REMOTE_SETTINGS = {
+    "timeout": (60.0, "Seconds to wait for the server to answer one request."),
+    "max_retries": (4, "How many times a failed request (time-out, 429, 5xx, truncated body) "
+                       "is retried."),
+    "backoff_factor": (1.0, "Seconds before the first retry; each further retry waits twice "
+                            "as long."),
+    "max_retry_after": (120.0, "Longest wait, in seconds, accepted from a Retry-After header."),
+    "min_interval": (0.0, "Shortest time, in seconds, between two requests (a rate limit)."),
+    "max_workers": (4, "Requests sent at the same time by one query."),
+}
 
-    timeout = _config.ConfigItem(60.0, "Seconds to wait for the server to answer one request.")
-    max_retries = _config.ConfigItem(
-        4, "How many times a failed request (time-out, 429, 5xx, truncated body) is retried.")
-    backoff_factor = _config.ConfigItem(
-        1.0, "Seconds before the first retry; each further retry waits twice as long.")
-    max_retry_after = _config.ConfigItem(
-        120.0, "Longest wait, in seconds, accepted from a server's Retry-After header.")
-    min_interval = _config.ConfigItem(
-        0.0, "Shortest time, in seconds, between two requests (a rate limit).")
-    max_workers = _config.ConfigItem(4, "Requests sent at the same time by one query.")
+
+class RemoteConf(_config.ConfigNamespace):
+    """Base of each remote source's configuration.
+
+    A subclass defines ``server`` (and may redefine any of `REMOTE_SETTINGS` with its own
+    default); the settings it does not define are created for it, in its own module's config
+    section, so ``conf.set_temp("max_retries", 0)`` on one source never changes another.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name, (default, description) in REMOTE_SETTINGS.items():
+            if name not in cls.__dict__:
+                item = _config.ConfigItem(default, description, module=cls.__module__)
+                item.name = name
+                setattr(cls, name, item)
 
 
 def default_cache_dir():
@@ -381,14 +397,17 @@ class RemoteDataSource(DataSource):
         raise error
 
     # -- bounded concurrency -----------------------------------------------------------------
-    def _map_concurrent(self, func, items, *, desc=None, progress=True, total=None):
+    def _map_concurrent(self, func, items, *, desc=None, progress=True, total=None,
+                        salvage=None):
         """Call ``func(item)`` on a bounded thread pool; yield ``(index, result, error)``.
 
         Results come back in completion order; ``error`` is the exception ``func`` raised (and
         ``result`` None) so one bad item never stops the rest. At most ``max_workers`` calls run
         and at most ``4 * max_workers`` are queued, so memory stays flat on long inputs. If the
         consumer stops (an exception, KeyboardInterrupt or ``close()``), queued calls are
-        cancelled.
+        cancelled, running ones finish, and, if ``salvage`` is a list, the finished results
+        that were not yet yielded are appended to it as ``(index, result, error)`` so a caller
+        can keep work already paid for.
         """
         from tqdm.auto import tqdm
 
@@ -423,6 +442,10 @@ class RemoteDataSource(DataSource):
                 future.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
+            if salvage is not None:
+                for future, index in pending.items():
+                    if future.done() and not future.cancelled() and future.exception() is None:
+                        salvage.append((index, future.result(), None))
 
 
 def _package_version():

@@ -96,7 +96,7 @@ def make_estimator_table(n=12, *, seed=0, cutout_size=CUTOUT_SIZE):
     table["cutout"] = cutout
     table["cutout"].unit = "nanomaggy"
     table["preprocess_ok"] = np.ones(n, dtype=bool)
-    table["preprocess_flag"] = np.full(n, "ok")
+    table["preprocess_flag"] = np.full(n, "ok", dtype="U32")
     table.meta["bands"] = "grz"
     table.meta["pixel_scale"] = 0.262
     return table
@@ -167,12 +167,21 @@ def check_init_stores_params(estimator, fit_table, predict_table):
         if param.kind is not param.KEYWORD_ONLY:
             _fail(check, f"parameter {param.name!r} of {cls.__name__}.__init__ must be "
                          f"keyword-only (put it after '*')")
-    params = {} if isinstance(estimator, type) else estimator.get_params()
+    names = [p for p in signature.parameters if p != "self"]
+    if isinstance(estimator, type):
+        no_default = [p.name for p in list(signature.parameters.values())[1:]
+                      if p.default is p.empty]
+        if no_default:
+            _fail(check, f"parameters {no_default} of {cls.__name__}.__init__ need defaults")
+        params = {}
+    else:
+        params = {name: getattr(estimator, name) for name in names}
     instance = cls(**params)
     sentinel_params = {}
-    for name, value in instance.get_params().items():
+    for name in names:
+        value = params.get(name, signature.parameters[name].default)
         sentinel_params[name] = value
-        if getattr(instance, name) is not value:
+        if getattr(instance, name, None) is not value:
             _fail(check, f"attribute {name!r} differs from the value given to __init__")
     extra = sorted(k for k in vars(instance) if k not in sentinel_params)
     if extra:
@@ -392,9 +401,9 @@ ESTIMATOR_CHECKS = (
     check_fit_returns_self,
     check_predict_output,
     check_input_not_mutated,
+    check_deterministic,
     check_row_order,
     check_empty_table,
-    check_deterministic,
     check_missing_columns,
 )
 
@@ -442,6 +451,7 @@ def check_estimator(estimator, *, fit_table=None, predict_table=None, checks=Non
         predict_table = make_estimator_table(8, seed=2)
     passed = []
     for check in checks or ESTIMATOR_CHECKS:
-        check(estimator, fit_table, predict_table)
+        # fresh copies, so that one check's mutation cannot hide from another
+        check(estimator, fit_table.copy(), predict_table.copy())
         passed.append(check.__name__.removeprefix("check_"))
     return passed

@@ -240,8 +240,10 @@ def fetch_weights(name_or_url, *, sha256=None, cache=True, show_progress=False, 
         url = name_or_url
         if sha256 is None:
             known = ", ".join(sorted(entries)) or "none"
-            msg = (f"{name_or_url!r} is not a registered weights name (known: {known}); "
-                   f"a URL or path needs sha256=")
+            if "://" in str(url) or os.path.exists(url):
+                msg = f"weights {name_or_url!r}: a URL or path needs sha256= (known names: {known})"
+            else:
+                msg = f"no weights named {name_or_url!r}; known: {known}"
             raise WeightsError(msg)
         expected = _check_sha(sha256, name_or_url)
     scheme = urlparse(url).scheme

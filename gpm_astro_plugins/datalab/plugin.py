@@ -1,3 +1,10 @@
-"""Entry point of the datalab plugin."""
+"""Entry point of the datalab plugin: Legacy Survey DR9 sources and photo-z from Data Lab TAP."""
 
-from gpm_astro import hookimpl  # noqa: F401
+from gpm_astro import hookimpl
+
+
+@hookimpl
+def gpm_astro_register_data_sources(register):
+    from .tap import DataLabTAP
+
+    register(DataLabTAP, name="datalab_tap")

@@ -358,9 +358,15 @@ class LegacySurveyCutouts(RemoteDataSource):
         shape = (len(self.bands), self.size, self.size)
         handle.create_dataset("images", shape=(n,) + shape, dtype="float32",
                               chunks=(1,) + shape, fillvalue=np.nan)
+        flux_bands = [f"flux_{band}" for band in "grz"]
+        if all(name in targets.colnames for name in flux_bands):  # the archive's (N, 3) flux
+            handle.create_dataset("flux", data=np.stack(
+                [np.ma.filled(np.ma.asanyarray(targets[name], float), np.nan)
+                 for name in flux_bands], axis=-1).astype(np.float32))
         for name in targets.colnames:
             column = targets[name]
-            if column.ndim != 1 or name in ("images", "cutout_flag"):
+            if column.ndim != 1 or name in ("images", "cutout_flag", "flux", *flux_bands) or \
+                    name.startswith("mag_"):
                 continue
             data = np.ma.filled(np.ma.asanyarray(column))
             if data.dtype.kind == "U":
@@ -393,20 +399,30 @@ class LegacySurveyCutouts(RemoteDataSource):
             handle["cutout_flag"][invalid] = np.full(len(invalid), b"invalid_position")
             images = handle["images"]
             flag_set = handle["cutout_flag"]
+            salvage = []
             results = self._map_concurrent(self._fetch_one, [(ra[i], dec[i]) for i in todo],
                                            desc="cutouts", progress=self.progress,
-                                           total=len(todo))
-            for count, (k, outcome, error) in enumerate(results, 1):
-                if error is not None:
-                    raise error
-                flag, detail, image = outcome
+                                           total=len(todo), salvage=salvage)
+
+            def store(k, outcome):
                 row = todo[k]
+                flag, detail, image = outcome
                 flags[row], details[row] = flag, detail
                 if image is not None:
                     images[row] = image
-                flag_set[row] = flag.encode()
-                if count % 256 == 0:
-                    handle.flush()
+                flag_set[row] = flag.encode()  # written last: a flag means the image is there
+
+            try:
+                for count, (k, outcome, error) in enumerate(results, 1):
+                    if error is not None:
+                        raise error
+                    store(k, outcome)
+                    if count % 256 == 0:
+                        handle.flush()
+            finally:
+                results.close()  # stops the pool; finished but unread results land in salvage
+                for k, outcome, _ in salvage:
+                    store(k, outcome)
         finally:
             handle.flush()
             handle.close()

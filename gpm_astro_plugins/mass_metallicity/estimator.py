@@ -118,8 +118,8 @@ class MassMetallicity(Estimator):
         """Return (logmass, logmass_err, flags) for every row."""
         n = len(table)
         flags = np.full(n, "ok", dtype=object)
+        require_columns(table, list(self.required_columns), "mass_metallicity")
         if self.mass_estimator is None:
-            require_columns(table, list(self.required_columns), "mass_metallicity")
             column = table[self.mass_column]
             missing = missing_mask(column)
             mass = np.asarray(np.ma.getdata(column), dtype=float)

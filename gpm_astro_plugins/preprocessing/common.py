@@ -121,7 +121,7 @@ class SizeLimit(PreprocessingStep):
     >>> result = SizeLimit(max_radius=2.0).process(np.zeros((1, 3, 40, 40), "f4"),
     ...                                             {"rows": rows, "pixel_scale": 0.262})
     >>> result.flags.tolist(), round(float(result.columns["enclosing_radius"][0]), 2)
-    (['too_large'], 2.5)
+    (['too_large'], 2.52)
     """
 
     name = "size_limit"

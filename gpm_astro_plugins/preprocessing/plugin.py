@@ -1,3 +1,16 @@
-"""Entry point of the preprocessing plugin."""
+"""Entry point of the preprocessing plugin: registers the built-in preprocessing steps."""
 
-from gpm_astro import hookimpl  # noqa: F401
+from gpm_astro import hookimpl
+
+from .common import CheckPixels, SizeLimit
+from .noise_aware import BlendCheck, FragmentCheck, MaskNeighbours
+from .paper import PaperFragmentCheck, PaperMaskNeighbours, PhotutilsBlendCheck
+
+STEPS = (CheckPixels, SizeLimit, MaskNeighbours, BlendCheck, FragmentCheck,
+         PaperMaskNeighbours, PhotutilsBlendCheck, PaperFragmentCheck)
+
+
+@hookimpl
+def gpm_astro_register_preprocessing_steps(register):
+    for step in STEPS:
+        register(step, name=step.name)

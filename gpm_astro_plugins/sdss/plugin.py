@@ -1,3 +1,10 @@
-"""Entry point of the sdss plugin."""
+"""Entry point of the sdss plugin: the MPA-JHU DR8 label catalogue from SkyServer."""
 
-from gpm_astro import hookimpl  # noqa: F401
+from gpm_astro import hookimpl
+
+
+@hookimpl
+def gpm_astro_register_data_sources(register):
+    from .mpajhu import SDSSMPAJHU
+
+    register(SDSSMPAJHU, name="sdss_mpajhu")

@@ -82,9 +82,10 @@ def specobjid(plate, mjd, fiber):
 def write_sdss(n_rows=40):
     plates = rng.choice(np.arange(266, 2975), 5, replace=False)
     lines = ["#Table1", ",".join(SDSS_COLUMNS)]
+    fibers = rng.choice(np.arange(1, 641), n_rows, replace=False)  # ids stay unique
     for k in range(n_rows):
         plate = int(plates[k % 5])
-        sid = specobjid(plate, 51600 + plate % 700, int(rng.integers(1, 641)))
+        sid = specobjid(plate, 51600 + plate % 700, int(fibers[k]))
         bpt = int(rng.choice([-1, 1, 1, 1, 2, 3, 4, 5]))
         oh = rng.normal(8.95, 0.15) if bpt in (1, 2) and k % 7 else -9999
         oh_fmt = (lambda d: f"{oh + d:.5f}") if oh != -9999 else (lambda d: "-9999")

@@ -110,7 +110,8 @@ def fake_service():
     service = FakeService()
     service.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(service))
     service.httpd.daemon_threads = True
-    thread = threading.Thread(target=service.httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=service.httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                              daemon=True)
     thread.start()
     yield service
     service.httpd.shutdown()

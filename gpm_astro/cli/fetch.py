@@ -1,0 +1,153 @@
+"""``gpm-astro fetch``: download cutouts, the label catalogue or an image catalogue.
+
+    gpm-astro fetch cutouts TABLE OUT     Legacy Survey cutouts for the ra/dec of TABLE
+    gpm-astro fetch labels OUT            SDSS DR8 MPA-JHU labels from SkyServer
+    gpm-astro fetch catalog OUT --type EXP --brickid-min 1 --brickid-max 5000
+                                          LS DR9 sources + photo-z from Data Lab TAP
+"""
+
+import sys
+
+
+def _add_remote_options(parser):
+    group = parser.add_argument_group("network")
+    group.add_argument("--no-cache", dest="cache", action="store_false",
+                       help="do not read or write the disk cache of responses")
+    group.add_argument("--cache-dir", default=None, metavar="DIR",
+                       help="cache folder (default ~/.gpm_astro/cache/remote)")
+    group.add_argument("--timeout", type=float, default=None, metavar="S",
+                       help="seconds to wait for one answer")
+    group.add_argument("--max-retries", type=int, default=None, metavar="N",
+                       help="retries of a failed request (429, 5xx, time-out)")
+    group.add_argument("--max-workers", type=int, default=None, metavar="N",
+                       help="requests at the same time")
+    group.add_argument("--no-progress", dest="progress", action="store_false",
+                       help="hide the progress bar")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+
+
+def _remote_kwargs(args):
+    return {"cache": args.cache, "cache_dir": args.cache_dir, "timeout": args.timeout,
+            "max_retries": args.max_retries, "max_workers": args.max_workers,
+            "progress": args.progress}
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "fetch", help="download cutouts, labels or an image catalogue",
+        description="Download data from the real services: Legacy Survey cutouts, the SDSS "
+                    "MPA-JHU label catalogue (SkyServer) or Legacy Survey DR9 sources with "
+                    "photometric redshifts (Data Lab TAP).")
+    kinds = parser.add_subparsers(title="what", metavar="WHAT")
+
+    cutouts = kinds.add_parser(
+        "cutouts", help="g, r, z cutouts for the rows of a table",
+        description="Fetch a 152 x 152 g, r, z cutout for every row of TABLE. OUT ending in "
+                    ".h5 / .hdf5 is written in the ssl-legacysurvey archive layout as cutouts "
+                    "arrive, and a re-run after an interruption fetches only what is missing; "
+                    "any other OUT is a table file with a `cutout` column.")
+    cutouts.add_argument("table", metavar="TABLE", help="table with ra, dec (deg)")
+    cutouts.add_argument("output", metavar="OUT", help="output file")
+    cutouts.add_argument("--ra-column", default="ra")
+    cutouts.add_argument("--dec-column", default="dec")
+    cutouts.add_argument("--layer", default="ls-dr9")
+    cutouts.add_argument("--pixel-scale", type=float, default=0.262, metavar="ARCSEC")
+    cutouts.add_argument("--size", type=int, default=152, metavar="PIX")
+    _add_remote_options(cutouts)
+    cutouts.set_defaults(func=run_cutouts)
+
+    labels = kinds.add_parser(
+        "labels", help="SDSS DR8 MPA-JHU label catalogue",
+        description="Download galSpecInfo + galSpecExtra + SpecObjAll.snMedian_r from SkyServer "
+                    "in specObjID chunks, as `gpm-astro select` expects.")
+    labels.add_argument("output", metavar="OUT", help="output table file")
+    labels.add_argument("--plates-per-chunk", type=int, default=200)
+    labels.add_argument("--specobjid-min", type=int, default=None)
+    labels.add_argument("--specobjid-max", type=int, default=None,
+                        help="exclusive upper bound")
+    _add_remote_options(labels)
+    labels.set_defaults(func=run_labels)
+
+    catalog = kinds.add_parser(
+        "catalog", help="LS DR9 sources with photo-z from Data Lab TAP",
+        description="Select ls_dr9.tractor sources joined to ls_dr9.photo_z, one query (or "
+                    "asynchronous job) per range of brick ids.")
+    catalog.add_argument("output", metavar="OUT", help="output table file")
+    catalog.add_argument("--type", dest="types", action="append", default=None,
+                         help="Tractor type (PSF, REX, EXP, DEV, SER, DUP); repeatable; "
+                              "default EXP")
+    catalog.add_argument("--brickid-min", type=int, default=1)
+    catalog.add_argument("--brickid-max", type=int, default=662174)
+    catalog.add_argument("--bricks-per-chunk", type=int, default=5000)
+    catalog.add_argument("--mag-r-max", type=float, default=None)
+    catalog.add_argument("--cone", type=float, nargs=3, default=None,
+                         metavar=("RA", "DEC", "RADIUS"), help="degrees")
+    catalog.add_argument("--mode", choices=("auto", "sync", "async"), default="auto")
+    _add_remote_options(catalog)
+    catalog.set_defaults(func=run_catalog)
+
+    def show_help(args):
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(func=show_help)
+
+
+def _print_flags(table, column):
+    import numpy as np
+
+    values, counts = np.unique(table[column], return_counts=True)
+    for value, count in zip(values, counts):
+        print(f"  {value}: {count}")
+
+
+def run_cutouts(args):
+    from pathlib import Path
+
+    from ..io import read_table, write_table
+    from ..plugins import get_source
+
+    targets = read_table(args.table)
+    source = get_source("legacysurvey_cutouts")(
+        layer=args.layer, pixel_scale=args.pixel_scale, size=args.size, **_remote_kwargs(args))
+    to_hdf5 = Path(args.output).suffix.lower() in (".h5", ".hdf5")
+    result = source.query(targets, output=args.output if to_hdf5 else None,
+                          ra_column=args.ra_column, dec_column=args.dec_column)
+    if not to_hdf5:
+        write_table(result, args.output, overwrite=args.overwrite)
+    print(f"{len(result)} rows -> {args.output}; cutout_flag counts:")
+    _print_flags(result, "cutout_flag")
+    return 0
+
+
+def run_labels(args):
+    from ..io import write_table
+    from ..plugins import get_source
+
+    bounds = (args.specobjid_min, args.specobjid_max)
+    if (bounds[0] is None) != (bounds[1] is None):
+        print("gpm-astro fetch labels: give both --specobjid-min and --specobjid-max",
+              file=sys.stderr)
+        return 2
+    source = get_source("sdss_mpajhu")(
+        plates_per_chunk=args.plates_per_chunk,
+        specobjid_range=None if bounds[0] is None else bounds, **_remote_kwargs(args))
+    result = source.query()
+    write_table(result, args.output, overwrite=args.overwrite)
+    print(f"{len(result)} label rows -> {args.output}")
+    return 0
+
+
+def run_catalog(args):
+    from ..io import write_table
+    from ..plugins import get_source
+
+    source = get_source("datalab_tap")(
+        types=args.types or ["EXP"], brickid_range=(args.brickid_min, args.brickid_max),
+        bricks_per_chunk=args.bricks_per_chunk, mag_r_max=args.mag_r_max,
+        cone=None if args.cone is None else tuple(args.cone), mode=args.mode,
+        **_remote_kwargs(args))
+    result = source.query()
+    write_table(result, args.output, overwrite=args.overwrite)
+    print(f"{len(result)} sources -> {args.output}")
+    return 0

@@ -1,0 +1,475 @@
+"""Cutout cleaning: ``preprocess_cutouts`` and its streaming twin ``iter_preprocess_cutouts``.
+
+The driver knows no concrete step: it runs a list of `~gpm_astro.base.PreprocessingStep`
+plugins over batches of cutouts, gives each step only the rows every earlier step accepted,
+and keeps the first rejection's reason for each row. Two named configurations come with the
+built-in plugin ``gpm_astro_plugins.preprocessing``: ``paper`` (the GPM-ResNet paper's steps)
+and ``default`` (a noise-aware pipeline chosen by measurement on the mock sky).
+"""
+
+import atexit
+import os
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+
+import numpy as np
+from astropy import units as u
+from astropy.table import MaskedColumn, Table
+
+from .base import PreprocessingStep, StepResult
+from .exceptions import ParameterError, PluginError, SchemaError
+from .tables import record_step, require_columns, require_table, warn_empty
+
+__all__ = ["preprocess_cutouts", "iter_preprocess_cutouts", "resolve_steps", "run_steps",
+           "configurations", "PREPROCESS_FLAGS"]
+
+#: The values ``preprocess_flag`` takes with the built-in steps.
+PREPROCESS_FLAGS = ("ok", "invalid_pixels", "no_central_source", "too_large", "blended",
+                    "fragmented")
+
+# output columns always present (masked where no step computed them): name -> (unit, doc)
+_COLUMNS = {
+    "target_x": (u.pix, "x of the target ellipse's centre (0-based pixel)"),
+    "target_y": (u.pix, "y of the target ellipse's centre (0-based pixel)"),
+    "target_a": (u.pix, "semi-major axis of the (enlarged) target ellipse used as mask"),
+    "target_b": (u.pix, "semi-minor axis of the (enlarged) target ellipse used as mask"),
+    "target_theta": (u.deg, "angle of the major axis from +x towards +y, in [0, 180)"),
+    "enclosing_radius": (u.arcsec, "radius of the target's minimum enclosing circle"),
+    "n_sources": (None, "number of sources found after deblending"),
+}
+_DEFAULT_PIXEL_SCALE = 0.262
+
+
+def configurations():
+    """Return the named step configurations: name -> list of (step name, parameters)."""
+    from gpm_astro_plugins.preprocessing.configs import CONFIGURATIONS
+
+    return {name: [(step, dict(params)) for step, params in steps]
+            for name, steps in CONFIGURATIONS.items()}
+
+
+def resolve_steps(steps=None, *, config="default"):
+    """Turn a step specification into a list of step instances.
+
+    Parameters
+    ----------
+    steps : list, optional
+        Items are a registered step name, a ``(name, parameters)`` pair, a
+        `~gpm_astro.base.PreprocessingStep` subclass or an instance. ``None`` uses ``config``.
+    config : str
+        Name of a configuration (``"default"`` or ``"paper"``), used when ``steps`` is None.
+
+    Returns
+    -------
+    list of PreprocessingStep
+
+    Raises
+    ------
+    ParameterError
+        For an unknown configuration, a malformed item, or steps in an order where one needs
+        a product (``requires``) that no earlier step provides.
+    UnknownPluginError
+        For an unknown step name (the message lists the known ones).
+
+    Examples
+    --------
+    >>> [type(s).__name__ for s in resolve_steps(config="paper")][:2]
+    ['CheckPixels', 'PaperMaskNeighbours']
+    """
+    from .plugins import get_step
+
+    if steps is None:
+        known = configurations()
+        if config not in known:
+            msg = f"config must be one of {sorted(known)}, got {config!r}"
+            raise ParameterError(msg)
+        steps = known[config]
+    if isinstance(steps, (str, PreprocessingStep)) or not hasattr(steps, "__iter__"):
+        msg = f"steps must be a list of steps, got {steps!r}"
+        raise ParameterError(msg)
+    resolved = []
+    for item in steps:
+        if isinstance(item, PreprocessingStep):
+            resolved.append(item)
+        elif isinstance(item, type) and issubclass(item, PreprocessingStep):
+            resolved.append(item())
+        elif isinstance(item, str):
+            resolved.append(get_step(item)())
+        elif isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str) \
+                and isinstance(item[1], dict):
+            resolved.append(get_step(item[0])(**item[1]))
+        else:
+            msg = (f"a step must be a name, a (name, parameters) pair, a PreprocessingStep "
+                   f"class or instance, got {item!r}")
+            raise ParameterError(msg)
+    _check_order(resolved)
+    return resolved
+
+
+def _step_name(step):
+    return getattr(step, "name", None) or type(step).__name__
+
+
+def _check_order(steps):
+    available = set()
+    for step in steps:
+        missing = [name for name in step.requires if name not in available]
+        if missing:
+            order = [_step_name(s) for s in steps]
+            msg = (f"step {_step_name(step)!r} needs {missing} from an earlier step, but the "
+                   f"steps before it provide only {sorted(available)}; steps: {order}")
+            raise ParameterError(msg)
+        available.update(step.provides)
+
+
+def run_steps(images, steps, *, pixel_scale=_DEFAULT_PIXEL_SCALE, bands="grz"):
+    """Run steps over one batch of cutouts held in memory.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        (n, bands, H, W) float32 cutouts in nanomaggies.
+    steps : list of PreprocessingStep
+        As returned by `resolve_steps`.
+    pixel_scale : float
+        Arcsec per pixel.
+    bands : str
+        Band letters of the cutouts' planes.
+
+    Returns
+    -------
+    images : numpy.ndarray
+        (n, bands, H, W) float32 cleaned cutouts (for a rejected row: the image as the
+        rejecting step left it).
+    flags : numpy.ndarray
+        (n,) str, ``"ok"`` or the first step's rejection reason.
+    columns : dict
+        name -> (values, computed) with ``computed`` False where no step set the value.
+    """
+    n = images.shape[0]
+    current = np.array(images, dtype=np.float32, copy=True)
+    flags = np.full(n, "ok", dtype="<U32")
+    rows, computed, output_names = {}, {}, []
+    for step in steps:
+        alive = np.flatnonzero(flags == "ok")
+        if alive.size == 0:
+            break
+        context = {"pixel_scale": pixel_scale, "bands": bands,
+                   "rows": {key: value[alive] for key, value in rows.items()}}
+        result = step.process(current[alive], context)
+        _check_result(step, result, alive.size, current.shape[1:])
+        current[alive] = result.images
+        for group in (result.columns, result.extras):
+            for key, value in group.items():
+                value = np.asarray(value)
+                if key not in rows:
+                    rows[key] = _blank(n, value)
+                    computed[key] = np.zeros(n, bool)
+                rows[key][alive] = value
+                computed[key][alive] = True
+        output_names += [k for k in result.columns if k not in output_names]
+        step_flags = np.asarray(result.flags).astype(str)
+        flags[alive] = np.where(step_flags == "ok", "ok", step_flags)
+    columns = {key: (rows[key], computed[key]) for key in output_names}
+    return current, flags, columns
+
+
+def _blank(n, like):
+    shape = (n,) + like.shape[1:]
+    if like.dtype.kind == "f":
+        return np.full(shape, np.nan, dtype=like.dtype)
+    if like.dtype.kind in "US":
+        return np.zeros(shape, dtype=like.dtype.kind + "32")
+    return np.zeros(shape, dtype=like.dtype)
+
+
+def _check_result(step, result, n, image_shape):
+    name = _step_name(step)
+    if not isinstance(result, StepResult):
+        msg = f"step {name!r} must return a StepResult, got {type(result).__name__}"
+        raise PluginError(msg)
+    if np.shape(result.images) != (n,) + tuple(image_shape):
+        msg = (f"step {name!r} returned images of shape {np.shape(result.images)}, expected "
+               f"{(n,) + tuple(image_shape)}")
+        raise PluginError(msg)
+    if np.shape(result.flags) != (n,):
+        msg = f"step {name!r} returned {np.shape(result.flags)} flags for {n} rows"
+        raise PluginError(msg)
+    for key, value in {**result.columns, **result.extras}.items():
+        if np.ndim(value) == 0 or len(value) != n:
+            msg = f"step {name!r} returned column {key!r} of shape {np.shape(value)} for {n} rows"
+            raise PluginError(msg)
+
+
+# ---------------------------------------------------------------------------- table level
+
+def _prepare(table, pixel_scale):
+    """Validate a table and return (float32 images, pixel scale, bands)."""
+    require_table(table)
+    require_columns(table, ["cutout"], "preprocess_cutouts")
+    column = table["cutout"]
+    if column.dtype.kind not in "fiu" or column.dtype.kind == "b":
+        msg = f"column 'cutout' must hold floating-point fluxes, got dtype {column.dtype}"
+        raise SchemaError(msg)
+    if column.dtype.kind in "iu":
+        msg = (f"column 'cutout' must hold floating-point fluxes in nanomaggies, got integer "
+               f"dtype {column.dtype}")
+        raise SchemaError(msg)
+    shape = column.shape
+    if len(shape) != 4 or shape[1] != 3 or shape[2] < 16 or shape[3] < 16:
+        msg = (f"column 'cutout' must have shape (n, 3, H, W) with H, W >= 16 (g, r, z "
+               f"planes; 152 x 152 for Legacy Survey cutouts), got {shape}")
+        raise SchemaError(msg)
+    bands = table.meta.get("bands", "grz")
+    if "".join(bands) != "grz":
+        msg = f"cutouts must hold the bands 'grz' in that order, table.meta['bands'] is {bands!r}"
+        raise SchemaError(msg)
+    if pixel_scale is None:
+        pixel_scale = table.meta.get("pixel_scale", _DEFAULT_PIXEL_SCALE)
+    pixel_scale = float(u.Quantity(pixel_scale, u.arcsec).value)
+    if not np.isfinite(pixel_scale) or pixel_scale <= 0:
+        msg = f"pixel_scale must be a positive number of arcsec, got {pixel_scale!r}"
+        raise ParameterError(msg)
+    # masked entries (a row with no cutout) become NaN, so the row is flagged, not dropped
+    images = np.ma.filled(np.ma.asanyarray(column).astype(np.float32), np.nan)
+    return np.asarray(images, dtype=np.float32), pixel_scale, "grz"
+
+
+def _finish(table, images, flags, columns, steps, pixel_scale, n_jobs, batch_size):
+    out = table.copy(copy_data=False)
+    out.replace_column("cutout", images)
+    out["cutout"].unit = table["cutout"].unit or u.nanomaggy
+    out["cutout"].description = "cleaned g, r, z cutout (0 outside the target), nanomaggy"
+    out["preprocess_ok"] = flags == "ok"
+    out["preprocess_ok"].description = "True when the cutout passed every preprocessing step"
+    out["preprocess_flag"] = flags.astype("<U20")
+    out["preprocess_flag"].description = "ok, or the reason the first failing step gave"
+    n = len(table)
+    names = list(_COLUMNS) + [k for k in columns if k not in _COLUMNS]
+    for name in names:
+        values, computed = columns.get(name, (None, np.zeros(n, bool)))
+        if values is None:
+            values = np.full(n, np.nan) if name != "n_sources" else np.zeros(n, np.int64)
+        mask = ~computed
+        if values.dtype.kind == "f":
+            mask = mask | ~np.isfinite(values)
+        unit, description = _COLUMNS.get(name, (None, f"per-row output of a step: {name}"))
+        out[name] = MaskedColumn(values, mask=mask, unit=unit, description=description)
+    for key in ("bands", "pixel_scale"):
+        out.meta.setdefault(key, {"bands": "grz", "pixel_scale": pixel_scale}[key])
+    record_step(out, "preprocess_cutouts", n_jobs=n_jobs, batch_size=batch_size,
+                pixel_scale=pixel_scale,
+                steps=[{"step": _step_name(s), "class": f"{type(s).__module__}."
+                        f"{type(s).__qualname__}", "params": s.get_params()} for s in steps])
+    return out
+
+
+def _check_options(n_jobs, batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        msg = f"batch_size must be a positive integer, got {batch_size!r}"
+        raise ParameterError(msg)
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0 \
+            or n_jobs < -1:
+        msg = f"n_jobs must be a positive integer or -1 (all cores), got {n_jobs!r}"
+        raise ParameterError(msg)
+    return (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
+
+
+# ------------------------------------------------------------------------ parallel running
+
+_EXECUTORS = {}
+
+
+def _worker_setup():
+    import cv2
+
+    cv2.setNumThreads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def _executor(n_jobs):
+    """A process pool kept for the session, so chunk after chunk does not pay its start."""
+    pool = _EXECUTORS.get(n_jobs)
+    if pool is None:
+        pool = ProcessPoolExecutor(max_workers=n_jobs, initializer=_worker_setup)
+        _EXECUTORS[n_jobs] = pool
+    return pool
+
+
+@atexit.register
+def _shutdown_executors():
+    for pool in _EXECUTORS.values():
+        pool.shutdown(wait=False, cancel_futures=True)
+    _EXECUTORS.clear()
+
+
+def _run_batch(images, steps, pixel_scale, bands):
+    return run_steps(images, steps, pixel_scale=pixel_scale, bands=bands)
+
+
+def _submit(n_jobs, images, steps, pixel_scale, bands):
+    if n_jobs == 1:
+        future = Future()
+        future.set_result(_run_batch(images, steps, pixel_scale, bands))
+        return future
+    return _executor(n_jobs).submit(_run_batch, images, steps, pixel_scale, bands)
+
+
+def _gather(futures, n, image_shape, bar=None):
+    images = np.empty((n,) + image_shape, np.float32)
+    flags = np.empty(n, "<U32")
+    columns = {}
+    start = 0
+    for future in futures:
+        batch_images, batch_flags, batch_columns = future.result()
+        stop = start + len(batch_flags)
+        images[start:stop] = batch_images
+        flags[start:stop] = batch_flags
+        for key, (values, computed) in batch_columns.items():
+            if key not in columns:
+                columns[key] = (_blank(n, values), np.zeros(n, bool))
+            columns[key][0][start:stop] = values
+            columns[key][1][start:stop] = computed
+        start = stop
+        if bar is not None:
+            bar.update(len(batch_flags))
+    return images, flags, columns
+
+
+def iter_preprocess_cutouts(chunks, *, steps=None, config="default", n_jobs=1,
+                            batch_size=256, pixel_scale=None, max_pending=None,
+                            progress=True):
+    """Preprocess a stream of tables, yielding each cleaned table in input order.
+
+    Memory stays bounded: at most ``max_pending`` batches are being processed or waiting to
+    be yielded at any time, so millions of cutouts pass through chunk by chunk.
+
+    Parameters
+    ----------
+    chunks : iterable of `~astropy.table.Table`
+        Each with a ``cutout`` column, as `preprocess_cutouts` takes.
+    steps, config, n_jobs, batch_size, pixel_scale :
+        As in `preprocess_cutouts`.
+    max_pending : int, optional
+        Most batches in flight (default ``2 * n_jobs``).
+    progress : bool, optional
+        Show a progress bar over cutouts.
+
+    Yields
+    ------
+    `~astropy.table.Table`
+        One cleaned table per input chunk, as `preprocess_cutouts` returns it.
+
+    Raises
+    ------
+    SchemaError, ParameterError
+        As `preprocess_cutouts`, when a chunk is malformed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.table import Table
+    >>> chunks = (Table({"cutout": np.zeros((2, 3, 32, 32), "f4")}) for _ in range(3))
+    >>> [t["preprocess_flag"].tolist() for t in iter_preprocess_cutouts(chunks, progress=False)]
+    [['invalid_pixels', 'invalid_pixels'], ['invalid_pixels', 'invalid_pixels'], \
+['invalid_pixels', 'invalid_pixels']]
+    """
+    from tqdm.auto import tqdm
+
+    n_jobs = _check_options(n_jobs, batch_size)
+    steps = resolve_steps(steps, config=config)
+    max_pending = 2 * n_jobs if max_pending is None else int(max_pending)
+    if max_pending < 1:
+        msg = f"max_pending must be at least 1, got {max_pending!r}"
+        raise ParameterError(msg)
+    pending = deque()  # (table, images shape, pixel scale, futures)
+    bar = tqdm(desc="preprocess", unit="cutout", disable=not progress)
+
+    def finish_oldest():
+        table, shape, scale, futures = pending.popleft()
+        images, flags, columns = _gather(futures, len(table), shape, bar)
+        return _finish(table, images, flags, columns, steps, scale, n_jobs, batch_size)
+
+    try:
+        for table in chunks:
+            images, scale, bands = _prepare(table, pixel_scale)
+            futures = [_submit(n_jobs, images[start:start + batch_size], steps, scale, bands)
+                       for start in range(0, len(table), batch_size)]
+            pending.append((table, images.shape[1:], scale, futures))
+            while sum(len(p[3]) for p in pending) > max_pending and len(pending) > 1:
+                yield finish_oldest()
+        while pending:
+            yield finish_oldest()
+    finally:
+        bar.close()
+
+
+def preprocess_cutouts(table, *, steps=None, config="default", n_jobs=1, batch_size=256,
+                       pixel_scale=None, progress=True):
+    """Clean galaxy cutouts: mask neighbours, limit size, reject blends (paper §2.2).
+
+    Parameters
+    ----------
+    table : `~astropy.table.Table`
+        With a ``cutout`` column of shape (n, 3, H, W) (Legacy Survey: 152 x 152), bands
+        g, r, z in nanomaggies. Never modified.
+    steps : list, optional
+        The steps to run, in order: registered names, ``(name, parameters)`` pairs, or
+        `~gpm_astro.base.PreprocessingStep` classes or instances (see `resolve_steps`).
+        Default: the steps of ``config``.
+    config : {"default", "paper"}
+        ``default``: the noise-aware pipeline; ``paper``: the paper's recipe.
+    n_jobs : int
+        Worker processes; 1 runs in this process, -1 uses every core.
+    batch_size : int
+        Cutouts per batch handed to the steps (and to a worker).
+    pixel_scale : float or `~astropy.units.Quantity`, optional
+        Arcsec per pixel; default ``table.meta["pixel_scale"]`` or 0.262 (Legacy Survey).
+    progress : bool, optional
+        Show a progress bar (only for more than one batch).
+
+    Returns
+    -------
+    `~astropy.table.Table`
+        The same rows in the same order; ``cutout`` replaced by the cleaned cutout (0 outside
+        the target); ``preprocess_ok`` (bool), ``preprocess_flag`` (one of ``ok``,
+        ``invalid_pixels``, ``no_central_source``, ``too_large``, ``blended``,
+        ``fragmented``), ``target_x``, ``target_y``, ``target_a``, ``target_b`` (px),
+        ``target_theta`` (deg), ``enclosing_radius`` (arcsec), ``n_sources``, plus any
+        other per-row column a step returns (masked where the row was rejected before that
+        step ran). ``meta["gpm_astro"]["steps"]`` records the steps and their parameters.
+
+    Raises
+    ------
+    SchemaError
+        No ``cutout`` column, or one of the wrong shape, band count or dtype.
+    ParameterError
+        An unknown configuration, a bad option, or steps in an impossible order.
+    UnknownPluginError
+        An unknown step name.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.table import Table
+    >>> rng = np.random.default_rng(0)
+    >>> y, x = np.mgrid[:152, :152]
+    >>> galaxy = 0.3 * np.exp(-((x - 75.5) ** 2 + (y - 75.5) ** 2) / 20.0)
+    >>> cutouts = (galaxy + rng.normal(0, 0.005, (2, 3, 152, 152))).astype("f4")
+    >>> cutouts[1, :, 70:80, 70:80] = np.nan
+    >>> out = preprocess_cutouts(Table({"cutout": cutouts}), progress=False)
+    >>> out["preprocess_flag"].tolist()
+    ['ok', 'invalid_pixels']
+    """
+    n_jobs = _check_options(n_jobs, batch_size)
+    require_table(table)
+    n_batches = -(-len(table) // batch_size)
+    show = progress and n_batches > 1
+    result = next(iter_preprocess_cutouts([table], steps=steps, config=config, n_jobs=n_jobs,
+                                          batch_size=batch_size, pixel_scale=pixel_scale,
+                                          max_pending=max(2 * n_jobs, n_batches),
+                                          progress=show))
+    if len(result) == 0:
+        warn_empty("preprocess_cutouts")
+    return result

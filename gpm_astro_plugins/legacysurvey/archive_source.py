@@ -1,0 +1,256 @@
+"""Data source ``legacysurvey_archive``: galaxies from ssl-legacysurvey HDF5 files, lazily.
+
+Selection runs in two passes so that no image is read for a galaxy that is not wanted:
+first the small ``source_type`` / ``ra`` / ``dec`` datasets are scanned in chunks to find the
+wanted row numbers, then only those rows are read, ``chunk_size`` at a time, through
+`gpm_astro_plugins.legacysurvey.archive.iter_archive`. A whole file is never loaded.
+"""
+
+import numbers
+
+import astropy.units as u
+import numpy as np
+from astropy.table import Column, vstack
+
+from gpm_astro.base import DataSource
+from gpm_astro.exceptions import ParameterError
+from gpm_astro.tables import record_step, warn_empty
+
+from .archive import SOURCE_TYPE_CODES, archive_length, iter_archive
+
+__all__ = ["LegacySurveyArchive", "TRACTOR_TYPES"]
+
+#: Tractor morphological types of Legacy Survey DR9
+TRACTOR_TYPES = ("PSF", "REX", "EXP", "DEV", "SER", "DUP")
+#: rows read per step of the selection scan (three small datasets only)
+SCAN_CHUNK = 200_000
+
+
+def _normalise_source_types(source_type, codes):
+    """Turn str / bytes / int codes (or a sequence of them) into a set of Tractor names."""
+    if source_type is None:
+        return None
+    values = ([source_type] if isinstance(source_type, (str, bytes, numbers.Integral))
+              else list(source_type))
+    if not values:
+        msg = f"source_type must name at least one type, got {source_type!r}"
+        raise ParameterError(msg)
+    names = set()
+    for value in values:
+        if isinstance(value, (bool, np.bool_)):
+            msg = f"source_type must be str, bytes or an integer code, got {value!r}"
+            raise ParameterError(msg)
+        if isinstance(value, numbers.Integral):
+            if int(value) not in codes:
+                msg = f"source_type code {value!r} is not one of {codes}"
+                raise ParameterError(msg)
+            names.add(codes[int(value)])
+            continue
+        if isinstance(value, bytes):
+            value = value.decode("ascii", errors="replace")
+        if not isinstance(value, str) or value.strip().upper() not in TRACTOR_TYPES:
+            msg = f"source_type must be one of {TRACTOR_TYPES} (or their codes), got {value!r}"
+            raise ParameterError(msg)
+        names.add(value.strip().upper())
+    return names
+
+
+def _degrees(value, name):
+    if isinstance(value, u.Quantity):
+        value = value.to_value(u.deg)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        msg = f"{name} must be a number of degrees or an angle Quantity, got {value!r}"
+        raise ParameterError(msg) from None
+    if not np.isfinite(value):
+        msg = f"{name} must be finite, got {value!r}"
+        raise ParameterError(msg)
+    return value
+
+
+def _cone(ra, dec, radius):
+    given = [x is not None for x in (ra, dec, radius)]
+    if not any(given):
+        return None
+    if not all(given):
+        msg = f"a cone needs ra, dec and radius together, got ra={ra!r}, dec={dec!r}, " \
+              f"radius={radius!r}"
+        raise ParameterError(msg)
+    ra, dec, radius = _degrees(ra, "ra"), _degrees(dec, "dec"), _degrees(radius, "radius")
+    if abs(dec) > 90:
+        msg = f"dec must be in [-90, 90] deg, got {dec!r}"
+        raise ParameterError(msg)
+    if not 0 < radius <= 180:
+        msg = f"radius must be in (0, 180] deg, got {radius!r}"
+        raise ParameterError(msg)
+    return ra % 360.0, dec, radius
+
+
+def _separation_deg(ra1, dec1, ra2, dec2):
+    """Great-circle distance (haversine), degrees; arrays broadcast."""
+    ra1, dec1, ra2, dec2 = map(np.radians, (ra1, dec1, ra2, dec2))
+    hav = (np.sin((dec2 - dec1) / 2) ** 2
+           + np.cos(dec1) * np.cos(dec2) * np.sin((ra2 - ra1) / 2) ** 2)
+    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(hav, 0, 1))))
+
+
+class LegacySurveyArchive(DataSource):
+    """Cutouts and catalogue columns from ssl-legacysurvey HDF5 archive files.
+
+    Parameters
+    ----------
+    path : str or path-like
+        One archive file or a directory of them (``images/{south,north}/...``, searched
+        recursively; rows are numbered across files in the archive's order).
+    chunk_size : int
+        Rows per yielded Table.
+    source_type_codes : dict, optional
+        Integer code -> Tractor type used to read a user's integer ``source_type``; default
+        `gpm_astro_plugins.legacysurvey.archive.SOURCE_TYPE_CODES`.
+    progress : bool
+        Show a progress bar while reading.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from gpm_astro_plugins.mock import MockSky
+    >>> from gpm_astro_plugins.legacysurvey.archive import write_archive
+    >>> data = MockSky(n_galaxies=6, seed=3).generate()
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = write_archive(data.images, tmp)
+    ...     table = LegacySurveyArchive(path=tmp).query(rows=[1, 4])
+    >>> list(table["archive_row"]), table["cutout"].shape
+    ([1, 4], (2, 3, 152, 152))
+    """
+
+    name = "legacysurvey_archive"
+    provides = ("catalog", "cutouts")
+
+    def __init__(self, *, path=None, chunk_size=1000, source_type_codes=None, progress=False):
+        self.path = path
+        self.chunk_size = chunk_size
+        self.source_type_codes = source_type_codes
+        self.progress = progress
+
+    def _check(self, chunk_size):
+        if self.path is None:
+            msg = "legacysurvey_archive needs path= (an archive file or directory), got None"
+            raise ParameterError(msg)
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or \
+                chunk_size <= 0:
+            msg = f"chunk_size must be a positive integer, got {chunk_size!r}"
+            raise ParameterError(msg)
+
+    def select_rows(self, *, source_type=None, rows=None, ra=None, dec=None, radius=None):
+        """Return the archive row numbers (increasing) that match every criterion.
+
+        Reads only ``source_type``, ``ra`` and ``dec``, in chunks of `SCAN_CHUNK` rows.
+
+        Parameters
+        ----------
+        source_type : str, bytes, int or sequence of them, optional
+            Tractor types to keep (``"EXP"``, ``b"EXP"`` or its integer code).
+        rows : slice or increasing sequence of int, optional
+            Candidate rows (numbered from 0 across the files).
+        ra, dec, radius : float (deg) or angle Quantity, optional
+            Keep galaxies within ``radius`` of (ra, dec).
+
+        Returns
+        -------
+        numpy.ndarray of int64, or None when no criterion is given (every row).
+
+        Raises
+        ------
+        ParameterError
+            An unknown type or code, a partial or invalid cone, bad ``rows``.
+        """
+        self._check(self.chunk_size)
+        codes = SOURCE_TYPE_CODES if self.source_type_codes is None else self.source_type_codes
+        types = _normalise_source_types(source_type, codes)
+        cone = _cone(ra, dec, radius)
+        if types is None and cone is None:
+            return None if rows is None else self._candidates(rows)
+        columns = (["source_type"] if types is not None else []) + \
+                  (["ra", "dec"] if cone is not None else [])
+        candidates = None if rows is None else self._candidates(rows)
+        kept, seen = [], 0
+        for chunk in iter_archive(self.path, chunk_size=SCAN_CHUNK, rows=candidates,
+                                  columns=columns, cutouts=False):
+            index = (np.arange(seen, seen + len(chunk)) if candidates is None
+                     else candidates[seen:seen + len(chunk)])
+            seen += len(chunk)
+            keep = np.ones(len(chunk), bool)
+            if types is not None:
+                keep &= np.isin(np.asarray(chunk["source_type"], dtype=str), sorted(types))
+            if cone is not None:
+                keep &= _separation_deg(cone[0], cone[1], np.asarray(chunk["ra"], float),
+                                        np.asarray(chunk["dec"], float)) <= cone[2]
+            kept.append(index[keep])
+        return np.concatenate(kept).astype(np.int64) if kept else np.zeros(0, np.int64)
+
+    def _candidates(self, rows):
+        if isinstance(rows, slice):
+            return np.arange(*rows.indices(archive_length(self.path)), dtype=np.int64)
+        wanted = np.asarray(rows)
+        if wanted.ndim != 1 or (wanted.size and wanted.dtype.kind not in "iu"):
+            msg = f"rows must be a slice or a 1-D sequence of integers, got {rows!r}"
+            raise ParameterError(msg)
+        return wanted.astype(np.int64)
+
+    def iter_query(self, *, chunk_size=None, source_type=None, rows=None, ra=None, dec=None,
+                   radius=None, cutouts=True, columns=None):
+        """Yield the selected galaxies as Tables of at most ``chunk_size`` rows.
+
+        Parameters
+        ----------
+        chunk_size : int, optional
+            Default: the source's ``chunk_size``.
+        source_type, rows, ra, dec, radius
+            Selection, see `select_rows`; all given criteria must hold.
+        cutouts : bool
+            Read the images into a ``cutout`` column.
+        columns : sequence of str, optional
+            Archive datasets to read (default all).
+
+        Yields
+        ------
+        astropy.table.Table
+            Columns of `iter_archive` (``cutout``, ``flux_g/r/z``, ``mag_g/r/z``,
+            ``source_type`` as str, ...) plus ``archive_row``, the row number in the archive.
+        """
+        chunk_size = self.chunk_size if chunk_size is None else chunk_size
+        self._check(chunk_size)
+        selected = self.select_rows(source_type=source_type, rows=rows, ra=ra, dec=dec,
+                                    radius=radius)
+        if selected is not None and len(selected) == 0:
+            return
+        done = 0
+        criteria = {"source_type": source_type, "rows": None if rows is None else "given",
+                    "ra": ra, "dec": dec, "radius": radius}
+        for chunk in iter_archive(self.path, chunk_size=chunk_size, rows=selected,
+                                  columns=columns, cutouts=cutouts, progress=self.progress):
+            index = (np.arange(done, done + len(chunk)) if selected is None
+                     else selected[done:done + len(chunk)])
+            done += len(chunk)
+            chunk.add_column(Column(index, name="archive_row",
+                                    description="row number in the archive"), index=0)
+            record_step(chunk, "legacysurvey_archive", path=str(self.path), **criteria)
+            yield chunk
+
+    def query(self, **criteria):
+        """Return every selected galaxy as one Table (keep selections small: cutouts are
+        277 kB each). Criteria as for `iter_query`; an empty selection gives an empty table
+        with the full schema and an `~gpm_astro.exceptions.EmptyResultWarning`."""
+        chunks = list(self.iter_query(**criteria))
+        if chunks:
+            table = vstack(chunks, metadata_conflicts="silent")
+            table.meta = chunks[-1].meta
+            return table
+        schema_criteria = {k: v for k, v in criteria.items() if k in ("cutouts", "columns")}
+        sample = next(self.iter_query(rows=[0], **schema_criteria), None)
+        if sample is None:
+            msg = f"the archive at {str(self.path)!r} holds no rows"
+            raise ParameterError(msg)
+        warn_empty("legacysurvey_archive")
+        return sample[:0]

@@ -1,0 +1,29 @@
+"""The named step configurations: ``paper`` and ``default``.
+
+A configuration is a list of ``(step name, parameters)``; `gpm_astro.preprocessing` turns it
+into step instances through the plugin registry, so a user's own step can stand in any list.
+"""
+
+__all__ = ["CONFIGURATIONS"]
+
+CONFIGURATIONS = {
+    # The paper's recipe (METHOD.md section 3) with the paper's constants. Where the published
+    # scripts differ, the paper is followed; each published quirk is a parameter (see the
+    # steps' docstrings and docs/preprocessing.rst). The threshold loop is capped.
+    "paper": [
+        ("check_pixels", {}),
+        ("mask_neighbours_paper", {}),
+        ("size_limit", {"max_radius": 6.0, "region": "largest_component"}),
+        ("blend_check_photutils", {}),
+        ("fragment_check_paper", {}),
+    ],
+    # Noise-aware: thresholds from each cutout's measured sky noise, segmentation and
+    # deblending on fluxes. Constants chosen on the mock sky's truth (docs/preprocessing.rst).
+    "default": [
+        ("check_pixels", {}),
+        ("mask_neighbours", {}),
+        ("size_limit", {"max_radius": 6.0, "region": "segment"}),
+        ("blend_check", {}),
+        ("fragment_check", {}),
+    ],
+}

@@ -1,0 +1,356 @@
+"""Data source ``sdss_mpajhu``: the SDSS DR8 MPA-JHU label catalogue from SkyServer.
+
+The SQL goes through ``astroquery.sdss.SDSS.query_sql(sql, data_release=8)``, with the
+astroquery client's transport replaced so that every byte travels through
+`gpm_astro.remote.RemoteDataSource._request` (retries, cache, rate limit). SkyServer allows
+500,000 rows and 600 s per query and 60 queries a minute, so the catalogue is read in
+specObjID ranges (one range = a run of plates, since specObjID = plate << 50 | ...), each well
+under the row limit, at most one query a second.
+
+Nothing is filtered on the server: `gpm_astro.select_starforming` applies the cuts locally and
+reports how many rows each one removed.
+"""
+
+import numbers
+import warnings
+
+import numpy as np
+from astropy import config as _config
+from astropy.table import MaskedColumn, Table, vstack
+
+from gpm_astro.exceptions import ParameterError, RemoteServiceError
+from gpm_astro.remote import RemoteConf, RemoteDataSource
+from gpm_astro.tables import record_step, warn_empty
+
+__all__ = ["Conf", "conf", "SDSSMPAJHU", "LABEL_COLUMNS", "mpajhu_sql", "range_sql"]
+
+#: output column -> SkyServer expression (tables: galSpecInfo i, galSpecExtra e, SpecObjAll s)
+LABEL_COLUMNS = {
+    "specobjid": "i.specObjID",
+    "ra": "i.ra",
+    "dec": "i.dec",
+    "spectrotype": "i.spectrotype",
+    "z": "i.z",
+    "z_warning": "i.z_warning",
+    "reliable": "i.reliable",
+    "sn_median": "i.sn_median",
+    "snmedian_r": "s.snMedian_r",
+    "bptclass": "e.bptclass",
+    "oh_p2p5": "e.oh_p2p5",
+    "oh_p16": "e.oh_p16",
+    "oh_p50": "e.oh_p50",
+    "oh_p84": "e.oh_p84",
+    "oh_p97p5": "e.oh_p97p5",
+    "lgm_tot_p50": "e.lgm_tot_p50",
+    "lgm_fib_p50": "e.lgm_fib_p50",
+    "sfr_tot_p50": "e.sfr_tot_p50",
+    "specsfr_tot_p50": "e.specsfr_tot_p50",
+}
+_UNITS = {"ra": "deg", "dec": "deg", "oh_p2p5": "dex", "oh_p16": "dex", "oh_p50": "dex",
+          "oh_p84": "dex", "oh_p97p5": "dex"}
+_DESCRIPTIONS = {
+    "specobjid": "SDSS spectrum id", "sn_median": "median S/N per pixel of the whole spectrum",
+    "snmedian_r": "median S/N per pixel in the r band (SpecObjAll.snMedian_r)",
+    "bptclass": "BPT class: -1 unclassifiable, 1 SF, 2 low-S/N SF, 3 composite, 4 AGN, "
+                "5 low-S/N LINER",
+    "oh_p50": "12 + log(O/H), median of the likelihood", "lgm_tot_p50": "log10(M*/Msun), total",
+    "lgm_fib_p50": "log10(M*/Msun) in the fibre", "sfr_tot_p50": "log10(SFR / (Msun/yr))",
+    "specsfr_tot_p50": "log10(SFR/M* / (1/yr))"}
+_INT_COLUMNS = ("z_warning", "reliable", "bptclass")
+SPECOBJID_MAX = 2 ** 64 - 1
+PLATE_SHIFT = 50  # specObjID = plate << 50 | fiber << 38 | (mjd - 50000) << 24 | run2d << 10
+
+
+class Conf(RemoteConf):
+    """Configuration of `SDSSMPAJHU`."""
+
+    server = _config.ConfigItem("https://skyserver.sdss.org",
+                                "SkyServer base URL (astroquery's skyserver_baseurl).")
+    timeout = _config.ConfigItem(600.0, "Seconds per query (SkyServer stops a query at 600 s).")
+    min_interval = _config.ConfigItem(
+        1.0, "Seconds between queries (SkyServer allows 60 queries a minute).")
+    max_workers = _config.ConfigItem(1, "Queries at a time (SkyServer is rate limited).")
+
+
+conf = Conf()
+
+
+def mpajhu_sql(lo, hi):
+    """Return the SQL of one chunk: rows with ``lo <= specObjID < hi``.
+
+    Examples
+    --------
+    >>> print(mpajhu_sql(1 << 50, 2 << 50).split("FROM")[1].strip()[:40])
+    galSpecInfo AS i JOIN galSpecExtra AS e
+    """
+    for name, value in (("lo", lo), ("hi", hi)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or \
+                not 0 <= value <= SPECOBJID_MAX:
+            msg = f"specObjID bound {name} must be an integer in [0, 2**64), got {value!r}"
+            raise ParameterError(msg)
+    select = ", ".join(f"{expr} AS {alias}" for alias, expr in LABEL_COLUMNS.items())
+    return (f"SELECT {select} FROM galSpecInfo AS i "
+            f"JOIN galSpecExtra AS e ON e.specObjID = i.specObjID "
+            f"JOIN SpecObjAll AS s ON s.specObjID = i.specObjID "
+            f"WHERE i.specObjID >= {int(lo)} AND i.specObjID < {int(hi)} "
+            f"ORDER BY i.specObjID")
+
+
+def range_sql():
+    """SQL giving the smallest and largest specObjID of galSpecInfo."""
+    return ("SELECT MIN(specObjID) AS min_specobjid, MAX(specObjID) AS max_specobjid "
+            "FROM galSpecInfo")
+
+
+class _Transported:
+    """What astroquery's parser reads from a response: ``.text``."""
+
+    def __init__(self, response):
+        self.text = response.text
+        self.content = response.content
+        self.status_code = response.status
+
+
+def _sdss_client(source):
+    """An astroquery SDSS client whose HTTP goes through ``source._request``."""
+    from astroquery.sdss import SDSSClass
+
+    class RoutedSDSS(SDSSClass):
+        def _get_query_url(self, data_release):
+            suffix = (self.QUERY_URL_SUFFIX_DR_OLD if data_release < 10 else
+                      self.QUERY_URL_SUFFIX_DR_10 if data_release == 10 else
+                      self.QUERY_URL_SUFFIX_DR_NEW)
+            return source.server + suffix.format(dr=data_release)
+
+        def _request(self, method, url, params=None, data=None, timeout=None, cache=None,
+                     **kwargs):
+            return _Transported(source._request(method, url, params=params, data=data,
+                                                cache=cache, validate=_check_skyserver_body))
+
+    return RoutedSDSS()
+
+
+def _check_skyserver_body(response):
+    from gpm_astro.remote import MalformedResponseError
+
+    text = response.text
+    if "error_message" in text or text.lstrip().lower().startswith(("<!doctype", "<html")):
+        msg = f"SkyServer answered with an error page: {text[:300]!r}"
+        raise MalformedResponseError(msg)
+    if not text.lstrip().startswith("#Table1"):
+        msg = f"SkyServer answer is not '#Table1' CSV: {text[:200]!r}"
+        raise MalformedResponseError(msg)
+
+
+class SDSSMPAJHU(RemoteDataSource):
+    """The MPA-JHU DR8 catalogue (galSpecInfo + galSpecExtra + SpecObjAll.snMedian_r).
+
+    Parameters
+    ----------
+    data_release : int
+        SkyServer data release; the MPA-JHU catalogue of the paper is DR8.
+    plates_per_chunk : int
+        Plates per query. A plate holds 640 (SDSS) or 1000 (BOSS) fibres, so 200 plates stay
+        far below SkyServer's 500,000-row limit.
+    specobjid_range : (int, int), optional
+        ``(lo, hi)`` specObjIDs to read (``lo <= id < hi``); default: asked from the server.
+    progress : bool
+        Show a progress bar over the chunks.
+    cache, cache_dir, timeout, max_retries, backoff_factor, max_workers
+        See `gpm_astro.remote.RemoteDataSource`.
+
+    Examples
+    --------
+    >>> source = SDSSMPAJHU(specobjid_range=(299489952322840576, 299489952322840576 + 2 ** 50))
+    >>> payload = source.query(get_query_payload=True)
+    >>> payload[0]["params"]["format"], "galSpecExtra" in payload[0]["params"]["cmd"]
+    ('csv', True)
+    """
+
+    name = "sdss_mpajhu"
+    provides = ("labels",)
+    conf = conf
+
+    def __init__(self, *, data_release=8, plates_per_chunk=200, specobjid_range=None,
+                 progress=True, cache=True, cache_dir=None, timeout=None, max_retries=None,
+                 backoff_factor=None, max_workers=None):
+        super().__init__(cache=cache, cache_dir=cache_dir, timeout=timeout,
+                         max_retries=max_retries, backoff_factor=backoff_factor,
+                         max_workers=max_workers)
+        self.data_release = data_release
+        self.plates_per_chunk = plates_per_chunk
+        self.specobjid_range = specobjid_range
+        self.progress = progress
+
+    def _check_params(self):
+        if isinstance(self.data_release, bool) or not isinstance(
+                self.data_release, numbers.Integral) or not 1 <= self.data_release <= 99:
+            msg = f"data_release must be an SDSS data release number, got {self.data_release!r}"
+            raise ParameterError(msg)
+        chunk = self.plates_per_chunk
+        if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or \
+                not 1 <= chunk <= 400:
+            msg = (f"plates_per_chunk must be an integer in [1, 400] (SkyServer returns at most "
+                   f"500,000 rows a query), got {chunk!r}")
+            raise ParameterError(msg)
+        if self.specobjid_range is not None:
+            lo, hi = self._range_values(self.specobjid_range)
+            if lo >= hi:
+                msg = f"specobjid_range must be (lo, hi) with lo < hi, got {self.specobjid_range!r}"
+                raise ParameterError(msg)
+
+    @staticmethod
+    def _range_values(value):
+        try:
+            lo, hi = value
+        except (TypeError, ValueError):
+            msg = f"specobjid_range must be a pair (lo, hi) of integers, got {value!r}"
+            raise ParameterError(msg) from None
+        for bound in (lo, hi):
+            if isinstance(bound, bool) or not isinstance(bound, numbers.Integral) or \
+                    not 0 <= bound <= SPECOBJID_MAX + 1:
+                msg = f"specobjid_range bounds must be integers in [0, 2**64], got {value!r}"
+                raise ParameterError(msg)
+        return int(lo), int(hi)
+
+    def _run_sql(self, sql):
+        client = _sdss_client(self)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=UserWarning)
+                table = client.query_sql(sql, data_release=self.data_release, cache=self.cache)
+        except RemoteServiceError:
+            raise
+        except Exception as exc:  # astroquery's own errors (parse failures, its exceptions)
+            msg = f"SkyServer query failed: {exc}"
+            raise RemoteServiceError(msg) from exc
+        return table
+
+    def _chunks(self, lo, hi):
+        step = int(self.plates_per_chunk) << PLATE_SHIFT
+        first = (lo >> PLATE_SHIFT) << PLATE_SHIFT  # align to plate boundaries
+        bounds = []
+        start = first
+        while start < hi:
+            stop = min(start + step, hi)
+            bounds.append((max(start, lo), stop))
+            start += step
+        return bounds
+
+    def _resolve_range(self):
+        if self.specobjid_range is not None:
+            return self._range_values(self.specobjid_range)
+        table = self._run_sql(range_sql())
+        if table is None or len(table) != 1:
+            msg = f"SkyServer gave no specObjID range for galSpecInfo: {table!r}"
+            raise RemoteServiceError(msg)
+        return int(table["min_specobjid"][0]), int(table["max_specobjid"][0]) + 1
+
+    def query(self, *, get_query_payload=False):
+        """Download the catalogue, chunk by chunk.
+
+        Parameters
+        ----------
+        get_query_payload : bool
+            Return the list of requests (method, url, params) instead of sending them (the
+            specObjID range query itself is listed first when ``specobjid_range`` is None).
+
+        Returns
+        -------
+        astropy.table.Table or list of dict
+            Columns `LABEL_COLUMNS` (lower-case, as ``select_starforming`` expects), sorted by
+            specobjid; -9999 and friends are kept as the catalogue has them.
+
+        Raises
+        ------
+        RemoteServiceError
+            A chunk failed after every retry, or SkyServer sent an error page.
+        """
+        tables = list(self.iter_query(get_query_payload=get_query_payload))
+        if get_query_payload:
+            return [p for group in tables for p in group]
+        tables = [t for t in tables if len(t)]
+        if not tables:
+            warn_empty("sdss_mpajhu")
+            result = _empty_labels()
+        else:
+            result = vstack(tables, metadata_conflicts="silent")
+        result.meta = {}
+        record_step(result, "sdss_mpajhu", server=self.server, data_release=self.data_release,
+                    plates_per_chunk=self.plates_per_chunk,
+                    specobjid_range=list(self._range_used), n_rows=len(result))
+        return result
+
+    def iter_query(self, *, chunk_size=None, get_query_payload=False):
+        """Yield the catalogue one specObjID chunk at a time (``chunk_size`` is fixed by
+        ``plates_per_chunk``; passing another value is an error)."""
+        if chunk_size is not None:
+            msg = (f"sdss_mpajhu chunks by plates_per_chunk; chunk_size must be None, "
+                   f"got {chunk_size!r}")
+            raise ParameterError(msg)
+        self._check_params()
+        client = _sdss_client(self)
+        if get_query_payload:
+            payloads = []
+            if self.specobjid_range is None:
+                payloads.append(self._payload(client, range_sql()))
+                yield payloads
+                return
+            lo, hi = self._range_values(self.specobjid_range)
+            yield [self._payload(client, mpajhu_sql(a, b)) for a, b in self._chunks(lo, hi)]
+            return
+        lo, hi = self._resolve_range()
+        self._range_used = (lo, hi)
+        from tqdm.auto import tqdm
+
+        for a, b in tqdm(self._chunks(lo, hi), desc="sdss_mpajhu", unit="chunk",
+                         disable=not self.progress):
+            table = self._run_sql(mpajhu_sql(a, b))
+            yield _tidy(table)
+
+    def _payload(self, client, sql):
+        params = client.query_sql(sql, data_release=self.data_release, get_query_payload=True)
+        return {"method": "GET", "url": client._get_query_url(self.data_release),
+                "params": params}
+
+
+def _empty_labels():
+    table = Table()
+    for name in LABEL_COLUMNS:
+        dtype = (np.uint64 if name == "specobjid" else "U16" if name == "spectrotype"
+                 else np.int64 if name in _INT_COLUMNS else np.float64)
+        table[name] = np.zeros(0, dtype=dtype)
+    return _tidy(table)
+
+
+def _tidy(table):
+    """Give a chunk the label schema: every column, units, masked NULLs."""
+    if table is None:
+        return _empty_labels()
+    missing = [name for name in LABEL_COLUMNS if name not in table.colnames]
+    if missing:
+        msg = f"SkyServer answer lacks column(s) {missing}; it has {table.colnames}"
+        raise RemoteServiceError(msg)
+    table = table[list(LABEL_COLUMNS)]
+    table["specobjid"] = np.asarray(table["specobjid"], dtype=np.uint64)
+    table["spectrotype"] = np.char.strip(np.asarray(table["spectrotype"], dtype=str))
+    for name in LABEL_COLUMNS:
+        if name in ("specobjid", "spectrotype"):
+            continue
+        column = table[name]
+        if column.dtype.kind not in "iuf":  # a NULL turns a numeric column into text
+            values = np.asarray(column, dtype=str)
+            numeric = np.array([_to_float(v) for v in values])
+            table[name] = MaskedColumn(numeric, mask=np.isnan(numeric))
+        if name in _UNITS:
+            table[name].unit = _UNITS[name]
+    for name, text in _DESCRIPTIONS.items():
+        table[name].description = text
+    return table
+
+
+def _to_float(text):
+    try:
+        return float(text)
+    except ValueError:
+        return np.nan

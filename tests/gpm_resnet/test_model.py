@@ -1,0 +1,187 @@
+"""The network: layer counts, shapes, ECA, DropBlock, configuration and input transform."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from gpm_astro.exceptions import ParameterError
+from gpm_astro_plugins.gpm_resnet.model import (
+    ECA, Bottleneck, DropBlock2d, GPMResNet, GPMResNetConfig, InputTransform, build_model,
+    count_parameters, get_config)
+from gpm_astro_plugins.gpm_resnet.training import augment_batch
+
+# ResNet-50 without its 1000-class layer has 23,508,032 parameters; ECA adds 3 per bottleneck
+# (16 x 3 = 48); the PG head adds 2048*128 + 128 + 128*1 + 1 = 262,401.
+PAPER_PARAMETERS = 23_508_032 + 48 + 262_401
+
+
+def test_paper_layer_counts_and_parameters():
+    model = build_model("paper")
+    stages = [len(stage) for stage in model.dho]
+    assert stages == [3, 4, 6, 3]
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 1 + 16 * 3 + 4  # stem, three per bottleneck, four projections
+    assert sum(isinstance(m, ECA) for m in model.modules()) == 16
+    # DropBlock only in stages 3 and 4 (6 + 3 bottlenecks) by default
+    assert len(model.dropblocks()) == 9
+    assert all(b.dropblock is None for stage in model.dho[:2] for b in stage)
+    assert model.pg[3].in_features == 2048 and model.pg[3].out_features == 128
+    assert model.pg[5].out_features == 1
+    assert count_parameters(model) == PAPER_PARAMETERS
+
+
+def test_paper_forward_shape():
+    model = build_model("paper").eval()
+    with torch.inference_mode():
+        out = model(torch.randn(2, 3, 152, 152))
+    assert out.shape == (2, 1)
+    # the 152 px input reaches the head as a 5 x 5 map (METHOD.md section 5)
+    with torch.inference_mode():
+        features = model.dho(model.ilo(torch.randn(1, 3, 152, 152)))
+    assert features.shape == (1, 2048, 5, 5)
+
+
+def test_lite_is_small_and_maps_to_one_number():
+    model = build_model("lite").eval()
+    assert count_parameters(model) < 1_000_000
+    with torch.inference_mode():
+        assert model(torch.randn(3, 3, 64, 64)).shape == (3, 1)
+
+
+def test_he_fan_out_init_and_batchnorm_init():
+    torch.manual_seed(0)
+    model = build_model("paper")
+    conv = model.dho[2][0].conv2  # 3x3, 256 -> 256
+    fan_out = conv.out_channels * 9
+    assert conv.weight.std().item() == pytest.approx(np.sqrt(2 / fan_out), rel=0.05)
+    bn = model.dho[0][0].bn1
+    assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
+
+
+def test_eca_matches_its_definition():
+    torch.manual_seed(0)
+    eca = ECA(3)
+    x = torch.randn(2, 8, 5, 5)
+    pooled = x.mean(dim=(2, 3))
+    w = eca.conv.weight.view(3)
+    padded = torch.nn.functional.pad(pooled, (1, 1))
+    attention = torch.sigmoid(w[0] * padded[:, :-2] + w[1] * padded[:, 1:-1]
+                              + w[2] * padded[:, 2:])
+    expected = x * attention[:, :, None, None]
+    assert torch.allclose(eca(x), expected, atol=1e-6)
+    # the attention is learned: the loss reaches the 1-D convolution
+    eca(x).sum().backward()
+    assert eca.conv.weight.grad.abs().sum() > 0
+
+
+def test_eca_sits_before_the_residual_add():
+    torch.manual_seed(0)
+    block = Bottleneck(16, 4).eval()
+    x = torch.randn(1, 16, 6, 6)
+    seen = {}
+    block.bn3.register_forward_hook(lambda m, i, o: seen.update(bn3=o.clone()))
+    block.eca.register_forward_hook(lambda m, i, o: seen.update(eca_in=i[0].clone()))
+    with torch.no_grad():
+        block(x)
+        assert torch.equal(seen["eca_in"], seen["bn3"])  # ECA after the last 1x1 conv + BN
+        block.eca.forward = torch.zeros_like  # an attention of 0 leaves only the shortcut
+        assert torch.equal(block(x), torch.relu(x))
+
+
+@pytest.mark.parametrize("drop_prob", [0.1, 0.3])
+def test_dropblock_drops_contiguous_blocks_at_the_rate(drop_prob):
+    torch.manual_seed(1)
+    block = DropBlock2d(drop_prob, block_size=5).train()
+    out = block(torch.ones(400, 3, 32, 32))
+    dropped = out == 0
+    assert dropped.float().mean().item() == pytest.approx(drop_prob, rel=0.25)
+    # one mask for all channels of a sample
+    assert torch.equal(dropped[:, 0], dropped[:, 1])
+    # kept units are rescaled so the mean activation stays 1
+    assert out.mean().item() == pytest.approx(1.0, rel=0.02)
+    # every dropped region is made of whole 5 x 5 squares
+    for sample in dropped[:50, 0].numpy():
+        labels, count = ndimage.label(sample)
+        for region in ndimage.find_objects(labels):
+            assert region[0].stop - region[0].start >= 5
+            assert region[1].stop - region[1].start >= 5
+        eroded = ndimage.binary_erosion(sample, np.ones((5, 5)), border_value=1)
+        assert np.array_equal(ndimage.binary_dilation(eroded, np.ones((5, 5))) & sample,
+                              sample)
+
+
+def test_dropblock_is_identity_in_eval_and_active_for_mc():
+    block = DropBlock2d(0.3, block_size=3)
+    x = torch.ones(4, 2, 8, 8)
+    block.eval()
+    assert torch.equal(block(x), x)
+    block.mc_active = True
+    torch.manual_seed(0)
+    assert (block(torch.ones(50, 2, 8, 8)) == 0).any()
+
+
+def test_dropblock_ramp():
+    model = build_model(GPMResNetConfig(width=0.125, blocks=(1, 1, 1, 1), drop_prob=0.2))
+    model.set_drop_progress(0.5)
+    assert all(b.drop_prob_now == pytest.approx(0.1) for b in model.dropblocks())
+    model.set_drop_progress(0.0)
+    model.train()
+    x = torch.randn(2, 3, 64, 64)
+    torch.manual_seed(0)
+    a = model(x)
+    torch.manual_seed(1)
+    b = model(x)
+    assert torch.equal(a, b)  # no drop at the start of the ramp (BN in train mode is fixed)
+
+
+def test_configs_and_validation():
+    assert get_config("paper").blocks == (3, 4, 6, 3)
+    lite = get_config("lite")
+    assert lite.input_size == 64 and lite.input_scaling == "asinh"
+    assert GPMResNetConfig.from_dict(lite.to_dict()) == lite
+    with pytest.raises(ParameterError, match="'gaussian'"):
+        GPMResNetConfig(input_scaling="gaussian")
+    with pytest.raises(ParameterError, match="'tiny'"):
+        get_config("tiny")
+    with pytest.raises(ParameterError, match="blocks"):
+        GPMResNetConfig(blocks=(1, 1, 1))
+    with pytest.raises(ParameterError, match="drop_prob"):
+        GPMResNetConfig(drop_prob=1.5)
+    with pytest.raises(ParameterError, match="unknown"):
+        GPMResNetConfig.from_dict({"depth": 3})
+
+
+def test_input_transform_bands_resize_scaling():
+    config = GPMResNetConfig(bands="rz", input_size=16, input_scaling="asinh",
+                             asinh_softening=0.5)
+    images = np.zeros((2, 3, 32, 32), np.float32)
+    images[:, 0] = 100.0  # g must be dropped
+    images[:, 1] = 1.0
+    images[:, 2] = 2.0
+    x = InputTransform(config, "grz")(images)
+    assert x.shape == (2, 2, 16, 16)
+    assert torch.allclose(x[:, 0], torch.asinh(torch.tensor(2.0)))
+    assert torch.allclose(x[:, 1], torch.asinh(torch.tensor(4.0)))
+    raw = InputTransform(GPMResNetConfig(), "grz")(images)
+    assert np.array_equal(raw.numpy(), images)  # the paper's raw-flux input
+    with pytest.raises(ParameterError, match="'i'"):
+        InputTransform(GPMResNetConfig(bands="gi"), "grz")
+
+
+def test_augmentation_is_a_flip_or_rotation_of_each_image():
+    x = torch.randn(40, 2, 6, 6)
+    out = augment_batch(x, torch.Generator().manual_seed(0))
+    seen = set()
+    for original, augmented in zip(x, out):
+        candidates = [torch.rot90(original.flip(-1) if f else original, k, dims=(-2, -1))
+                      for f in (0, 1) for k in range(4)]
+        matches = [i for i, c in enumerate(candidates) if torch.equal(c, augmented)]
+        assert matches
+        seen.add(matches[0])
+    assert len(seen) >= 6  # the draws cover the dihedral group
+
+
+def test_model_in_channels_follow_bands():
+    model = GPMResNet(GPMResNetConfig(bands="r", width=0.125, blocks=(1, 1, 1, 1)))
+    assert model.ilo[0].in_channels == 1

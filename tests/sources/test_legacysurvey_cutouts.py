@@ -1,0 +1,230 @@
+"""legacysurvey_cutouts against a local server replaying stored viewer responses."""
+
+import io
+
+import h5py
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+from gpm_astro.exceptions import ParameterError, SchemaError
+from gpm_astro.plugins import get_source
+from gpm_astro_plugins.legacysurvey.archive import iter_archive
+from gpm_astro_plugins.legacysurvey.cutouts import (
+    LegacySurveyCutouts,
+    conf,
+    parse_cutout,
+)
+
+from .conftest import Reply
+
+FITS_TYPE = "image/fits"
+
+
+@pytest.fixture
+def cutout_bytes(stored):
+    return stored("legacysurvey_cutout_grz.fits")
+
+
+@pytest.fixture
+def zero_bytes(cutout_bytes):
+    with fits.open(io.BytesIO(cutout_bytes)) as hdul:
+        hdul[0].data[:] = 0
+        buffer = io.BytesIO()
+        hdul.writeto(buffer)
+    return buffer.getvalue()
+
+
+def make_source(service, tmp_path, **options):
+    settings = dict(cache_dir=tmp_path / "cache", max_retries=2, backoff_factor=0.01,
+                    timeout=2.0, max_workers=2, progress=False)
+    settings.update(options)
+    source = LegacySurveyCutouts(**settings)
+    return source
+
+
+def targets(n):
+    return Table({"ra": 150.0 + 0.01 * np.arange(n), "dec": np.full(n, 2.2),
+                  "objid": np.arange(n)})
+
+
+def by_ra(mapping, default):
+    """A route callable answering according to the requested ra."""
+    def answer(request):
+        return mapping.get(request.params["ra"], default)
+    return answer
+
+
+def test_registered_and_payload():
+    assert get_source("legacysurvey_cutouts") is LegacySurveyCutouts
+    payload = LegacySurveyCutouts().query(targets(2), get_query_payload=True)
+    assert len(payload) == 2
+    assert payload[0]["url"] == "https://www.legacysurvey.org/viewer/cutout.fits"
+    assert payload[0]["params"] == {"ra": "150.0000000", "dec": "2.2000000", "layer": "ls-dr9",
+                                    "pixscale": 0.262, "size": 152, "bands": "grz"}
+
+
+def test_ok_cutouts_and_cache(fake_service, tmp_path, cutout_bytes):
+    fake_service.route("/cutout.fits", Reply(cutout_bytes, content_type=FITS_TYPE))
+    table = targets(3)
+    with conf.set_temp("server", fake_service.url):
+        source = make_source(fake_service, tmp_path)
+        result = source.query(table)
+        assert len(fake_service.requests) == 3
+        again = make_source(fake_service, tmp_path).query(table)
+    assert len(fake_service.requests) == 3  # the second run came from the cache
+    assert list(result["cutout_flag"]) == ["ok"] * 3
+    assert result["cutout"].shape == (3, 3, 152, 152)
+    assert result["cutout"].dtype == np.float32
+    expected = fits.getdata(io.BytesIO(cutout_bytes))
+    np.testing.assert_array_equal(result["cutout"][1], expected)
+    np.testing.assert_array_equal(again["cutout"], result["cutout"])
+    assert result.meta["bands"] == "grz" and result.meta["pixel_scale"] == 0.262
+    assert result.meta["gpm_astro"]["steps"][-1]["step"] == "legacysurvey_cutouts"
+    assert "cutout" not in table.colnames  # input untouched
+    assert list(result["objid"]) == [0, 1, 2]
+
+
+def test_faults_become_flags(fake_service, tmp_path, cutout_bytes, zero_bytes, stored):
+    html = stored("legacysurvey_error_page.html")
+    small = stored("legacysurvey_cutout_grz_invvar_size32.fits")
+    table = targets(7)
+    ra = [f"{r:.7f}" for r in table["ra"]]
+    answers = {
+        ra[0]: Reply(cutout_bytes, content_type=FITS_TYPE),
+        ra[1]: Reply(zero_bytes, content_type=FITS_TYPE),
+        ra[2]: Reply(html, status=200, content_type="text/html"),
+        ra[3]: Reply(cutout_bytes[:100_000], content_type=FITS_TYPE),  # a cut-short file
+        ra[4]: Reply(small, content_type=FITS_TYPE),  # wrong size
+        ra[5]: Reply(b"Not found", status=404, content_type="text/plain"),
+        ra[6]: Reply(cutout_bytes, content_type=FITS_TYPE, truncate_to=5000),
+    }
+    fake_service.route("/cutout.fits", by_ra(answers, None))
+    with conf.set_temp("server", fake_service.url):
+        result = make_source(fake_service, tmp_path).query(table)
+    flags = list(result["cutout_flag"])
+    assert flags == ["ok", "outside_footprint", "html_error_page", "truncated", "bad_shape",
+                     "http_error", "truncated"]
+    assert np.all(np.isnan(result["cutout"][2:]))
+    assert np.all(result["cutout"][1] == 0)
+    assert "404" in result["cutout_detail"][5]
+    # the body cut short by the connection is retried; 404 and bad bodies are not
+    assert len(fake_service.requests) == 7 + 2
+
+
+def test_retries_429_with_retry_after_and_500(fake_service, tmp_path, cutout_bytes):
+    fake_service.route("/cutout.fits",
+                       Reply(b"slow down", status=429, headers={"Retry-After": "0.05"}),
+                       Reply(b"oops", status=500),
+                       Reply(cutout_bytes, content_type=FITS_TYPE))
+    with conf.set_temp("server", fake_service.url):
+        result = make_source(fake_service, tmp_path, max_workers=1).query(targets(1))
+    assert list(result["cutout_flag"]) == ["ok"]
+    assert len(fake_service.requests) == 3
+
+
+def test_persistent_500_and_slow_server_give_flags(fake_service, tmp_path, cutout_bytes):
+    table = targets(2)
+    ra = [f"{r:.7f}" for r in table["ra"]]
+    fake_service.route("/cutout.fits", by_ra({
+        ra[0]: Reply(b"down", status=503),
+        ra[1]: Reply(cutout_bytes, content_type=FITS_TYPE, delay=1.0)}, None))
+    with conf.set_temp("server", fake_service.url):
+        result = make_source(fake_service, tmp_path, timeout=0.2, max_retries=1).query(table)
+    assert list(result["cutout_flag"]) == ["http_error", "timeout"]
+    assert len(fake_service.requests) == 4  # each tried twice
+
+
+def test_invalid_positions_are_not_sent(fake_service, tmp_path, cutout_bytes):
+    fake_service.route("/cutout.fits", Reply(cutout_bytes, content_type=FITS_TYPE))
+    table = Table({"ra": [150.0, np.nan, 400.0], "dec": [2.0, 1.0, 1.0]})
+    with conf.set_temp("server", fake_service.url):
+        result = make_source(fake_service, tmp_path).query(table)
+    assert list(result["cutout_flag"]) == ["ok", "invalid_position", "invalid_position"]
+    assert len(fake_service.requests) == 1
+
+
+def test_bad_options_and_schema():
+    with pytest.raises(ParameterError, match="size"):
+        LegacySurveyCutouts(size=5000).query(targets(1), get_query_payload=True)
+    with pytest.raises(ParameterError, match="bands"):
+        LegacySurveyCutouts(bands="gg").query(targets(1), get_query_payload=True)
+    with pytest.raises(ParameterError, match="timeout"):
+        LegacySurveyCutouts(timeout=-1)._request("GET", "http://127.0.0.1:9/")
+    with pytest.raises(SchemaError, match="ra"):
+        LegacySurveyCutouts().query(Table({"x": [1.0]}))
+
+
+def test_interrupted_fetch_to_hdf5_resumes(fake_service, tmp_path, cutout_bytes, monkeypatch):
+    fake_service.route("/cutout.fits", Reply(cutout_bytes, content_type=FITS_TYPE))
+    table = targets(10)
+    output = tmp_path / "cutouts.h5"
+    original = LegacySurveyCutouts._fetch_one
+    calls = {"n": 0}
+
+    def interrupted(self, position):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return original(self, position)
+
+    with conf.set_temp("server", fake_service.url):
+        monkeypatch.setattr(LegacySurveyCutouts, "_fetch_one", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            make_source(fake_service, tmp_path, cache=False, max_workers=1).query(
+                table, output=output)
+        monkeypatch.setattr(LegacySurveyCutouts, "_fetch_one", original)
+        first = {r.params["ra"] for r in fake_service.requests}
+        with h5py.File(output) as handle:
+            done = np.char.decode(handle["cutout_flag"][:]) == "ok"
+        assert done.sum() == len(first) >= 4
+        result = make_source(fake_service, tmp_path, cache=False).query(table, output=output)
+    second = [r.params["ra"] for r in fake_service.requests[len(first):]]
+    assert len(second) == 10 - len(first)
+    assert not first & set(second)  # nothing fetched twice
+    assert list(result["cutout_flag"]) == ["ok"] * 10
+    assert "cutout" not in result.colnames and result.meta["cutout_file"] == str(output)
+    # the file reads back through the archive reader
+    chunks = list(iter_archive(output, chunk_size=4))
+    images = np.concatenate([c["cutout"] for c in chunks])
+    np.testing.assert_array_equal(images[9], fits.getdata(io.BytesIO(cutout_bytes)))
+    np.testing.assert_array_equal(np.concatenate([c["objid"] for c in chunks]), table["objid"])
+
+
+def test_resume_refuses_a_different_request(fake_service, tmp_path, cutout_bytes):
+    fake_service.route("/cutout.fits", Reply(cutout_bytes, content_type=FITS_TYPE))
+    output = tmp_path / "cutouts.h5"
+    with conf.set_temp("server", fake_service.url):
+        make_source(fake_service, tmp_path).query(targets(2), output=output)
+        with pytest.raises(ParameterError, match="different fetch"):
+            make_source(fake_service, tmp_path).query(targets(3), output=output)
+
+
+def test_failed_rows_are_fetched_again_on_resume(fake_service, tmp_path, cutout_bytes):
+    fake_service.route("/cutout.fits", Reply(b"down", status=503),
+                       Reply(cutout_bytes, content_type=FITS_TYPE))
+    output = tmp_path / "cutouts.h5"
+    with conf.set_temp("server", fake_service.url):
+        first = make_source(fake_service, tmp_path, max_retries=0, max_workers=1).query(
+            targets(3), output=output)
+        second = make_source(fake_service, tmp_path, max_retries=0).query(
+            targets(3), output=output)
+    assert list(first["cutout_flag"]) == ["http_error", "ok", "ok"]
+    assert list(second["cutout_flag"]) == ["ok", "ok", "ok"]
+    assert len(fake_service.requests) == 4
+
+
+def test_parse_cutout_reads_invvar_variant(stored):
+    flag, detail, image = parse_cutout(stored("legacysurvey_cutout_grz_invvar_size32.fits"),
+                                       size=32)
+    assert flag == "ok" and detail == "" and image.shape == (3, 32, 32)
+    assert parse_cutout(b"garbage")[0] == "not_fits"
+
+
+@pytest.mark.remote_data
+def test_live_cutout():
+    table = Table({"ra": [150.1165], "dec": [2.2058]})
+    result = LegacySurveyCutouts(cache=False, progress=False).query(table)
+    assert result["cutout_flag"][0] == "ok"
+    assert result["cutout"].shape == (1, 3, 152, 152)

@@ -1,0 +1,148 @@
+"""sdss_mpajhu against a local server replaying stored SkyServer CSV answers."""
+
+import re
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from gpm_astro.exceptions import EmptyResultWarning, ParameterError, RemoteServiceError
+from gpm_astro.plugins import get_source
+from gpm_astro_plugins.sdss.mpajhu import LABEL_COLUMNS, SDSSMPAJHU, conf, mpajhu_sql
+
+from .conftest import DATA, Reply
+
+SQL_PATH = "/dr8/en/tools/search/x_sql.asp"
+# the label columns of docs/dev/interfaces.md, in order
+INTERFACE_COLUMNS = ["specobjid", "ra", "dec", "spectrotype", "z", "z_warning", "reliable",
+                     "sn_median", "snmedian_r", "bptclass", "oh_p2p5", "oh_p16", "oh_p50",
+                     "oh_p84", "oh_p97p5", "lgm_tot_p50", "lgm_fib_p50", "sfr_tot_p50",
+                     "specsfr_tot_p50"]
+
+
+def skyserver(request):
+    """Answer like SkyServer: the range query, or the stored rows inside the asked range."""
+    cmd = request.params["cmd"]
+    assert request.params["format"] == "csv"
+    if "MIN(specObjID)" in cmd:
+        return Reply((DATA / "skyserver_dr8_specobjid_range.csv").read_bytes(),
+                     content_type="text/plain")
+    lo, hi = map(int, re.search(r"specObjID >= (\d+) AND i.specObjID < (\d+)", cmd).groups())
+    header, columns, *data = (DATA / "skyserver_dr8_mpajhu.csv").read_text().splitlines()
+    kept = sorted((r for r in data if lo <= int(r.split(",")[0]) < hi),
+                  key=lambda r: int(r.split(",")[0]))  # ORDER BY i.specObjID
+    body = "\n".join([header, columns, *kept]) + "\n"
+    return Reply(body.encode(), content_type="text/plain")
+
+
+def make_source(tmp_path, **options):
+    settings = dict(cache_dir=tmp_path / "cache", max_retries=2, backoff_factor=0.01,
+                    timeout=2.0, progress=False, plates_per_chunk=400)
+    settings.update(options)
+    return SDSSMPAJHU(**settings)
+
+
+@pytest.fixture
+def stored_rows():
+    table = Table.read((DATA / "skyserver_dr8_mpajhu.csv").read_text(), format="ascii.csv",
+                       comment="#")
+    table.sort("specobjid")
+    return table
+
+
+def test_registered_and_payload():
+    assert get_source("sdss_mpajhu") is SDSSMPAJHU
+    lo = 300 << 50
+    payload = SDSSMPAJHU(specobjid_range=(lo, lo + (500 << 50)),
+                         plates_per_chunk=200).query(get_query_payload=True)
+    assert len(payload) == 3
+    assert payload[0]["url"] == "https://skyserver.sdss.org/dr8/en/tools/search/x_sql.asp"
+    cmd = payload[1]["params"]["cmd"]
+    assert f"i.specObjID >= {lo + (200 << 50)} AND i.specObjID < {lo + (400 << 50)}" in cmd
+    assert "JOIN SpecObjAll AS s" in cmd and "s.snMedian_r AS snmedian_r" in cmd
+    # without a range, the first request asks the server for it
+    first = SDSSMPAJHU().query(get_query_payload=True)
+    assert "MIN(specObjID)" in first[0]["params"]["cmd"]
+
+
+def test_query_in_chunks_gives_the_label_schema(fake_service, tmp_path, stored_rows):
+    fake_service.route(SQL_PATH, skyserver)
+    with conf.set_temp("server", fake_service.url), conf.set_temp("min_interval", 0.0):
+        result = make_source(tmp_path).query()
+        n_sent = len(fake_service.requests)
+        again = make_source(tmp_path).query()
+    assert result.colnames == INTERFACE_COLUMNS == list(LABEL_COLUMNS)
+    assert len(result) == len(stored_rows) == 40
+    np.testing.assert_array_equal(result["specobjid"], stored_rows["specobjid"])
+    np.testing.assert_allclose(result["oh_p50"], stored_rows["oh_p50"])
+    assert result["specobjid"].dtype == np.uint64
+    assert set(result["spectrotype"]) == {"GALAXY", "QSO"}
+    assert str(result["oh_p50"].unit) == "dex"
+    # one range query + several chunks, each far below SkyServer's row limit
+    assert n_sent > 2
+    assert len(fake_service.requests) == n_sent  # the re-run came from the cache
+    assert len(again) == 40
+    step = result.meta["gpm_astro"]["steps"][-1]
+    assert step["step"] == "sdss_mpajhu" and step["params"]["n_rows"] == 40
+
+
+def test_rate_limit_spaces_queries_and_empty_result(fake_service, tmp_path, monkeypatch):
+    fake_service.route(SQL_PATH, skyserver)
+    pauses = []
+    monkeypatch.setattr("gpm_astro.remote.time.sleep", pauses.append)
+    lo = 300 << 50  # no stored row lies on plates 300-302
+    with conf.set_temp("server", fake_service.url), conf.set_temp("min_interval", 30.0):
+        with pytest.warns(EmptyResultWarning):
+            result = make_source(tmp_path, cache=False, plates_per_chunk=1,
+                                 specobjid_range=(lo, lo + (3 << 50))).query()
+    assert len(fake_service.requests) == 3
+    # the 2nd and 3rd queries waited for the rest of the 30 s interval
+    assert len(pauses) == 2 and all(25 < p <= 30 for p in pauses)
+    assert len(result) == 0 and result.colnames == INTERFACE_COLUMNS
+
+
+def test_retry_on_500_then_error_page_raises(fake_service, tmp_path):
+    fake_service.route(SQL_PATH, Reply(b"busy", status=500), skyserver)
+    with conf.set_temp("server", fake_service.url), conf.set_temp("min_interval", 0.0):
+        result = make_source(tmp_path).query()
+    assert len(result) == 40
+    assert fake_service.requests[0].path == SQL_PATH and len(fake_service.requests) > 2
+    page = b"<!DOCTYPE html><html><body>error_message: Query timed out</body></html>"
+    fake_service.route(SQL_PATH, Reply(page, content_type="text/html"))
+    with conf.set_temp("server", fake_service.url), conf.set_temp("min_interval", 0.0):
+        with pytest.raises(RemoteServiceError, match="error page"):
+            make_source(tmp_path, cache=False).query()
+
+
+def test_bad_parameters():
+    with pytest.raises(ParameterError, match="plates_per_chunk"):
+        SDSSMPAJHU(plates_per_chunk=10_000).query(get_query_payload=True)
+    with pytest.raises(ParameterError, match="specobjid_range"):
+        SDSSMPAJHU(specobjid_range=(5, "1; DROP TABLE x")).query(get_query_payload=True)
+    with pytest.raises(ParameterError, match="lo"):
+        mpajhu_sql("0 OR 1=1", 5)
+
+
+@pytest.mark.remote_data
+def test_live_one_plate():
+    lo = 266 << 50
+    result = SDSSMPAJHU(specobjid_range=(lo, lo + (1 << 50)), cache=False,
+                        progress=False).query()
+    assert result.colnames == list(LABEL_COLUMNS)
+    assert 0 < len(result) <= 640
+
+
+def test_result_feeds_select_starforming(fake_service, tmp_path, stored_rows):
+    from gpm_astro import select_starforming
+
+    fake_service.route(SQL_PATH, skyserver)
+    with conf.set_temp("server", fake_service.url), conf.set_temp("min_interval", 0.0):
+        labels = make_source(tmp_path).query()
+    kept = select_starforming(labels)
+    rows = stored_rows
+    expected = ((rows["spectrotype"] == "GALAXY") & (rows["reliable"] == 1)
+                & (rows["z_warning"] == 0) & (rows["bptclass"] == 1) & (rows["z"] >= 0.002)
+                & (rows["snmedian_r"] >= 5) & (rows["oh_p50"] != -9999))
+    assert 0 < len(kept) == expected.sum()
+    np.testing.assert_array_equal(np.sort(kept["specobjid"]),
+                                  np.sort(rows["specobjid"][expected]))
