@@ -1,6 +1,8 @@
 """Benchmark: reading cutouts from an ssl-legacysurvey HDF5 archive file.
 
     python benchmarks/archive_read.py [--n-rows 100000] [--path FILE] [--keep]
+        [--text-out docs/_static/data_sources/archive_benchmark.txt]
+        [--figure docs/_static/data_sources/archive_benchmark.png]
 
 Writes (once, unless --path names an existing file) a synthetic archive file of ``n_rows``
 random 3 x 152 x 152 float32 cutouts (27.7 GB for 100,000) with the archive's per-galaxy
@@ -61,6 +63,12 @@ def make_file(directory, n_rows, seed=0):
 
 
 def _peak_rss_mb():
+    """Peak resident memory of this process (VmHWM: unlike ru_maxrss, not inherited across
+    fork + exec from the parent that wrote the file)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -92,11 +100,44 @@ def _run(kind, path, queue):
     queue.put((kind, n, time.perf_counter() - start, _peak_rss_mb()))
 
 
+def report(results, *, text_path=None, figure_path=None):
+    """Print the results table; optionally save it as text and as a bar chart (PNG)."""
+    base_rate = results[0][1] / results[0][2]
+    lines = [f"{'reader':32s} {'cutouts':>9s} {'seconds':>8s} {'cutouts/s':>10s} "
+             f"{'vs baseline':>11s} {'peak RSS MB':>11s}"]
+    for kind, n, seconds, rss in results:
+        rate = n / seconds
+        lines.append(f"{kind:32s} {n:9d} {seconds:8.1f} {rate:10.0f} {rate / base_rate:11.2f} "
+                     f"{rss:11.0f}")
+    print("\n".join(lines))
+    if text_path:
+        Path(text_path).write_text("\n".join(lines) + "\n")
+    if figure_path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, (left, right) = plt.subplots(1, 2, figsize=(8, 2.8), sharey=True)
+        names = [r[0] for r in results][::-1]
+        left.barh(names, [r[1] / r[2] for r in results][::-1], color="tab:blue")
+        left.set_xscale("log")
+        left.set_xlabel("cutouts read per second")
+        right.barh(names, [r[3] for r in results][::-1], color="tab:orange")
+        right.set_xlabel("peak resident memory (MB)")
+        n_rows = max(r[1] for r in results)
+        fig.suptitle(f"reading a {n_rows:,}-cutout archive file", fontsize=10)
+        fig.tight_layout()
+        fig.savefig(figure_path, dpi=90)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-rows", type=int, default=100_000)
     parser.add_argument("--path", default=None, help="existing archive file to read")
     parser.add_argument("--keep", action="store_true", help="keep the generated file")
+    parser.add_argument("--text-out", default=None, help="also write the table to this file")
+    parser.add_argument("--figure", default=None, help="also draw a bar chart to this PNG")
     args = parser.parse_args()
 
     tmp = None
@@ -117,13 +158,7 @@ def main():
         process.start()
         results.append(queue.get())
         process.join()
-    base_rate = results[0][1] / results[0][2]
-    print(f"{'reader':32s} {'cutouts':>9s} {'seconds':>8s} {'cutouts/s':>10s} "
-          f"{'vs baseline':>11s} {'peak RSS MB':>11s}")
-    for kind, n, seconds, rss in results:
-        rate = n / seconds
-        print(f"{kind:32s} {n:9d} {seconds:8.1f} {rate:10.0f} {rate / base_rate:11.2f} "
-              f"{rss:11.0f}")
+    report(results, text_path=args.text_out, figure_path=args.figure)
     if tmp and not args.keep:
         path.unlink()
         os.rmdir(tmp)

@@ -3,17 +3,17 @@
 The stages, each writing its outputs atomically into ``output_dir`` so that nothing already
 done is lost when a later stage fails:
 
-=============  ===========================================================================
-``sky``        labels, image catalogue and cutouts (the mock sky, or your own files)
-``select``     star-forming labels (`gpm_astro.select_starforming`)
-``crossmatch`` labels matched to the image catalogue (`gpm_astro.crossmatch`)
-``preprocess`` cleaned cutouts of the labelled galaxies and of the application galaxies
-``sample``     uniform-in-Z sample and the 5:3:2 train / validation / test split
-``estimate``   one per estimator: fit on train, predict the test set (and the application set)
-``evaluate``   metrics table (mu, sigma, NMAD, error calibration) and figures
-``catalogue``  the application catalogue (the paper's Table 2 columns, plus errors and flags)
-``report``     a one-page, self-contained HTML report
-=============  ===========================================================================
+==============  ===========================================================================
+``sky``         labels, image catalogue and cutouts (the mock sky, or your own files)
+``select``      star-forming labels (`gpm_astro.select_starforming`)
+``crossmatch``  labels matched to the image catalogue (`gpm_astro.crossmatch`)
+``preprocess``  cleaned cutouts of the labelled galaxies and of the application galaxies
+``sample``      uniform-in-Z sample and the 5:3:2 train / validation / test split
+``estimate``    one per estimator: fit on train, predict the test set (and the application set)
+``evaluate``    metrics table (mu, sigma, NMAD, error calibration) and figures
+``catalogue``   the application catalogue (the paper's Table 2 columns, plus errors and flags)
+``report``      a one-page, self-contained HTML report
+==============  ===========================================================================
 
 A stage is skipped when its outputs exist and were made from the same configuration (its own
 section and everything upstream); ``force=True`` reruns everything.
@@ -306,6 +306,13 @@ def config_to_toml(config):
 # files: atomic writes, cutout stores
 
 
+def _umask_mode():
+    """The permission bits a plain ``open`` would give a new file (mkstemp gives 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path, data):
     """Write ``data`` to ``path`` through a temporary file in the same folder (atomic)."""
     path = Path(path)
@@ -314,6 +321,7 @@ def atomic_write_bytes(path, data):
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -322,28 +330,28 @@ def atomic_write_bytes(path, data):
 
 
 def write_cutouts(path, cutouts, *, compress=False):
-    """Write an (n, 3, H, W) float32 array to an HDF5 file (dataset ``images``), atomically."""
-    import h5py
+    """Write an (n, 3, H, W) float32 array to an HDF5 file (dataset ``images``), atomically.
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        cutouts = np.asarray(cutouts, dtype=np.float32)
-        with h5py.File(tmp, "w") as handle:
-            chunks = (1,) + cutouts.shape[1:] if len(cutouts) else None
-            handle.create_dataset("images", data=cutouts, chunks=chunks,
-                                  compression="lzf" if compress and len(cutouts) else None)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from gpm_astro.pipeline import read_cutouts, write_cutouts
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "c.h5"
+    >>> write_cutouts(path, np.ones((4, 3, 8, 8)))
+    >>> read_cutouts(path, [2, 0]).shape
+    (2, 3, 8, 8)
+    """
+    cutouts = np.asarray(cutouts, dtype=np.float32)
+    with CutoutWriter(path, len(cutouts), cutouts.shape[1:], compress=compress) as out:
+        out.write(0, cutouts)
 
 
 def read_cutouts(path, rows=None):
-    """Read cutouts from a file written by `write_cutouts`; ``rows`` selects (any order)."""
+    """Read cutouts from a file written by `write_cutouts`; ``rows`` selects (any order).
+
+    The file is opened without HDF5 file locking, so a store that a forked worker process
+    still holds open can be read.
+    """
     import h5py
 
     with h5py.File(path, "r", locking=False) as handle:
@@ -407,6 +415,7 @@ class CutoutWriter:
     def __exit__(self, kind, value, traceback):
         self._file.close()
         if kind is None:
+            os.chmod(self._tmp, _umask_mode())
             os.replace(self._tmp, self.path)
         elif os.path.exists(self._tmp):
             os.unlink(self._tmp)
@@ -752,6 +761,8 @@ class Pipeline:
         from . import preprocess_cutouts
 
         source = self.path("sky/cutouts.h5")
+        options = dict(self.config["preprocess"])
+        options.setdefault("progress", False)  # the bar below counts every chunk
         pieces = []
         bar = tqdm(total=len(table), desc=f"preprocess {name}", unit="cutout",
                    disable=not self.progress, file=sys.stderr)
@@ -762,7 +773,7 @@ class Pipeline:
                 chunk["cutout"] = read_cutouts(source, chunk["image_row"])
                 chunk.meta["bands"] = "grz"
                 chunk.meta["pixel_scale"] = 0.262
-                done = preprocess_cutouts(chunk, **self.config["preprocess"])
+                done = preprocess_cutouts(chunk, **options)
                 out.write(start, done["cutout"])
                 done.remove_column("cutout")
                 pieces.append(done)

@@ -232,6 +232,11 @@ class RemoteDataSource(DataSource):
         return root / (self.cache_name or self.name or type(self).__name__)
 
     # -- plumbing shared by the threads ------------------------------------------------------
+    def __getstate__(self):  # sessions and locks stay with the process that made them
+        state = dict(self.__dict__)
+        state.pop("_remote_state", None)
+        return state
+
     def _state(self):
         # setdefault is atomic, so two threads never create two states
         return self.__dict__.setdefault("_remote_state", {

@@ -336,6 +336,31 @@ def check_row_order(estimator, fit_table, predict_table, *, rtol=1e-5, atol=1e-5
             _fail(check, f"flags of a {label} table do not match the full prediction")
 
 
+def check_single_rows(estimator, fit_table, predict_table, *, rtol=1e-5, atol=1e-5, n_rows=3):
+    """A row predicted alone gets the value and mask it gets in a full table, and a finite,
+    non-negative error (a one-row batch breaks code that squeezes arrays or uses statistics of
+    the batch, such as BatchNorm left in training mode)."""
+    check = "single_rows"
+    instance = _fitted(estimator, fit_table)
+    value_name, err_name, _ = _output_names(instance)
+    full_values = np.ma.asanyarray(instance.predict(predict_table)[value_name]).astype(float)
+    for row in range(min(n_rows, len(predict_table))):
+        alone = instance.predict(predict_table[row:row + 1])
+        if len(alone) != 1:
+            _fail(check, f"predict on the one-row table of row {row} returned {len(alone)} rows")
+        value = np.ma.asanyarray(alone[value_name]).astype(float)
+        if bool(np.ma.getmaskarray(value)[0]) != bool(np.ma.getmaskarray(full_values)[row]):
+            _fail(check, f"row {row} is masked alone but not in the full table, or vice versa")
+        if np.ma.getmaskarray(value)[0]:
+            continue
+        if not np.isclose(float(value[0]), float(full_values[row]), rtol=rtol, atol=atol):
+            _fail(check, f"row {row} predicted alone gives {float(value[0])!r}, in the full "
+                         f"table {float(full_values[row])!r}")
+        error = np.ma.asanyarray(alone[err_name]).astype(float)
+        if not np.ma.getmaskarray(error)[0] and not float(error[0]) >= 0:
+            _fail(check, f"row {row} predicted alone has error {float(error[0])!r}")
+
+
 def check_empty_table(estimator, fit_table, predict_table):
     """A 0-row table gives a 0-row result with the full schema."""
     check = "empty_table"
@@ -403,6 +428,7 @@ ESTIMATOR_CHECKS = (
     check_input_not_mutated,
     check_deterministic,
     check_row_order,
+    check_single_rows,
     check_empty_table,
     check_missing_columns,
 )

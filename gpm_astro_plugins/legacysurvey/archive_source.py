@@ -16,7 +16,7 @@ from gpm_astro.base import DataSource
 from gpm_astro.exceptions import ParameterError
 from gpm_astro.tables import record_step, warn_empty
 
-from .archive import SOURCE_TYPE_CODES, archive_length, iter_archive
+from .archive import SOURCE_TYPE_CODES, archive_files, archive_length, iter_archive
 
 __all__ = ["LegacySurveyArchive", "TRACTOR_TYPES"]
 
@@ -24,6 +24,8 @@ __all__ = ["LegacySurveyArchive", "TRACTOR_TYPES"]
 TRACTOR_TYPES = ("PSF", "REX", "EXP", "DEV", "SER", "DUP")
 #: rows read per step of the selection scan (three small datasets only)
 SCAN_CHUNK = 200_000
+#: cost of reading one scattered row, in contiguous rows (h5py; see _read_selected)
+SCATTER_COST = 32
 
 
 def _normalise_source_types(source_type, codes):
@@ -120,7 +122,7 @@ class LegacySurveyArchive(DataSource):
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     _ = write_archive(data.images, tmp)
     ...     table = LegacySurveyArchive(path=tmp).query(rows=[1, 4])
-    >>> list(table["archive_row"]), table["cutout"].shape
+    >>> table["archive_row"].tolist(), table["cutout"].shape
     ([1, 4], (2, 3, 152, 152))
     """
 
@@ -196,7 +198,13 @@ class LegacySurveyArchive(DataSource):
         if wanted.ndim != 1 or (wanted.size and wanted.dtype.kind not in "iu"):
             msg = f"rows must be a slice or a 1-D sequence of integers, got {rows!r}"
             raise ParameterError(msg)
-        return wanted.astype(np.int64)
+        wanted = wanted.astype(np.int64)
+        n_rows = archive_length(self.path)
+        if wanted.size and (np.any(np.diff(wanted) <= 0) or wanted[0] < 0
+                            or wanted[-1] >= n_rows):
+            msg = f"rows must be strictly increasing indices in [0, {n_rows}), got {rows!r}"
+            raise ParameterError(msg)
+        return wanted
 
     def iter_query(self, *, chunk_size=None, source_type=None, rows=None, ra=None, dec=None,
                    radius=None, cutouts=True, columns=None):
@@ -225,18 +233,74 @@ class LegacySurveyArchive(DataSource):
                                     radius=radius)
         if selected is not None and len(selected) == 0:
             return
-        done = 0
         criteria = {"source_type": source_type, "rows": None if rows is None else "given",
                     "ra": ra, "dec": dec, "radius": radius}
-        for chunk in iter_archive(self.path, chunk_size=chunk_size, rows=selected,
-                                  columns=columns, cutouts=cutouts, progress=self.progress):
-            index = (np.arange(done, done + len(chunk)) if selected is None
-                     else selected[done:done + len(chunk)])
-            done += len(chunk)
-            chunk.add_column(Column(index, name="archive_row",
-                                    description="row number in the archive"), index=0)
+        read = dict(columns=columns, cutouts=cutouts)
+        if selected is None:
+            chunks = self._tag(iter_archive(self.path, chunk_size=chunk_size,
+                                            progress=self.progress, **read), 0)
+        else:
+            chunks = self._read_selected(selected, chunk_size, read)
+        for chunk in chunks:
             record_step(chunk, "legacysurvey_archive", path=str(self.path), **criteria)
             yield chunk
+
+    @staticmethod
+    def _tag(chunks, offset, local_rows=None):
+        """Add ``archive_row`` (offset + row in the file) to chunks read in order."""
+        done = 0
+        for chunk in chunks:
+            local = (np.arange(done, done + len(chunk)) if local_rows is None
+                     else local_rows[done:done + len(chunk)])
+            done += len(chunk)
+            chunk.add_column(Column(offset + local, name="archive_row",
+                                    description="row number in the archive"), index=0)
+            yield chunk
+
+    def _read_selected(self, selected, chunk_size, read):
+        """Yield the ``selected`` rows in Tables of ``chunk_size``, file by file.
+
+        h5py reads scattered rows one at a time (about 8 ms a cutout measured, against about
+        0.2 ms in contiguous slices), so in each file the rows are either streamed from the
+        file's start up to the last selected row and filtered, or read scattered, whichever
+        reads less (a scattered row counted as `SCATTER_COST` contiguous ones).
+        """
+        from tqdm.auto import tqdm
+
+        offset = 0
+        bar = tqdm(total=len(selected), desc="reading archive", unit="galaxy",
+                   disable=not self.progress)
+        try:
+            for file_path in archive_files(self.path):
+                length = archive_length(file_path)
+                lo, hi = np.searchsorted(selected, [offset, offset + length])
+                local = selected[lo:hi] - offset
+                if len(local):
+                    if local[-1] + 1 <= SCATTER_COST * len(local):
+                        parts = self._stream_file(file_path, offset, local, chunk_size, read)
+                    else:
+                        parts = self._tag(iter_archive(file_path, chunk_size=chunk_size,
+                                                       rows=local, **read), offset, local)
+                    for part in parts:  # at most chunk_size rows; not re-packed (memory)
+                        bar.update(len(part))
+                        yield part
+                offset += length
+        finally:
+            bar.close()
+
+    def _stream_file(self, file_path, offset, local, chunk_size, read):
+        """Read one file contiguously from its start and keep the rows in ``local``."""
+        reader = iter_archive(file_path, chunk_size=chunk_size, **read)
+        try:
+            for chunk in self._tag(reader, offset):
+                rows = np.asarray(chunk["archive_row"]) - offset
+                keep = np.isin(rows, local, assume_unique=True)
+                if keep.any():
+                    yield chunk[keep]
+                if rows[-1] >= local[-1]:
+                    break
+        finally:
+            reader.close()
 
     def query(self, **criteria):
         """Return every selected galaxy as one Table (keep selections small: cutouts are

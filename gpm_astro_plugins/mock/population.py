@@ -108,8 +108,8 @@ class PopulationModel:
     ssfr_scatter: float = 0.40
     labelled_mass_mean: float = 9.4
     labelled_mass_sigma: float = 1.0
-    faint_mass_mean: float = 9.9
-    faint_mass_sigma: float = 0.55
+    faint_mass_mean: float = 10.4
+    faint_mass_sigma: float = 0.5
     mass_range: tuple = (8.5, 11.5)
     labelled_mag_range: tuple = (14.5, 17.7)
     faint_mag_range: tuple = (18.0, 21.0)
@@ -118,9 +118,10 @@ class PopulationModel:
     colour_ssfr_slope: float = 0.08
     disk_colour_scatter: float = 0.25
     dust_scatter: float = 0.9
-    bulge_ssfr_slope: float = 2.5
+    bulge_ssfr_slope: float = 1.5
     bulge_scatter: float = 0.3
-    size_ssfr_slope: float = 0.35
+    size_ssfr_slope: float = 0.10
+    disk_size_intercept: float = 0.25
     clean_max_hlr: float = 1.1
     large_min_hlr: float = 3.0
     large_max_hlr: float = 8.0
@@ -149,6 +150,10 @@ class PopulationModel:
             Column name -> array with first axis n (see ``docs/mock_sky.rst`` for the list).
         """
         large = np.broadcast_to(np.asarray(large, dtype=bool), (n,))
+        if n == 0:  # every column, zero rows
+            empty = self._draw_candidates(rng, 0, faint=faint)
+            empty["redshift"] = np.zeros(0)
+            return self._observe(rng, empty)
         out = {}
         todo = np.arange(n)
         for _ in range(500):
@@ -196,7 +201,7 @@ class PopulationModel:
         bulge_logit = (-2.6 + 1.6 * (x - 10.0) - self.bulge_ssfr_slope * d
                        + rng.normal(0.0, self.bulge_scatter, m))
         bulge_fraction = 1.0 / (1.0 + np.exp(-bulge_logit))
-        log_disk_kpc = (0.50 + 0.22 * (x - 10.0) + self.size_ssfr_slope * d
+        log_disk_kpc = (self.disk_size_intercept + 0.22 * (x - 10.0) + self.size_ssfr_slope * d
                         + rng.normal(0.0, 0.12, m))
         log_bulge_kpc = log_disk_kpc - 0.55 + rng.normal(0.0, 0.10, m)
         cos_i = rng.uniform(0.0, 1.0, m)
@@ -208,12 +213,15 @@ class PopulationModel:
                      + rng.normal(0.0, self.dust_scatter, m))
         # rest-frame, dust-free colours of the components
         z_offset = metallicity - 8.9
+        # stellar-population (age, star-formation history) scatter moves g-r and r-z together
+        disk_age = rng.normal(0.0, self.disk_colour_scatter, m)
         disk_gr = (0.42 + 0.08 * (x - 10.0) - self.colour_ssfr_slope * d + 0.20 * z_offset
-                   + rng.normal(0, self.disk_colour_scatter, m))
+                   + disk_age)
         disk_rz = (0.28 + 0.05 * (x - 10.0) - 0.4 * self.colour_ssfr_slope * d + 0.10 * z_offset
-                   + rng.normal(0, 0.8 * self.disk_colour_scatter, m))
-        bulge_gr = 0.74 + 0.04 * (x - 10.0) + rng.normal(0.0, 0.5 * self.disk_colour_scatter, m)
-        bulge_rz = 0.42 + 0.03 * (x - 10.0) + rng.normal(0.0, 0.4 * self.disk_colour_scatter, m)
+                   + 0.6 * disk_age + rng.normal(0.0, 0.04, m))
+        bulge_age = rng.normal(0.0, 0.4 * self.disk_colour_scatter, m)
+        bulge_gr = 0.74 + 0.04 * (x - 10.0) + bulge_age
+        bulge_rz = 0.42 + 0.03 * (x - 10.0) + 0.6 * bulge_age + rng.normal(0.0, 0.03, m)
         mix_gr = bulge_fraction * bulge_gr + (1.0 - bulge_fraction) * disk_gr
         log_ml_r = -0.306 + 1.097 * mix_gr  # Bell et al. (2003)
         abs_mag_r = SUN_ABS_MAG_R - 2.5 * (x - log_ml_r)

@@ -80,8 +80,8 @@ def mpajhu_sql(lo, hi):
 
     Examples
     --------
-    >>> print(mpajhu_sql(1 << 50, 2 << 50).split("FROM")[1].strip()[:40])
-    galSpecInfo AS i JOIN galSpecExtra AS e
+    >>> print(mpajhu_sql(1 << 50, 2 << 50).split("WHERE")[1])
+     i.specObjID >= 1125899906842624 AND i.specObjID < 2251799813685248 ORDER BY i.specObjID
     """
     for name, value in (("lo", lo), ("hi", hi)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or \

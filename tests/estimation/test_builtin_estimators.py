@@ -38,7 +38,7 @@ def test_registered_through_entry_points(name):
     MassMetallicity, MassMetallicity(mass_column="lgm_fib_p50", mass_err_column="z"),
 ])
 def test_check_estimator_passes(estimator):
-    assert len(check_estimator(estimator)) == 10
+    assert len(check_estimator(estimator)) == 11
 
 
 @pytest.mark.parametrize("order", [2, 3])

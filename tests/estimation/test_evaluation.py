@@ -72,17 +72,17 @@ def test_cli_predict_then_evaluate(tmp_path, capsys):
     test = make_estimator_table(30, seed=2, cutout_size=4)
     train.remove_column("cutout")
     train.write(tmp_path / "train.ecsv")
-    test.write(tmp_path / "test.fits")
-    code = main(["predict", str(tmp_path / "test.fits"), str(tmp_path / "pred.fits"),
+    test.write(tmp_path / "test.ecsv")
+    code = main(["predict", str(tmp_path / "test.ecsv"), str(tmp_path / "pred.ecsv"),
                  "--estimator", "colour_polynomial", "--param", "order=3",
                  "--fit-table", str(tmp_path / "train.ecsv"), "--drop-cutouts", "--no-progress"])
     assert code == 0
     from gpm_astro.io import read_table
 
-    pred = read_table(tmp_path / "pred.fits")
+    pred = read_table(tmp_path / "pred.ecsv")
     assert "cutout" not in pred.colnames and len(pred) == 30
     assert pred.meta["gpm_astro"]["steps"][-1]["params"]["estimator_params"]["order"] == 3
-    code = main(["evaluate", str(tmp_path / "pred.fits"), "--out", str(tmp_path / "eval"),
+    code = main(["evaluate", str(tmp_path / "pred.ecsv"), "--out", str(tmp_path / "eval"),
                  "--mass", "lgm_tot_p50"])
     assert code == 0
     assert "sigma" in capsys.readouterr().out
@@ -90,6 +90,6 @@ def test_cli_predict_then_evaluate(tmp_path, capsys):
     assert metrics["quantity"][0] == "all"
     assert (tmp_path / "eval" / "residual_density.png").exists()
     # an unknown estimator is a clean error, not a traceback
-    code = main(["predict", str(tmp_path / "test.fits"), str(tmp_path / "x.fits"),
+    code = main(["predict", str(tmp_path / "test.ecsv"), str(tmp_path / "x.ecsv"),
                  "--estimator", "nope", "--no-progress"])
     assert code == 1 and "known:" in capsys.readouterr().err

@@ -100,21 +100,30 @@ def test_integer_coded_archive(tmp_path):
     assert list(source.query(source_type="EXP")["archive_row"]) == [1]
 
 
-def test_selection_reads_images_of_selected_rows_only(archive_dir, monkeypatch):
+def test_selection_scans_without_images_then_reads_cheaply(tmp_path, monkeypatch):
     import gpm_astro_plugins.legacysurvey.archive_source as module
 
+    path = write_archive(archive_table(40), tmp_path)[0]
     seen = []
     original = module.iter_archive
 
     def spy(path, **kwargs):
-        seen.append((kwargs.get("cutouts", True), kwargs.get("rows")))
+        rows = kwargs.get("rows")
+        seen.append((kwargs.get("cutouts", True), None if rows is None else list(rows)))
         return original(path, **kwargs)
 
     monkeypatch.setattr(module, "iter_archive", spy)
-    LegacySurveyArchive(path=archive_dir).query(source_type="SER")
-    scan, read = seen
-    assert scan == (False, None)  # the scan reads no image
-    assert read[0] is True and list(read[1]) == [5, 11, 17, 23]
+    source = LegacySurveyArchive(path=path, chunk_size=8)
+    # dense (one row in six): the scan reads no image, then the file is streamed once
+    table = source.query(source_type="SER")
+    assert seen == [(False, None), (True, None)]
+    assert list(table["archive_row"]) == [5, 11, 17, 23, 29, 35]
+    assert np.all(table["cutout"][:, 1, 7, 7] == table["archive_row"])
+    # sparse (one late row): read scattered, not by streaming 39 rows
+    seen.clear()
+    table = source.query(rows=[38])
+    assert seen == [(True, [38])]
+    assert list(table["archive_row"]) == [38] and table["cutout"][0, 0, 0, 0] == 38
 
 
 def test_empty_selection_keeps_schema(archive_dir):

@@ -73,7 +73,10 @@ def test_ok_cutouts_and_cache(fake_service, tmp_path, cutout_bytes):
         result = source.query(table)
         assert len(fake_service.requests) == 3
         again = make_source(fake_service, tmp_path).query(table)
-    assert len(fake_service.requests) == 3  # the second run came from the cache
+        assert len(fake_service.requests) == 3  # the second run came from the cache
+        assert source.clear_cache() == 3
+        make_source(fake_service, tmp_path).query(table)
+    assert len(fake_service.requests) == 6  # an emptied cache asks again
     assert list(result["cutout_flag"]) == ["ok"] * 3
     assert result["cutout"].shape == (3, 3, 152, 152)
     assert result["cutout"].dtype == np.float32
@@ -113,15 +116,41 @@ def test_faults_become_flags(fake_service, tmp_path, cutout_bytes, zero_bytes, s
     assert len(fake_service.requests) == 7 + 2
 
 
-def test_retries_429_with_retry_after_and_500(fake_service, tmp_path, cutout_bytes):
+def test_retries_429_with_retry_after_and_500(fake_service, tmp_path, cutout_bytes,
+                                              monkeypatch):
     fake_service.route("/cutout.fits",
-                       Reply(b"slow down", status=429, headers={"Retry-After": "0.05"}),
+                       Reply(b"slow down", status=429, headers={"Retry-After": "7"}),
                        Reply(b"oops", status=500),
                        Reply(cutout_bytes, content_type=FITS_TYPE))
-    with conf.set_temp("server", fake_service.url):
-        result = make_source(fake_service, tmp_path, max_workers=1).query(targets(1))
+    pauses = []
+    monkeypatch.setattr("gpm_astro.remote.time.sleep", pauses.append)
+    with conf.set_temp("server", fake_service.url), conf.set_temp("max_retry_after", 60.0):
+        result = make_source(fake_service, tmp_path, max_workers=1, backoff_factor=0.5,
+                             max_retries=3).query(targets(1))
     assert list(result["cutout_flag"]) == ["ok"]
     assert len(fake_service.requests) == 3
+    # Retry-After honoured, then exponential back-off (0.5 x 2**1)
+    assert pauses == [7.0, 1.0]
+    # a Retry-After beyond max_retry_after is capped
+    fake_service.route("/cutout.fits",
+                       Reply(b"slow down", status=429, headers={"Retry-After": "7"}),
+                       Reply(cutout_bytes, content_type=FITS_TYPE))
+    pauses.clear()
+    with conf.set_temp("server", fake_service.url), conf.set_temp("max_retry_after", 2.0):
+        make_source(fake_service, tmp_path, cache=False).query(targets(1))
+    assert pauses == [2.0]
+
+
+def test_retry_after_forms_and_cap():
+    import email.utils
+    import time
+
+    from gpm_astro.remote import _retry_after_seconds
+
+    assert _retry_after_seconds("3") == 3.0
+    assert _retry_after_seconds(None) is None and _retry_after_seconds("soon") is None
+    later = email.utils.formatdate(time.time() + 60, usegmt=True)
+    assert 50 < _retry_after_seconds(later) <= 60
 
 
 def test_persistent_500_and_slow_server_give_flags(fake_service, tmp_path, cutout_bytes):
@@ -228,3 +257,15 @@ def test_live_cutout():
     result = LegacySurveyCutouts(cache=False, progress=False).query(table)
     assert result["cutout_flag"][0] == "ok"
     assert result["cutout"].shape == (1, 3, 152, 152)
+
+
+def test_source_pickles_after_use(fake_service, tmp_path, cutout_bytes):
+    import pickle
+
+    fake_service.route("/cutout.fits", Reply(cutout_bytes, content_type=FITS_TYPE))
+    source = make_source(fake_service, tmp_path)
+    with conf.set_temp("server", fake_service.url):
+        source.query(targets(1))
+        copy = pickle.loads(pickle.dumps(source))
+        assert copy.get_params() == source.get_params()
+        assert list(copy.query(targets(1))["cutout_flag"]) == ["ok"]
