@@ -46,10 +46,13 @@ def test_demo_writes_catalogue_metrics_figures_and_report(small_demo):
     out, result = small_demo
     from gpm_astro.io import read_table
 
-    catalogue = read_table(out / "catalogue/catalogue.fits")
-    assert tuple(catalogue.colnames) == CATALOGUE_COLUMNS
-    assert len(catalogue) > 0
+    fits = read_table(out / "catalogue/catalogue.fits")
+    catalogue = read_table(out / "catalogue/catalogue.ecsv")
+    assert tuple(catalogue.colnames) == tuple(fits.colnames) == CATALOGUE_COLUMNS
+    assert len(catalogue) == len(fits) > 0
+    assert list(fits["objid"]) == list(catalogue["objid"])
     ok = np.asarray(catalogue["Z_pred_flag"]) == "ok"
+    assert np.array_equal(fits["Z_pred_flag"] == "ok", ok)
     assert ok.any()
     z = np.asarray(catalogue["Z_pred"][ok], float)
     err = np.asarray(catalogue["Z_pred_err"][ok], float)

@@ -130,10 +130,10 @@ class CutoutRenderer:
     # -- noise -------------------------------------------------------------------------
     def add_noise(self, rng, canvas, sky_sigma):
         """Gaussian sky noise plus photon noise of the sources (variance f / gain)."""
-        variance = (np.asarray(sky_sigma, dtype=np.float64)[:, None, None] ** 2
-                    + np.clip(canvas, 0.0, None) / self.counts_per_nanomaggy[:, None, None])
-        noise = rng.standard_normal(canvas.shape) * np.sqrt(variance)
-        canvas += noise.astype(canvas.dtype)
+        sky = np.asarray(sky_sigma, dtype=np.float32)[:, None, None] ** 2
+        gain = self.counts_per_nanomaggy.astype(np.float32)[:, None, None]
+        sigma = np.sqrt(sky + np.maximum(canvas, 0.0) / gain)
+        canvas += rng.standard_normal(canvas.shape, dtype=np.float32) * sigma
         return canvas
 
     def blank(self):

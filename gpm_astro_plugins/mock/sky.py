@@ -758,13 +758,10 @@ def _add_field(rng, renderer, canvas, psfs, x0, y0, target_radius):
         flux = 10 ** (-0.4 * (np.array([mag_r + gr, mag_r, mag_r - rz]) - 22.5))
         if kind == "star":
             renderer.add_star(canvas, psfs, x=x, y=y, flux=flux)
-        else:
-            bulge = rng.uniform(0.0, 0.5)
-            hlr = rng.uniform(0.3, 1.2)
-            renderer.add_galaxy(canvas, psfs, x=x, y=y, bulge_flux=flux * bulge,
-                                disk_flux=flux * (1 - bulge), bulge_hlr=0.5 * hlr,
-                                disk_hlr=hlr, bulge_q=rng.uniform(0.6, 1.0),
-                                disk_q=rng.uniform(0.3, 1.0),
+        else:  # one exponential component: field galaxies are small and faint
+            renderer.add_galaxy(canvas, psfs, x=x, y=y, bulge_flux=np.zeros(3),
+                                disk_flux=flux, bulge_hlr=0.1, disk_hlr=rng.uniform(0.3, 1.2),
+                                bulge_q=1.0, disk_q=rng.uniform(0.3, 1.0),
                                 position_angle=rng.uniform(0.0, 180.0))
 
 

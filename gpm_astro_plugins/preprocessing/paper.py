@@ -189,7 +189,9 @@ class PhotutilsBlendCheck(PreprocessingStep):
     (FWHM ``kernel_fwhm``, ``kernel_size`` px), `~photutils.segmentation.detect_sources` with
     ``n_pixels`` and `~photutils.segmentation.deblend_sources` (``n_levels``, ``contrast``).
     More than one source -> ``blended``; none -> ``no_central_source`` (the published code
-    keeps exactly one).
+    keeps exactly one). A cutout on which photutils cannot estimate a background (every box
+    loses too many pixels to sigma clipping: a nearly constant image) has no measurable
+    source and is ``no_central_source`` too.
 
     Parameters
     ----------
@@ -276,8 +278,13 @@ class PhotutilsBlendCheck(PreprocessingStep):
         box = int(min(self.box_size, *image.shape))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # photutils warns on boxes of masked (zero) pixels
-            background = Background2D(image, box, filter_size=int(self.filter_size),
-                                      bkg_estimator=MedianBackground())
+            try:
+                background = Background2D(image, box, filter_size=int(self.filter_size),
+                                          bkg_estimator=MedianBackground())
+            except ValueError:
+                # every box lost too many pixels to sigma clipping (a nearly constant
+                # image): no background, hence no source can be measured
+                return 0
             data = image - background.background
             threshold = self.threshold_sigma * background.background_rms
             smoothed = convolve(data, kernel)

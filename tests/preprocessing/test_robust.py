@@ -27,7 +27,7 @@ def _with_galaxy(images):
 
 
 @pytest.mark.parametrize("config", ["default", "paper"])
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(images=BATCHES, add_galaxy=st.booleans())
 def test_configs_never_raise_on_any_pixels(config, images, add_galaxy):
     if add_galaxy:
@@ -39,10 +39,12 @@ def test_configs_never_raise_on_any_pixels(config, images, add_galaxy):
 
 @pytest.mark.parametrize("name", ["mask_neighbours", "mask_neighbours_paper",
                                   "blend_check_photutils", "fragment_check_paper"])
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(images=BATCHES)
 def test_self_contained_steps_never_raise(name, images):
-    step, = resolve_steps([name])
+    # few deblending levels: random pixels make hundreds of segments to deblend
+    params = {"n_levels": 4} if name == "blend_check_photutils" else {}
+    step, = resolve_steps([(name, params)])
     result = step.process(images, {"bands": "grz", "pixel_scale": 0.262})
     assert result.images.shape == images.shape
     assert set(np.asarray(result.flags).tolist()) <= set(PREPROCESS_FLAGS)
