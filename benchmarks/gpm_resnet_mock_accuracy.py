@@ -16,7 +16,6 @@ import json
 import time
 
 import numpy as np
-import torch
 
 
 def main(argv=None):
@@ -33,8 +32,9 @@ def main(argv=None):
                         help="override a config field, e.g. --set input_scaling=none")
     parser.add_argument("--save", default=None, help="save the trained model here")
     parser.add_argument("--json", default=None, help="write the numbers to this JSON file")
+    parser.add_argument("--checkpoint-dir", default=None,
+                        help="per-epoch checkpoints and loss_history.csv (to follow progress)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
     from gpm_astro.metrics import summarize
     from gpm_astro.sampling import split_table
@@ -58,7 +58,8 @@ def main(argv=None):
                                    and value not in ("none",) else value})
     estimator = GPMResNetEstimator(config=config, epochs=args.epochs, lr=args.lr,
                                    batch_size=args.batch_size, mc_passes=args.mc_passes,
-                                   n_ensemble=args.n_ensemble, seed=0, progress=False)
+                                   n_ensemble=args.n_ensemble, seed=0, progress=False,
+                                   checkpoint_dir=args.checkpoint_dir)
     started = time.perf_counter()
     estimator.fit(train, target="Z_true", validation=validation)
     train_seconds = time.perf_counter() - started

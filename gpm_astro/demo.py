@@ -14,14 +14,18 @@ import os
 from .exceptions import ParameterError
 from .pipeline import run_pipeline
 
-__all__ = ["DEMO_N_GALAXIES", "DEMO_SAMPLE_FRACTION", "DEMO_MOCK_PARAMS", "demo_config",
-           "run_demo"]
+__all__ = ["DEMO_N_GALAXIES", "DEMO_SAMPLE_FRACTION", "DEMO_MOCK_PARAMS", "DEMO_EPOCHS",
+           "DEMO_MASS_EPOCHS", "demo_config", "run_demo"]
 
 #: Mock galaxies rendered by default: enough that ~1,500 train the lite GPM-ResNet.
 DEMO_N_GALAXIES = 5500
 #: Share of the labelled galaxies passing preprocessing that the uniform-in-Z draw takes
 #: (the paper drew 25,000 of 86,660; a draw of all of them could not be flattened at all).
 DEMO_SAMPLE_FRACTION = 0.85
+#: Training epochs of the demo's networks (the lite configuration's default is 30): the
+#: metallicity network, and the image stellar-mass network of the mass-metallicity route.
+DEMO_EPOCHS = 15
+DEMO_MASS_EPOCHS = 8
 #: Catalogue galaxies at most (unlabelled EXP galaxies of the mock sky).
 DEMO_MAX_CATALOGUE = 2000
 #: Mock-sky settings of the demo: most galaxies labelled and clean, so that a few thousand
@@ -42,8 +46,8 @@ def demo_config(*, n_galaxies=DEMO_N_GALAXIES, quick=False, epochs=None, seed=0,
     quick : bool, optional
         A fast smoke run: fewer training epochs and no image mass model.
     epochs : int, optional
-        Training epochs of the GPM-ResNet models (default: the lite configuration's, or 3 with
-        ``quick``).
+        Training epochs of both GPM-ResNet models (default: `DEMO_EPOCHS` and
+        `DEMO_MASS_EPOCHS`, or 3 with ``quick``).
     seed : int, optional
         Seed of the mock sky; sampling and training seeds are fixed.
     mass_model : bool, optional
@@ -74,15 +78,14 @@ def demo_config(*, n_galaxies=DEMO_N_GALAXIES, quick=False, epochs=None, seed=0,
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             msg = f"{name} must be a positive integer, got {value!r}"
             raise ParameterError(msg)
-    if epochs is None and quick:
-        epochs = 3
+    mass_epochs = epochs
+    if epochs is None:
+        epochs, mass_epochs = (3, 3) if quick else (DEMO_EPOCHS, DEMO_MASS_EPOCHS)
     if mass_model is None:
         mass_model = not quick
     if n_jobs is None:
         n_jobs = min(os.cpu_count() or 1, 4)
-    resnet = {"config": "lite", "seed": 0}
-    if epochs is not None:
-        resnet["epochs"] = epochs
+    resnet = {"config": "lite", "seed": 0, "epochs": epochs}
     estimators = {
         "gpm_resnet": {"estimator": "gpm_resnet", "params": resnet, "target": "oh_p50"},
         "colour_polynomial_2": {"estimator": "colour_polynomial", "params": {"order": 2},
@@ -95,7 +98,8 @@ def demo_config(*, n_galaxies=DEMO_N_GALAXIES, quick=False, epochs=None, seed=0,
     if mass_model:
         estimators["mzr_image_mass"] = {
             "estimator": "mass_metallicity", "params": {}, "target": "oh_p50",
-            "mass_model": {"estimator": "gpm_resnet_mass", "params": dict(resnet),
+            "mass_model": {"estimator": "gpm_resnet_mass",
+                           "params": dict(resnet, epochs=mass_epochs),
                            "target": "lgm_fib_p50"}}
     return {
         "source": {"name": "mock", "params": dict(DEMO_MOCK_PARAMS, n_galaxies=n_galaxies,

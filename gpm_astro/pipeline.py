@@ -71,7 +71,7 @@ DEFAULT_CONFIG = {
     "application": {
         # which image-catalogue galaxies receive a catalogue entry
         "source_type": "EXP",
-        # skip galaxies that have a label (they were used to train and test)
+        # skip galaxies matched to a selected label (the pool of training and test galaxies)
         "unlabelled_only": True,
         # at most this many (the first ones in catalogue order); null for all
         "max_galaxies": None,
@@ -98,7 +98,12 @@ def _merge(defaults, user, where):
                    f"valid keys here: {sorted(defaults)}")
             raise ParameterError(msg)
         default = defaults[key]
-        if isinstance(default, dict) and key not in _FREE_SECTIONS and key != "params":
+        if key in ("select", "preprocess"):  # keywords of a function: any key, defaults kept
+            if not isinstance(value, dict):
+                msg = f"configuration section {where + key!r} must be a table/mapping, got {value!r}"
+                raise ParameterError(msg)
+            merged[key] = {**default, **copy.deepcopy(value)}
+        elif isinstance(default, dict) and key not in _FREE_SECTIONS and key != "params":
             if not isinstance(value, dict):
                 msg = f"configuration section {where + key!r} must be a table/mapping, got {value!r}"
                 raise ParameterError(msg)
@@ -361,12 +366,17 @@ def read_cutouts(path, rows=None):
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) == 0:
             return np.zeros((0,) + images.shape[1:], dtype=np.float32)
-        order = np.argsort(rows)
-        unique, inverse = np.unique(rows[order], return_inverse=True)
-        data = images[unique]  # h5py wants increasing indices
-        out = np.empty((len(rows),) + images.shape[1:], dtype=np.float32)
-        out[order] = data[inverse]
-        return out
+        unique, inverse = np.unique(rows, return_inverse=True)
+        if unique[0] < 0 or unique[-1] >= len(images):
+            msg = f"cutout rows must lie in [0, {len(images)}), got {unique[0]}..{unique[-1]}"
+            raise ParameterError(msg)
+        data = np.empty((len(unique),) + images.shape[1:], dtype=np.float32)
+        # read runs of consecutive rows as slices (h5py's point selection is slow)
+        breaks = np.flatnonzero(np.diff(unique) != 1) + 1
+        for run_start, run_stop in zip(np.r_[0, breaks], np.r_[breaks, len(unique)]):
+            first = unique[run_start]
+            data[run_start:run_stop] = images[first:first + run_stop - run_start]
+        return data[inverse.ravel()]
 
 
 class CutoutWriter:
@@ -450,6 +460,14 @@ def _n_jobs(value):
     return value
 
 
+# options that change how fast a stage runs, not what it writes
+_RUN_OPTIONS = ("n_jobs", "progress", "batch_size")
+
+
+def _without(mapping, keys):
+    return {k: v for k, v in mapping.items() if k not in keys}
+
+
 def _fingerprint(*parts):
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -523,13 +541,13 @@ class Pipeline:
         labels = list(cfg["estimators"])
         stages = [
             ("sky", ["sky/labels.ecsv", "sky/images.ecsv", "sky/cutouts.h5"],
-             [cfg["source"]]),
+             [dict(cfg["source"], params=_without(cfg["source"]["params"], _RUN_OPTIONS))]),
             ("select", ["select/labels_starforming.ecsv"], [cfg["select"]]),
             ("crossmatch", ["crossmatch/matched.ecsv"], [cfg["crossmatch"]]),
             ("preprocess", ["preprocess/labelled.ecsv", "preprocess/labelled_cutouts.h5",
                             "preprocess/application.ecsv",
                             "preprocess/application_cutouts.h5"],
-             [cfg["preprocess"], cfg["application"]["source_type"],
+             [_without(cfg["preprocess"], _RUN_OPTIONS), cfg["application"]["source_type"],
               cfg["application"]["unlabelled_only"], cfg["application"]["max_galaxies"]]),
             ("sample", ["sample/sample.ecsv"], [cfg["sample"]]),
         ]
@@ -576,6 +594,10 @@ class Pipeline:
                            json.dumps(self.config, indent=1, default=str).encode())
         state = {} if self.force else self._load_state()
         stages = self.stages()
+        last = len(stages)
+        if until is not None:  # the last stage of that name (estimate: the last estimator)
+            last = max(i for i, stage in enumerate(stages, start=1)
+                       if stage[0].split(":")[0] == until)
         upstream = ""
         skipped = []
         start_all = time.perf_counter()
@@ -612,10 +634,8 @@ class Pipeline:
                 upstream = _fingerprint(upstream, key)
             else:
                 upstream = key
-            if until is not None and name.split(":")[0] == until:
-                if until != "estimate" or name == stages[-1][0] or \
-                        not stages[index][0].startswith("estimate:"):
-                    break
+            if index == last:
+                break
         total = time.perf_counter() - start_all
         self.log(f"finished in {total:.1f} s; outputs in {self.out}")
         result = {"output_dir": self.out, "timings": dict(self.timings), "skipped": skipped,
@@ -733,7 +753,6 @@ class Pipeline:
             used = np.asarray(matched["image_row"])[np.asarray(matched["matched"], bool)]
             labelled = np.zeros(len(images), bool)
             labelled[np.asarray(used, dtype=int)] = True
-            # any image with a label row nearby also counts as labelled, selected or not
             chosen &= ~labelled
         rows = np.flatnonzero(chosen)
         if app["max_galaxies"] is not None:

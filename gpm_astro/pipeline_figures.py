@@ -170,9 +170,12 @@ def catalogue_figures(catalogue, labelled, folder, *, target="oh_p50", n_trainin
     ok = np.asarray(np.ma.filled(np.ma.asanyarray(labelled["preprocess_ok"]), False), bool) \
         if "preprocess_ok" in labelled.colnames else np.ones(len(labelled), bool)
     reference = labelled[target][ok]
+    both = np.concatenate([_values(predicted["Z_pred"]), _values(reference)])
+    both = both[np.isfinite(both)]
+    edges = np.linspace(both.min(), both.max(), 31)  # one binning for both distributions
     fig = evaluation.plot_catalogue_distributions(
         predicted, columns=("Z_pred",), reference=reference,
-        reference_label=f"star-forming labels ({target})", bins=30)
+        reference_label=f"star-forming labels ({target})", bins=edges)
     extra = f"; {n_training} of them trained the model" if n_training else ""
     figures.append({"name": "fig16_catalogue_vs_labels",
                     "file": save_figure(fig, folder, "fig16_catalogue_vs_labels"),

@@ -10,6 +10,7 @@ and ``default`` (a noise-aware pipeline chosen by measurement on the mock sky).
 import atexit
 import os
 from collections import deque
+from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 
 import numpy as np
@@ -154,14 +155,20 @@ def run_steps(images, steps, *, pixel_scale=_DEFAULT_PIXEL_SCALE, bands="grz"):
         alive = np.flatnonzero(flags == "ok")
         if alive.size == 0:
             break
+        everyone = alive.size == n  # then hand over the arrays themselves, not copies
         context = {"pixel_scale": pixel_scale, "bands": bands,
-                   "rows": {key: value[alive] for key, value in rows.items()}}
-        result = step.process(current[alive], context)
+                   "rows": _RowsView(rows, None if everyone else alive)}
+        step_images = current if everyone else current[alive]
+        result = step.process(step_images, context)
         _check_result(step, result, alive.size, current.shape[1:])
-        current[alive] = result.images
+        if result.images is not step_images:
+            current[alive] = result.images
         for group in (result.columns, result.extras):
             for key, value in group.items():
                 value = np.asarray(value)
+                if key not in rows and everyone:
+                    rows[key], computed[key] = value, np.ones(n, bool)
+                    continue
                 if key not in rows:
                     rows[key] = _blank(n, value)
                     computed[key] = np.zeros(n, bool)
@@ -172,6 +179,27 @@ def run_steps(images, steps, *, pixel_scale=_DEFAULT_PIXEL_SCALE, bands="grz"):
         flags[alive] = np.where(step_flags == "ok", "ok", step_flags)
     columns = {key: (rows[key], computed[key]) for key in output_names}
     return current, flags, columns
+
+
+class _RowsView(Mapping):
+    """Per-row products of earlier steps, restricted to the rows a step is given; an array is
+    subset only when a step reads it (the big per-pixel ones are costly to copy)."""
+
+    def __init__(self, rows, index):
+        self._rows, self._index, self._cache = rows, index, {}
+
+    def __getitem__(self, key):
+        if self._index is None:
+            return self._rows[key]
+        if key not in self._cache:
+            self._cache[key] = self._rows[key][self._index]
+        return self._cache[key]
+
+    def __iter__(self):
+        return iter(self._rows)
+
+    def __len__(self):
+        return len(self._rows)
 
 
 def _blank(n, like):

@@ -217,7 +217,9 @@ def _counts(out):
         cuts = selected.meta.get("gpm_astro", {}).get("select_starforming", [])
         for cut in cuts if isinstance(cuts, list) else []:
             if isinstance(cut, dict) and "cut" in cut:
-                counts.append((f"  cut {cut['cut']}: removed {cut.get('removed')}",
+                rule = f" ({cut['column']} {cut['rule']})" if "rule" in cut and \
+                    "column" in cut else ""
+                counts.append((f"  cut {cut['cut']}{rule}: removed {cut.get('removed'):,}",
                                cut.get("remaining")))
         counts.append(("star-forming labels after every cut", len(selected)))
     matched = _read(out / "crossmatch/matched.ecsv")

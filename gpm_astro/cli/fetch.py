@@ -76,8 +76,10 @@ def add_parser(subparsers):
     catalog.add_argument("--type", dest="types", action="append", default=None,
                          help="Tractor type (PSF, REX, EXP, DEV, SER, DUP); repeatable; "
                               "default EXP")
-    catalog.add_argument("--brickid-min", type=int, default=1)
-    catalog.add_argument("--brickid-max", type=int, default=662174)
+    catalog.add_argument("--brickid-min", type=int, default=None,
+                         help="first brick id (default 1, or none with --cone)")
+    catalog.add_argument("--brickid-max", type=int, default=None,
+                         help="last brick id (default 662174, or none with --cone)")
     catalog.add_argument("--bricks-per-chunk", type=int, default=5000)
     catalog.add_argument("--mag-r-max", type=float, default=None)
     catalog.add_argument("--cone", type=float, nargs=3, default=None,
@@ -142,8 +144,12 @@ def run_catalog(args):
     from ..io import write_table
     from ..plugins import get_source
 
+    bricks = None
+    if args.brickid_min is not None or args.brickid_max is not None:
+        bricks = (1 if args.brickid_min is None else args.brickid_min,
+                  662174 if args.brickid_max is None else args.brickid_max)
     source = get_source("datalab_tap")(
-        types=args.types or ["EXP"], brickid_range=(args.brickid_min, args.brickid_max),
+        types=args.types or ["EXP"], brickid_range=bricks,
         bricks_per_chunk=args.bricks_per_chunk, mag_r_max=args.mag_r_max,
         cone=None if args.cone is None else tuple(args.cone), mode=args.mode,
         **_remote_kwargs(args))

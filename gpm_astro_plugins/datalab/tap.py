@@ -50,6 +50,7 @@ class Conf(RemoteConf):
     timeout = _config.ConfigItem(300.0, "Seconds to wait for one HTTP exchange.")
     job_timeout = _config.ConfigItem(3600.0, "Seconds an asynchronous job may run.")
     poll_interval = _config.ConfigItem(2.0, "Seconds between two looks at a running job.")
+    max_workers = _config.ConfigItem(2, "Chunks (queries or jobs) running at the same time.")
     sync_max_bricks = _config.ConfigItem(
         50, "mode='auto' uses synchronous queries when a chunk spans at most this many bricks.")
 
@@ -100,14 +101,14 @@ def _columns(columns):
     return values
 
 
-def build_adql(*, brickid_min, brickid_max, types=("EXP",), columns=DEFAULT_COLUMNS,
+def build_adql(*, brickid_min=None, brickid_max=None, types=("EXP",), columns=DEFAULT_COLUMNS,
                mag_r_max=None, cone=None):
     """Return the ADQL of one chunk, after checking every value that goes into it.
 
     Parameters
     ----------
-    brickid_min, brickid_max : int
-        Inclusive brick id range.
+    brickid_min, brickid_max : int, optional
+        Inclusive brick id range; both None: no condition on the brick.
     types : str or sequence of str
         Tractor types, from `TRACTOR_TYPES`.
     columns : sequence of str
@@ -133,10 +134,12 @@ def build_adql(*, brickid_min, brickid_max, types=("EXP",), columns=DEFAULT_COLU
     """
     from pyvo.dal.tap import escape
 
-    lo = _integer(brickid_min, "brickid_min", 0, 10_000_000)
-    hi = _integer(brickid_max, "brickid_max", lo, 10_000_000)
     type_list = ", ".join(f"'{escape(t)}'" for t in _types(types))
-    where = [f"t.type IN ({type_list})", f"t.brickid BETWEEN {lo} AND {hi}"]
+    where = [f"t.type IN ({type_list})"]
+    if brickid_min is not None or brickid_max is not None:
+        lo = _integer(brickid_min, "brickid_min", 0, 10_000_000)
+        hi = _integer(brickid_max, "brickid_max", lo, 10_000_000)
+        where.append(f"t.brickid BETWEEN {lo} AND {hi}")
     if mag_r_max is not None:
         where.append(f"t.mag_r <= {_number(mag_r_max, 'mag_r_max', 0, 40)!r}")
     if cone is not None:
@@ -188,8 +191,9 @@ class DataLabTAP(RemoteDataSource):
     ----------
     types : str or sequence of str
         Tractor types to select (``"EXP"`` for the paper's application catalogue).
-    brickid_range : (int, int)
-        Inclusive range of brick ids to cover; default all of DR9.
+    brickid_range : (int, int), optional
+        Inclusive range of brick ids to cover. None (default): all of DR9 in chunks, or, with
+        a ``cone``, one query limited by the cone alone.
     bricks_per_chunk : int
         Bricks per query (and per asynchronous job).
     mag_r_max : float, optional
@@ -223,7 +227,7 @@ class DataLabTAP(RemoteDataSource):
     provides = ("catalog",)
     conf = conf
 
-    def __init__(self, *, types=("EXP",), brickid_range=DR9_BRICKID_RANGE,
+    def __init__(self, *, types=("EXP",), brickid_range=None,
                  bricks_per_chunk=5000, mag_r_max=None, cone=None, columns=DEFAULT_COLUMNS,
                  mode="auto", poll_interval=None, progress=True, cache=True, cache_dir=None,
                  timeout=None, max_retries=None, backoff_factor=None, max_workers=None):
@@ -241,8 +245,10 @@ class DataLabTAP(RemoteDataSource):
         self.progress = progress
 
     def _chunks(self):
+        if self.brickid_range is None and self.cone is not None:
+            return [(None, None)]
         try:
-            lo, hi = self.brickid_range
+            lo, hi = DR9_BRICKID_RANGE if self.brickid_range is None else self.brickid_range
         except (TypeError, ValueError):
             msg = f"brickid_range must be (min, max), got {self.brickid_range!r}"
             raise ParameterError(msg) from None
@@ -257,6 +263,8 @@ class DataLabTAP(RemoteDataSource):
             raise ParameterError(msg)
         if self.mode != "auto":
             return self.mode
+        if lo is None:  # a cone over the whole survey: size unknown in advance
+            return "async"
         return "sync" if hi - lo + 1 <= int(self.conf.sync_max_bricks) else "async"
 
     def _plan(self):
@@ -332,8 +340,9 @@ class DataLabTAP(RemoteDataSource):
                               GPMAstroWarning, stacklevel=2)
 
     def iter_query(self, *, chunk_size=None, get_query_payload=False):
-        """Yield one Table per brick-id chunk (``chunk_size`` is set by ``bricks_per_chunk``;
-        passing another value is an error)."""
+        """Yield one Table per brick-id chunk, in brick order (``chunk_size`` is set by
+        ``bricks_per_chunk``; passing another value is an error). Up to ``max_workers`` chunks
+        run at the same time."""
         if chunk_size is not None:
             msg = f"datalab_tap chunks by bricks_per_chunk; chunk_size must be None, got " \
                   f"{chunk_size!r}"
@@ -344,11 +353,17 @@ class DataLabTAP(RemoteDataSource):
                     "data": {"REQUEST": "doQuery", "LANG": "ADQL", "QUERY": adql}}
                    for adql, mode in plan]
             return
-        from tqdm.auto import tqdm
-
-        for adql, mode in tqdm(plan, desc="datalab_tap", unit="chunk",
-                               disable=not self.progress):
-            yield _tidy(self._run(adql, mode))
+        # up to max_workers jobs run at once; chunks are yielded in brick order
+        finished, next_index = {}, 0
+        for index, table, error in self._map_concurrent(
+                lambda step: self._run(*step), plan, desc="datalab_tap",
+                progress=self.progress, total=len(plan)):
+            if error is not None:
+                raise error
+            finished[index] = table
+            while next_index in finished:
+                yield _tidy(finished.pop(next_index))
+                next_index += 1
 
     def query(self, *, get_query_payload=False):
         """Run every chunk and return one Table.
@@ -384,7 +399,8 @@ class DataLabTAP(RemoteDataSource):
             result = _tidy(result)
         result.meta = {}
         record_step(result, "datalab_tap", server=self.server, types=_types(self.types),
-                    brickid_range=list(self.brickid_range),
+                    brickid_range=(None if self.brickid_range is None
+                                   else list(self.brickid_range)),
                     bricks_per_chunk=self.bricks_per_chunk, mag_r_max=self.mag_r_max,
                     cone=None if self.cone is None else list(self.cone), n_rows=len(result))
         return result

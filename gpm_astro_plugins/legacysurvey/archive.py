@@ -221,7 +221,7 @@ class ArchiveWriter:
     >>> data = MockSky(n_galaxies=4, seed=1).generate()
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     with ArchiveWriter(tmp, rows_per_file=3) as writer:
-    ...         writer.append(data.images)
+    ...         _ = writer.append(data.images)
     ...     [p.name for p in writer.paths]
     ['images_npix152_000000000_000000003.h5', 'images_npix152_000000003_000000004.h5']
     """

@@ -255,7 +255,9 @@ class LegacySurveyCutouts(RemoteDataSource):
             Positions in ``ra_column`` / ``dec_column`` (deg; a unit is converted).
         output : str or path-like, optional
             An HDF5 file in the ssl-legacysurvey archive layout (dataset ``images``
-            (N, bands, size, size) plus the per-galaxy columns) written as cutouts arrive. If
+            (N, bands, size, size), ``ra`` / ``dec`` = the cutout centres, and the input's
+            other columns; an input ``ra`` / ``dec`` that is not the position used is stored
+            as ``ra_input`` / ``dec_input``) written as cutouts arrive. If
             the file exists from an interrupted or partly failed run of the same request, rows
             already settled (flags in `FINAL_FLAGS`) are not fetched again. Use it for large
             jobs; without it the cutouts are returned in memory.
@@ -286,7 +288,8 @@ class LegacySurveyCutouts(RemoteDataSource):
             return [{"method": "GET", "url": url, "params": self._params(r, d)}
                     for r, d, ok in zip(ra, dec, valid) if ok]
         if output is not None:
-            return self._query_to_file(targets, ra, dec, valid, Path(output))
+            return self._query_to_file(targets, ra, dec, valid, Path(output),
+                                       (ra_column, dec_column))
         return self._query_in_memory(targets, ra, dec, valid)
 
     def _new_flags(self, n):
@@ -336,7 +339,7 @@ class LegacySurveyCutouts(RemoteDataSource):
         return {"layer": self.layer, "pixel_scale": float(self.pixel_scale), "size": self.size,
                 "bands": self.bands, "n_rows": int(n)}
 
-    def _open_output(self, path, targets, ra, dec):
+    def _open_output(self, path, targets, ra, dec, position_columns):
         import h5py
 
         n = len(targets)
@@ -368,16 +371,19 @@ class LegacySurveyCutouts(RemoteDataSource):
             if column.ndim != 1 or name in ("images", "cutout_flag", "flux", *flux_bands) or \
                     name.startswith("mag_"):
                 continue
+            if name in position_columns:  # written below as the archive's ra / dec
+                continue
             data = np.ma.filled(np.ma.asanyarray(column))
             if data.dtype.kind == "U":
                 data = np.char.encode(data, "utf-8")
             if data.dtype.kind not in "biufS":
                 continue
-            handle.create_dataset(name, data=data)
-        if "ra" not in handle:
-            handle.create_dataset("ra", data=ra)
-        if "dec" not in handle:
-            handle.create_dataset("dec", data=dec)
+            # the archive's ra / dec are the cutout centres; other ra / dec columns are renamed
+            dataset_name = f"{name}_input" if name in ("ra", "dec") else name
+            if dataset_name not in handle:
+                handle.create_dataset(dataset_name, data=data)
+        handle.create_dataset("ra", data=ra)
+        handle.create_dataset("dec", data=dec)
         handle.create_dataset("cutout_flag", shape=(n,), dtype=FLAG_DTYPE)
         handle.attrs[FETCH_ATTR] = json.dumps(identity)
         handle.attrs["bands"] = self.bands
@@ -385,10 +391,10 @@ class LegacySurveyCutouts(RemoteDataSource):
         handle.flush()
         return handle
 
-    def _query_to_file(self, targets, ra, dec, valid, path):
+    def _query_to_file(self, targets, ra, dec, valid, path, position_columns):
         n = len(targets)
         flags, details = self._new_flags(n)
-        handle = self._open_output(path, targets, ra, dec)
+        handle = self._open_output(path, targets, ra, dec, position_columns)
         try:
             stored = np.char.decode(handle["cutout_flag"][:], "utf-8")
             settled = np.isin(stored, list(FINAL_FLAGS))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import astropy.units as u
 import numpy as np
-from astropy.table import Table
+from astropy.table import MaskedColumn, Table
 
 from gpm_astro.base import Configurable
 from gpm_astro.exceptions import ParameterError
@@ -193,7 +193,7 @@ class MockSky(Configurable):
     >>> data = sky.generate()
     >>> len(data.images), data.images["cutout"].shape[1:]
     (20, (3, 152, 152))
-    >>> sorted(set(data.truth["truth_case"])) <= sorted(TRUTH_CASES)
+    >>> set(data.truth["truth_case"]) <= set(TRUTH_CASES)
     True
     """
 
@@ -238,7 +238,8 @@ class MockSky(Configurable):
                    f"got {total!r}")
             raise ParameterError(msg)
         if not np.isfinite(self.astrometric_offset) or self.astrometric_offset < 0:
-            msg = f"astrometric_offset must be a non-negative number, got {self.astrometric_offset!r}"
+            msg = (f"astrometric_offset must be a non-negative number, got "
+                   f"{self.astrometric_offset!r}")
             raise ParameterError(msg)
         population = self.population if self.population is not None else PopulationModel()
         if not isinstance(population, PopulationModel):
@@ -265,8 +266,8 @@ class MockSky(Configurable):
         n = int(self.n_galaxies)
         names = list(self.case_rates)
         probabilities = np.array([self.case_rates[k] for k in names])
-        case = np.array(names)[rng.choice(len(names), size=n, p=probabilities / probabilities.sum())] \
-            if n else np.array([], dtype="U12")
+        picks = rng.choice(len(names), size=n, p=probabilities / probabilities.sum())
+        case = np.array(names, dtype="U12")[picks]
         labelled = rng.uniform(size=n) < self.labelled_fraction
         large = case == "too_large"
 
@@ -319,9 +320,7 @@ class MockSky(Configurable):
         MockSkyData
         """
         labels, images, truth = self.catalog()
-        images["cutout"] = self.render(images, truth)
-        images["cutout"].unit = nanomaggy
-        images["cutout"].description = "g, r, z cutout in nanomaggies, 0.262 arcsec / pixel"
+        _add_cutouts(images, self.render(images, truth))
         return MockSkyData(labels=labels, images=images, truth=truth,
                            meta={"noise_floor_clean_labelled":
                                  truth.meta.get("noise_floor_clean_labelled")})
@@ -343,13 +342,17 @@ class MockSky(Configurable):
             msg = f"chunk_size must be a positive integer, got {chunk_size!r}"
             raise ParameterError(msg)
         labels, images, truth = self.catalog()
-        for start in range(0, max(len(images), 1), chunk_size):
-            part_images = images[start:start + chunk_size]
-            part_truth = truth[start:start + chunk_size]
-            part_images["cutout"] = self.render(part_images, part_truth)
-            part_images["cutout"].unit = nanomaggy
-            yield MockSkyData(labels=labels if start == 0 else labels[:0], images=part_images,
-                              truth=part_truth)
+        bar = _progress_bar(len(images)) if self.progress else None
+        try:
+            for start in range(0, max(len(images), 1), chunk_size):
+                part_images = images[start:start + chunk_size]
+                part_truth = truth[start:start + chunk_size]
+                _add_cutouts(part_images, self.render(part_images, part_truth, bar=bar))
+                yield MockSkyData(labels=labels if start == 0 else labels[:0],
+                                  images=part_images, truth=part_truth)
+        finally:
+            if bar is not None:
+                bar.close()
 
     def write(self, directory, *, chunk_size=1000, rows_per_file=1_000_000, overwrite=False):
         """Generate and write the sky chunk by chunk (bounded memory).
@@ -368,31 +371,41 @@ class MockSky(Configurable):
         labels, images, truth = self.catalog()
         _write_fits(labels, directory / "labels.fits", overwrite)
         _write_fits(truth, directory / "truth.fits", overwrite)
-        with ArchiveWriter(directory, rows_per_file=rows_per_file) as writer:
-            for start in range(0, len(images), chunk_size):
-                part = images[start:start + chunk_size]
-                part["cutout"] = self.render(part, truth[start:start + chunk_size])
-                writer.append(part)
+        bar = _progress_bar(len(images)) if self.progress else None
+        try:
+            with ArchiveWriter(directory, rows_per_file=rows_per_file) as writer:
+                for start in range(0, len(images), chunk_size):
+                    part = images[start:start + chunk_size]
+                    _add_cutouts(part, self.render(part, truth[start:start + chunk_size],
+                                                   bar=bar))
+                    writer.append(part)
+                    del part
+        finally:
+            if bar is not None:
+                bar.close()
         return {"labels": directory / "labels.fits", "truth": directory / "truth.fits",
                 "images": writer.paths}
 
     # -- cutouts -----------------------------------------------------------------------
-    def render(self, images, truth):
+    def render(self, images, truth, *, bar=None):
         """Draw the cutouts of catalogue rows; returns (n, 3, 152, 152) float32.
 
         Each galaxy's cutout depends only on the seed and its ``galaxy_id``, so any subset or
-        chunking of rows gives the same pixels.
+        chunking of rows gives the same pixels. ``bar``: a tqdm bar to advance instead of
+        opening one (when ``progress`` is set).
         """
         renderer = CutoutRenderer(npix=NPIX, pixel_scale=PIXEL_SCALE,
                                   counts_per_nanomaggy=_counts_per_nanomaggy())
         out = np.empty((len(truth), 3, NPIX, NPIX), dtype=np.float32)
-        rows = range(len(truth))
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            rows = tqdm(rows, desc="drawing mock cutouts", unit="cutout")
-        for i in rows:
+        own_bar = bar is None and self.progress
+        if own_bar:
+            bar = _progress_bar(len(truth))
+        for i in range(len(truth)):
             out[i] = _render_one(renderer, self.seed, truth[i])
+            if bar is not None:
+                bar.update(1)
+        if own_bar:
+            bar.close()
         return out
 
     # -- labels ------------------------------------------------------------------------
@@ -497,6 +510,19 @@ class MockSky(Configurable):
 
 
 # -- helpers (module level: pure functions of their arguments) ----------------------------
+def _progress_bar(total):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="drawing mock cutouts", unit="cutout")
+
+
+def _add_cutouts(table, cutouts):
+    """Add the ``cutout`` column without copying the (large) array."""
+    table.add_column(cutouts, name="cutout", copy=False)
+    table["cutout"].unit = nanomaggy
+    table["cutout"].description = "g, r, z cutout in nanomaggies, 0.262 arcsec / pixel"
+
+
 def _empty_population(population, n=0):
     """Every population column with ``n`` zero rows (a throwaway generator: no draws used)."""
     empty = population.draw(np.random.default_rng(0), 0, faint=False, large=np.zeros(0, bool))
@@ -551,8 +577,8 @@ def _image_catalog(rng, gal, case, labelled, observing):
             break
         objid[duplicate] = rng.integers(6000, 20000, duplicate.sum())
 
-    bt = gal["bulge_light_fraction"][:, 1] if n else np.zeros(0)
-    hlr = gal["hlr_arcsec"] if n else np.zeros(0)
+    bt = gal["bulge_light_fraction"][:, 1]
+    hlr = gal["hlr_arcsec"]
     source_type = np.where(bt < 0.35, "EXP", np.where(bt < 0.65, "SER", "DEV"))
     flip = rng.uniform(size=n) < 0.1  # the Tractor's model choice is noisy
     source_type = np.where(flip & (source_type == "EXP"), "SER", source_type)
@@ -561,19 +587,19 @@ def _image_catalog(rng, gal, case, labelled, observing):
     faint_psf = (~labelled) & (rng.uniform(size=n) < 0.02)
     source_type = np.where(faint_psf, "PSF", source_type).astype("U3")
 
-    true_flux = gal["true_flux"] if n else np.zeros((0, 3))
+    true_flux = gal["true_flux"]
     psf = observing["psf_fwhm"]
     nea = 4.0 * np.pi * (psf / 2.3548 / PIXEL_SCALE) ** 2  # noise-equivalent area, pixels
     sigma_pix = observing["sky_sigma"]
     area = nea + 4.0 * np.pi * (hlr[:, None] / PIXEL_SCALE) ** 2
     flux_error = sigma_pix * np.sqrt(area)
-    flux = true_flux * (1.0 + rng.normal(0.0, 0.01, (n, 3))) + rng.normal(0.0, 1.0, (n, 3)) * flux_error
+    flux = (true_flux * (1.0 + rng.normal(0.0, 0.01, (n, 3)))
+            + rng.normal(0.0, 1.0, (n, 3)) * flux_error)
     fibre = _exponential_enclosed(LS_FIBRE_RADIUS, np.hypot(hlr[:, None], psf / 2.0))
     fracin = np.where(case[:, None] == "blended", rng.uniform(0.5, 0.9, (n, 3)),
                       rng.uniform(0.93, 1.0, (n, 3)))
     nobs = rng.integers(1, 7, (n, 3)).astype(np.int16)
-    zero_images = np.zeros(n, bool)  # filled in by _truth_table via bad-pixel kind
-    redshift = gal["redshift"] if n else np.zeros(0)
+    redshift = gal["redshift"]
     z_sigma = 0.015 * (1.0 + redshift) * (1.0 + 2.0 * (~labelled))
     z_phot = np.clip(redshift + rng.normal(0.0, 1.0, n) * z_sigma, 0.0, None)
     bad_kind = np.where(case == "bad_pixels",
@@ -594,11 +620,9 @@ def _image_catalog(rng, gal, case, labelled, observing):
     for k, band in enumerate(BANDS):
         with np.errstate(invalid="ignore", divide="ignore"):
             mag = 22.5 - 2.5 * np.log10(table[f"flux_{band}"].value.astype(np.float64))
-        from astropy.table import MaskedColumn
-
         table[f"mag_{band}"] = MaskedColumn(mag, mask=~(table[f"flux_{band}"].value > 0),
                                             unit=u.mag)
-    table["ebv"] = (gal["ebv"] if n else np.zeros(0)).astype(np.float32) * u.mag
+    table["ebv"] = gal["ebv"].astype(np.float32) * u.mag
     table["fiberflux"] = (true_flux * fibre).astype(np.float32) * nanomaggy
     table["fracin"] = fracin.astype(np.float32)
     table["inds"] = rng.choice(20 * max(n, 1), size=n, replace=False).astype(np.int64)
@@ -606,7 +630,7 @@ def _image_catalog(rng, gal, case, labelled, observing):
     table["nobs"] = nobs
     table["psfdepth"] = (1.0 / (sigma_pix ** 2 * nea)).astype(np.float32) * nanomaggy ** -2
     table["psfsize"] = psf.astype(np.float32) * u.arcsec
-    table["transmission"] = (gal["transmission"] if n else np.zeros((0, 3))).astype(np.float32)
+    table["transmission"] = gal["transmission"].astype(np.float32)
     table["z_phot_median"] = z_phot.astype(np.float32)
     table["z_phot_mean"] = (z_phot + 0.1 * z_sigma).astype(np.float32)
     table["z_phot_std"] = z_sigma.astype(np.float32)
@@ -614,7 +638,8 @@ def _image_catalog(rng, gal, case, labelled, observing):
     table["z_phot_u68"] = (z_phot + z_sigma).astype(np.float32)
     table["z_phot_l95"] = np.clip(z_phot - 2 * z_sigma, 0, None).astype(np.float32)
     table["z_phot_u95"] = (z_phot + 2 * z_sigma).astype(np.float32)
-    table["z_spec"] = np.where(labelled, redshift + rng.normal(0.0, 3e-5, n), -99.0).astype(np.float32)
+    z_spec = np.where(labelled, redshift + rng.normal(0.0, 3e-5, n), -99.0)
+    table["z_spec"] = z_spec.astype(np.float32)
     table["z_training"] = labelled & (rng.uniform(size=n) < 0.8)
     table.meta["_bad_kind"] = bad_kind  # popped by _truth_table
     return table
@@ -634,8 +659,8 @@ def _truth_table(gal, case, labelled, images, specobjid, defects, z_best, observ
     truth["label_defect"] = defects
     truth["bad_pixel_kind"] = bad_kind.astype("U9")
 
-    def col(key, shape=()):
-        return gal[key] if n else np.zeros((0,) + shape)
+    def col(key):
+        return gal[key]
 
     truth["Z_true"] = col("Z_true") * u.dex
     truth["Z_best"] = z_best * u.dex
@@ -648,14 +673,14 @@ def _truth_table(gal, case, labelled, images, specobjid, defects, z_best, observ
     truth["hlr_arcsec"] = col("hlr_arcsec") * u.arcsec
     truth["disk_hlr_arcsec"] = col("disk_hlr_arcsec") * u.arcsec
     truth["bulge_hlr_arcsec"] = col("bulge_hlr_arcsec") * u.arcsec
-    truth["bulge_fraction_r"] = col("bulge_light_fraction", (3,))[:, 1] if n else np.zeros(0)
+    truth["bulge_fraction_r"] = col("bulge_light_fraction")[:, 1]
     truth["disk_q"] = col("disk_q")
     truth["bulge_q"] = col("bulge_q")
     truth["position_angle"] = col("position_angle") * u.deg
     truth["dust_av"] = col("dust_av") * u.mag
-    truth["bulge_flux"] = col("bulge_flux", (3,)) * nanomaggy
-    truth["disk_flux"] = col("disk_flux", (3,)) * nanomaggy
-    truth["mag_true"] = col("mag_true", (3,)) * u.mag
+    truth["bulge_flux"] = col("bulge_flux") * nanomaggy
+    truth["disk_flux"] = col("disk_flux") * nanomaggy
+    truth["mag_true"] = col("mag_true") * u.mag
     truth["psf_fwhm"] = observing["psf_fwhm"] * u.arcsec
     truth["sky_sigma"] = observing["sky_sigma"] * nanomaggy
     truth["Z_true"].description = "true 12 + log(O/H)"

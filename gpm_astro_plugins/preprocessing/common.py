@@ -77,21 +77,44 @@ class CheckPixels(PreprocessingStep):
         self._validate()
         n = images.shape[0]
         pixels = images.reshape(n, images.shape[1], -1)
-        finite = np.isfinite(pixels)
         per_band = pixels.shape[-1]
-        nonfinite = (per_band - finite.sum(-1)) / per_band
+        # min / max carry NaN and inf, so one pass each finds most problems
         with np.errstate(invalid="ignore"):
-            zeros = (pixels == 0).sum(-1) / per_band
-            huge = (np.abs(np.where(finite, pixels, 0)) > self.max_abs_value).any(-1)
-            safe = np.where(finite, pixels, 0)
-            constant = safe.max(-1) == safe.min(-1)
+            low, high = pixels.min(axis=-1), pixels.max(axis=-1)
+        nonfinite = ~(np.isfinite(low) & np.isfinite(high))
+        if self.max_nonfinite_fraction > 0 and nonfinite.any():
+            rows = np.flatnonzero(nonfinite.any(-1))
+            fraction = (~np.isfinite(pixels[rows])).sum(-1) / per_band
+            nonfinite[rows] = fraction > self.max_nonfinite_fraction
+            if (~nonfinite[rows]).any():  # tolerated non-finite pixels: min / max of the rest
+                finite_rows = pixels[rows]
+                masked = np.ma.masked_invalid(finite_rows)
+                low[rows], high[rows] = masked.min(-1).filled(0), masked.max(-1).filled(0)
+        zeros = (pixels == 0).sum(-1) / per_band
+        with np.errstate(invalid="ignore"):
+            huge = np.maximum(np.abs(low), np.abs(high)) > self.max_abs_value
+            constant = high == low
         problem = np.full(n, "", dtype="<U16")
-        problem[constant.any(-1)] = "constant_band"
-        problem[huge.any(-1)] = "saturated"
+        problem[(constant & ~nonfinite).any(-1)] = "constant_band"
+        problem[(huge & ~nonfinite).any(-1)] = "saturated"
         problem[(zeros > self.max_zero_fraction).any(-1)] = "zero_pixels"
-        problem[(nonfinite > self.max_nonfinite_fraction).any(-1)] = "nonfinite"
+        problem[nonfinite.any(-1)] = "nonfinite"
         flags = np.where(problem == "", OK, "invalid_pixels")
         return StepResult(images=images, flags=flags, extras={"pixel_problem": problem})
+
+
+def _brightest_share(region, image, sky, fraction):
+    """The brightest pixels of ``region`` that hold ``fraction`` of its flux above ``sky``."""
+    values = image[region] - sky
+    if values.size == 0:
+        return region
+    ordered = np.sort(values)[::-1]
+    cumulative = np.cumsum(np.maximum(ordered, 0.0))
+    if cumulative[-1] <= 0:
+        return region
+    count = int(np.searchsorted(cumulative, fraction * cumulative[-1])) + 1
+    level = ordered[min(count, ordered.size) - 1]
+    return region & (image - sky >= level)
 
 
 class SizeLimit(PreprocessingStep):
@@ -100,15 +123,21 @@ class SizeLimit(PreprocessingStep):
     The radius is that of the minimum enclosing circle of the target's pixels: with
     ``region="largest_component"`` (the paper) the largest 8-connected component of the
     thresholded image inside the target mask; with ``region="segment"`` the central segment
-    found by `mask_neighbours` inside the mask. A target with no pixels, or a single pixel
-    (radius 0), is ``no_central_source``: the paper keeps radii in (0, 6"] only.
+    found by `mask_neighbours` inside the mask; with ``region="flux_fraction"`` the brightest
+    pixels of that segment that together hold ``flux_fraction`` of its flux (on the detection
+    image), which measures the galaxy's light rather than how deep the isophote goes, so a
+    bright compact galaxy is not "too large" only because its faint wings are detected far
+    out. A target with no pixels, or a single pixel (radius 0), is ``no_central_source``: the
+    paper keeps radii in (0, 6"] only.
 
     Parameters
     ----------
     max_radius : float
         Largest radius kept, arcsec (paper: 6).
-    region : {"largest_component", "segment"}
+    region : {"largest_component", "segment", "flux_fraction"}
         Which pixels define the target.
+    flux_fraction : float
+        Share of the segment's flux the ``flux_fraction`` region holds.
     truncate_radius : bool
         Truncate the radius to whole pixels before comparing, as the published code does
         (``int(r) < 23``); the paper compares the radius itself.
@@ -127,19 +156,27 @@ class SizeLimit(PreprocessingStep):
     name = "size_limit"
     provides = ("enclosing_radius",)
 
-    def __init__(self, *, max_radius=6.0, region="largest_component", truncate_radius=False):
+    def __init__(self, *, max_radius=6.0, region="largest_component", flux_fraction=0.9,
+                 truncate_radius=False):
         self.max_radius = max_radius
         self.region = region
+        self.flux_fraction = flux_fraction
         self.truncate_radius = truncate_radius
 
     @property
     def requires(self):
-        return ("binary", "target_mask") if self.region == "largest_component" \
-            else ("segment", "target_mask")
+        return {"largest_component": ("binary", "target_mask"),
+                "segment": ("segment", "target_mask"),
+                "flux_fraction": ("segment", "target_mask", "detection", "detection_sky"),
+                }.get(self.region, ())
 
     def process(self, images, context):
         check_positive(self.name, max_radius=self.max_radius)
-        check_choice(self.name, "region", self.region, ("largest_component", "segment"))
+        check_choice(self.name, "region", self.region,
+                     ("largest_component", "segment", "flux_fraction"))
+        if not (isinstance(self.flux_fraction, (int, float)) and 0 < self.flux_fraction <= 1):
+            msg = f"{self.name}: flux_fraction must be in (0, 1], got {self.flux_fraction!r}"
+            raise ParameterError(msg)
         rows = context["rows"]
         pixel_scale = context.get("pixel_scale", 0.262)
         n = images.shape[0]
@@ -150,6 +187,10 @@ class SizeLimit(PreprocessingStep):
                 target = largest_component(rows["binary"][i] & rows["target_mask"][i])
             else:
                 target = rows["segment"][i] & rows["target_mask"][i]
+                if self.region == "flux_fraction":
+                    target = _brightest_share(target, rows["detection"][i],
+                                              float(rows["detection_sky"][i]),
+                                              self.flux_fraction)
             _, _, r_px = enclosing_circle(target)
             if self.truncate_radius and math.isfinite(r_px):
                 r_px = float(int(r_px))

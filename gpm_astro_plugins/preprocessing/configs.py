@@ -22,7 +22,7 @@ CONFIGURATIONS = {
     "default": [
         ("check_pixels", {}),
         ("mask_neighbours", {}),
-        ("size_limit", {"max_radius": 6.0, "region": "segment"}),
+        ("size_limit", {"max_radius": 6.0, "region": "flux_fraction"}),
         ("blend_check", {}),
         ("fragment_check", {}),
     ],

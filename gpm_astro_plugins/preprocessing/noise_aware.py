@@ -15,7 +15,8 @@ from scipy import ndimage
 from gpm_astro.base import PreprocessingStep, StepResult
 
 from .common import OK, check_choice, check_positive
-from .imaging import ellipse_from_moments, ellipse_mask, image_centre, robust_sky_noise
+from .imaging import (ellipse_from_moments, ellipse_mask, finite_or_zero, image_centre,
+                      robust_sky_noise)
 
 __all__ = ["MaskNeighbours", "BlendCheck", "FragmentCheck", "detection_image"]
 
@@ -23,7 +24,7 @@ TARGET_COLUMNS = ("target_x", "target_y", "target_a", "target_b", "target_theta"
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 
-def detection_image(images, *, smoothing_fwhm=2.0, sample_step=2, clip_sigma=3.0):
+def detection_image(images, *, smoothing_fwhm=2.0, sample_step=3, clip_sigma=3.0):
     """Noise-weighted, smoothed sum of the bands and its sky level and noise.
 
     Each band's sky level and noise are measured by clipped median / MAD on every
@@ -37,20 +38,29 @@ def detection_image(images, *, smoothing_fwhm=2.0, sample_step=2, clip_sigma=3.0
         (n, H, W) float32.
     sky, noise : numpy.ndarray
         (n,) sky level and noise of ``detection`` (noise 0 or NaN when it holds no signal).
+    bands : dict
+        ``weights`` and ``sky`` (n, bands) of the combination, and ``noise`` (n,), the noise
+        of the combined image before smoothing.
     """
-    images = np.nan_to_num(np.asarray(images, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    images = finite_or_zero(images)
     step = max(int(sample_step), 1)
     samples = images[:, :, ::step, ::step].reshape(images.shape[0], images.shape[1], -1)
     band_sky, band_noise = robust_sky_noise(samples, clip_sigma=clip_sigma)
     with np.errstate(all="ignore"):
+        band_noise = band_noise.astype(np.float64)
         weights = np.where(np.isfinite(band_noise) & (band_noise > 0),
                            1.0 / band_noise ** 2, 0.0)
+        weights = np.where(np.isfinite(weights), weights, 0.0)
         norm = np.sqrt(weights.sum(axis=1, keepdims=True))
-        weights = np.where(norm > 0, weights / np.where(norm > 0, norm, 1.0), 0.0)
+        weights = np.where((norm > 0) & np.isfinite(norm),
+                           weights / np.where(norm > 0, norm, 1.0), 0.0)
         band_sky = np.where(np.isfinite(band_sky), band_sky, 0.0)
     weights = weights.astype(np.float32)
     detection = np.einsum("nb,nbhw->nhw", weights, images)
     detection -= (weights * band_sky).sum(axis=1).astype(np.float32)[:, None, None]
+    _, raw_noise = robust_sky_noise(
+        detection[:, ::step, ::step].reshape(detection.shape[0], -1), clip_sigma=clip_sigma)
+    bands = {"weights": weights, "sky": band_sky.astype(np.float32), "noise": raw_noise}
     if smoothing_fwhm > 0:
         sigma = smoothing_fwhm * FWHM_TO_SIGMA
         for i in range(detection.shape[0]):
@@ -58,7 +68,7 @@ def detection_image(images, *, smoothing_fwhm=2.0, sample_step=2, clip_sigma=3.0
                              borderType=cv2.BORDER_REFLECT)
     sky, noise = robust_sky_noise(
         detection[:, ::step, ::step].reshape(detection.shape[0], -1), clip_sigma=clip_sigma)
-    return detection, sky, noise
+    return detection, sky, noise, bands
 
 
 def _disk_offsets(height, width, cx, cy, radius):
@@ -70,6 +80,17 @@ def _disk_offsets(height, width, cx, cy, radius):
     return np.unravel_index(order, (height, width))
 
 
+def _central_peak(detection, labels, label, near_rows, near_cols):
+    """Height of region ``label``'s highest pixel near the centre, or -inf when that pixel is
+    not a local maximum (the region only reaches the centre with its wing)."""
+    inside = labels[near_rows, near_cols] == label
+    values = np.where(inside, detection[near_rows, near_cols], -np.inf)
+    best = int(np.argmax(values))
+    row, col = int(near_rows[best]), int(near_cols[best])
+    window = detection[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2]
+    return float(values[best]) if values[best] >= window.max() else -np.inf
+
+
 class MaskNeighbours(PreprocessingStep):
     """Find the central galaxy on the flux image and mask everything else.
 
@@ -77,7 +98,8 @@ class MaskNeighbours(PreprocessingStep):
     `detection_image`); pixels more than ``threshold_sigma`` x its noise above its sky level
     are segmented into 8-connected regions; the target is the region (of at least
     ``min_area`` px) that covers the pixel nearest the image centre within ``centre_radius``
-    px. Its ellipse has the region's first and second moments; it is enlarged by ``enlarge``
+    px (with ``require_peak``, the region must also peak there, clearly above the noise: a
+    neighbour's wing that merely reaches the centre, or a noise bump, does not count). Its ellipse has the region's first and second moments; it is enlarged by ``enlarge``
     and every pixel outside it, and every pixel of another detected source inside it (grown by
     ``neighbour_dilation`` px) when ``mask_other_sources``, is set to 0 in all bands.
 
@@ -91,6 +113,11 @@ class MaskNeighbours(PreprocessingStep):
         Fewest pixels of a detected region.
     centre_radius : float
         The target region must reach within this many pixels of the image centre (paper: 5).
+    require_peak : bool
+        The target region must have a local maximum within ``centre_radius``, at least
+        ``min_peak_sigma`` x noise above the sky (noise peaks are not galaxies).
+    min_peak_sigma : float
+        Least height of that maximum, in units of the detection image's noise.
     centre_convention : {"pixel", "published"}
         See `PaperMaskNeighbours`.
     enlarge : float
@@ -116,15 +143,19 @@ class MaskNeighbours(PreprocessingStep):
 
     name = "mask_neighbours"
     provides = TARGET_COLUMNS + ("target_mask", "binary", "segment", "detection",
-                                 "detection_sky", "detection_noise", "detection_threshold")
+                                 "detection_sky", "detection_noise", "detection_threshold",
+                                 "band_weights", "band_sky", "combined_noise")
 
     def __init__(self, *, threshold_sigma=2.0, smoothing_fwhm=2.0, min_area=5,
-                 centre_radius=5.0, centre_convention="pixel", enlarge=1.4,
-                 mask_other_sources=True, neighbour_dilation=1, sample_step=2):
+                 centre_radius=5.0, require_peak=True, min_peak_sigma=5.0,
+                 centre_convention="pixel", enlarge=1.4,
+                 mask_other_sources=True, neighbour_dilation=1, sample_step=3):
         self.threshold_sigma = threshold_sigma
         self.smoothing_fwhm = smoothing_fwhm
         self.min_area = min_area
         self.centre_radius = centre_radius
+        self.require_peak = require_peak
+        self.min_peak_sigma = min_peak_sigma
         self.centre_convention = centre_convention
         self.enlarge = enlarge
         self.mask_other_sources = mask_other_sources
@@ -146,8 +177,8 @@ class MaskNeighbours(PreprocessingStep):
     def process(self, images, context):
         self._validate()
         n, _, height, width = images.shape
-        detection, sky, noise = detection_image(images, smoothing_fwhm=self.smoothing_fwhm,
-                                                sample_step=self.sample_step)
+        detection, sky, noise, bands = detection_image(
+            images, smoothing_fwhm=self.smoothing_fwhm, sample_step=self.sample_step)
         threshold = sky + self.threshold_sigma * noise
         cx, cy = image_centre(height, width, self.centre_convention)
         near_rows, near_cols = _disk_offsets(height, width, cx, cy, self.centre_radius)
@@ -170,7 +201,12 @@ class MaskNeighbours(PreprocessingStep):
             near = labels[near_rows, near_cols]
             area = stats[:, cv2.CC_STAT_AREA]
             candidates = near[(near > 0) & (area[near] >= self.min_area)]
-            if candidates.size == 0:
+            if self.require_peak:
+                lowest = sky[i] + self.min_peak_sigma * noise[i]
+                candidates = [c for c in dict.fromkeys(candidates.tolist())
+                              if _central_peak(detection[i], labels, c, near_rows,
+                                               near_cols) >= lowest]
+            if len(candidates) == 0:
                 flags[i] = "no_central_source"
                 continue
             label = candidates[0]
@@ -187,35 +223,42 @@ class MaskNeighbours(PreprocessingStep):
                         others = cv2.dilate(others.view(np.uint8), kernel).view(bool)
                     mask &= ~others | segment[i]
             masks[i] = mask
-        cleaned = np.where(masks[:, None], np.nan_to_num(images, nan=0.0, posinf=0.0,
-                                                         neginf=0.0), 0.0).astype(np.float32)
+        cleaned = np.where(masks[:, None] & np.isfinite(images), images.astype(np.float32, copy=False),
+                           np.float32(0))
         columns = {name: ellipses[:, k] for k, name in enumerate(TARGET_COLUMNS)}
         extras = {"target_mask": masks, "binary": binary, "segment": segment,
                   "detection": detection, "detection_sky": sky, "detection_noise": noise,
-                  "detection_threshold": threshold}
+                  "detection_threshold": threshold, "band_weights": bands["weights"],
+                  "band_sky": bands["sky"], "combined_noise": bands["noise"]}
         return StepResult(images=cleaned, flags=flags, columns=columns, extras=extras)
 
 
 class BlendCheck(PreprocessingStep):
     """Reject a target whose segment holds more than one peak separated by a saddle.
 
-    A fast deblending restricted to the central segment of the flux detection image: a quick
-    test first keeps segments with a single local maximum; otherwise the segment is cut at
-    ``n_levels`` levels between the detection threshold and its peak (spaced as
-    ``mode``), and at each level the pieces of at least ``n_pixels`` px whose peak rises at
-    least ``prominence_sigma`` x noise above that level and which hold at least ``contrast``
-    of the segment's flux are counted. Two or more at any level -> ``blended``.
+    A fast deblending restricted to the central segment, on the noise-weighted sum of the
+    masked flux bands (the weights of `mask_neighbours`), smoothed only lightly
+    (``smoothing_fwhm``) so that the saddle between close galaxies survives. A quick test
+    first keeps segments with a single significant local maximum; otherwise the segment is cut
+    at ``n_levels`` levels between ``low_sigma`` x noise and its peak (spaced as ``mode``),
+    and at each level the pieces of at least ``n_pixels`` px whose peak rises at least
+    ``prominence_sigma`` x noise above that level and which hold at least ``contrast`` of the
+    segment's flux are counted. Two or more at any level -> ``blended``.
 
     Parameters
     ----------
+    smoothing_fwhm : float
+        FWHM, px, of the Gaussian applied before deblending (0: none).
     n_levels : int
         Number of levels (photutils' deblending: 32 by default, the paper 90).
     n_pixels : int
         Fewest pixels of a piece.
     contrast : float
-        Smallest fraction of the segment's flux (above the threshold) a piece must hold.
+        Smallest fraction of the segment's flux a piece must hold.
     prominence_sigma : float
         How far, in noise units, a piece's peak must rise above the saddle level.
+    low_sigma : float
+        Lowest level, in noise units above the sky.
     mode : {"exponential", "linear"}
         Spacing of the levels.
     peak_footprint : int
@@ -236,56 +279,77 @@ class BlendCheck(PreprocessingStep):
     """
 
     name = "blend_check"
-    requires = ("segment", "detection", "detection_sky", "detection_noise",
-                "detection_threshold")
+    requires = ("segment", "band_weights", "band_sky", "combined_noise")
     provides = ("n_sources",)
 
-    def __init__(self, *, n_levels=32, n_pixels=5, contrast=1e-3, prominence_sigma=3.0,
-                 mode="exponential", peak_footprint=5):
+    def __init__(self, *, smoothing_fwhm=1.0, n_levels=32, n_pixels=5, contrast=1e-3,
+                 prominence_sigma=3.0, low_sigma=2.0, mode="exponential", peak_footprint=5):
+        self.smoothing_fwhm = smoothing_fwhm
         self.n_levels = n_levels
         self.n_pixels = n_pixels
         self.contrast = contrast
         self.prominence_sigma = prominence_sigma
+        self.low_sigma = low_sigma
         self.mode = mode
         self.peak_footprint = peak_footprint
 
     def process(self, images, context):
         check_positive(self.name, n_levels=self.n_levels, n_pixels=self.n_pixels,
                        contrast=self.contrast, prominence_sigma=self.prominence_sigma,
-                       peak_footprint=self.peak_footprint)
+                       low_sigma=self.low_sigma, peak_footprint=self.peak_footprint)
         check_choice(self.name, "mode", self.mode, ("exponential", "linear"))
+        if not (isinstance(self.smoothing_fwhm, (int, float)) and self.smoothing_fwhm >= 0):
+            from gpm_astro.exceptions import ParameterError
+
+            msg = f"{self.name}: smoothing_fwhm must be >= 0, got {self.smoothing_fwhm!r}"
+            raise ParameterError(msg)
         rows = context["rows"]
         n = images.shape[0]
         counts = np.zeros(n, dtype=np.int64)
         side = int(self.peak_footprint) | 1
         kernel = np.ones((side, side), np.uint8)
+        sigma = self.smoothing_fwhm * FWHM_TO_SIGMA
+        # white noise shrinks by the root of the sum of the squared 2-D kernel weights
+        shrink = float(np.sum(cv2.getGaussianKernel(2 * math.ceil(4 * sigma) + 1, sigma) ** 2)) \
+            if sigma > 0 else 1.0
         for i in range(n):
-            counts[i] = self._count(rows["segment"][i], rows["detection"][i],
-                                    float(rows["detection_sky"][i]),
-                                    float(rows["detection_noise"][i]),
-                                    float(rows["detection_threshold"][i]), kernel)
+            counts[i] = self._count(images[i], rows["segment"][i], rows["band_weights"][i],
+                                    rows["band_sky"][i],
+                                    float(rows["combined_noise"][i]) * shrink, sigma, kernel)
         flags = np.where(counts > 1, "blended", np.where(counts == 0, "no_central_source", OK))
         return StepResult(images=images, flags=flags.astype("<U20"),
                           columns={"n_sources": counts})
 
-    def _count(self, segment, detection, sky, noise, threshold, kernel):
+    def _count(self, image, segment, weights, band_sky, noise, sigma, kernel):
         if not segment.any() or not (math.isfinite(noise) and noise > 0):
             return 0
+        height, width = segment.shape
         x0, y0, w, h = cv2.boundingRect(segment.view(np.uint8))
-        seg = segment[y0:y0 + h, x0:x0 + w]
-        values = np.where(seg, detection[y0:y0 + h, x0:x0 + w] - sky, 0.0).astype(np.float32)
+        pad = int(math.ceil(3 * sigma)) + 1  # room for the smoothing at the crop's edge
+        xa, ya = max(x0 - pad, 0), max(y0 - pad, 0)
+        xb, yb = min(x0 + w + pad, width), min(y0 + h + pad, height)
+        crop = np.tensordot(weights, np.nan_to_num(image[:, ya:yb, xa:xb]), axes=1)
+        crop -= float(np.dot(weights, band_sky))
+        if sigma > 0:
+            crop = cv2.GaussianBlur(crop.astype(np.float32), (0, 0), sigma,
+                                    borderType=cv2.BORDER_REFLECT)
+        seg = segment[ya:yb, xa:xb]
+        values = np.where(seg, crop, 0.0).astype(np.float32)
         prominence = self.prominence_sigma * noise
-        low = threshold - sky
+        low = self.low_sigma * noise
         peak = float(values.max())
+        if peak <= low + prominence:
+            return 1
         # quick exit: a single significant local maximum cannot be a blend
         local_max = (values >= cv2.dilate(values, kernel)) & seg & (values > low + prominence)
-        if np.count_nonzero(local_max) <= 1 or peak <= low + prominence:
+        if np.count_nonzero(local_max) <= 1:
             return 1
-        total = float(values[seg].sum() - low * np.count_nonzero(seg))
-        if self.mode == "exponential" and low > 0:
-            levels = low * (peak / low) ** (np.arange(1, self.n_levels + 1) / (self.n_levels + 1))
+        total = float(np.sum(np.maximum(values[seg] - low, 0.0)))
+        steps = np.arange(1, self.n_levels + 1) / (self.n_levels + 1)
+        if self.mode == "exponential":
+            levels = low * (peak / low) ** steps
         else:
-            levels = low + (peak - low) * np.arange(1, self.n_levels + 1) / (self.n_levels + 1)
+            levels = low + (peak - low) * steps
         best = 1
         for level in levels:
             if level + prominence > peak:
@@ -295,10 +359,10 @@ class BlendCheck(PreprocessingStep):
             big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= self.n_pixels) + 1
             if big.size < 2:
                 continue
-            peaks = ndimage.maximum(values, labels, big)
-            fluxes = ndimage.sum(values - low, labels, big)
-            significant = (np.asarray(peaks) - level >= prominence) & \
-                (np.asarray(fluxes) >= self.contrast * max(total, 1e-30))
+            peaks = np.asarray(ndimage.maximum(values, labels, big))
+            fluxes = np.asarray(ndimage.sum(values - low, labels, big))
+            significant = (peaks - level >= prominence) & \
+                (fluxes >= self.contrast * max(total, 1e-30))
             best = max(best, int(np.count_nonzero(significant)))
         return best
 
@@ -338,7 +402,11 @@ class FragmentCheck(PreprocessingStep):
         n = images.shape[0]
         counts = np.zeros(n, dtype=np.int64)
         for i in range(n):
-            region = rows["binary"][i] & rows["target_mask"][i]
+            mask = rows["target_mask"][i]
+            x0, y0, w, h = cv2.boundingRect(mask.view(np.uint8))
+            region = rows["binary"][i][y0:y0 + h, x0:x0 + w] & mask[y0:y0 + h, x0:x0 + w]
+            if not region.any():
+                continue
             _, _, stats, _ = cv2.connectedComponentsWithStats(region.view(np.uint8),
                                                               connectivity=8)
             counts[i] = int(np.count_nonzero(stats[1:, cv2.CC_STAT_AREA] >= self.min_area))

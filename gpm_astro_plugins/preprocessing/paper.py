@@ -15,7 +15,7 @@ from gpm_astro.base import PreprocessingStep, StepResult
 from gpm_astro.exceptions import ParameterError
 
 from .common import OK, check_choice, check_positive
-from .imaging import (GREY_WEIGHTS, cv_ellipse_to_axes, ellipse_mask, grey_image,
+from .imaging import (GREY_WEIGHTS, cv_ellipse_to_axes, ellipse_mask, finite_or_zero, grey_image,
                       image_centre, isodata_threshold, ls_rgb)
 
 __all__ = ["PaperMaskNeighbours", "PhotutilsBlendCheck", "PaperFragmentCheck",
@@ -145,8 +145,8 @@ class PaperMaskNeighbours(PreprocessingStep):
                 x, y, a, b, theta = (float(int(v)) for v in (x, y, a, b, theta))
             ellipses[i] = x, y, a, b, theta
             masks[i] = ellipse_mask((height, width), x, y, a, b, theta)
-        cleaned = np.where(masks[:, None], np.nan_to_num(images, nan=0.0, posinf=0.0,
-                                                         neginf=0.0), 0.0).astype(np.float32)
+        cleaned = np.where(masks[:, None] & np.isfinite(images), images.astype(np.float32, copy=False),
+                           np.float32(0))
         columns = {name: ellipses[:, k] for k, name in enumerate(TARGET_COLUMNS)}
         extras = {"target_mask": masks, "binary": binary, "grey": grey}
         return StepResult(images=cleaned, flags=flags, columns=columns, extras=extras)
@@ -252,7 +252,7 @@ class PhotutilsBlendCheck(PreprocessingStep):
         from astropy.convolution import Gaussian2DKernel, convolve
         from astropy.stats import gaussian_fwhm_to_sigma
 
-        safe = np.nan_to_num(images, nan=0.0, posinf=0.0, neginf=0.0)
+        safe = finite_or_zero(images)
         if self.image == "grey":
             detection = stretched_grey(safe, bands=context.get("bands", "grz"),
                                        weights=self.grey_weights).astype(np.float64)
@@ -340,7 +340,7 @@ class PaperFragmentCheck(PreprocessingStep):
             raise ParameterError(msg)
         check_positive(self.name, threshold_tolerance=self.threshold_tolerance,
                        max_iterations=self.max_iterations, min_area=self.min_area)
-        safe = np.nan_to_num(images, nan=0.0, posinf=0.0, neginf=0.0)
+        safe = finite_or_zero(images)
         grey = np.tensordot(np.asarray(self.band_weights, np.float32), safe, axes=([0], [1]))
         n = images.shape[0]
         counts = np.zeros(n, dtype=np.int64)

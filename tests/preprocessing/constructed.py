@@ -40,11 +40,11 @@ def isolated(seed=0, r_mag=19.0, **kwargs):
     return noisy(galaxy(r_mag, **kwargs), seed)
 
 
-def pair(seed=0, separation=10.0, r_mag=19.0):
-    """Two equal galaxies ``separation`` px apart, straddling the centre."""
-    half = separation / 2.0
-    image = galaxy(r_mag, x=CENTRE - half, r_eff=3.0) + galaxy(r_mag, x=CENTRE + half,
-                                                                r_eff=3.0, angle=120.0)
+def pair(seed=0, separation=10.0, r_mag=19.0, ratio=0.7):
+    """The target at the centre and a companion ``ratio`` times as bright ``separation`` px
+    away, overlapping it (a saddle between them)."""
+    image = galaxy(r_mag, r_eff=3.0) + ratio * galaxy(r_mag, x=CENTRE + separation,
+                                                      y=CENTRE + 2.0, r_eff=3.0, angle=120.0)
     return noisy(image, seed)
 
 

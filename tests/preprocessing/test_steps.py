@@ -239,7 +239,7 @@ def test_paper_mask_terminates_on_blank_images():
 
 
 def test_photutils_blend_check_on_flux_splits_a_wide_pair():
-    images = C.stack(C.isolated(seed=13, r_mag=18.0), C.pair(seed=14, separation=14.0,
+    images = C.stack(C.isolated(seed=13, r_mag=18.0), C.pair(seed=14, separation=10.0,
                                                               r_mag=18.0))
     masked = PaperMaskNeighbours().process(images, {})
     result = PhotutilsBlendCheck(image="flux").process(masked.images, {"bands": "grz"})

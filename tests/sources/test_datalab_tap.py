@@ -135,11 +135,29 @@ def test_async_in_chunks(fake_service, tmp_path):
     AsyncTAP(fake_service, polls_executing=0)
     with conf.set_temp("server", f"{fake_service.url}/tap"):
         result = make_source(tmp_path, brickid_range=(2000, 2999), bricks_per_chunk=400,
-                             mode="async", cache=False).query()
+                             mode="async", cache=False, max_workers=1).query()
     creates = [r for r in fake_service.requests_to("/tap/async") if r.method == "POST"]
     assert [c.form["QUERY"].split("BETWEEN ")[1] for c in creates] == [
         "2000 AND 2399", "2400 AND 2799", "2800 AND 2999"]
     assert len(result) == 3 * 15  # the stored answer replayed for each chunk
+
+
+def test_concurrent_chunks_come_back_in_brick_order(fake_service, tmp_path):
+    first = (DATA / "datalab_tap_sync_result.xml").read_bytes()
+    second = (DATA / "datalab_tap_async_result.xml").read_bytes()
+
+    def answer(request):  # the first chunk is the slower one
+        if "BETWEEN 1 AND 10" in request.form["QUERY"]:
+            return Reply(first, content_type=VOTABLE, delay=0.3)
+        return Reply(second, content_type=VOTABLE)
+
+    fake_service.route("/tap/sync", answer)
+    with conf.set_temp("server", f"{fake_service.url}/tap"):
+        result = make_source(tmp_path, brickid_range=(1, 20), bricks_per_chunk=10,
+                             mode="sync", max_workers=2, cache=False).query()
+    expected = np.concatenate([stored_table("datalab_tap_sync_result.xml")["ls_id"],
+                               stored_table("datalab_tap_async_result.xml")["ls_id"]])
+    np.testing.assert_array_equal(result["ls_id"], expected)
 
 
 def test_query_error_is_reported(fake_service, tmp_path):
@@ -153,6 +171,17 @@ def test_query_error_is_reported(fake_service, tmp_path):
 def test_build_adql_cone():
     adql = build_adql(brickid_min=1, brickid_max=2, cone=(150.0, 2.2, 0.1))
     assert "CIRCLE('ICRS', 150.0, 2.2, 0.1)) = 1" in adql
+    with pytest.raises(ParameterError, match="brickid_max"):
+        build_adql(brickid_min=1, cone=(150.0, 2.2, 0.1))
+
+
+def test_cone_without_bricks_is_one_async_query():
+    payload = DataLabTAP(cone=(185.0, 15.0, 2.0)).query(get_query_payload=True)
+    assert len(payload) == 1 and payload[0]["mode"] == "async"
+    assert "BETWEEN" not in payload[0]["data"]["QUERY"]
+    # without a cone the whole survey is covered in brick chunks
+    payload = DataLabTAP(bricks_per_chunk=100_000).query(get_query_payload=True)
+    assert [p["data"]["QUERY"].split("BETWEEN ")[1] for p in payload][-1] == "600001 AND 662174"
 
 
 @pytest.mark.remote_data

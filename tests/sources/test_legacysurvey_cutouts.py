@@ -269,3 +269,28 @@ def test_source_pickles_after_use(fake_service, tmp_path, cutout_bytes):
         copy = pickle.loads(pickle.dumps(source))
         assert copy.get_params() == source.get_params()
         assert list(copy.query(targets(1))["cutout_flag"]) == ["ok"]
+
+
+def test_hdf5_with_other_position_columns_resumes(fake_service, tmp_path, cutout_bytes):
+    # as after a crossmatch: labels' ra/dec plus the image catalogue's ra_image/dec_image
+    fake_service.route("/cutout.fits", Reply(b"down", status=503),
+                       Reply(cutout_bytes, content_type=FITS_TYPE))
+    table = Table({"ra": [10.0, 11.0], "dec": [1.0, 1.0], "ra_image": [10.0001, 11.0001],
+                   "dec_image": [1.0001, 1.0001], "flux_g": [1.0, 2.0], "flux_r": [2.0, 3.0],
+                   "flux_z": [3.0, 4.0], "name": ["a", "b"]})
+    output = tmp_path / "matched.h5"
+    options = dict(output=output, ra_column="ra_image", dec_column="dec_image")
+    with conf.set_temp("server", fake_service.url):
+        first = make_source(fake_service, tmp_path, max_retries=0, max_workers=1).query(
+            table, **options)
+        second = make_source(fake_service, tmp_path, max_retries=0).query(table, **options)
+    assert list(first["cutout_flag"]) == ["http_error", "ok"]
+    assert list(second["cutout_flag"]) == ["ok", "ok"]
+    assert [r.params["ra"] for r in fake_service.requests] == [
+        "10.0001000", "11.0001000", "10.0001000"]
+    (chunk,) = iter_archive(output, chunk_size=10)
+    np.testing.assert_allclose(chunk["ra"], table["ra_image"])
+    np.testing.assert_allclose(chunk["ra_input"], table["ra"])
+    np.testing.assert_allclose(chunk["flux_r"], table["flux_r"])
+    assert chunk["mag_r"][0] == pytest.approx(22.5 - 2.5 * np.log10(2.0))
+    assert list(chunk["name"]) == ["a", "b"]

@@ -48,7 +48,8 @@ def numbers(n=20000):
           f"sigma {residual.std():.3f} dex")
     floor = z_true - np.asarray(truth["Z_best"][use])
     print(f"noise floor (Z_true - Z_best): mu {floor.mean():+.3f}, sigma {floor.std():.3f} dex")
-    print(f"intrinsic scatter (unpredictable part): {np.std(truth['Z_true'] - truth['Z_mzr'] - (-0.3) * truth['ssfr_offset']):.3f} dex")
+    unpredictable = truth["Z_true"] - truth["Z_mzr"] - (-0.3) * truth["ssfr_offset"]
+    print(f"intrinsic scatter (unpredictable part): {np.std(unpredictable):.3f} dex")
     for lo in np.arange(8.5, 11.5, 0.5):
         in_bin = (x >= lo) & (x < lo + 0.5)
         if in_bin.sum() > 20:

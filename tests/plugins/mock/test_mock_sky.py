@@ -297,10 +297,11 @@ def test_zero_galaxies():
     assert len(images) == 0 and len(truth) == 0 and len(labels) == 0
 
 
-def test_registered_as_data_source():
-    from gpm_astro.plugins import get_source
-
-    cls = get_source("mock")
+def test_registered_as_data_source(monkeypatch, fresh_plugins):
+    # load only this plugin, through its entry point as any third-party plugin
+    monkeypatch.setenv(fresh_plugins.PLUGINS_ENV_VAR, "mock")
+    fresh_plugins.reset_plugins()
+    cls = fresh_plugins.get_source("mock")
     assert cls is MockSource
     source = cls(n_galaxies=6, seed=9)
     images = source.query(table="images")
