@@ -123,7 +123,7 @@ def _check_order(steps):
         available.update(step.provides)
 
 
-def run_steps(images, steps, *, pixel_scale=_DEFAULT_PIXEL_SCALE, bands="grz"):
+def run_steps(images, steps, *, pixel_scale=_DEFAULT_PIXEL_SCALE, bands="grz", copy=True):
     """Run steps over one batch of cutouts held in memory.
 
     Parameters
@@ -136,6 +136,8 @@ def run_steps(images, steps, *, pixel_scale=_DEFAULT_PIXEL_SCALE, bands="grz"):
         Arcsec per pixel.
     bands : str
         Band letters of the cutouts' planes.
+    copy : bool
+        Work on a copy of ``images``; ``False`` writes the cleaned cutouts into ``images``.
 
     Returns
     -------
@@ -148,58 +150,63 @@ def run_steps(images, steps, *, pixel_scale=_DEFAULT_PIXEL_SCALE, bands="grz"):
         name -> (values, computed) with ``computed`` False where no step set the value.
     """
     n = images.shape[0]
-    current = np.array(images, dtype=np.float32, copy=True)
+    output = np.array(images, dtype=np.float32, copy=copy)
     flags = np.full(n, "ok", dtype="<U32")
-    rows, computed, output_names = {}, {}, []
+    # each product is kept as (rows it covers, values); a later step given the same rows
+    # gets the values themselves, otherwise a subset is made when it reads them
+    products, columns = {}, {}
+    latest = (np.arange(n), output)
     for step in steps:
         alive = np.flatnonzero(flags == "ok")
         if alive.size == 0:
             break
-        everyone = alive.size == n  # then hand over the arrays themselves, not copies
         context = {"pixel_scale": pixel_scale, "bands": bands,
-                   "rows": _RowsView(rows, None if everyone else alive)}
-        step_images = current if everyone else current[alive]
+                   "rows": _RowsView(products, alive)}
+        step_images = _take(*latest, alive)
         result = step.process(step_images, context)
-        _check_result(step, result, alive.size, current.shape[1:])
+        _check_result(step, result, alive.size, output.shape[1:])
         if result.images is not step_images:
-            current[alive] = result.images
-        for group in (result.columns, result.extras):
-            for key, value in group.items():
-                value = np.asarray(value)
-                if key not in rows and everyone:
-                    rows[key], computed[key] = value, np.ones(n, bool)
-                    continue
-                if key not in rows:
-                    rows[key] = _blank(n, value)
-                    computed[key] = np.zeros(n, bool)
-                rows[key][alive] = value
-                computed[key][alive] = True
-        output_names += [k for k in result.columns if k not in output_names]
+            output[alive] = result.images
+            latest = (alive, np.asarray(result.images))
+        else:
+            latest = (alive, step_images)
+        for key, value in {**result.extras, **result.columns}.items():
+            products[key] = (alive, np.asarray(value))
+        for key, value in result.columns.items():
+            value = np.asarray(value)
+            if key not in columns:
+                columns[key] = (_blank(n, value), np.zeros(n, bool))
+            columns[key][0][alive] = value
+            columns[key][1][alive] = True
         step_flags = np.asarray(result.flags).astype(str)
         flags[alive] = np.where(step_flags == "ok", "ok", step_flags)
-    columns = {key: (rows[key], computed[key]) for key in output_names}
-    return current, flags, columns
+    return output, flags, columns
+
+
+def _take(rows, values, wanted):
+    """``values`` (one entry per index in ``rows``) restricted to the indices ``wanted``."""
+    if rows.size == wanted.size and np.array_equal(rows, wanted):
+        return values
+    return values[np.searchsorted(rows, wanted)]
 
 
 class _RowsView(Mapping):
     """Per-row products of earlier steps, restricted to the rows a step is given; an array is
     subset only when a step reads it (the big per-pixel ones are costly to copy)."""
 
-    def __init__(self, rows, index):
-        self._rows, self._index, self._cache = rows, index, {}
+    def __init__(self, products, rows):
+        self._products, self._rows, self._cache = products, rows, {}
 
     def __getitem__(self, key):
-        if self._index is None:
-            return self._rows[key]
         if key not in self._cache:
-            self._cache[key] = self._rows[key][self._index]
+            self._cache[key] = _take(*self._products[key], self._rows)
         return self._cache[key]
 
     def __iter__(self):
-        return iter(self._rows)
+        return iter(self._products)
 
     def __len__(self):
-        return len(self._rows)
+        return len(self._products)
 
 
 def _blank(n, like):
@@ -333,7 +340,8 @@ def _shutdown_executors():
 
 
 def _run_batch(images, steps, pixel_scale, bands):
-    return run_steps(images, steps, pixel_scale=pixel_scale, bands=bands)
+    # the batch is this run's own copy (made by _prepare, or pickled to a worker)
+    return run_steps(images, steps, pixel_scale=pixel_scale, bands=bands, copy=False)
 
 
 def _submit(n_jobs, images, steps, pixel_scale, bands):

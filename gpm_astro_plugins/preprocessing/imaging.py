@@ -210,6 +210,14 @@ def finite_or_zero(images):
     return out
 
 
+def as_uint8(region):
+    """A boolean image as uint8 for OpenCV, without a copy when it is contiguous."""
+    region = np.asarray(region)
+    if region.dtype == bool and region.flags.c_contiguous:
+        return region.view(np.uint8)
+    return region.astype(np.uint8)
+
+
 _GRID_CACHE = {}
 
 
@@ -258,7 +266,7 @@ def ellipse_from_moments(region):
     tuple
         (x, y, a, b, theta_deg) with a >= b and theta in [0, 180); NaNs for an empty region.
     """
-    m = cv2.moments(region.astype(np.uint8), binaryImage=True)
+    m = cv2.moments(as_uint8(region), binaryImage=True)
     if m["m00"] <= 0:
         return (math.nan,) * 5
     x, y = m["m10"] / m["m00"], m["m01"] / m["m00"]
@@ -287,7 +295,7 @@ def enclosing_circle(region):
 
     Returns NaNs for an empty region and radius 0 for a single pixel.
     """
-    contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL,
+    contours, _ = cv2.findContours(as_uint8(region), cv2.RETR_EXTERNAL,
                                    cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
         return math.nan, math.nan, math.nan
@@ -299,7 +307,7 @@ def enclosing_circle(region):
 def largest_component(region, connectivity=8):
     """The largest connected component of a boolean region (empty when the region is)."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(
-        region.astype(np.uint8), connectivity=connectivity)
+        as_uint8(region), connectivity=connectivity)
     if count <= 1:
         return np.zeros(region.shape, bool)
     best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))

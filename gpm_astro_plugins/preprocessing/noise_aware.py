@@ -223,8 +223,8 @@ class MaskNeighbours(PreprocessingStep):
                         others = cv2.dilate(others.view(np.uint8), kernel).view(bool)
                     mask &= ~others | segment[i]
             masks[i] = mask
-        cleaned = np.where(masks[:, None] & np.isfinite(images), images.astype(np.float32, copy=False),
-                           np.float32(0))
+        keep = masks[:, None] & np.isfinite(images)
+        cleaned = np.where(keep, images.astype(np.float32, copy=False), np.float32(0))
         columns = {name: ellipses[:, k] for k, name in enumerate(TARGET_COLUMNS)}
         extras = {"target_mask": masks, "binary": binary, "segment": segment,
                   "detection": detection, "detection_sky": sky, "detection_noise": noise,

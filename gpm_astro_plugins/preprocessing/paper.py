@@ -145,8 +145,8 @@ class PaperMaskNeighbours(PreprocessingStep):
                 x, y, a, b, theta = (float(int(v)) for v in (x, y, a, b, theta))
             ellipses[i] = x, y, a, b, theta
             masks[i] = ellipse_mask((height, width), x, y, a, b, theta)
-        cleaned = np.where(masks[:, None] & np.isfinite(images), images.astype(np.float32, copy=False),
-                           np.float32(0))
+        keep = masks[:, None] & np.isfinite(images)
+        cleaned = np.where(keep, images.astype(np.float32, copy=False), np.float32(0))
         columns = {name: ellipses[:, k] for k, name in enumerate(TARGET_COLUMNS)}
         extras = {"target_mask": masks, "binary": binary, "grey": grey}
         return StepResult(images=cleaned, flags=flags, columns=columns, extras=extras)
