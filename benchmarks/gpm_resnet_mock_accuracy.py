@@ -32,6 +32,10 @@ def main(argv=None):
                         help="override a config field, e.g. --set input_scaling=none")
     parser.add_argument("--save", default=None, help="save the trained model here")
     parser.add_argument("--json", default=None, help="write the numbers to this JSON file")
+    parser.add_argument("--load", default=None,
+                        help="evaluate this saved model instead of training one")
+    parser.add_argument("--figures", default=None,
+                        help="directory for Fig. 9-style residual-density figures")
     parser.add_argument("--checkpoint-dir", default=None,
                         help="per-epoch checkpoints and loss_history.csv (to follow progress)")
     args = parser.parse_args(argv)
@@ -61,7 +65,11 @@ def main(argv=None):
                                    n_ensemble=args.n_ensemble, seed=0, progress=False,
                                    checkpoint_dir=args.checkpoint_dir)
     started = time.perf_counter()
-    estimator.fit(train, target="Z_true", validation=validation)
+    if args.load:
+        estimator = GPMResNetEstimator.load(args.load, progress=False,
+                                            mc_passes=args.mc_passes)
+    else:
+        estimator.fit(train, target="Z_true", validation=validation)
     train_seconds = time.perf_counter() - started
     started = time.perf_counter()
     pred = estimator.predict(test)
@@ -95,6 +103,22 @@ def main(argv=None):
         print(f"{key:<22}{s['mu']:8.4f}{s['sigma']:8.4f}{s['nmad']:8.4f}{cover:>10}")
     print(f"RMS of |dZ| for the half with the smaller / larger Z_pred_err: "
           f"{results['rms_small_err_half']:.4f} / {results['rms_large_err_half']:.4f}")
+    if args.figures:
+        from pathlib import Path
+
+        from gpm_astro.evaluation import plot_residual_density
+
+        Path(args.figures).mkdir(parents=True, exist_ok=True)
+        test = test.copy(copy_data=False)
+        test["Z_pred"] = pred["Z_pred"]
+        plot_residual_density(test, true="Z_true", value_range=(8.2, 9.4),
+                              title="GPM-ResNet lite, mock sky test set",
+                              path=f"{args.figures}/lite_mock_residuals.png")
+        test["Z_pred"] = ColourPolynomial(order=2).fit(train, target="Z_true").predict(
+            test)["Z_pred"]
+        plot_residual_density(test, true="Z_true", value_range=(8.2, 9.4),
+                              title="colour polynomial (2nd order), mock sky test set",
+                              path=f"{args.figures}/colour2_mock_residuals.png")
     if args.save:
         estimator.save(args.save)
     if args.json:

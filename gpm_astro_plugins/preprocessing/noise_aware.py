@@ -100,8 +100,9 @@ class MaskNeighbours(PreprocessingStep):
     ``min_area`` px) that covers the pixel nearest the image centre within ``centre_radius``
     px (with ``require_peak``, the region must also peak there, clearly above the noise: a
     neighbour's wing that merely reaches the centre, or a noise bump, does not count). Its ellipse has the region's first and second moments; it is enlarged by ``enlarge``
-    and every pixel outside it, and every pixel of another detected source inside it (grown by
-    ``neighbour_dilation`` px) when ``mask_other_sources``, is set to 0 in all bands.
+    and every pixel outside it, and every pixel of another detected source inside it (one that
+    peaks ``min_peak_sigma`` above the sky; grown by ``neighbour_dilation`` px) when
+    ``mask_other_sources``, is set to 0 in all bands.
 
     Parameters
     ----------
@@ -146,7 +147,7 @@ class MaskNeighbours(PreprocessingStep):
                                  "detection_sky", "detection_noise", "detection_threshold",
                                  "band_weights", "band_sky", "combined_noise")
 
-    def __init__(self, *, threshold_sigma=2.0, smoothing_fwhm=2.0, min_area=5,
+    def __init__(self, *, threshold_sigma=1.5, smoothing_fwhm=2.0, min_area=5,
                  centre_radius=5.0, require_peak=True, min_peak_sigma=5.0,
                  centre_convention="pixel", enlarge=1.4,
                  mask_other_sources=True, neighbour_dilation=1, sample_step=3):
@@ -216,12 +217,19 @@ class MaskNeighbours(PreprocessingStep):
             ellipses[i] = x, y, a, b, theta
             mask = ellipse_mask((height, width), x, y, a, b, theta)
             if self.mask_other_sources and count > 2:
-                others = (labels != label) & (area[labels] >= self.min_area) & (labels > 0)
-                others &= mask
-                if others.any():
-                    if kernel is not None:
-                        others = cv2.dilate(others.view(np.uint8), kernel).view(bool)
-                    mask &= ~others | segment[i]
+                # other sources inside the ellipse: large enough and peaking clearly above
+                # the noise (noise bumps are left alone)
+                inside = np.unique(labels[mask])
+                inside = inside[(inside > 0) & (inside != label)
+                                & (area[inside] >= self.min_area)]
+                if inside.size:
+                    peaks = np.asarray(ndimage.maximum(detection[i], labels, inside))
+                    real = inside[peaks >= sky[i] + self.min_peak_sigma * noise[i]]
+                    others = np.isin(labels, real) & mask
+                    if others.any():
+                        if kernel is not None:
+                            others = cv2.dilate(others.view(np.uint8), kernel).view(bool)
+                        mask &= ~others | segment[i]
             masks[i] = mask
         keep = masks[:, None] & np.isfinite(images)
         cleaned = np.where(keep, images.astype(np.float32, copy=False), np.float32(0))
