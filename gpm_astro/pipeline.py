@@ -540,16 +540,16 @@ class Pipeline:
         cfg = self.config
         labels = list(cfg["estimators"])
         stages = [
-            ("sky", ["sky/labels.ecsv", "sky/images.ecsv", "sky/cutouts.h5"],
+            ("sky", ["sky/labels.fits", "sky/images.fits", "sky/cutouts.h5"],
              [dict(cfg["source"], params=_without(cfg["source"]["params"], _RUN_OPTIONS))]),
-            ("select", ["select/labels_starforming.ecsv"], [cfg["select"]]),
-            ("crossmatch", ["crossmatch/matched.ecsv"], [cfg["crossmatch"]]),
-            ("preprocess", ["preprocess/labelled.ecsv", "preprocess/labelled_cutouts.h5",
-                            "preprocess/application.ecsv",
+            ("select", ["select/labels_starforming.fits"], [cfg["select"]]),
+            ("crossmatch", ["crossmatch/matched.fits"], [cfg["crossmatch"]]),
+            ("preprocess", ["preprocess/labelled.fits", "preprocess/labelled_cutouts.h5",
+                            "preprocess/application.fits",
                             "preprocess/application_cutouts.h5"],
              [_without(cfg["preprocess"], _RUN_OPTIONS), cfg["application"]["source_type"],
               cfg["application"]["unlabelled_only"], cfg["application"]["max_galaxies"]]),
-            ("sample", ["sample/sample.ecsv"], [cfg["sample"]]),
+            ("sample", ["sample/sample.fits"], [cfg["sample"]]),
         ]
         for label in labels:
             outputs = [f"estimate/{label}_test.ecsv"]
@@ -675,12 +675,12 @@ class Pipeline:
         record_step(catalogue, "pipeline.sky", source=source["name"],
                     params=source["params"] if source["name"] == "mock" else source)
         self.log(f"  {len(labels):,} label rows, {len(catalogue):,} image-catalogue rows")
-        _write_table(labels, self.path("sky/labels.ecsv"))
+        _write_table(labels, self.path("sky/labels.fits"))
         if truth is not None:
-            _write_table(truth, self.path("sky/truth.ecsv"))
-        elif self.path("sky/truth.ecsv").exists():
-            self.path("sky/truth.ecsv").unlink()
-        _write_table(catalogue, self.path("sky/images.ecsv"))
+            _write_table(truth, self.path("sky/truth.fits"))
+        elif self.path("sky/truth.fits").exists():
+            self.path("sky/truth.fits").unlink()
+        _write_table(catalogue, self.path("sky/images.fits"))
 
     def _build_mock_sky(self, params, chunk_size=100):
         """Draw the mock catalogues, then render the cutouts chunk by chunk (bounded memory)."""
@@ -723,26 +723,26 @@ class Pipeline:
     def _stage_select(self):
         from .catalog import select_starforming
 
-        labels = _read_table(self.path("sky/labels.ecsv"))
+        labels = _read_table(self.path("sky/labels.fits"))
         selected = select_starforming(labels, **self.config["select"])
         self.log(f"  {len(selected):,} of {len(labels):,} labels are star-forming and pass "
                  f"every cut")
-        _write_table(selected, self.path("select/labels_starforming.ecsv"))
+        _write_table(selected, self.path("select/labels_starforming.fits"))
 
     def _stage_crossmatch(self):
         import astropy.units as u
 
         from .catalog import crossmatch
 
-        labels = _read_table(self.path("select/labels_starforming.ecsv"))
-        images = _read_table(self.path("sky/images.ecsv"))
+        labels = _read_table(self.path("select/labels_starforming.fits"))
+        images = _read_table(self.path("sky/images.fits"))
         cfg = self.config["crossmatch"]
         matched = crossmatch(labels, images, radius=cfg["radius_arcsec"] * u.arcsec,
                              one_to_one=cfg["one_to_one"])
         n_matched = int(np.sum(np.asarray(matched["matched"])))
         self.log(f"  {n_matched:,} of {len(labels):,} labels have an image within "
                  f"{cfg['radius_arcsec']} arcsec")
-        _write_table(matched, self.path("crossmatch/matched.ecsv"))
+        _write_table(matched, self.path("crossmatch/matched.fits"))
 
     def _application_rows(self, images, matched):
         """Rows of the image catalogue that get a catalogue entry (and why the others not)."""
@@ -760,8 +760,8 @@ class Pipeline:
         return rows
 
     def _stage_preprocess(self):
-        matched = _read_table(self.path("crossmatch/matched.ecsv"))
-        images = _read_table(self.path("sky/images.ecsv"))
+        matched = _read_table(self.path("crossmatch/matched.fits"))
+        images = _read_table(self.path("sky/images.fits"))
         is_matched = np.asarray(matched["matched"], dtype=bool)
         labelled = matched[is_matched]
         labelled["image_row"] = np.asarray(labelled["image_row"], dtype=np.int64)
@@ -807,7 +807,7 @@ class Pipeline:
         flags = np.asarray(result["preprocess_flag"]).astype(str)
         counts = dict(zip(*np.unique(flags, return_counts=True)))
         self.log(f"  {name}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
-        _write_table(result, self.path(f"preprocess/{name}.ecsv"))
+        _write_table(result, self.path(f"preprocess/{name}.fits"))
 
     def _empty_preprocessed(self, table):
         result = table.copy()
@@ -820,7 +820,7 @@ class Pipeline:
         from .tables import missing_mask
 
         cfg = self.config["sample"]
-        labelled = _read_table(self.path("preprocess/labelled.ecsv"))
+        labelled = _read_table(self.path("preprocess/labelled.fits"))
         ok = np.asarray(labelled["preprocess_ok"], dtype=bool)
         pool = labelled[ok]
         n_usable = int(np.sum(~missing_mask(pool[cfg["column"]])))
@@ -851,7 +851,7 @@ class Pipeline:
                     fractions=cfg["fractions"], seed=cfg["seed"])
         self.log(f"  {len(parts[0]):,} train, {len(parts[1]):,} validation, "
                  f"{len(parts[2]):,} test galaxies")
-        _write_table(result, self.path("sample/sample.ecsv"))
+        _write_table(result, self.path("sample/sample.fits"))
 
     # -- estimators --------------------------------------------------------------------------
 
@@ -915,7 +915,7 @@ class Pipeline:
                 resolve_estimator(mass_entry.get("estimator", "gpm_resnet_mass"),
                                   **mass_params), f"{label}_mass", mass_params)
             needs_cutouts = True
-        sample = _read_table(self.path("sample/sample.ecsv"))
+        sample = _read_table(self.path("sample/sample.fits"))
         train = self._part(sample, "train", needs_cutouts)
         validation = self._part(sample, "validation", needs_cutouts)
         test = self._part(sample, "test", needs_cutouts)
@@ -973,7 +973,7 @@ class Pipeline:
 
         from .estimation import predict_metallicity
 
-        table = _read_table(self.path("preprocess/application.ecsv"))
+        table = _read_table(self.path("preprocess/application.fits"))
         keep = [c for c in _CATALOGUE_SOURCE_COLUMNS if c in table.colnames]
         needs_cutouts = "cutout" in getattr(estimator, "required_columns", ()) or \
             mass_model is not None
@@ -1009,7 +1009,7 @@ class Pipeline:
 
     def _noise_floor(self, reference):
         """The mock's noise floor on the test galaxies: its best possible prediction."""
-        truth_path = self.path("sky/truth.ecsv")
+        truth_path = self.path("sky/truth.fits")
         if not truth_path.exists():
             return None
         truth = _read_table(truth_path)
@@ -1083,7 +1083,7 @@ class Pipeline:
                      f"{row['sigma']:.4f}  NMAD {row['nmad']:.4f}  (n = {row['n']})")
         figures = []
         if self.config["evaluate"]["figures"]:
-            sample = _read_table(self.path("sample/sample.ecsv"))
+            sample = _read_table(self.path("sample/sample.fits"))
             figures = evaluation_figures(predictions, sample, self.path("evaluate"),
                                          target=target, main=self._main_label(),
                                          describe=self._describe, noise_floor=best)
@@ -1130,8 +1130,8 @@ class Pipeline:
         self.log(f"  catalogue of {len(catalogue):,} galaxies written")
         figures = []
         if self.config["evaluate"]["figures"]:
-            sample = _read_table(self.path("sample/sample.ecsv"))
-            labelled = _read_table(self.path("preprocess/labelled.ecsv"))
+            sample = _read_table(self.path("sample/sample.fits"))
+            labelled = _read_table(self.path("preprocess/labelled.fits"))
             figures = catalogue_figures(catalogue, labelled, self.path("catalogue"),
                                         target=self.config["evaluate"]["target"],
                                         n_training=int(np.sum(np.asarray(sample["split"])

@@ -34,8 +34,10 @@ pre{background:#f6f8fa;padding:.8em;overflow-x:auto;font-size:.8em}
 """
 
 
-def image_to_data_uri(path):
+def image_to_data_uri(path, *, max_width=None):
     """Return a ``data:image/png;base64,...`` URI holding the PNG file at ``path``.
+
+    ``max_width`` (pixels) shrinks wider images first, for a small copy of a report.
 
     Examples
     --------
@@ -46,7 +48,25 @@ def image_to_data_uri(path):
     'data:image/png;base64,iVBORw0K'
     """
     data = Path(path).read_bytes()
+    if max_width is not None:
+        data = _shrunk_png(data, max_width)
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _shrunk_png(data, max_width):
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    if image.width <= max_width:
+        return data
+    height = round(image.height * max_width / image.width)
+    small = image.convert("RGB").resize((max_width, height), Image.LANCZOS)
+    small = small.quantize(colors=64)  # palette PNG: a fraction of the size
+    out = io.BytesIO()
+    small.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def _format(value, fmt=None):
@@ -118,7 +138,8 @@ def _dict_table(pairs, headers):
 
 
 def render_report(*, title, metrics=None, figures=(), counts=(), catalogue=None,
-                  n_catalogue=None, timings=None, config=None, summary=None, notes=()):
+                  n_catalogue=None, timings=None, config=None, summary=None, notes=(),
+                  max_image_width=None):
     """Assemble the report page from its parts (everything already computed).
 
     Parameters
@@ -143,6 +164,8 @@ def render_report(*, title, metrics=None, figures=(), counts=(), catalogue=None,
         A sentence or two of HTML put at the top.
     notes : sequence of str
         Extra paragraphs (plain text).
+    max_image_width : int, optional
+        Shrink wider figures to this many pixels (a small copy of the report).
 
     Returns
     -------
@@ -172,7 +195,7 @@ def render_report(*, title, metrics=None, figures=(), counts=(), catalogue=None,
     if figures:
         parts.append("<h2>Figures</h2>")
         for figure in figures:
-            uri = image_to_data_uri(figure["path"])
+            uri = image_to_data_uri(figure["path"], max_width=max_image_width)
             caption = html.escape(figure.get("caption", ""))
             parts.append(f"<figure><img src='{uri}' alt='{html.escape(figure.get('name', ''))}'>"
                          f"<figcaption>{caption}</figcaption></figure>")
@@ -200,19 +223,21 @@ def render_report(*, title, metrics=None, figures=(), counts=(), catalogue=None,
 
 
 def _read(path):
-    return Table.read(path) if Path(path).exists() else None
+    from .io import read_table
+
+    return read_table(path) if Path(path).exists() else None
 
 
 def _counts(out):
     """Galaxy counts through the stages, read back from the stage outputs."""
     counts = []
-    labels = _read(out / "sky/labels.ecsv")
-    images = _read(out / "sky/images.ecsv")
+    labels = _read(out / "sky/labels.fits")
+    images = _read(out / "sky/images.fits")
     if labels is not None:
         counts.append(("label catalogue rows", len(labels)))
     if images is not None:
         counts.append(("image catalogue rows (with cutouts)", len(images)))
-    selected = _read(out / "select/labels_starforming.ecsv")
+    selected = _read(out / "select/labels_starforming.fits")
     if selected is not None:
         cuts = selected.meta.get("gpm_astro", {}).get("select_starforming", [])
         for cut in cuts if isinstance(cuts, list) else []:
@@ -222,19 +247,19 @@ def _counts(out):
                 counts.append((f"  cut {cut['cut']}{rule}: removed {cut.get('removed'):,}",
                                cut.get("remaining")))
         counts.append(("star-forming labels after every cut", len(selected)))
-    matched = _read(out / "crossmatch/matched.ecsv")
+    matched = _read(out / "crossmatch/matched.fits")
     if matched is not None:
         counts.append(("labels crossmatched to an image",
                        int(np.sum(np.ma.filled(np.ma.asanyarray(matched["matched"]), False)))))
     for name, text in (("labelled", "labelled"), ("application", "application")):
-        table = _read(out / f"preprocess/{name}.ecsv")
+        table = _read(out / f"preprocess/{name}.fits")
         if table is None or not len(table):
             continue
         flags, numbers = np.unique(np.asarray(table["preprocess_flag"]).astype(str),
                                    return_counts=True)
         for flag, number in zip(flags, numbers):
             counts.append((f"{text} cutouts, preprocess_flag = {flag}", int(number)))
-    sample = _read(out / "sample/sample.ecsv")
+    sample = _read(out / "sample/sample.fits")
     if sample is not None:
         split = np.asarray(sample["split"]).astype(str)
         for part in ("train", "validation", "test"):
@@ -263,7 +288,7 @@ def _summary(metrics):
 
 
 def write_report(output_dir, path=None, *, config=None, timings=None, title=None,
-                 catalogue_rows=15):
+                 catalogue_rows=15, max_image_width=None):
     """Write the HTML report of the pipeline run in ``output_dir``.
 
     Parameters
@@ -280,6 +305,8 @@ def write_report(output_dir, path=None, *, config=None, timings=None, title=None
         Page title.
     catalogue_rows : int, optional
         How many catalogue rows to show.
+    max_image_width : int, optional
+        Shrink wider figures to this many pixels (e.g. 400 for a copy kept in the docs).
 
     Returns
     -------
@@ -320,6 +347,7 @@ def write_report(output_dir, path=None, *, config=None, timings=None, title=None
         title=title or "gpm_astro run report", metrics=metrics, figures=figures,
         counts=_counts(out), catalogue=catalogue,
         n_catalogue=len(catalogue_full) if catalogue_full is not None else None,
-        timings=timings, config=config, summary=_summary(metrics))
+        timings=timings, config=config, summary=_summary(metrics),
+        max_image_width=max_image_width)
     atomic_write_bytes(path, page.encode("utf-8"))
     return path

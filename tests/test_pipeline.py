@@ -11,6 +11,7 @@ from gpm_astro import hookimpl
 from gpm_astro.base import Estimator
 from gpm_astro.cli import main
 from gpm_astro.exceptions import GPMAstroError, ParameterError, SchemaError
+from gpm_astro.io import read_table
 from gpm_astro.pipeline import (CATALOGUE_COLUMNS, DEFAULT_CONFIG, Pipeline, config_to_toml,
                                 load_config, make_catalogue, read_cutouts, run_pipeline,
                                 write_cutouts)
@@ -123,10 +124,10 @@ def test_cutout_store_reads_rows_in_any_order(tmp_path):
 
 def test_run_writes_every_stage_output(fake_run):
     _, _, out, result = fake_run
-    for name in ("sky/labels.ecsv", "sky/images.ecsv", "sky/cutouts.h5", "sky/truth.ecsv",
-                 "select/labels_starforming.ecsv", "crossmatch/matched.ecsv",
-                 "preprocess/labelled.ecsv", "preprocess/labelled_cutouts.h5",
-                 "preprocess/application.ecsv", "sample/sample.ecsv",
+    for name in ("sky/labels.fits", "sky/images.fits", "sky/cutouts.h5", "sky/truth.fits",
+                 "select/labels_starforming.fits", "crossmatch/matched.fits",
+                 "preprocess/labelled.fits", "preprocess/labelled_cutouts.h5",
+                 "preprocess/application.fits", "sample/sample.fits",
                  "estimate/colour_polynomial_2_test.ecsv", "estimate/mzr_test.ecsv",
                  "estimate/colour_polynomial_2_application.ecsv", "evaluate/metrics.ecsv",
                  "catalogue/catalogue.fits", "catalogue/catalogue.ecsv", "report.html",
@@ -139,13 +140,13 @@ def test_run_writes_every_stage_output(fake_run):
 
 def test_stage_counts_follow_the_data(fake_run):
     _, _, out, _ = fake_run
-    selected = Table.read(out / "select/labels_starforming.ecsv")
+    selected = read_table(out / "select/labels_starforming.fits")
     assert len(selected) == 40  # 4 of the 44 fake labels are AGN
-    labelled = Table.read(out / "preprocess/labelled.ecsv")
+    labelled = read_table(out / "preprocess/labelled.fits")
     assert len(labelled) == 40  # every label is matched within 1 arcsec
     flags = list(labelled["preprocess_flag"])
     assert flags[0] == "invalid_pixels"  # image 0 is all NaN
-    sample = Table.read(out / "sample/sample.ecsv")
+    sample = read_table(out / "sample/sample.fits")
     assert np.all(sample["preprocess_ok"])
     counts = {s: int(np.sum(sample["split"] == s)) for s in ("train", "validation", "test")}
     assert sum(counts.values()) == flags.count("ok")
@@ -159,7 +160,7 @@ def test_metrics_table_holds_each_estimator_and_the_noise_floor(fake_run):
     metrics = result["metrics"]
     assert list(metrics["estimator"]) == ["colour_polynomial_2", "mzr", "noise_floor"]
     row = metrics[0]
-    predictions = Table.read(out / "estimate/colour_polynomial_2_test.ecsv")
+    predictions = read_table(out / "estimate/colour_polynomial_2_test.ecsv")
     good = predictions["Z_pred_flag"] == "ok"
     delta = np.asarray(predictions["Z_pred"][good]) - np.asarray(predictions["oh_p50"][good])
     assert row["n"] == good.sum()
@@ -176,8 +177,8 @@ def test_catalogue_has_the_paper_columns_and_every_application_galaxy(fake_run):
 
     catalogue = read_table(out / "catalogue/catalogue.fits")
     assert tuple(catalogue.colnames) == CATALOGUE_COLUMNS
-    images = Table.read(out / "sky/images.ecsv")
-    matched = Table.read(out / "crossmatch/matched.ecsv")
+    images = read_table(out / "sky/images.fits")
+    matched = read_table(out / "crossmatch/matched.fits")
     labelled_rows = set(np.asarray(matched["image_row"][matched["matched"]]))
     exp_unlabelled = [i for i, t in enumerate(images["source_type"])
                       if t == "EXP" and i not in labelled_rows]
@@ -187,7 +188,7 @@ def test_catalogue_has_the_paper_columns_and_every_application_galaxy(fake_run):
     z = np.asarray(catalogue["Z_pred"][ok])
     assert np.all((z > 7.5) & (z < 10))
     assert catalogue["Z_pred"].unit == "dex"
-    ecsv = Table.read(out / "catalogue/catalogue.ecsv")
+    ecsv = read_table(out / "catalogue/catalogue.ecsv")
     assert ecsv.colnames == catalogue.colnames and len(ecsv) == len(catalogue)
     steps = [s["step"] for s in ecsv.meta["gpm_astro"]["steps"]]
     assert "predict_metallicity" in steps and "pipeline.catalogue" in steps
@@ -207,12 +208,12 @@ def test_rerun_skips_done_stages_and_reruns_what_changed(fake_run, tmp_path):
     assert set(faster["skipped"]) == set(faster["timings"])
     changed = dict(FAST_ESTIMATORS, mzr={"estimator": "mass_metallicity",
                                          "params": {"mass_column": "lgm_fib_p50"}})
-    before = (copy / "sample/sample.ecsv").stat().st_mtime_ns
+    before = (copy / "sample/sample.fits").stat().st_mtime_ns
     third = run_pipeline(_config(source, estimators=changed), output_dir=copy,
                          progress=False)
     rerun = set(third["timings"]) - set(third["skipped"])
     assert rerun == {"estimate:mzr", "evaluate", "catalogue", "report"}
-    assert (copy / "sample/sample.ecsv").stat().st_mtime_ns == before
+    assert (copy / "sample/sample.fits").stat().st_mtime_ns == before
     forced = run_pipeline(_config(source, estimators=changed), output_dir=copy,
                           progress=False, force=True, until="select")
     assert forced["skipped"] == [] and list(forced["timings"]) == ["sky", "select"]
@@ -255,7 +256,7 @@ def test_a_failing_stage_keeps_earlier_outputs_and_a_rerun_resumes(fake_run, tmp
     out = tmp_path / "out"
     with pytest.raises(GPMAstroError, match="on purpose"):
         run_pipeline(config, output_dir=out, progress=False)
-    assert (out / "sample/sample.ecsv").is_file()
+    assert (out / "sample/sample.fits").is_file()
     assert not (out / "estimate/broken_test.ecsv").exists()
     state = json.loads((out / "pipeline_state.json").read_text())
     assert "sample" in state and "estimate:broken" not in state
@@ -325,5 +326,5 @@ def test_cli_run_exit_codes_and_messages(fake_run, tmp_path, capsys):
     good.write_text(json.dumps(_config(source)))
     assert main(["run", str(good), "--out", str(tmp_path / "o"), "--quiet",
                  "--until", "select"]) == 0
-    assert (tmp_path / "o/select/labels_starforming.ecsv").is_file()
+    assert (tmp_path / "o/select/labels_starforming.fits").is_file()
     assert not (tmp_path / "o/crossmatch").exists()

@@ -104,3 +104,19 @@ def test_render_report_is_one_html_document(tmp_path):
     assert page.count("<figure>") == 1
     assert "<td>7</td>" in page
     assert image_to_data_uri(tmp_path / "a.png") in page
+
+
+def test_a_small_copy_shrinks_the_figures(run_folder, tmp_path):
+    _png(run_folder / "evaluate/fig08.png", "red")  # 20 px wide: kept as it is
+    from PIL import Image
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4), dpi=100)
+    fig.subplots().plot([0, 1], [0, 1])
+    fig.savefig(run_folder / "evaluate/fig09.png")
+    small = write_report(run_folder, tmp_path / "small.html", max_image_width=200)
+    images = re.findall(r"base64,([A-Za-z0-9+/=]+)'", small.read_text())
+    import io
+
+    widths = [Image.open(io.BytesIO(base64.b64decode(i))).width for i in images]
+    assert widths == [20, 200, 20]
