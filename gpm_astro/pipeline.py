@@ -85,9 +85,6 @@ DEFAULT_CONFIG = {
 STAGE_NAMES = ("sky", "select", "crossmatch", "preprocess", "sample", "estimate",
                "evaluate", "catalogue", "report")
 
-# sections whose keys are passed straight to a function (any key allowed there)
-_FREE_SECTIONS = {"select", "preprocess", "estimators"}
-
 
 def _merge(defaults, user, where):
     """Deep-merge ``user`` over ``defaults``; an unknown key is an error naming it."""
@@ -98,15 +95,13 @@ def _merge(defaults, user, where):
                    f"valid keys here: {sorted(defaults)}")
             raise ParameterError(msg)
         default = defaults[key]
+        section = isinstance(default, dict) and key not in ("estimators", "params")
+        if section and not isinstance(value, dict):
+            msg = f"configuration section {where + key!r} must be a mapping, got {value!r}"
+            raise ParameterError(msg)
         if key in ("select", "preprocess"):  # keywords of a function: any key, defaults kept
-            if not isinstance(value, dict):
-                msg = f"configuration section {where + key!r} must be a table/mapping, got {value!r}"
-                raise ParameterError(msg)
             merged[key] = {**default, **copy.deepcopy(value)}
-        elif isinstance(default, dict) and key not in _FREE_SECTIONS and key != "params":
-            if not isinstance(value, dict):
-                msg = f"configuration section {where + key!r} must be a table/mapping, got {value!r}"
-                raise ParameterError(msg)
+        elif section:
             merged[key] = _merge(default, value, f"{where}{key}.")
         else:
             merged[key] = copy.deepcopy(value)
@@ -1112,7 +1107,8 @@ class Pipeline:
             if entry.get("mass_model"):
                 text = "mass-metallicity relation, mass from an image GPM-ResNet"
             else:
-                text = f"mass-metallicity relation, mass from {params.get('mass_column', 'catalogue')}"
+                column = params.get("mass_column", "lgm_tot_p50")
+                text = f"mass-metallicity relation, mass from {column}"
         else:
             text = name
         return text

@@ -106,8 +106,9 @@ def table_to_html(table, *, max_rows=None, formats=None):
     --------
     >>> from astropy.table import Table
     >>> from gpm_astro.report import table_to_html
-    >>> print(table_to_html(Table({"n": [1], "name": ["a<b"]})))
-    <table><tr><th>n</th><th class="text">name</th></tr><tr><td>1</td><td class="text">a&lt;b</td></tr></table>
+    >>> html = table_to_html(Table({"n": [1], "name": ["a<b"]}))
+    >>> html.startswith("<table><tr><th>n</th>"), "a&lt;b" in html
+    (True, True)
     """
     formats = formats or {}
     rows = table if max_rows is None else table[:max_rows]

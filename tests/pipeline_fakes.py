@@ -44,7 +44,8 @@ def make_fake_sky(n_images=60, n_labelled=44, seed=1):
     types = np.array(["EXP", "EXP", "DEV", "REX"])[np.arange(n_images) % 4]
     images = Table({
         "ra": ra, "dec": dec, "release": np.full(n_images, 9010, np.int16),
-        "brickid": np.full(n_images, 331234, np.int32), "objid": np.arange(n_images, dtype=np.int32),
+        "brickid": np.full(n_images, 331234, np.int32),
+        "objid": np.arange(n_images, dtype=np.int32),
         "source_type": types, "flux_g": flux_g, "flux_r": flux_r, "flux_z": flux_z,
         "mag_r": mag_r, "z_phot_median": rng.uniform(0.05, 0.3, n_images),
         "cutout": cutouts,

@@ -515,8 +515,20 @@ def _dataset_names(handle, columns, cutouts):
 def _read_rows(dataset, selection):
     if isinstance(selection, slice):
         return dataset[selection]
-    # h5py fancy indexing needs increasing indices, which _row_selection guarantees
-    return dataset[np.asarray(selection)]
+    # h5py reads a run of consecutive rows as one hyperslab, many times faster than a point
+    # selection, so read each run of consecutive indices as a slice
+    indices = np.asarray(selection, dtype=np.int64)
+    if len(indices) == 0:
+        return dataset[0:0]
+    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks, [len(indices)]])
+    if len(starts) == 1:
+        return dataset[int(indices[0]):int(indices[-1]) + 1]
+    out = np.empty((len(indices),) + dataset.shape[1:], dtype=dataset.dtype)
+    for begin, end in zip(starts, ends):
+        out[begin:end] = dataset[int(indices[begin]):int(indices[end - 1]) + 1]
+    return out
 
 
 def _source_type_strings(values, codes=None):
