@@ -99,8 +99,8 @@ class MaskNeighbours(PreprocessingStep):
     are segmented into 8-connected regions; the target is the region (of at least
     ``min_area`` px) that covers the pixel nearest the image centre within ``centre_radius``
     px (with ``require_peak``, the region must also peak there, clearly above the noise: a
-    neighbour's wing that merely reaches the centre, or a noise bump, does not count). Its ellipse has the region's first and second moments; it is enlarged by ``enlarge``
-    and every pixel outside it, and every pixel of another detected source inside it (one that
+    neighbour's wing that merely reaches the centre, or a noise bump, does not count). Its
+    ellipse has the region's first and second moments; it is enlarged by ``enlarge`` and every pixel outside it, and every pixel of another detected source inside it (one that
     peaks ``min_peak_sigma`` above the sky; grown by ``neighbour_dilation`` px) when
     ``mask_other_sources``, is set to 0 in all bands.
 
@@ -376,36 +376,42 @@ class BlendCheck(PreprocessingStep):
 
 
 class FragmentCheck(PreprocessingStep):
-    """Reject a target whose aperture holds several separate detected pieces.
+    """Reject a target whose aperture holds several separate significant pieces.
 
-    Counts the 8-connected regions of at least ``min_area`` px of the thresholded detection
-    image inside the target's mask (after neighbours were masked); more than one ->
+    Counts the 8-connected regions of the thresholded detection image inside the target's
+    mask (after neighbours were masked) that have at least ``min_area`` px and peak at least
+    ``min_peak_sigma`` x noise above the sky (noise bumps do not count); more than one ->
     ``fragmented``.
 
     Parameters
     ----------
     min_area : int
         Fewest pixels of a region that counts.
+    min_peak_sigma : float
+        Least peak height of a region that counts, in units of the detection noise.
 
     Examples
     --------
     >>> import numpy as np
     >>> binary = np.zeros((1, 32, 32), bool)
     >>> binary[0, 5:10, 5:10] = binary[0, 20:25, 20:25] = True
-    >>> rows = {"binary": binary, "target_mask": np.ones_like(binary)}
+    >>> rows = {"binary": binary, "target_mask": np.ones_like(binary),
+    ...         "detection": binary * 10.0, "detection_sky": np.zeros(1),
+    ...         "detection_noise": np.ones(1)}
     >>> FragmentCheck().process(np.zeros((1, 3, 32, 32), "f4"), {"rows": rows}).flags.tolist()
     ['fragmented']
     """
 
     name = "fragment_check"
-    requires = ("binary", "target_mask")
+    requires = ("binary", "target_mask", "detection", "detection_sky", "detection_noise")
     provides = ("n_fragments",)
 
-    def __init__(self, *, min_area=10):
+    def __init__(self, *, min_area=10, min_peak_sigma=5.0):
         self.min_area = min_area
+        self.min_peak_sigma = min_peak_sigma
 
     def process(self, images, context):
-        check_positive(self.name, min_area=self.min_area)
+        check_positive(self.name, min_area=self.min_area, min_peak_sigma=self.min_peak_sigma)
         rows = context["rows"]
         n = images.shape[0]
         counts = np.zeros(n, dtype=np.int64)
@@ -415,8 +421,15 @@ class FragmentCheck(PreprocessingStep):
             region = rows["binary"][i][y0:y0 + h, x0:x0 + w] & mask[y0:y0 + h, x0:x0 + w]
             if not region.any():
                 continue
-            _, _, stats, _ = cv2.connectedComponentsWithStats(region.view(np.uint8),
-                                                              connectivity=8)
-            counts[i] = int(np.count_nonzero(stats[1:, cv2.CC_STAT_AREA] >= self.min_area))
+            count, labels, stats, _ = cv2.connectedComponentsWithStats(
+                region.view(np.uint8), connectivity=8)
+            big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= self.min_area) + 1
+            if big.size == 0:
+                continue
+            detection = rows["detection"][i][y0:y0 + h, x0:x0 + w]
+            peaks = np.asarray(ndimage.maximum(detection, labels, big))
+            lowest = float(rows["detection_sky"][i]) + \
+                self.min_peak_sigma * float(rows["detection_noise"][i])
+            counts[i] = int(np.count_nonzero(peaks >= lowest))
         flags = np.where(counts > 1, "fragmented", OK).astype("<U20")
         return StepResult(images=images, flags=flags, columns={"n_fragments": counts})

@@ -199,12 +199,19 @@ def test_fragment_check_counts_pieces_inside_the_mask():
     binary = np.zeros((2, 40, 40), bool)
     binary[:, 15:25, 15:25] = True
     binary[1, 2:6, 2:6] = True  # 16 px piece
-    rows = {"binary": binary, "target_mask": np.ones_like(binary)}
-    result = FragmentCheck(min_area=10).process(np.zeros((2, 3, 40, 40), "f4"), {"rows": rows})
+    detection = binary * 10.0
+    faint = detection.copy()
+    faint[1, 2:6, 2:6] = 3.0  # the same piece, but only a 3-sigma bump
+    rows = {"binary": binary, "target_mask": np.ones_like(binary), "detection": detection,
+            "detection_sky": np.zeros(2), "detection_noise": np.ones(2)}
+    images = np.zeros((2, 3, 40, 40), "f4")
+    result = FragmentCheck(min_area=10).process(images, {"rows": rows})
     assert result.flags.tolist() == ["ok", "fragmented"]
     assert result.columns["n_fragments"].tolist() == [1, 2]
     assert FragmentCheck(min_area=20).process(
-        np.zeros((2, 3, 40, 40), "f4"), {"rows": rows}).flags.tolist() == ["ok", "ok"]
+        images, {"rows": rows}).flags.tolist() == ["ok", "ok"]
+    rows["detection"] = faint
+    assert FragmentCheck().process(images, {"rows": rows}).flags.tolist() == ["ok", "ok"]
 
 
 # --------------------------------------------------------------------------- paper steps
