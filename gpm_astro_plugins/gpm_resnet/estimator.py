@@ -126,9 +126,11 @@ class GPMResNetEstimator(Estimator):
     target_mean_, target_std_ : float
         Label standardisation (0 and 1 when the configuration does not standardise).
     err_scale_ : float or None
-        Factor on the stochastic spread (None for the constant error model).
+        Factor on the stochastic spread (None for the constant error model); the error is
+        ``hypot(err_scale_ * spread, err_constant_)``.
     err_constant_ : float or None
-        The constant error (dex) when there is no stochastic spread.
+        Error (dex) added in quadrature to the scaled spread, or the whole error when there is
+        no stochastic spread.
     history_ : astropy.table.Table
         Per-epoch losses (column ``member`` for ensembles).
     training_summary_ : dict
@@ -340,10 +342,11 @@ class GPMResNetEstimator(Estimator):
                                             compile=False)
         residual = np.abs(value - val_y)
         if self._has_spread():
-            ratio = residual / np.maximum(spread, 1e-12)
-            self.err_scale_ = float(np.quantile(ratio, ONE_SIGMA)) if self.calibrate_errors \
-                else 1.0
-            err = self.err_scale_ * spread
+            if self.calibrate_errors:
+                self.err_scale_, self.err_constant_ = _fit_error_model(residual, spread)
+            else:
+                self.err_scale_, self.err_constant_ = 1.0, 0.0
+            err = _combined_error(spread, self.err_scale_, self.err_constant_)
         else:
             self.err_constant_ = float(np.quantile(residual, ONE_SIGMA))
             err = np.full(len(value), self.err_constant_)
@@ -503,7 +506,8 @@ class GPMResNetEstimator(Estimator):
                                                 offset=start)
             values[rows[good]] = value
             if self.err_scale_ is not None:
-                errors[rows[good]] = self.err_scale_ * spread
+                errors[rows[good]] = _combined_error(spread, self.err_scale_,
+                                                     self.err_constant_)
             else:
                 errors[rows[good]] = self.err_constant_
         unpredicted = flags != "ok"
@@ -706,3 +710,34 @@ class GPMResNetMassEstimator(GPMResNetEstimator):
     output = "logmstar"
     output_unit = "dex(solMass)"
     default_target = "lgm_fib_p50"
+
+
+def _combined_error(spread, scale, constant):
+    """Per-galaxy error: the scaled stochastic spread added in quadrature to a constant."""
+    return np.hypot(scale * np.asarray(spread), constant or 0.0)
+
+
+def _fit_error_model(residual, spread):
+    """Fit ``err = hypot(a * spread, b)`` to validation residuals.
+
+    ``a`` and ``b`` maximise the Gaussian likelihood of the residuals; both are then scaled
+    together so that exactly 68.27 % of the validation residuals lie within the error. ``b``
+    absorbs the scatter the stochastic passes do not see (a galaxy whose passes agree still
+    gets an honest error).
+    """
+    from scipy.optimize import minimize
+
+    residual = np.asarray(residual, dtype=float)
+    spread = np.asarray(spread, dtype=float)
+    rms = float(np.sqrt(np.mean(residual ** 2))) or 1e-6
+
+    def negative_log_likelihood(log_params):
+        a, b = np.exp(log_params)
+        variance = (a * spread) ** 2 + b ** 2 + 1e-12
+        return float(np.sum(np.log(variance) + residual ** 2 / variance))
+
+    start = np.log([1.0, 0.5 * rms])
+    a, b = np.exp(minimize(negative_log_likelihood, start, method="Nelder-Mead").x)
+    ratio = residual / np.maximum(_combined_error(spread, a, b), 1e-12)
+    factor = float(np.quantile(ratio, ONE_SIGMA))
+    return float(a * factor), float(b * factor)

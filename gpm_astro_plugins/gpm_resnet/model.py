@@ -223,7 +223,7 @@ class DropBlock2d(nn.Module):
         Target fraction of dropped units. ``drop_prob_now`` (set by the trainer's ramp) is the
         value used.
     block_size : int
-        Side of the dropped squares, clipped to the feature-map size.
+        Side of the dropped squares, clipped to half the feature-map side.
     """
 
     def __init__(self, drop_prob=0.1, block_size=7):
@@ -240,7 +240,8 @@ class DropBlock2d(nn.Module):
         if not (self.training or self.mc_active) or self.drop_prob_now <= 0:
             return x
         n, _, height, width = x.shape
-        block = min(self.block_size, height, width)
+        # a block as large as the map would drop a sample's whole map at once
+        block = max(1, min(self.block_size, height // 2, width // 2))
         # seed rate so that ~drop_prob of the units fall in a block (the paper's eq. 1)
         valid_h, valid_w = height - block + 1, width - block + 1
         gamma = (self.drop_prob_now / block ** 2 * height * width / (valid_h * valid_w))
@@ -253,7 +254,8 @@ class DropBlock2d(nn.Module):
         if block % 2 == 0:
             dropped = dropped[:, :, :height, :width]
         keep = 1.0 - dropped
-        scale = keep.numel() / keep.sum().clamp(min=1.0)
+        # per-sample rescaling: a galaxy's output must not depend on its batch neighbours
+        scale = (height * width) / keep.sum(dim=(1, 2, 3), keepdim=True).clamp(min=1.0)
         return x * keep * scale
 
 

@@ -111,6 +111,22 @@ def test_dropblock_drops_contiguous_blocks_at_the_rate(drop_prob):
                               sample)
 
 
+def test_dropblock_rescales_each_sample_on_its_own():
+    # a galaxy's output must not depend on which galaxies share its batch
+    torch.manual_seed(2)
+    block = DropBlock2d(0.3, block_size=3).train()
+    out = block(torch.ones(64, 2, 16, 16))
+    per_sample_mean = out.mean(dim=(1, 2, 3))
+    assert torch.allclose(per_sample_mean, torch.ones(64), atol=1e-5)
+
+
+def test_dropblock_blocks_are_clipped_to_half_a_small_map():
+    torch.manual_seed(3)
+    block = DropBlock2d(0.5, block_size=7).train()
+    out = block(torch.ones(200, 1, 5, 5))
+    assert (out.flatten(1) != 0).any(dim=1).all()
+
+
 def test_dropblock_is_identity_in_eval_and_active_for_mc():
     block = DropBlock2d(0.3, block_size=3)
     x = torch.ones(4, 2, 8, 8)
