@@ -15,7 +15,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 import numpy as np
 from astropy import units as u
-from astropy.table import MaskedColumn, Table
+from astropy.table import MaskedColumn
 
 from .base import PreprocessingStep, StepResult
 from .exceptions import ParameterError, PluginError, SchemaError

@@ -16,8 +16,8 @@ unlabelled EXP galaxies.
 
 Writes into DIR: catalogue/catalogue.fits and .ecsv (ra, dec, release, brickid, objid,
 z_phot_median, mag_r, Z_pred, Z_pred_err, flags), evaluate/metrics.ecsv, the figures
-(PNG), and report.html (one page with every figure and table). About 5-10 minutes on a
-2-core laptop without a GPU; a rerun into the same DIR skips what is done.
+(PNG), and report.html (one page with every figure and table). About 7 minutes on a
+shared 2-core machine without a GPU; a rerun into the same DIR skips what is done.
 """
 
 

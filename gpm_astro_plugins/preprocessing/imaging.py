@@ -179,13 +179,16 @@ def robust_sky_noise(samples, *, clip_sigma=3.0, iterations=2):
     low = np.zeros(data.shape[0], np.int64)
     high = finite.sum(axis=-1)
 
+    last = data.shape[-1] - 1
+
     def percentile(fraction):
         position = low + fraction * np.maximum(high - low - 1, 0)
-        below = np.floor(position).astype(np.int64)
-        above = np.minimum(below + 1, np.maximum(high - 1, 0))
-        weight = (position - below).astype(np.float32)
-        with np.errstate(invalid="ignore"):
-            return data[rows, below] * (1 - weight) + data[rows, above] * weight
+        below = np.clip(np.floor(position).astype(np.int64), 0, last)
+        above = np.clip(np.minimum(below + 1, high - 1), 0, last)
+        weight = position - below
+        with np.errstate(invalid="ignore", over="ignore"):
+            return (data[rows, below].astype(np.float64) * (1 - weight)
+                    + data[rows, above].astype(np.float64) * weight)
 
     for iteration in range(iterations + 1):
         sky = percentile(0.5)
@@ -197,9 +200,9 @@ def robust_sky_noise(samples, *, clip_sigma=3.0, iterations=2):
             cut_high = (sky + clip_sigma * noise)[:, None]
             low = (data < cut_low).sum(axis=-1)
             high = (data <= cut_high).sum(axis=-1)
-    empty = high <= low
-    sky = np.where(empty, np.nan, sky).reshape(lead)
-    noise = np.where(empty, np.nan, noise).reshape(lead)
+    empty = (high <= low) | ~np.isfinite(sky) | ~np.isfinite(noise)
+    sky = np.where(empty, np.nan, sky).astype(np.float32).reshape(lead)
+    noise = np.where(empty, np.nan, noise).astype(np.float32).reshape(lead)
     return sky, noise
 
 

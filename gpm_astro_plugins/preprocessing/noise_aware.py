@@ -80,6 +80,13 @@ def _disk_offsets(height, width, cx, cy, radius):
     return np.unravel_index(order, (height, width))
 
 
+def _label_maxima(labels, values, count):
+    """Largest value of each label 0..count-1 (-inf for a label with no pixel)."""
+    maxima = np.full(count, -np.inf)
+    np.maximum.at(maxima, labels.ravel(), values.ravel())
+    return maxima
+
+
 def _central_peak(detection, labels, label, near_rows, near_cols):
     """Height of region ``label``'s highest pixel near the centre, or -inf when that pixel is
     not a local maximum (the region only reaches the centre with its wing)."""
@@ -100,8 +107,9 @@ class MaskNeighbours(PreprocessingStep):
     ``min_area`` px) that covers the pixel nearest the image centre within ``centre_radius``
     px (with ``require_peak``, the region must also peak there, clearly above the noise: a
     neighbour's wing that merely reaches the centre, or a noise bump, does not count). Its
-    ellipse has the region's first and second moments; it is enlarged by ``enlarge`` and every pixel outside it, and every pixel of another detected source inside it (one that
-    peaks ``min_peak_sigma`` above the sky; grown by ``neighbour_dilation`` px) when
+    ellipse has the region's first and second moments; it is enlarged by ``enlarge`` and every
+    pixel outside it, and every pixel of another detected source inside it (one that peaks
+    ``min_peak_sigma`` above the sky; grown by ``neighbour_dilation`` px) when
     ``mask_other_sources``, is set to 0 in all bands.
 
     Parameters
@@ -223,7 +231,7 @@ class MaskNeighbours(PreprocessingStep):
                 inside = inside[(inside > 0) & (inside != label)
                                 & (area[inside] >= self.min_area)]
                 if inside.size:
-                    peaks = np.asarray(ndimage.maximum(detection[i], labels, inside))
+                    peaks = _label_maxima(labels[mask], detection[i][mask], count)[inside]
                     real = inside[peaks >= sky[i] + self.min_peak_sigma * noise[i]]
                     others = np.isin(labels, real) & mask
                     if others.any():
@@ -427,7 +435,7 @@ class FragmentCheck(PreprocessingStep):
             if big.size == 0:
                 continue
             detection = rows["detection"][i][y0:y0 + h, x0:x0 + w]
-            peaks = np.asarray(ndimage.maximum(detection, labels, big))
+            peaks = _label_maxima(labels, detection, count)[big]
             lowest = float(rows["detection_sky"][i]) + \
                 self.min_peak_sigma * float(rows["detection_noise"][i])
             counts[i] = int(np.count_nonzero(peaks >= lowest))
