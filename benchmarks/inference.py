@@ -21,6 +21,7 @@ Run on demand::
 """
 
 import argparse
+import copy
 import time
 
 import numpy as np
@@ -37,20 +38,15 @@ def _images(n, seed):
     return sky.images
 
 
-def _rate(run, x, repeats):
-    run(x)  # warm-up (and compilation)
-    started = time.perf_counter()
-    for _ in range(repeats):
-        out = run(x)
-    seconds = (time.perf_counter() - started) / repeats
-    return len(x) / seconds, out
-
-
 def _variants(model):
     import torch._inductor.config as inductor_config
 
+    from gpm_astro_plugins.gpm_resnet.model import mixed_precision_copy
+
     inductor_config.freezing = True  # fold BatchNorm into convolutions, constant weights
-    model_cl = model.to(memory_format=torch.channels_last)
+    model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    model_mixed = mixed_precision_copy(model, fp32_blocks=1)
+    cl = (lambda x: x.contiguous(memory_format=torch.channels_last))
 
     def eager_fp32(x):
         with torch.inference_mode():
@@ -58,38 +54,95 @@ def _variants(model):
 
     def eager_cl(x):
         with torch.inference_mode():
-            return model_cl(x.contiguous(memory_format=torch.channels_last)).float()
+            return model_cl(cl(x)).float()
 
     def eager_bf16(x):
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            return model_cl(x.contiguous(memory_format=torch.channels_last)).float()
+            return model_cl(cl(x)).float()
+
+    def eager_mixed(x):
+        with torch.inference_mode():
+            return model_mixed(cl(x)).float()
 
     compiled = {}
 
     def compiled_run(precision):
         def run(x):
             if precision not in compiled:
-                compiled[precision] = torch.compile(model_cl)
+                compiled[precision] = torch.compile(
+                    model_mixed if precision == "mixed" else model_cl)
             with torch.inference_mode():
-                xin = x.contiguous(memory_format=torch.channels_last)
                 if precision == "bf16":
                     with torch.autocast("cpu", dtype=torch.bfloat16):
-                        return compiled[precision](xin).float()
-                return compiled[precision](xin).float()
+                        return compiled[precision](cl(x)).float()
+                return compiled[precision](cl(x)).float()
         return run
 
     return {"fp32 eager": eager_fp32, "fp32 channels_last": eager_cl,
-            "bf16 channels_last": eager_bf16, "fp32 compile": compiled_run("fp32"),
-            "bf16 compile": compiled_run("bf16")}
+            "bf16 channels_last": eager_bf16, "mixed eager": eager_mixed,
+            "fp32 compile": compiled_run("fp32"), "bf16 compile": compiled_run("bf16"),
+            "mixed compile": compiled_run("mixed")}
+
+
+def _interleaved_rates(runs, x, rounds):
+    """Warm up (and compile) every variant, then time them in turn, ``rounds`` times.
+
+    Interleaving spreads the load of a shared machine evenly over the variants; the rate is
+    from the median time.
+    """
+    outputs, warmup = {}, {}
+    for name, run in runs.items():
+        started = time.perf_counter()
+        outputs[name] = run(x)
+        warmup[name] = time.perf_counter() - started
+        print(f"  warmed up {name} in {warmup[name]:.0f} s", flush=True)
+    times = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            started = time.perf_counter()
+            outputs[name] = run(x)
+            times[name].append(time.perf_counter() - started)
+    rates = {name: len(x) / float(np.median(t)) for name, t in times.items()}
+    return rates, outputs, warmup
+
+
+def _trained_network_errors(directory, n_images, seed):
+    """max and rms |dZ| (dex) of the fast paths against fp32 on a trained, saved network."""
+    from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
+    from gpm_astro_plugins.gpm_resnet.model import InputTransform, mixed_precision_copy
+
+    estimator = GPMResNetEstimator.load(directory, progress=False)
+    images = _images(n_images, seed)
+    x = InputTransform(estimator.config_, "grz")(np.asarray(images["cutout"], np.float32))
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    network = estimator.models_[0].eval()
+    to_dex = (lambda y: y.float().squeeze(1).double().numpy() * estimator.target_std_
+              + estimator.target_mean_)
+    with torch.inference_mode():
+        reference = to_dex(network(x))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = to_dex(copy.deepcopy(network).to(memory_format=torch.channels_last)(x_cl))
+        outputs = {"bf16 autocast": bf16}
+        for blocks in (0, 1, 2):
+            outputs[f"mixed, fp32 ILO + {blocks} block(s) + head"] = to_dex(
+                mixed_precision_copy(network, fp32_blocks=blocks)(x_cl))
+    print(f"trained {directory} ({estimator.config_.name}), {len(x)} mock galaxies, "
+          f"Z_pred spread {reference.std():.3f} dex:")
+    for name, value in outputs.items():
+        difference = np.abs(value - reference)
+        print(f"  {name:<38} max|dZ| {difference.max():.5f}  rms "
+              f"{np.sqrt(np.mean(difference ** 2)):.5f} dex")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--only", nargs="*", default=None, help="variant names to run")
     parser.add_argument("--trained", default=None, help="directory of a saved estimator")
+    parser.add_argument("--n-trained", type=int, default=256,
+                        help="mock galaxies for the trained-network errors")
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args(argv)
     if args.threads:
@@ -101,42 +154,21 @@ def main(argv=None):
     torch.manual_seed(0)
     model = build_model("paper").eval()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {len(x)}, "
-          f"input {tuple(x.shape[1:])}, paper GPM-ResNet (untrained, He init)")
+          f"input {tuple(x.shape[1:])}, paper GPM-ResNet (untrained, He init)", flush=True)
+    runs = {name: run for name, run in _variants(model).items()
+            if not args.only or name in args.only or name == "fp32 eager"}
+    rates, outputs, warmup = _interleaved_rates(runs, x, args.repeats)
+    reference = outputs["fp32 eager"].squeeze(1).double().numpy()
+    scale = Z_SPREAD / reference.std()
     rows = []
-    reference = None
-    scale = None
-    for name, run in _variants(model).items():
-        if args.only and name not in args.only:
-            continue
-        started = time.perf_counter()
-        rate, out = _rate(run, x, args.repeats)
-        total = time.perf_counter() - started
-        out = out.squeeze(1).double().numpy()
-        if reference is None:
-            reference = out
-            scale = Z_SPREAD / out.std()
-        dz = np.max(np.abs(out - reference)) * scale
-        rows.append((name, rate, dz, total))
-        print(f"{name:<20} {rate:8.1f} img/s  x{rate / rows[0][1]:5.2f}  max|dZ| {dz:.5f} dex"
-              f"  (wall incl. warm-up/compile {total:.0f} s)", flush=True)
+    for name in runs:
+        dz = np.abs(outputs[name].squeeze(1).double().numpy() - reference) * scale
+        rows.append((name, rates[name], dz.max(), warmup[name]))
+        print(f"{name:<20} {rates[name]:8.1f} img/s  x{rates[name] / rates['fp32 eager']:5.2f}"
+              f"  max|dZ| {dz.max():.5f}  rms {np.sqrt(np.mean(dz ** 2)):.5f} dex (scaled)"
+              f"  (warm-up/compile {warmup[name]:.0f} s)", flush=True)
     if args.trained:
-        from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
-
-        estimator = GPMResNetEstimator.load(args.trained, progress=False)
-        table = images
-        timings = {}
-        outputs = {}
-        for precision, compile_model in (("fp32", False), ("bf16", False), ("bf16", True)):
-            estimator.predict(table, precision=precision, compile=compile_model)
-            started = time.perf_counter()
-            out = estimator.predict(table, precision=precision, compile=compile_model)
-            timings[(precision, compile_model)] = time.perf_counter() - started
-            outputs[(precision, compile_model)] = np.asarray(out["Z_pred"])
-        base = outputs[("fp32", False)]
-        for key, value in outputs.items():
-            print(f"trained {args.trained}: predict precision={key[0]} compile={key[1]}: "
-                  f"{len(table) / timings[key]:.1f} img/s (with MC passes), "
-                  f"max|dZ| {np.max(np.abs(value - base)):.5f} dex")
+        _trained_network_errors(args.trained, args.n_trained, args.seed + 2)
     return rows
 
 

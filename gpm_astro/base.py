@@ -131,6 +131,10 @@ class PreprocessingStep(Configurable):
     requires = ()
     #: names of per-row products this step adds (its ``columns`` and ``extras``)
     provides = ()
+    #: False for a step that never reads the pixel values of ``images`` (only its shape) and
+    #: returns it unchanged: the driver then hands it a read-only zero-copy stand-in of the
+    #: right shape instead of copying the accepted rows' cutouts
+    reads_images = True
 
     def process(self, images, context):
         raise NotImplementedError

@@ -584,7 +584,14 @@ class Pipeline:
         if until is not None and until not in STAGE_NAMES:
             msg = f"until must be one of {list(STAGE_NAMES)}, got {until!r}"
             raise ParameterError(msg)
-        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            msg = f"cannot create the output folder {str(self.out)!r}: {exc.strerror or exc}"
+            raise ParameterError(msg) from exc
+        if not os.access(self.out, os.W_OK):
+            msg = f"the output folder {str(self.out)!r} is not writable"
+            raise ParameterError(msg)
         atomic_write_bytes(self.path("config.json"),
                            json.dumps(self.config, indent=1, default=str).encode())
         state = {} if self.force else self._load_state()

@@ -15,7 +15,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 import numpy as np
 from astropy import units as u
-from astropy.table import MaskedColumn
+from astropy.table import Column, MaskedColumn
 
 from .base import PreprocessingStep, StepResult
 from .exceptions import ParameterError, PluginError, SchemaError
@@ -162,13 +162,20 @@ def run_steps(images, steps, *, pixel_scale=_DEFAULT_PIXEL_SCALE, bands="grz", c
             break
         context = {"pixel_scale": pixel_scale, "bands": bands,
                    "rows": _RowsView(products, alive)}
-        step_images = _take(*latest, alive)
+        if getattr(step, "reads_images", True):
+            step_images = _take(*latest, alive)
+        else:  # the step only needs the shape: no copy of the rows' pixels
+            step_images = np.broadcast_to(np.float32(0), (alive.size,) + output.shape[1:])
         result = step.process(step_images, context)
         _check_result(step, result, alive.size, output.shape[1:])
         if result.images is not step_images:
+            if not getattr(step, "reads_images", True):
+                msg = (f"step {_step_name(step)!r} declares reads_images = False, so it must "
+                       f"return the images it was given unchanged")
+                raise PluginError(msg)
             output[alive] = result.images
             latest = (alive, np.asarray(result.images))
-        else:
+        elif getattr(step, "reads_images", True):
             latest = (alive, step_images)
         for key, value in {**result.extras, **result.columns}.items():
             products[key] = (alive, np.asarray(value))
@@ -265,14 +272,19 @@ def _prepare(table, pixel_scale):
     if not np.isfinite(pixel_scale) or pixel_scale <= 0:
         msg = f"pixel_scale must be a positive number of arcsec, got {pixel_scale!r}"
         raise ParameterError(msg)
-    # masked entries (a row with no cutout) become NaN, so the row is flagged, not dropped
-    images = np.ma.filled(np.ma.asanyarray(column).astype(np.float32), np.nan)
-    return np.asarray(images, dtype=np.float32), pixel_scale, "grz"
+    # masked entries (a row with no cutout) become NaN, so the row is flagged, not dropped;
+    # one float32 copy, which the steps then own (the table is never written to)
+    images = np.array(np.ma.getdata(column), dtype=np.float32, copy=True)
+    masked = np.ma.getmask(column)
+    if masked is not np.ma.nomask and np.any(masked):
+        images[np.broadcast_to(masked, images.shape)] = np.nan
+    return images, pixel_scale, "grz"
 
 
 def _finish(table, images, flags, columns, steps, pixel_scale, n_jobs, batch_size):
     out = table.copy(copy_data=False)
-    out.replace_column("cutout", images)
+    # the cleaned cutouts were made for this table: no copy of the biggest column
+    out.replace_column("cutout", Column(images, name="cutout", copy=False), copy=False)
     out["cutout"].unit = table["cutout"].unit or u.nanomaggy
     out["cutout"].description = "cleaned g, r, z cutout (0 outside the target), nanomaggy"
     out["preprocess_ok"] = flags == "ok"

@@ -273,15 +273,22 @@ def _summary(metrics):
         return None
     rows = {str(r["estimator"]): r for r in metrics}
     sentences = []
-    best = min((r for r in metrics if r["estimator"] != "noise_floor"),
-               key=lambda r: r["sigma"] if np.isfinite(r["sigma"]) else np.inf)
+    z_rows = [r for r in metrics if r["estimator"] != "noise_floor"
+              and not str(r["estimator"]).endswith(":mass")]
+    if not z_rows:
+        return None
+    best = min(z_rows, key=lambda r: r["sigma"] if np.isfinite(r["sigma"]) else np.inf)
     sentences.append(f"Lowest scatter on the {best['n']} test galaxies: <b>"
                      f"{html.escape(str(best['method']))}</b>, &sigma; = {best['sigma']:.4f} dex "
                      f"(&mu; = {best['mu']:+.4f}, NMAD = {best['nmad']:.4f}).")
-    others = [r for r in metrics if r["estimator"] not in (best["estimator"], "noise_floor")]
+    others = [r for r in z_rows if r["estimator"] != best["estimator"]]
     if others:
         sentences.append("Others: " + "; ".join(
             f"{html.escape(str(r['method']))} &sigma; = {r['sigma']:.4f}" for r in others) + ".")
+    for r in metrics:
+        if str(r["estimator"]).endswith(":mass"):
+            sentences.append(f"{html.escape(str(r['method']))}: &sigma; = {r['sigma']:.4f} dex "
+                             f"in log M* against {html.escape(str(r['target']))}.")
     if "noise_floor" in rows:
         sentences.append(f"The mock sky's noise floor (the best prediction its images allow) "
                          f"is &sigma; = {rows['noise_floor']['sigma']:.4f} dex.")

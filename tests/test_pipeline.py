@@ -103,9 +103,13 @@ def test_config_file_errors_name_the_file(tmp_path):
         load_config(other)
 
 
-def test_pipeline_needs_an_output_folder():
+def test_pipeline_needs_a_usable_output_folder(tmp_path):
     with pytest.raises(ParameterError, match="--out"):
         Pipeline({})
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ParameterError, match="cannot create the output folder"):
+        Pipeline({}, output_dir=blocker / "out").run()
 
 
 # -- files -----------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ shared 2-core machine without a GPU; a rerun into the same DIR skips what is don
 def add_parser(subparsers):
     import argparse
 
-    from ..demo import DEMO_N_GALAXIES
+    from ..demo import DEMO_EPOCHS, DEMO_MASS_EPOCHS, DEMO_N_GALAXIES
 
     parser = subparsers.add_parser(
         "demo", help="run the whole study on the embedded mock sky (offline)",
@@ -38,7 +38,8 @@ def add_parser(subparsers):
     parser.add_argument("--quick", action="store_true",
                         help="a fast smoke run: 3 training epochs, no image mass model")
     parser.add_argument("--epochs", type=_positive_int, metavar="N",
-                        help="training epochs of the GPM-ResNet models")
+                        help=f"training epochs of both GPM-ResNet models (default: "
+                             f"{DEMO_EPOCHS} for Z, {DEMO_MASS_EPOCHS} for the stellar mass)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the mock sky (default: %(default)s)")
     parser.add_argument("--force", action="store_true",

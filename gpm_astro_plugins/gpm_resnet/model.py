@@ -27,7 +27,8 @@ from torch import nn
 from gpm_astro.exceptions import ParameterError
 
 __all__ = ["GPMResNetConfig", "NAMED_CONFIGS", "get_config", "ECA", "DropBlock2d",
-           "Bottleneck", "GPMResNet", "InputTransform", "build_model", "count_parameters"]
+           "Bottleneck", "GPMResNet", "InputTransform", "build_model", "count_parameters",
+           "CastTo", "fold_batchnorm", "mixed_precision_copy"]
 
 INPUT_SCALINGS = ("none", "asinh")
 BASE_WIDTHS = (64, 128, 256, 512)
@@ -402,3 +403,93 @@ def count_parameters(model):
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
+
+
+class CastTo(nn.Module):
+    """Cast the input to ``dtype`` (a precision boundary inside a mixed-precision network)."""
+
+    dropblock = None  # a stage member without DropBlock
+
+    def __init__(self, dtype):
+        super().__init__()
+        self.dtype = dtype
+
+    def extra_repr(self):
+        return str(self.dtype)
+
+    def forward(self, x):
+        return x.to(self.dtype)
+
+
+def _fused(conv, norm):
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    return fuse_conv_bn_eval(conv, norm)
+
+
+def fold_batchnorm(model):
+    """Return an eval-mode copy of a `GPMResNet` with every BatchNorm folded into its conv.
+
+    The copy computes the same function in fp32 (to rounding) with one convolution (with bias)
+    where there were a convolution and a BatchNorm; the original is not changed.
+    """
+    import copy
+
+    folded = copy.deepcopy(model).eval()
+    folded.ilo[0] = _fused(folded.ilo[0], folded.ilo[1])
+    folded.ilo[1] = nn.Identity()
+    for stage in folded.dho:
+        for block in stage:
+            block.conv1, block.bn1 = _fused(block.conv1, block.bn1), nn.Identity()
+            block.conv2, block.bn2 = _fused(block.conv2, block.bn2), nn.Identity()
+            block.conv3, block.bn3 = _fused(block.conv3, block.bn3), nn.Identity()
+            if block.downsample is not None:
+                block.downsample = nn.Sequential(
+                    _fused(block.downsample[0], block.downsample[1]))
+    return folded
+
+
+def mixed_precision_copy(model, *, fp32_blocks=1, dtype=torch.bfloat16):
+    """Return an inference copy running the bulk of the network in bf16, the sensitive ends in fp32.
+
+    BatchNorm is folded into the convolutions in fp32 first (`fold_batchnorm`); then the ILO
+    block, the first ``fp32_blocks`` bottlenecks and the PG head keep fp32 weights and
+    activations while all later bottlenecks get ``dtype`` weights and activations (casts at
+    the two boundaries, `CastTo`). Measured on a trained network, the rounding of the first
+    layers' inputs (raw or asinh flux with a wide dynamic range) and of the head dominate the
+    bf16 error; the later blocks, which hold most of the arithmetic, barely matter
+    (docs/gpm_resnet.rst, "Inference speed"). The copy is in eval mode and channels-last.
+
+    Parameters
+    ----------
+    model : GPMResNet
+    fp32_blocks : int, optional
+        Leading bottlenecks kept in fp32 (0 keeps only the ILO block and the head).
+    dtype : torch.dtype, optional
+        Low precision of the other bottlenecks.
+
+    Returns
+    -------
+    GPMResNet
+        The copy; ``set_mc_dropout`` works on it as on the original.
+    """
+    n_blocks = sum(len(stage) for stage in model.dho)
+    if isinstance(fp32_blocks, bool) or not 0 <= int(fp32_blocks) <= n_blocks:
+        msg = f"fp32_blocks must be an integer in [0, {n_blocks}], got {fp32_blocks!r}"
+        raise ParameterError(msg)
+    mixed = fold_batchnorm(model)
+    index = 0
+    stages = []
+    for stage in mixed.dho:
+        members = []
+        for block in stage:
+            if index == fp32_blocks:
+                members.append(CastTo(dtype))
+            if index >= fp32_blocks:
+                block.to(dtype)
+            members.append(block)
+            index += 1
+        stages.append(nn.Sequential(*members))
+    mixed.dho = nn.Sequential(*stages)
+    mixed.pg = nn.Sequential(CastTo(torch.float32), *mixed.pg)
+    return mixed.eval().to(memory_format=torch.channels_last)

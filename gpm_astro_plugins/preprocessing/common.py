@@ -155,6 +155,7 @@ class SizeLimit(PreprocessingStep):
 
     name = "size_limit"
     provides = ("enclosing_radius",)
+    reads_images = False
 
     def __init__(self, *, max_radius=6.0, region="largest_component", flux_fraction=0.9,
                  truncate_radius=False):

@@ -10,7 +10,6 @@ import math
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 from gpm_astro.base import PreprocessingStep, StepResult
 
@@ -39,10 +38,17 @@ def detection_image(images, *, smoothing_fwhm=2.0, sample_step=3, clip_sigma=3.0
     sky, noise : numpy.ndarray
         (n,) sky level and noise of ``detection`` (noise 0 or NaN when it holds no signal).
     bands : dict
-        ``weights`` and ``sky`` (n, bands) of the combination, and ``noise`` (n,), the noise
-        of the combined image before smoothing.
+        ``weights`` and ``sky`` (n, bands) of the combination, ``noise`` (n,), the noise
+        of the combined image before smoothing, and ``all_finite`` (bool), whether every
+        input pixel was finite.
     """
-    images = finite_or_zero(images)
+    images = np.asarray(images, dtype=np.float32)
+    # copy (and zero NaN / inf) only when some pixel is not finite: a row's sum is finite
+    # exactly when all its values are (or it overflows, which only costs the copy)
+    with np.errstate(all="ignore"):
+        all_finite = bool(np.isfinite(images.sum(axis=(1, 2, 3), dtype=np.float32)).all())
+    if not all_finite:
+        images = finite_or_zero(images)
     step = max(int(sample_step), 1)
     samples = images[:, :, ::step, ::step].reshape(images.shape[0], images.shape[1], -1)
     band_sky, band_noise = robust_sky_noise(samples, clip_sigma=clip_sigma)
@@ -60,7 +66,8 @@ def detection_image(images, *, smoothing_fwhm=2.0, sample_step=3, clip_sigma=3.0
     detection -= (weights * band_sky).sum(axis=1).astype(np.float32)[:, None, None]
     _, raw_noise = robust_sky_noise(
         detection[:, ::step, ::step].reshape(detection.shape[0], -1), clip_sigma=clip_sigma)
-    bands = {"weights": weights, "sky": band_sky.astype(np.float32), "noise": raw_noise}
+    bands = {"weights": weights, "sky": band_sky.astype(np.float32), "noise": raw_noise,
+             "all_finite": all_finite}
     if smoothing_fwhm > 0:
         sigma = smoothing_fwhm * FWHM_TO_SIGMA
         for i in range(detection.shape[0]):
@@ -80,11 +87,10 @@ def _disk_offsets(height, width, cx, cy, radius):
     return np.unravel_index(order, (height, width))
 
 
-def _label_maxima(labels, values, count):
-    """Largest value of each label 0..count-1 (-inf for a label with no pixel)."""
-    maxima = np.full(count, -np.inf)
-    np.maximum.at(maxima, labels.ravel(), values.ravel())
-    return maxima
+def _label_maxima(labels, values, wanted):
+    """Largest value of each label in ``wanted`` (each present in ``labels``); a loop over
+    the few labels is faster than a sort of all pixels by label."""
+    return np.array([values[labels == label].max() for label in wanted], dtype=np.float64)
 
 
 def _central_peak(detection, labels, label, near_rows, near_cols):
@@ -183,6 +189,30 @@ class MaskNeighbours(PreprocessingStep):
         check_choice(self.name, "centre_convention", self.centre_convention,
                      ("pixel", "published"))
 
+    def _mask_others(self, mask, labels, area, label, detection, segment, lowest, kernel):
+        """Zero, in ``mask`` (in place), the other real sources inside it; the work is done
+        on the mask's bounding box only (the mask is empty outside it)."""
+        x0, y0, w, h = cv2.boundingRect(mask.view(np.uint8))
+        if w == 0 or h == 0:
+            return
+        box = (slice(y0, y0 + h), slice(x0, x0 + w))
+        box_mask, box_labels = mask[box], labels[box]
+        inside_labels = np.where(box_mask, box_labels, 0)
+        # other sources inside the ellipse: large enough and peaking clearly above
+        # the noise (noise bumps are left alone)
+        inside = np.unique(inside_labels)
+        inside = inside[(inside > 0) & (inside != label) & (area[inside] >= self.min_area)]
+        if inside.size == 0:
+            return
+        peaks = _label_maxima(inside_labels, detection[box], inside)
+        real = inside[peaks >= lowest]
+        if real.size == 0:
+            return
+        others = np.isin(inside_labels, real)
+        if kernel is not None:
+            others = cv2.dilate(others.view(np.uint8), kernel).view(bool)
+        box_mask &= ~others | segment[box]
+
     def process(self, images, context):
         self._validate()
         n, _, height, width = images.shape
@@ -193,18 +223,18 @@ class MaskNeighbours(PreprocessingStep):
         near_rows, near_cols = _disk_offsets(height, width, cx, cy, self.centre_radius)
         flags = np.full(n, OK, dtype="<U20")
         ellipses = np.full((n, 5), np.nan)
-        binary = np.zeros((n, height, width), bool)
+        usable = np.isfinite(noise) & (noise > 0)
+        with np.errstate(invalid="ignore"):
+            binary = detection > threshold[:, None, None]  # the whole batch at once
+        binary[~usable] = False
+        flags[~usable] = "no_central_source"
         segment = np.zeros((n, height, width), bool)
         masks = np.zeros((n, height, width), bool)
         kernel = None
         if self.neighbour_dilation > 0:
             side = 2 * int(self.neighbour_dilation) + 1
             kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
-        for i in range(n):
-            if not (math.isfinite(noise[i]) and noise[i] > 0):
-                flags[i] = "no_central_source"
-                continue
-            binary[i] = detection[i] > threshold[i]
+        for i in np.flatnonzero(usable):
             count, labels, stats, _ = cv2.connectedComponentsWithStats(
                 binary[i].view(np.uint8), connectivity=8)
             near = labels[near_rows, near_cols]
@@ -219,28 +249,20 @@ class MaskNeighbours(PreprocessingStep):
                 flags[i] = "no_central_source"
                 continue
             label = candidates[0]
-            segment[i] = labels == label
+            np.equal(labels, label, out=segment[i])
             x, y, a, b, theta = ellipse_from_moments(segment[i])
             a, b = a * self.enlarge, b * self.enlarge
             ellipses[i] = x, y, a, b, theta
             mask = ellipse_mask((height, width), x, y, a, b, theta)
             if self.mask_other_sources and count > 2:
-                # other sources inside the ellipse: large enough and peaking clearly above
-                # the noise (noise bumps are left alone)
-                inside = np.unique(labels[mask])
-                inside = inside[(inside > 0) & (inside != label)
-                                & (area[inside] >= self.min_area)]
-                if inside.size:
-                    peaks = _label_maxima(labels[mask], detection[i][mask], count)[inside]
-                    real = inside[peaks >= sky[i] + self.min_peak_sigma * noise[i]]
-                    others = np.isin(labels, real) & mask
-                    if others.any():
-                        if kernel is not None:
-                            others = cv2.dilate(others.view(np.uint8), kernel).view(bool)
-                        mask &= ~others | segment[i]
+                self._mask_others(mask, labels, area, label, detection[i], segment[i],
+                                  sky[i] + self.min_peak_sigma * noise[i], kernel)
             masks[i] = mask
-        keep = masks[:, None] & np.isfinite(images)
-        cleaned = np.where(keep, images.astype(np.float32, copy=False), np.float32(0))
+        if bands["all_finite"]:
+            cleaned = np.where(masks[:, None], images, np.float32(0))
+        else:
+            keep = masks[:, None] & np.isfinite(images)
+            cleaned = np.where(keep, images.astype(np.float32, copy=False), np.float32(0))
         columns = {name: ellipses[:, k] for k, name in enumerate(TARGET_COLUMNS)}
         extras = {"target_mask": masks, "binary": binary, "segment": segment,
                   "detection": detection, "detection_sky": sky, "detection_noise": noise,
@@ -375,8 +397,9 @@ class BlendCheck(PreprocessingStep):
             big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= self.n_pixels) + 1
             if big.size < 2:
                 continue
-            peaks = np.asarray(ndimage.maximum(values, labels, big))
-            fluxes = np.asarray(ndimage.sum(values - low, labels, big))
+            peaks = _label_maxima(labels, values, big)
+            fluxes = np.bincount(labels.ravel(), weights=(values - low).ravel(),
+                                 minlength=count)[big]
             significant = (peaks - level >= prominence) & \
                 (fluxes >= self.contrast * max(total, 1e-30))
             best = max(best, int(np.count_nonzero(significant)))
@@ -413,6 +436,7 @@ class FragmentCheck(PreprocessingStep):
     name = "fragment_check"
     requires = ("binary", "target_mask", "detection", "detection_sky", "detection_noise")
     provides = ("n_fragments",)
+    reads_images = False
 
     def __init__(self, *, min_area=10, min_peak_sigma=5.0):
         self.min_area = min_area
@@ -435,7 +459,7 @@ class FragmentCheck(PreprocessingStep):
             if big.size == 0:
                 continue
             detection = rows["detection"][i][y0:y0 + h, x0:x0 + w]
-            peaks = _label_maxima(labels, detection, count)[big]
+            peaks = _label_maxima(labels, detection, big)
             lowest = float(rows["detection_sky"][i]) + \
                 self.min_peak_sigma * float(rows["detection_noise"][i])
             counts[i] = int(np.count_nonzero(peaks >= lowest))

@@ -164,3 +164,16 @@ def test_check_estimator_contract():
     for cls in (GPMResNetEstimator, GPMResNetMassEstimator):
         passed = check_estimator(cls(config=config, mc_passes=3, progress=False))
         assert "row_order" in passed and "deterministic" in passed
+
+
+def test_mixed_precision_predict_agrees_with_fp32(fitted):
+    estimator, _ = fitted
+    table = make_galaxies(32, seed=11)
+    reference = estimator.predict(table, precision="fp32")
+    mixed = estimator.predict(table, precision="mixed")
+    difference = np.abs(np.asarray(mixed["Z_pred"]) - np.asarray(reference["Z_pred"]))
+    assert 0 < difference.max() < 0.005
+    np.testing.assert_allclose(mixed["Z_pred_err"], reference["Z_pred_err"], atol=0.005)
+    assert mixed.meta["gpm_astro"]["steps"][-1]["params"]["precision"] == "mixed"
+    with pytest.raises(ParameterError, match="precision"):
+        estimator.predict(table, precision="fp8")

@@ -201,3 +201,60 @@ def test_augmentation_is_a_flip_or_rotation_of_each_image():
 def test_model_in_channels_follow_bands():
     model = GPMResNet(GPMResNetConfig(bands="r", width=0.125, blocks=(1, 1, 1, 1)))
     assert model.ilo[0].in_channels == 1
+
+
+def _with_batchnorm_statistics(model, seed=0):
+    """Give every BatchNorm non-trivial running statistics and affine parameters."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(0.1 * torch.randn(n, generator=generator))
+            module.running_var.copy_(0.5 + torch.rand(n, generator=generator))
+            module.weight.data.copy_(0.5 + torch.rand(n, generator=generator))
+            module.bias.data.copy_(0.1 * torch.randn(n, generator=generator))
+    return model.eval()
+
+
+def test_fold_batchnorm_keeps_the_function_and_the_original(tiny_config):
+    from gpm_astro_plugins.gpm_resnet.model import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = _with_batchnorm_statistics(GPMResNet(tiny_config))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(4, 3, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_mixed_precision_copy_dtypes_and_agreement(tiny_config):
+    from gpm_astro_plugins.gpm_resnet.model import mixed_precision_copy
+
+    torch.manual_seed(0)
+    config = tiny_config.replace(blocks=(2, 1, 1, 1))
+    model = _with_batchnorm_statistics(GPMResNet(config))
+    mixed = mixed_precision_copy(model, fp32_blocks=1)
+    blocks = [m for m in mixed.modules() if isinstance(m, Bottleneck)]
+    assert blocks[0].conv1.weight.dtype == torch.float32
+    assert all(b.conv1.weight.dtype == torch.bfloat16 for b in blocks[1:])
+    assert mixed.ilo[0].weight.dtype == torch.float32
+    assert mixed.pg[-1].weight.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    x = torch.rand(8, 3, 24, 24) * 3
+    with torch.no_grad():
+        reference = model(x)
+        out = mixed(x.contiguous(memory_format=torch.channels_last))
+        all_bf16 = mixed_precision_copy(model, fp32_blocks=0)(x)
+    assert out.dtype == torch.float32 and out.shape == (8, 1)
+    # bf16 keeps 8 bits: close to fp32, but not equal to it
+    scale = reference.std().item()
+    assert 0 < (out - reference).abs().max().item() < 0.1 * scale
+    assert (all_bf16 - reference).abs().max().item() < 0.1 * scale
+    # DropBlock is still reachable for Monte-Carlo passes
+    mixed.set_mc_dropout(True)
+    assert all(b.mc_active for b in mixed.dropblocks())
+    with pytest.raises(ParameterError, match="fp32_blocks"):
+        mixed_precision_copy(model, fp32_blocks=99)
