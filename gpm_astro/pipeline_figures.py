@@ -81,7 +81,8 @@ def evaluation_figures(predictions, sample, folder, *, target="oh_p50", main=Non
     split = np.asarray(sample["split"]).astype(str)
     parts = {name: sample[split == name] for name in ("train", "validation", "test")}
     add(evaluation.plot_z_distributions(parts, column=target, bins=25), "fig08_splits",
-        f"The uniform-in-Z sample: {target} of the training, validation and test sets.")
+        f"The uniform-in-Z sample: {target} of the training, validation and test sets (equal "
+        f"counts per bin where the pool holds enough galaxies, all of them where it does not).")
 
     # Fig. 9: residual density for every estimator (and the mock's noise floor)
     value_range = tuple(np.nanpercentile(z_true, [0.5, 99.5])) if np.isfinite(z_true).any() \

@@ -36,8 +36,9 @@ WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model_card.json"
 CARD_FORMAT = "gpm_astro.gpm_resnet/1"
 ONE_SIGMA = 0.6827
-# bottlenecks kept in fp32 by precision="mixed" (with the ILO block and the head)
-MIXED_FP32_BLOCKS = 1
+# bottlenecks kept wholly in fp32 by precision="mixed" (besides the ILO block, the next
+# bottleneck's input convolutions and the head); see mixed_precision_copy
+MIXED_FP32_BLOCKS = 0
 PREDICT_PRECISIONS = ("auto", "fp32", "bf16", "mixed")
 
 
@@ -384,7 +385,7 @@ class GPMResNetEstimator(Estimator):
             model = self.models_[member].to(device).eval()
             channels_last = device.type == "cuda" or precision in ("bf16", "mixed")
             if precision == "mixed":
-                # a BN-folded copy: fp32 ILO, first bottleneck and head, bf16 elsewhere
+                # a BN-folded copy: fp32 ILO, entry convolutions and head, bf16 elsewhere
                 model = mixed_precision_copy(model, fp32_blocks=MIXED_FP32_BLOCKS)
             elif channels_last:
                 model = model.to(memory_format=torch.channels_last)
@@ -463,8 +464,8 @@ class GPMResNetEstimator(Estimator):
             Rows loaded and transformed at a time (default ``predict_batch_size``).
         precision : str, optional
             ``"fp32"``, ``"bf16"`` autocast, or ``"mixed"``: BatchNorm folded into the
-            convolutions, the ILO block, the first bottleneck and the head in fp32, the other
-            bottlenecks in bf16 (about twice the fp32 speed on a CPU with AVX-512 bf16 while
+            convolutions, the ILO block, the first bottleneck's input convolutions and the
+            head in fp32, the rest in bf16 (about twice the fp32 speed on a CPU with AVX-512 bf16 while
             changing Z by a few 0.001 dex; see docs/gpm_resnet.rst). Default: the
             estimator's ``precision``.
         compile : bool, optional

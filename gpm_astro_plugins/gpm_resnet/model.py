@@ -449,22 +449,26 @@ def fold_batchnorm(model):
     return folded
 
 
-def mixed_precision_copy(model, *, fp32_blocks=1, dtype=torch.bfloat16):
+def mixed_precision_copy(model, *, fp32_blocks=0, fp32_entry=True, dtype=torch.bfloat16):
     """Return an inference copy running the bulk of the network in bf16, the sensitive ends in fp32.
 
     BatchNorm is folded into the convolutions in fp32 first (`fold_batchnorm`); then the ILO
     block, the first ``fp32_blocks`` bottlenecks and the PG head keep fp32 weights and
-    activations while all later bottlenecks get ``dtype`` weights and activations (casts at
-    the two boundaries, `CastTo`). Measured on a trained network, the rounding of the first
-    layers' inputs (raw or asinh flux with a wide dynamic range) and of the head dominate the
-    bf16 error; the later blocks, which hold most of the arithmetic, barely matter
+    activations while the later bottlenecks get ``dtype`` weights and activations (`CastTo`
+    at the boundaries). With ``fp32_entry`` the two convolutions that read the fp32 output of
+    the kept part (the next bottleneck's first 1x1 convolution and its downsample) stay fp32 as
+    well, so that output is never rounded. Measured on a trained network, rounding the input of
+    the first layers (flux with a wide dynamic range) and the head's output dominates the bf16
+    error, while the later blocks, which hold most of the arithmetic, barely matter
     (docs/gpm_resnet.rst, "Inference speed"). The copy is in eval mode and channels-last.
 
     Parameters
     ----------
     model : GPMResNet
     fp32_blocks : int, optional
-        Leading bottlenecks kept in fp32 (0 keeps only the ILO block and the head).
+        Leading bottlenecks kept wholly in fp32.
+    fp32_entry : bool, optional
+        Keep the first low-precision bottleneck's input convolutions in fp32.
     dtype : torch.dtype, optional
         Low precision of the other bottlenecks.
 
@@ -472,9 +476,22 @@ def mixed_precision_copy(model, *, fp32_blocks=1, dtype=torch.bfloat16):
     -------
     GPMResNet
         The copy; ``set_mc_dropout`` works on it as on the original.
+
+    Raises
+    ------
+    ParameterError
+        If ``fp32_blocks`` is not an integer from 0 to the number of bottlenecks.
+
+    Examples
+    --------
+    >>> from gpm_astro_plugins.gpm_resnet.model import build_model, mixed_precision_copy
+    >>> fast = mixed_precision_copy(build_model("lite").eval())
+    >>> fast.dho[0][0].conv1.weight.dtype, fast.dho[0][0].conv2[1].weight.dtype
+    (torch.float32, torch.bfloat16)
     """
     n_blocks = sum(len(stage) for stage in model.dho)
-    if isinstance(fp32_blocks, bool) or not 0 <= int(fp32_blocks) <= n_blocks:
+    if (isinstance(fp32_blocks, bool) or not isinstance(fp32_blocks, (int, np.integer))
+            or not 0 <= fp32_blocks <= n_blocks):
         msg = f"fp32_blocks must be an integer in [0, {n_blocks}], got {fp32_blocks!r}"
         raise ParameterError(msg)
     mixed = fold_batchnorm(model)
@@ -483,11 +500,19 @@ def mixed_precision_copy(model, *, fp32_blocks=1, dtype=torch.bfloat16):
     for stage in mixed.dho:
         members = []
         for block in stage:
-            if index == fp32_blocks:
-                members.append(CastTo(dtype))
             if index >= fp32_blocks:
                 block.to(dtype)
-            members.append(block)
+            if index == fp32_blocks and fp32_entry:
+                # fp32 input convolutions; their outputs are cast down, the sum stays fp32
+                block.conv1.float()
+                if block.downsample is not None:
+                    block.downsample.float()
+                block.conv2 = nn.Sequential(CastTo(dtype), block.conv2)
+                members.extend([block, CastTo(dtype)])
+            elif index == fp32_blocks:
+                members.extend([CastTo(dtype), block])
+            else:
+                members.append(block)
             index += 1
         stages.append(nn.Sequential(*members))
     mixed.dho = nn.Sequential(*stages)

@@ -17,7 +17,8 @@ from .common import OK, check_choice, check_positive
 from .imaging import (ellipse_from_moments, ellipse_mask, finite_or_zero, image_centre,
                       robust_sky_noise)
 
-__all__ = ["MaskNeighbours", "BlendCheck", "FragmentCheck", "detection_image"]
+__all__ = ["MaskNeighbours", "BlendCheck", "FragmentCheck", "detection_image",
+           "rotational_asymmetry"]
 
 TARGET_COLUMNS = ("target_x", "target_y", "target_a", "target_b", "target_theta")
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
@@ -102,6 +103,116 @@ def _central_peak(detection, labels, label, near_rows, near_cols):
     row, col = int(near_rows[best]), int(near_cols[best])
     window = detection[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2]
     return float(values[best]) if values[best] >= window.max() else -np.inf
+
+
+def _asymmetry_sum(image, segment, x_twice, y_twice):
+    """Sum of |image - image rotated by 180 deg about (x_twice / 2, y_twice / 2)| over the
+    segment and its rotation, the pixel count and the absolute flux there; exact (an array
+    flip) for the half-pixel centres used here. None when the window leaves the image."""
+    height, width = segment.shape
+    x0, y0, w, h = cv2.boundingRect(segment.view(np.uint8))
+    xa = max(min(x0, x_twice - (x0 + w - 1)), 0)
+    ya = max(min(y0, y_twice - (y0 + h - 1)), 0)
+    xb, yb = x_twice - xa + 1, y_twice - ya + 1
+    if xb <= xa or yb <= ya or xb > width or yb > height:
+        return None
+    window = image[ya:yb, xa:xb]
+    seg = segment[ya:yb, xa:xb]
+    union = seg | seg[::-1, ::-1]
+    return (float(np.abs(window - window[::-1, ::-1])[union].sum()),
+            int(np.count_nonzero(union)), float(np.abs(window[union]).sum()))
+
+
+def rotational_asymmetry(image, segment, noise, *, refine_above=None):
+    """Noise-corrected 180-degree rotational asymmetry of a segment and its significance.
+
+    The centre is searched on a half-pixel grid (3 x 3) around the flux centroid of the
+    segment's brightest half, where the rotation is an exact array flip; when the asymmetry
+    found there exceeds ``refine_above``, it is refined on a quarter-pixel grid with bilinear
+    rotation (a centre half a pixel off makes a bright symmetric galaxy look asymmetric).
+    With D the summed absolute difference between the image and its rotation over the
+    segment and its rotation (N pixels) and F the absolute flux there, the asymmetry is
+    ``(D - N * 2 noise / sqrt(pi)) / F`` (the expected D of pure noise removed) and the
+    significance ``(D - N * 2 noise / sqrt(pi)) / (noise * sqrt(N))``.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        (H, W) float32 sky-subtracted flux, 0 outside the target.
+    segment : numpy.ndarray
+        (H, W) bool, the target's pixels.
+    noise : float
+        Per-pixel noise of ``image``.
+    refine_above : float, optional
+        Refine the centre when the half-pixel asymmetry exceeds this (None: always).
+
+    Returns
+    -------
+    asymmetry, significance : float
+        NaN when the segment is empty or its rotation leaves the image.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y, x = np.mgrid[:48, :48]
+    >>> one = np.exp(-((x - 23.5) ** 2 + (y - 23.5) ** 2) / 18.0).astype("f4")
+    >>> two = one + 0.6 * np.exp(-((x - 33.5) ** 2 + (y - 23.5) ** 2) / 8.0).astype("f4")
+    >>> [abs(round(rotational_asymmetry(im, im > 0.01, 1e-6)[0], 2)) for im in (one, two)]
+    [0.0, 0.46]
+    """
+    if not segment.any() or not (math.isfinite(noise) and noise > 0):
+        return math.nan, math.nan
+    x0, y0, w, h = cv2.boundingRect(segment.view(np.uint8))
+    values = np.where(segment[y0:y0 + h, x0:x0 + w], image[y0:y0 + h, x0:x0 + w],
+                      np.float32(0))
+    moments = cv2.moments(np.where(values >= 0.5 * values.max(), values, np.float32(0)))
+    if moments["m00"] <= 0:
+        return math.nan, math.nan
+    x_twice = int(round(2 * (moments["m10"] / moments["m00"] + x0)))
+    y_twice = int(round(2 * (moments["m01"] / moments["m00"] + y0)))
+    best = None
+    for yt in (y_twice - 1, y_twice, y_twice + 1):
+        for xt in (x_twice - 1, x_twice, x_twice + 1):
+            found = _asymmetry_sum(image, segment, xt, yt)
+            if found is not None and (best is None or found[0] < best[0]):
+                best = found
+    if best is None:
+        return math.nan, math.nan
+    noise_term = 2.0 * noise / math.sqrt(math.pi)
+
+    def scores(found):
+        excess = found[0] - found[1] * noise_term
+        return excess / max(found[2], 1e-30), excess / (noise * math.sqrt(found[1]))
+
+    asymmetry, significance = scores(best)
+    if refine_above is not None and asymmetry <= refine_above:
+        return asymmetry, significance
+    # centres within half a pixel of the centroid, a quarter pixel apart, bilinear rotation,
+    # on a window 6 px around the segment
+    pad = 6
+    height, width = segment.shape
+    ya, yb = max(y0 - pad, 0), min(y0 + h + pad, height)
+    xa, xb = max(x0 - pad, 0), min(x0 + w + pad, width)
+    window = np.ascontiguousarray(image[ya:yb, xa:xb], dtype=np.float32)
+    seg = segment[ya:yb, xa:xb]
+    seg_float = seg.astype(np.float32)
+    size = (xb - xa, yb - ya)
+    cx = moments["m10"] / moments["m00"] + x0 - xa
+    cy = moments["m01"] / moments["m00"] + y0 - ya
+    refined = None
+    offsets = (-0.5, -0.25, 0.0, 0.25, 0.5)
+    for dx in offsets:
+        for dy in offsets:
+            matrix = np.float32([[-1, 0, 2 * (cx + dx)], [0, -1, 2 * (cy + dy)]])
+            rotated = cv2.warpAffine(window, matrix, size, flags=cv2.INTER_LINEAR,
+                                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            union = seg | (cv2.warpAffine(seg_float, matrix, size,
+                                          flags=cv2.INTER_NEAREST) > 0)
+            found = (float(np.abs(window - rotated)[union].sum()),
+                     int(np.count_nonzero(union)), float(np.abs(window[union]).sum()))
+            if refined is None or found[0] < refined[0]:
+                refined = found
+    return scores(refined)
 
 
 class MaskNeighbours(PreprocessingStep):
@@ -283,6 +394,14 @@ class BlendCheck(PreprocessingStep):
     ``prominence_sigma`` x noise above that level and which hold at least ``contrast`` of the
     segment's flux are counted. Two or more at any level -> ``blended``.
 
+    A close or faint companion often leaves no saddle above the noise, only a shoulder. So a
+    segment with one source is also tested for 180-degree rotational asymmetry (see
+    `rotational_asymmetry`, on the unsmoothed combined flux): asymmetry above
+    ``max_asymmetry`` at a significance above ``asymmetry_sigma`` -> ``blended`` (and
+    ``n_sources`` 2). A smooth galaxy (bulge + disc, any inclination) is point-symmetric;
+    its noise is removed from the statistic. The ``asymmetry`` column holds the value (NaN
+    where the deblending already found several sources).
+
     Parameters
     ----------
     smoothing_fwhm : float
@@ -301,6 +420,11 @@ class BlendCheck(PreprocessingStep):
         Spacing of the levels.
     peak_footprint : int
         Side, px, of the window in which a local maximum must be the highest value.
+    max_asymmetry : float or None
+        Largest rotational asymmetry of a single source (None: no asymmetry test). 0.06 was
+        chosen on the mock sky with seed 7, where no clean galaxy exceeds 0.045.
+    asymmetry_sigma : float
+        Least significance (noise units) of the asymmetry for a blend.
 
     Examples
     --------
@@ -318,10 +442,13 @@ class BlendCheck(PreprocessingStep):
 
     name = "blend_check"
     requires = ("segment", "band_weights", "band_sky", "combined_noise")
-    provides = ("n_sources",)
+    provides = ("n_sources", "asymmetry")
 
     def __init__(self, *, smoothing_fwhm=1.0, n_levels=32, n_pixels=5, contrast=1e-3,
-                 prominence_sigma=3.0, low_sigma=2.0, mode="exponential", peak_footprint=5):
+                 prominence_sigma=3.0, low_sigma=2.0, mode="exponential", peak_footprint=5,
+                 max_asymmetry=0.06, asymmetry_sigma=5.0):
+        self.max_asymmetry = max_asymmetry
+        self.asymmetry_sigma = asymmetry_sigma
         self.smoothing_fwhm = smoothing_fwhm
         self.n_levels = n_levels
         self.n_pixels = n_pixels
@@ -336,6 +463,15 @@ class BlendCheck(PreprocessingStep):
                        contrast=self.contrast, prominence_sigma=self.prominence_sigma,
                        low_sigma=self.low_sigma, peak_footprint=self.peak_footprint)
         check_choice(self.name, "mode", self.mode, ("exponential", "linear"))
+        if self.max_asymmetry is not None:
+            check_positive(self.name, max_asymmetry=self.max_asymmetry)
+        if not (isinstance(self.asymmetry_sigma, (int, float)) and
+                math.isfinite(self.asymmetry_sigma)):
+            from gpm_astro.exceptions import ParameterError
+
+            msg = f"{self.name}: asymmetry_sigma must be a finite number, got " \
+                  f"{self.asymmetry_sigma!r}"
+            raise ParameterError(msg)
         if not (isinstance(self.smoothing_fwhm, (int, float)) and self.smoothing_fwhm >= 0):
             from gpm_astro.exceptions import ParameterError
 
@@ -350,13 +486,34 @@ class BlendCheck(PreprocessingStep):
         # white noise shrinks by the root of the sum of the squared 2-D kernel weights
         shrink = float(np.sum(cv2.getGaussianKernel(2 * math.ceil(4 * sigma) + 1, sigma) ** 2)) \
             if sigma > 0 else 1.0
+        asymmetry = np.full(n, np.nan)
         for i in range(n):
-            counts[i] = self._count(images[i], rows["segment"][i], rows["band_weights"][i],
-                                    rows["band_sky"][i],
-                                    float(rows["combined_noise"][i]) * shrink, sigma, kernel)
+            segment, weights = rows["segment"][i], rows["band_weights"][i]
+            band_sky, noise = rows["band_sky"][i], float(rows["combined_noise"][i])
+            counts[i] = self._count(images[i], segment, weights, band_sky, noise * shrink,
+                                    sigma, kernel)
+            if counts[i] == 1 and self.max_asymmetry is not None:
+                # one peak, but a companion without a saddle can still show as asymmetry
+                asymmetry[i], significance = self._asymmetry(images[i], segment, weights,
+                                                             band_sky, noise)
+                if asymmetry[i] > self.max_asymmetry and significance > self.asymmetry_sigma:
+                    counts[i] = 2
         flags = np.where(counts > 1, "blended", np.where(counts == 0, "no_central_source", OK))
         return StepResult(images=images, flags=flags.astype("<U20"),
-                          columns={"n_sources": counts})
+                          columns={"n_sources": counts, "asymmetry": asymmetry})
+
+    def _asymmetry(self, image, segment, weights, band_sky, noise):
+        """Rotational asymmetry of the unsmoothed combined flux, on a window that holds the
+        segment and its rotation about any centre inside it."""
+        height, width = segment.shape
+        x0, y0, w, h = cv2.boundingRect(segment.view(np.uint8))
+        pad = max(w, h) // 2 + 8
+        ya, yb = max(y0 - pad, 0), min(y0 + h + pad, height)
+        xa, xb = max(x0 - pad, 0), min(x0 + w + pad, width)
+        combined = np.tensordot(weights, np.nan_to_num(image[:, ya:yb, xa:xb]), axes=1)
+        combined -= np.float32(np.dot(weights, band_sky))
+        return rotational_asymmetry(combined.astype(np.float32), segment[ya:yb, xa:xb],
+                                    noise, refine_above=self.max_asymmetry)
 
     def _count(self, image, segment, weights, band_sky, noise, sigma, kernel):
         if not segment.any() or not (math.isfinite(noise) and noise > 0):

@@ -236,23 +236,33 @@ def test_mixed_precision_copy_dtypes_and_agreement(tiny_config):
     torch.manual_seed(0)
     config = tiny_config.replace(blocks=(2, 1, 1, 1))
     model = _with_batchnorm_statistics(GPMResNet(config))
-    mixed = mixed_precision_copy(model, fp32_blocks=1)
+    mixed = mixed_precision_copy(model)
     blocks = [m for m in mixed.modules() if isinstance(m, Bottleneck)]
-    assert blocks[0].conv1.weight.dtype == torch.float32
-    assert all(b.conv1.weight.dtype == torch.bfloat16 for b in blocks[1:])
     assert mixed.ilo[0].weight.dtype == torch.float32
+    # the first bottleneck reads the fp32 ILO output with fp32 convolutions only
+    assert blocks[0].conv1.weight.dtype == torch.float32
+    assert blocks[0].downsample[0].weight.dtype == torch.float32
+    assert blocks[0].conv2[1].weight.dtype == torch.bfloat16
+    assert blocks[0].conv3.weight.dtype == torch.bfloat16
+    assert all(b.conv1.weight.dtype == torch.bfloat16 for b in blocks[1:])
     assert mixed.pg[-1].weight.dtype == torch.float32
     assert all(p.dtype == torch.float32 for p in model.parameters())
+    whole_first = mixed_precision_copy(model, fp32_blocks=1)
+    first = [m for m in whole_first.modules() if isinstance(m, Bottleneck)]
+    assert first[0].conv3.weight.dtype == torch.float32
+    assert first[1].conv1.weight.dtype == torch.float32
+    assert first[1].conv3.weight.dtype == torch.bfloat16
     x = torch.rand(8, 3, 24, 24) * 3
     with torch.no_grad():
         reference = model(x)
-        out = mixed(x.contiguous(memory_format=torch.channels_last))
-        all_bf16 = mixed_precision_copy(model, fp32_blocks=0)(x)
-    assert out.dtype == torch.float32 and out.shape == (8, 1)
-    # bf16 keeps 8 bits: close to fp32, but not equal to it
+        outputs = [net(x.contiguous(memory_format=torch.channels_last))
+                   for net in (mixed, whole_first,
+                               mixed_precision_copy(model, fp32_entry=False))]
     scale = reference.std().item()
-    assert 0 < (out - reference).abs().max().item() < 0.1 * scale
-    assert (all_bf16 - reference).abs().max().item() < 0.1 * scale
+    for out in outputs:
+        assert out.dtype == torch.float32 and out.shape == (8, 1)
+        # bf16 keeps 8 bits: close to fp32, but not equal to it
+        assert 0 < (out - reference).abs().max().item() < 0.1 * scale
     # DropBlock is still reachable for Monte-Carlo passes
     mixed.set_mc_dropout(True)
     assert all(b.mc_active for b in mixed.dropblocks())

@@ -48,6 +48,14 @@ def pair(seed=0, separation=10.0, r_mag=19.0, ratio=0.7):
     return noisy(image, seed)
 
 
+def shoulder(seed=0, separation=5.0, ratio=0.3):
+    """A compact companion ``ratio`` times as bright ``separation`` px from the target's
+    centre: it shows as a shoulder, with no saddle between the two."""
+    image = galaxy(19.0, r_eff=4.0) + ratio * galaxy(19.0, x=CENTRE + separation,
+                                                     y=CENTRE - 1.0, r_eff=1.5, angle=120.0)
+    return noisy(image, seed)
+
+
 def too_large(seed=0):
     """A bright galaxy with an 8" effective radius: its outline is far beyond 6"."""
     return noisy(galaxy(15.5, r_eff=30.0, axis_ratio=0.8), seed)
@@ -73,6 +81,7 @@ def with_neighbour(seed=0):
 CASES = {
     "isolated": (isolated, "ok"),
     "pair": (pair, "blended"),
+    "shoulder": (shoulder, "blended"),
     "too_large": (too_large, "too_large"),
     "empty_centre": (empty_centre, "no_central_source"),
     "nan_block": (nan_block, "invalid_pixels"),

@@ -215,6 +215,39 @@ def test_a_step_breaking_the_contract_is_named():
         preprocess_cutouts(table, steps=[Broken()], progress=False)
 
 
+class PixelBlind(PreprocessingStep):
+    """Reads only per-row products, never the pixels."""
+
+    name = "pixel_blind"
+    reads_images = False
+
+    def __init__(self, *, replace=False):
+        self.replace = replace
+
+    def process(self, images, context):
+        seen.append(images)
+        out = np.zeros(images.shape, np.float32) if self.replace else images
+        return StepResult(images=out, flags=np.full(len(images), "ok"))
+
+
+seen = []
+
+
+def test_a_step_that_reads_no_pixels_gets_no_copy_and_must_not_change_them(cases):
+    table, expected = cases
+    seen.clear()
+    out = preprocess_cutouts(table, steps=["check_pixels", "mask_neighbours", PixelBlind()],
+                             progress=False)
+    whole = preprocess_cutouts(table, steps=["check_pixels", "mask_neighbours"],
+                               progress=False)
+    assert np.array_equal(out["cutout"], whole["cutout"], equal_nan=True)
+    stand_in = seen[-1]
+    assert stand_in.shape[1:] == (3, 152, 152) and not stand_in.flags.writeable
+    assert stand_in.strides[0] == 0  # a broadcast zero, no pixels copied
+    with pytest.raises(PluginError, match="'pixel_blind'.*unchanged"):
+        preprocess_cutouts(table, steps=[PixelBlind(replace=True)], progress=False)
+
+
 def test_no_warnings_on_clean_input(cases):
     table, _ = cases
     with warnings.catch_warnings():

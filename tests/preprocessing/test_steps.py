@@ -10,6 +10,7 @@ from gpm_astro_plugins.preprocessing import (BlendCheck, CheckPixels, FragmentCh
                                              MaskNeighbours, PaperFragmentCheck,
                                              PaperMaskNeighbours, PhotutilsBlendCheck,
                                              SizeLimit)
+from gpm_astro_plugins.preprocessing.noise_aware import rotational_asymmetry
 from gpm_astro_plugins.preprocessing.imaging import (ellipse_from_moments, ellipse_mask,
                                                      enclosing_circle, image_centre,
                                                      isodata_threshold, ls_rgb)
@@ -188,6 +189,34 @@ def test_blend_check_splits_pairs_with_a_saddle(separation):
     assert result.columns["n_sources"].tolist() == [1, 2]
 
 
+def test_blend_check_catches_a_companion_without_a_saddle_by_its_asymmetry():
+    images = C.stack(C.isolated(seed=20), C.shoulder(seed=21), C.shoulder(seed=22, ratio=0.5,
+                                                                         separation=4.0))
+    masked = _default_masking(images)
+    rows = rows_of(masked)
+    saddle_only = BlendCheck(max_asymmetry=None).process(masked.images, {"rows": rows})
+    assert saddle_only.flags.tolist() == ["ok"] * 3
+    assert np.isnan(saddle_only.columns["asymmetry"]).all()
+    result = BlendCheck().process(masked.images, {"rows": rows})
+    assert result.flags.tolist() == ["ok", "blended", "blended"]
+    assert result.columns["n_sources"].tolist() == [1, 2, 2]
+    asymmetry = result.columns["asymmetry"]
+    assert asymmetry[0] < 0.03 and (asymmetry[1:] > 0.08).all()
+
+
+def test_rotational_asymmetry_of_symmetric_and_lopsided_images():
+    y, x = np.mgrid[:60, :60]
+    disc = np.exp(-np.hypot((x - 29.3) / 1.0, (y - 30.1) / 0.5) / 3.0).astype(np.float32)
+    lopsided = disc + 0.3 * np.exp(-((x - 36) ** 2 + (y - 30) ** 2) / 4.0).astype(np.float32)
+    segment = disc > 0.01
+    symmetric_value, _ = rotational_asymmetry(disc, segment, 1e-6)
+    lopsided_value, significance = rotational_asymmetry(lopsided, segment, 1e-6)
+    assert abs(symmetric_value) < 0.02  # a centre off the pixel grid is found
+    assert lopsided_value > 0.1 and significance > 100
+    assert all(math.isnan(v) for v in rotational_asymmetry(disc, np.zeros_like(segment), 1e-6))
+    assert all(math.isnan(v) for v in rotational_asymmetry(disc, segment, 0.0))
+
+
 def test_blend_check_keeps_bright_single_galaxies():
     images = C.stack(*[C.isolated(seed=s, r_mag=m) for s, m in enumerate((16.5, 18, 20, 21.5))])
     masked = _default_masking(images)
@@ -269,6 +298,7 @@ def test_paper_fragment_check():
     (MaskNeighbours, {"threshold_sigma": -1}),
     (MaskNeighbours, {"centre_convention": "middle"}),
     (BlendCheck, {"mode": "cubic"}),
+    (BlendCheck, {"max_asymmetry": -0.5}),
     (SizeLimit, {"region": "blob"}),
     (PaperMaskNeighbours, {"grey_weights": "sepia"}),
     (PhotutilsBlendCheck, {"image": "colour"}),
