@@ -5,13 +5,17 @@ Measures images per second for
 - ``fp32 eager``: plain float32, contiguous tensors, ``torch.inference_mode`` (the baseline);
 - ``fp32 channels_last``;
 - ``bf16 channels_last``: bf16 autocast + channels-last;
-- ``mixed eager``: `mixed_precision_copy` (BatchNorm folded; ILO block, the first bottleneck's
-  input convolutions and the head in fp32, everything else in bf16), channels-last;
+- ``mixed eager``: `mixed_precision_copy` with ``fp32_blocks=1`` (BatchNorm folded; the ILO
+  block, the first bottleneck, the second one's input convolutions and the head in fp32,
+  everything else in bf16), channels-last;
 - ``fp32 compile``: channels-last + ``torch.compile`` (inductor, weights frozen);
 - ``bf16 compile``: bf16 autocast + channels-last + ``torch.compile`` (frozen);
+- ``mixed-entry compile``: the mixed copy with ``fp32_blocks=0`` (only the ILO block, the first
+  bottleneck's input convolutions and the head in fp32), compiled;
 - ``mixed compile``: the mixed copy compiled (what ``predict(precision="mixed",
   compile=True)`` runs);
-- ``mixed+1 compile``: as ``mixed`` with the whole first bottleneck in fp32,
+- ``... 4x16``: the same compiled network fed the batch of 64 as four micro-batches of 16
+  (better cache use; ``predict_batch_size=16`` in the estimator),
 
 all in the same run on the same inputs: every variant is warmed up (compiled) first, then they
 are timed in turn for ``--repeats`` rounds (interleaved, so a shared machine's load falls on all
@@ -56,8 +60,8 @@ def _variants(model):
 
     inductor_config.freezing = True  # fold BatchNorm into convolutions, constant weights
     model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
-    mixed_models = {"mixed": mixed_precision_copy(model),
-                    "mixed+1": mixed_precision_copy(model, fp32_blocks=1)}
+    mixed_models = {"mixed": mixed_precision_copy(model, fp32_blocks=1),
+                    "mixed-entry": mixed_precision_copy(model, fp32_blocks=0)}
     cl = (lambda x: x.contiguous(memory_format=torch.channels_last))
 
     def eager_fp32(x):
@@ -78,21 +82,35 @@ def _variants(model):
 
     compiled = {}
 
-    def compiled_run(precision):
+    def compiled_run(precision, micro_batch=None):
         def run(x):
-            if precision not in compiled:
-                compiled[precision] = torch.compile(mixed_models.get(precision, model_cl))
+            key = (precision, micro_batch)
+            if key not in compiled:
+                # one compiled graph per variant and shape (no dynamic-shape recompilation)
+                compiled[key] = torch.compile(mixed_models.get(precision, model_cl),
+                                              dynamic=False)
+            network = compiled[key]
+            step = micro_batch or len(x)
+            outputs = []
             with torch.inference_mode():
-                if precision == "bf16":
-                    with torch.autocast("cpu", dtype=torch.bfloat16):
-                        return compiled[precision](cl(x)).float()
-                return compiled[precision](cl(x)).float()
+                for start in range(0, len(x), step):
+                    xin = cl(x[start:start + step])
+                    if precision == "bf16":
+                        with torch.autocast("cpu", dtype=torch.bfloat16):
+                            outputs.append(network(xin).float())
+                    else:
+                        outputs.append(network(xin).float())
+            return torch.cat(outputs)
         return run
 
     return {"fp32 eager": eager_fp32, "fp32 channels_last": eager_cl,
             "bf16 channels_last": eager_bf16, "mixed eager": eager_mixed,
             "fp32 compile": compiled_run("fp32"), "bf16 compile": compiled_run("bf16"),
-            "mixed compile": compiled_run("mixed"), "mixed+1 compile": compiled_run("mixed+1")}
+            "mixed-entry compile": compiled_run("mixed-entry"),
+            "mixed compile": compiled_run("mixed"),
+            "fp32 compile 4x16": compiled_run("fp32", 16),
+            "bf16 compile 4x16": compiled_run("bf16", 16),
+            "mixed compile 4x16": compiled_run("mixed", 16)}
 
 
 def _interleaved_rates(runs, x, rounds):
@@ -134,9 +152,9 @@ def _trained_network_errors(directory, n_images, seed):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             bf16 = to_dex(copy.deepcopy(network).to(memory_format=torch.channels_last)(x_cl))
         outputs = {"bf16 autocast": bf16}
-        variants = {"mixed, fp32 ILO + head": dict(fp32_blocks=0, fp32_entry=False),
-                    "mixed (default), + fp32 entry convs": dict(fp32_blocks=0),
-                    "mixed+1, + first bottleneck fp32": dict(fp32_blocks=1)}
+        variants = {"fp32 ILO + head only": dict(fp32_blocks=0, fp32_entry=False),
+                    "mixed-entry (+ entry convs)": dict(fp32_blocks=0),
+                    "mixed (+ first bottleneck)": dict(fp32_blocks=1)}
         for name, options in variants.items():
             outputs[name] = to_dex(mixed_precision_copy(network, **options)(x_cl))
     print(f"trained {directory} ({estimator.config_.name}), {len(x)} mock galaxies, "

@@ -37,8 +37,9 @@ CARD_FILE = "model_card.json"
 CARD_FORMAT = "gpm_astro.gpm_resnet/1"
 ONE_SIGMA = 0.6827
 # bottlenecks kept wholly in fp32 by precision="mixed" (besides the ILO block, the next
-# bottleneck's input convolutions and the head); see mixed_precision_copy
-MIXED_FP32_BLOCKS = 0
+# bottleneck's input convolutions and the head); 1 keeps max |dZ| < 0.005 dex on a trained
+# network, 0 does not (docs/gpm_resnet.rst, "Inference speed")
+MIXED_FP32_BLOCKS = 1
 PREDICT_PRECISIONS = ("auto", "fp32", "bf16", "mixed")
 
 
@@ -385,7 +386,7 @@ class GPMResNetEstimator(Estimator):
             model = self.models_[member].to(device).eval()
             channels_last = device.type == "cuda" or precision in ("bf16", "mixed")
             if precision == "mixed":
-                # a BN-folded copy: fp32 ILO, entry convolutions and head, bf16 elsewhere
+                # a BN-folded copy: fp32 ILO, first bottleneck and head, bf16 elsewhere
                 model = mixed_precision_copy(model, fp32_blocks=MIXED_FP32_BLOCKS)
             elif channels_last:
                 model = model.to(memory_format=torch.channels_last)
@@ -464,8 +465,8 @@ class GPMResNetEstimator(Estimator):
             Rows loaded and transformed at a time (default ``predict_batch_size``).
         precision : str, optional
             ``"fp32"``, ``"bf16"`` autocast, or ``"mixed"``: BatchNorm folded into the
-            convolutions, the ILO block, the first bottleneck's input convolutions and the
-            head in fp32, the rest in bf16 (about twice the fp32 speed on a CPU with AVX-512 bf16 while
+            convolutions, the ILO block, the first bottleneck, the second one's input
+            convolutions and the head in fp32, the rest in bf16 (about twice the fp32 speed on a CPU with AVX-512 bf16 while
             changing Z by a few 0.001 dex; see docs/gpm_resnet.rst). Default: the
             estimator's ``precision``.
         compile : bool, optional
