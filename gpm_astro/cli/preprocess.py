@@ -11,9 +11,11 @@ def add_parser(subparsers):
                     "how many rows got each flag.")
     parser.add_argument("input", metavar="IN", help="table file with a cutout column")
     parser.add_argument("output", metavar="OUT", help="output table file")
-    parser.add_argument("--config", default="default", choices=("default", "paper"),
-                        help="step configuration: the noise-aware default or the paper's "
-                             "recipe (default: %(default)s)")
+    parser.add_argument("--config", default="default",
+                        choices=("default", "paper", "strict_blends"),
+                        help="step configuration: the noise-aware default, the paper's recipe, "
+                             "or the default plus a rotational-asymmetry blend test "
+                             "(default: %(default)s)")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help="worker processes; -1 for every core (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=256, metavar="N",

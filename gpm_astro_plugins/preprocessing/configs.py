@@ -1,4 +1,4 @@
-"""The named step configurations: ``paper`` and ``default``.
+"""The named step configurations: ``paper``, ``default`` and ``strict_blends``.
 
 A configuration is a list of ``(step name, parameters)``; `gpm_astro.preprocessing` turns it
 into step instances through the plugin registry, so a user's own step can stand in any list.
@@ -24,6 +24,15 @@ CONFIGURATIONS = {
         ("mask_neighbours", {}),
         ("size_limit", {"max_radius": 6.0, "region": "flux_fraction"}),
         ("blend_check", {}),
+        ("fragment_check", {}),
+    ],
+    # The default plus a rotational-asymmetry test that catches companions leaving no saddle.
+    # Tuned on the (point-symmetric) mock galaxies; lopsided real spirals may fail it.
+    "strict_blends": [
+        ("check_pixels", {}),
+        ("mask_neighbours", {}),
+        ("size_limit", {"max_radius": 6.0, "region": "flux_fraction"}),
+        ("blend_check", {"max_asymmetry": 0.06}),
         ("fragment_check", {}),
     ],
 }

@@ -25,7 +25,8 @@ def cases():
     images = C.stack(*[C.CASES[name][0](seed=i) for i, name in enumerate(names)])
     table = Table({"objid": np.arange(len(names)), "case": names, "cutout": images},
                   meta={"bands": "grz", "pixel_scale": 0.262})
-    return table, [C.CASES[name][1] for name in names]
+    # the default's saddle test cannot see a companion that leaves no saddle (the shoulder)
+    return table, [("ok" if name == "shoulder" else C.CASES[name][1]) for name in names]
 
 
 def test_default_flags_every_constructed_case(cases):
@@ -33,6 +34,12 @@ def test_default_flags_every_constructed_case(cases):
     out = preprocess_cutouts(table, progress=False)
     assert out["preprocess_flag"].tolist() == expected
     assert out["preprocess_ok"].tolist() == [flag == "ok" for flag in expected]
+
+
+def test_strict_blends_also_flags_the_companion_without_a_saddle(cases):
+    table, _ = cases
+    out = preprocess_cutouts(table, config="strict_blends", progress=False)
+    assert out["preprocess_flag"].tolist() == [C.CASES[name][1] for name in table["case"]]
 
 
 def test_paper_config_runs_and_flags_the_clear_cases(cases):
