@@ -686,6 +686,7 @@ class Pipeline:
 
     def _build_mock_sky(self, params, chunk_size=100):
         """Draw the mock catalogues, then render the cutouts chunk by chunk (bounded memory)."""
+        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         from tqdm.auto import tqdm
@@ -707,7 +708,9 @@ class Pipeline:
                     out.write(start, sky.render(catalogue[cut], truth[cut]))
                     bar.update(len(catalogue[cut]))
             else:
-                with ProcessPoolExecutor(max_workers=n_jobs) as pool:
+                # forkserver: a forked child can deadlock on locks its parent's threads held
+                context = multiprocessing.get_context("forkserver")
+                with ProcessPoolExecutor(max_workers=n_jobs, mp_context=context) as pool:
                     pending = []
                     for start in starts + [None] * (2 * n_jobs):
                         if start is not None:  # keep at most 2 chunks per worker in flight

@@ -8,6 +8,7 @@ and ``default`` (a noise-aware pipeline chosen by measurement on the mock sky).
 """
 
 import atexit
+import multiprocessing
 import os
 from collections import deque
 from collections.abc import Mapping
@@ -339,7 +340,11 @@ def _executor(n_jobs):
     """A process pool kept for the session, so chunk after chunk does not pay its start."""
     pool = _EXECUTORS.get(n_jobs)
     if pool is None:
-        pool = ProcessPoolExecutor(max_workers=n_jobs, initializer=_worker_setup)
+        # forkserver: a plain fork copies locks held by the parent's threads (torch, OpenCV,
+        # an import in progress) and the child can deadlock on them
+        context = multiprocessing.get_context("forkserver")
+        pool = ProcessPoolExecutor(max_workers=n_jobs, initializer=_worker_setup,
+                                   mp_context=context)
         _EXECUTORS[n_jobs] = pool
     return pool
 

@@ -380,7 +380,8 @@ class GPMResNetEstimator(Estimator):
 
     def _inference_parts(self, member, device, precision, compile_model):
         """(trunk, tail) modules of one network placed for inference, cached."""
-        key = (member, str(device), precision, bool(compile_model))
+        mc = self._has_spread() and self.mc_passes > 1
+        key = (member, str(device), precision, bool(compile_model), mc)
         cache = self.__dict__.setdefault("_inference_cache", {})
         if key not in cache:
             model = self.models_[member].to(device).eval()
@@ -396,7 +397,11 @@ class GPMResNetEstimator(Estimator):
             trunk = torch.nn.Sequential(model.ilo, *model.dho[:split])
             tail = torch.nn.Sequential(*model.dho[split:], model.pg)
             if compile_model:
-                trunk, tail = torch.compile(trunk), torch.compile(tail)
+                trunk = torch.compile(trunk)
+                if not mc:
+                    # a compiled graph does not follow DropBlock's Monte-Carlo switch, so the
+                    # stochastic tail stays eager when MC passes are drawn
+                    tail = torch.compile(tail)
             cache[key] = (model, trunk, tail, channels_last)
         return cache[key]
 

@@ -177,3 +177,12 @@ def test_mixed_precision_predict_agrees_with_fp32(fitted):
     assert mixed.meta["gpm_astro"]["steps"][-1]["params"]["precision"] == "mixed"
     with pytest.raises(ParameterError, match="precision"):
         estimator.predict(table, precision="fp8")
+
+
+def test_compiled_prediction_keeps_values_and_monte_carlo_errors(fitted):
+    estimator, _ = fitted
+    table = make_galaxies(8, seed=12)
+    eager = estimator.predict(table)
+    compiled = estimator.predict(table, compile=True)
+    assert np.allclose(compiled["Z_pred"], eager["Z_pred"], atol=1e-4)
+    assert np.allclose(compiled["Z_pred_err"], eager["Z_pred_err"], atol=1e-3)
