@@ -1,10 +1,11 @@
 # Two commands after cloning:  `make demo`  (the main job, offline)  and  `make test`.
-# Both create ./.venv on first use. torch is installed first from its CPU build so that pip
-# does not pull a multi-GB CUDA build; override TORCH_INSTALL for your machine, e.g.
-#   make demo TORCH_INSTALL="torch"            (PyPI's default build, with CUDA on Linux)
+# Both create ./.venv on first use. torch is installed first, pinned, so that pip does not pull
+# a multi-GB CUDA build through a bare requirement. Where the pinned release is not a CPU build
+# (PyPI's Linux wheels carry CUDA), override TORCH_INSTALL, e.g.
+#   make demo TORCH_INSTALL="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
 PYTHON ?= python3
 VENV ?= .venv
-TORCH_INSTALL ?= torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+TORCH_INSTALL ?= torch==2.13.0
 DEMO_OUT ?= demo_output
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
@@ -15,7 +16,6 @@ DOCS_STAMP := $(VENV)/.installed-docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet $(TORCH_INSTALL)
 	$(VENV)/bin/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
