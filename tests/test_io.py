@@ -143,3 +143,12 @@ def test_unwritable_folder(tmp_path):
             write_table(Table({"a": [1]}), folder / "t.fits")
     finally:
         folder.chmod(0o700)
+
+
+def test_a_file_in_place_of_the_folder_is_a_clear_error(tmp_path):
+    # unwritable even for root: the "folder" is a regular file
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    with pytest.raises(TableIOError, match="blocker"):
+        write_table(Table({"a": [1]}), blocker / "t.fits")
+    assert blocker.read_text() == "a file, not a folder"
