@@ -369,15 +369,25 @@ def _submit(n_jobs, images, steps, pixel_scale, bands):
     return _executor(n_jobs).submit(_run_batch, images, steps, pixel_scale, bands)
 
 
-def _gather(futures, n, image_shape, bar=None):
-    images = np.empty((n,) + image_shape, np.float32)
+def _same_memory(a, b):
+    """True when ``a`` and ``b`` are the very same pixels (same start, shape and strides)."""
+    return (a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+
+
+def _gather(futures, images, bar=None):
+    """Place each batch's results in ``images`` (this run's prepared copy of the cutouts)."""
+    n = images.shape[0]
     flags = np.empty(n, "<U32")
     columns = {}
     start = 0
     for future in futures:
         batch_images, batch_flags, batch_columns = future.result()
         stop = start + len(batch_flags)
-        images[start:stop] = batch_images
+        # in this process a batch is cleaned in place, so its pixels are already there;
+        # a worker's batch comes back pickled and is copied into its rows once
+        if not _same_memory(batch_images, images[start:stop]):
+            images[start:stop] = batch_images
         flags[start:stop] = batch_flags
         for key, (values, computed) in batch_columns.items():
             if key not in columns:
@@ -436,12 +446,12 @@ def iter_preprocess_cutouts(chunks, *, steps=None, config="default", n_jobs=1,
     if max_pending < 1:
         msg = f"max_pending must be at least 1, got {max_pending!r}"
         raise ParameterError(msg)
-    pending = deque()  # (table, images shape, pixel scale, futures)
+    pending = deque()  # (table, prepared images, pixel scale, futures)
     bar = tqdm(desc="preprocess", unit="cutout", disable=not progress)
 
     def finish_oldest():
-        table, shape, scale, futures = pending.popleft()
-        images, flags, columns = _gather(futures, len(table), shape, bar)
+        table, prepared, scale, futures = pending.popleft()
+        images, flags, columns = _gather(futures, prepared, bar)
         return _finish(table, images, flags, columns, steps, scale, n_jobs, batch_size)
 
     try:
@@ -449,7 +459,7 @@ def iter_preprocess_cutouts(chunks, *, steps=None, config="default", n_jobs=1,
             images, scale, bands = _prepare(table, pixel_scale)
             futures = [_submit(n_jobs, images[start:start + batch_size], steps, scale, bands)
                        for start in range(0, len(table), batch_size)]
-            pending.append((table, images.shape[1:], scale, futures))
+            pending.append((table, images, scale, futures))
             while sum(len(p[3]) for p in pending) > max_pending and len(pending) > 1:
                 yield finish_oldest()
         while pending:
