@@ -19,7 +19,7 @@ from astropy.table import Table
 
 from .exceptions import TableIOError
 
-__all__ = ["read_table", "write_table", "FORMATS"]
+__all__ = ["read_table", "write_table", "atomic_write_bytes", "new_file_mode", "FORMATS"]
 
 #: File-name endings and the astropy format each one means.
 FORMATS = {
@@ -200,7 +200,7 @@ def write_table(table, path, *, overwrite=False, format=None, **kwargs):
     os.close(handle)
     try:
         to_write.write(temp_name, format=fmt, overwrite=True, **kwargs)
-        os.chmod(temp_name, 0o666 & ~_UMASK)
+        os.chmod(temp_name, new_file_mode())
         os.replace(temp_name, path)
     except ImportError as exc:
         msg = f"writing {str(path)!r} as {fmt} needs a package that is missing: {exc}"
@@ -231,6 +231,27 @@ def _read_umask():
 
 
 _UMASK = _read_umask()  # read once: os.umask can only be read by setting it
+
+
+def new_file_mode():
+    """The permission bits a plain ``open`` would give a new file (mkstemp gives 0600)."""
+    return 0o666 & ~_UMASK
+
+
+def atomic_write_bytes(path, data):
+    """Write ``data`` to ``path`` through a temporary file in the same folder (atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, new_file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _hdf5_has(path, dataset):

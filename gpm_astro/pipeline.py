@@ -32,11 +32,11 @@ import numpy as np
 from astropy.table import Table
 
 from .exceptions import ParameterError, SchemaError
-from .tables import package_version, record_step
+from .io import atomic_write_bytes, new_file_mode
+from .tables import record_step
 
 __all__ = ["DEFAULT_CONFIG", "STAGE_NAMES", "CATALOGUE_COLUMNS", "load_config", "config_to_toml",
-           "Pipeline", "run_pipeline", "make_catalogue", "write_cutouts", "read_cutouts",
-           "atomic_write_bytes"]
+           "Pipeline", "run_pipeline", "make_catalogue", "write_cutouts", "read_cutouts"]
 
 #: Every section and key a configuration may hold, with the default values.
 DEFAULT_CONFIG = {
@@ -306,29 +306,6 @@ def config_to_toml(config):
 # files: atomic writes, cutout stores
 
 
-def _umask_mode():
-    """The permission bits a plain ``open`` would give a new file (mkstemp gives 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` through a temporary file in the same folder (atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_cutouts(path, cutouts, *, compress=False):
     """Write an (n, 3, H, W) float32 array to an HDF5 file (dataset ``images``), atomically.
 
@@ -420,7 +397,7 @@ class CutoutWriter:
     def __exit__(self, kind, value, traceback):
         self._file.close()
         if kind is None:
-            os.chmod(self._tmp, _umask_mode())
+            os.chmod(self._tmp, new_file_mode())
             os.replace(self._tmp, self.path)
         elif os.path.exists(self._tmp):
             os.unlink(self._tmp)

@@ -332,7 +332,7 @@ def write_report(output_dir, path=None, *, config=None, timings=None, title=None
     >>> write_report("demo_output")  # doctest: +SKIP
     PosixPath('demo_output/report.html')
     """
-    from .pipeline import atomic_write_bytes
+    from .io import atomic_write_bytes
 
     out = Path(output_dir)
     path = Path(path) if path is not None else out / "report.html"
