@@ -14,8 +14,8 @@ Measures images per second for
   bottleneck's input convolutions and the head in fp32), compiled;
 - ``mixed compile``: the mixed copy compiled (what ``predict(precision="mixed",
   compile=True)`` runs);
-- ``... 4x16``: the same compiled network fed the batch of 64 as four micro-batches of 16
-  (better cache use; ``predict_batch_size=16`` in the estimator),
+- ``... 4x16`` and ``... 8x8``: the same network fed the batch of 64 as micro-batches of 16
+  or 8 (the activations stay in the caches; ``predict_batch_size="auto"`` uses 8 on the CPU),
 
 all in the same run on the same inputs: every variant is warmed up (compiled) first, then they
 are timed in turn for ``--repeats`` rounds (interleaved, so a shared machine's load falls on all
@@ -28,7 +28,8 @@ std(y_fp32)``. This is harsh: the untrained output barely varies between galaxie
 ~40 times its spread), so every relative perturbation is magnified. ``--trained DIR`` adds the
 real-dex errors (``Z_pred`` through the saved label standardisation, deterministic pass) of a
 saved, trained estimator for bf16 autocast and the mixed variants on ``--n-trained`` other mock
-galaxies.
+galaxies, and those of ``predict`` itself (default forward batch, ``compile=True``) with each
+precision, all against one fp32 pass over the whole set.
 
 Run on demand::
 
@@ -80,6 +81,10 @@ def _variants(model):
         with torch.inference_mode():
             return mixed_models["mixed"](cl(x)).float()
 
+    def micro_batched(run, step):
+        return lambda x: torch.cat([run(x[start:start + step])
+                                    for start in range(0, len(x), step)])
+
     compiled = {}
 
     def compiled_run(precision, micro_batch=None):
@@ -110,7 +115,12 @@ def _variants(model):
             "mixed compile": compiled_run("mixed"),
             "fp32 compile 4x16": compiled_run("fp32", 16),
             "bf16 compile 4x16": compiled_run("bf16", 16),
-            "mixed compile 4x16": compiled_run("mixed", 16)}
+            "mixed compile 4x16": compiled_run("mixed", 16),
+            "fp32 eager 8x8": micro_batched(eager_fp32, 8),
+            "fp32 compile 8x8": compiled_run("fp32", 8),
+            "bf16 compile 8x8": compiled_run("bf16", 8),
+            "mixed-entry compile 8x8": compiled_run("mixed-entry", 8),
+            "mixed compile 8x8": compiled_run("mixed", 8)}
 
 
 def _interleaved_rates(runs, x, rounds):
@@ -157,6 +167,14 @@ def _trained_network_errors(directory, n_images, seed):
                     "mixed (+ first bottleneck)": dict(fp32_blocks=1)}
         for name, options in variants.items():
             outputs[name] = to_dex(mixed_precision_copy(network, **options)(x_cl))
+    # what a user runs: predict() with the default forward batch ("auto": 8 on the CPU)
+    table = images[["cutout"]]
+    estimator.set_params(mc_passes=1)
+    for name, options in {"predict fp32 (forward batch 8)": dict(precision="fp32"),
+                          "predict fp32 + compile": dict(precision="fp32", compile=True),
+                          "predict mixed + compile": dict(precision="mixed", compile=True),
+                          "predict bf16 + compile": dict(precision="bf16", compile=True)}.items():
+        outputs[name] = np.asarray(estimator.predict(table, **options)["Z_pred"])
     print(f"trained {directory} ({estimator.config_.name}), {len(x)} mock galaxies, "
           f"Z_pred spread {reference.std():.3f} dex:")
     for name, value in outputs.items():

@@ -52,3 +52,17 @@ def gpm_astro_register_data_sources(register):
         ``register(cls, name=None)``; ``name`` defaults to ``cls.name``. A data source yields
         tables: label catalogues, image catalogues, or cutouts.
     """
+
+
+@hookspec
+def gpm_astro_register_preprocessing_configs(register):
+    """Register named preprocessing configurations (ordered lists of steps).
+
+    Parameters
+    ----------
+    register : callable
+        ``register(name, steps)``; ``steps`` is a list whose items are a registered step name
+        or a ``(step name, parameters)`` pair. ``preprocess_cutouts(config=name)`` runs them in
+        order; the step names are looked up only then, so a configuration may use steps of
+        other plugins.
+    """

@@ -29,6 +29,7 @@ __all__ = [
     "get_estimator",
     "get_step",
     "get_source",
+    "get_configuration",
     "list_components",
     "list_plugins",
 ]
@@ -36,17 +37,18 @@ __all__ = [
 ENTRY_POINT_GROUP = "gpm_astro"
 PLUGINS_ENV_VAR = "GPM_ASTRO_PLUGINS"
 
-# kind -> (hook name, base-class import path)
+# kind -> hook name
 KINDS = {
     "estimator": "gpm_astro_register_estimators",
     "preprocessing_step": "gpm_astro_register_preprocessing_steps",
     "data_source": "gpm_astro_register_data_sources",
+    "preprocessing_config": "gpm_astro_register_preprocessing_configs",
 }
 
 
 @dataclass(frozen=True)
 class RegisteredComponent:
-    """One class registered by a plugin."""
+    """One class (or, for a preprocessing configuration, one list of steps) of a plugin."""
 
     kind: str
     name: str
@@ -54,6 +56,7 @@ class RegisteredComponent:
     plugin: str
     package: str
     version: str
+    steps: tuple = ()
 
 
 _lock = threading.RLock()
@@ -174,6 +177,10 @@ def _build_registry(pm):
             impl = getattr(plugin, hook_name, None)
             if impl is None:
                 continue
+            if kind == "preprocessing_config":
+                impl(register=_configuration_register(registry[kind], plugin_name, package,
+                                                      version))
+                continue
             base = _base_class(kind)
 
             def register(cls, name=None, *, _kind=kind, _base=base, _plugin=plugin_name,
@@ -199,6 +206,38 @@ def _build_registry(pm):
     return registry
 
 
+def _configuration_register(configurations, plugin, package, version):
+    """The ``register(name, steps)`` a plugin's configuration hook receives."""
+
+    def register(name, steps):
+        if not isinstance(name, str) or not name:
+            msg = f"plugin {plugin!r} registered a preprocessing configuration named {name!r}"
+            raise PluginError(msg)
+        items = []
+        for item in steps if isinstance(steps, (list, tuple)) else [None]:
+            if isinstance(item, str) and item:
+                items.append((item, {}))
+            elif (isinstance(item, (list, tuple)) and len(item) == 2
+                  and isinstance(item[0], str) and isinstance(item[1], dict)):
+                items.append((item[0], dict(item[1])))
+            else:
+                msg = (f"plugin {plugin!r}: configuration {name!r} must be a list of step "
+                       f"names or (step name, parameters) pairs, got {steps!r}")
+                raise PluginError(msg)
+        if not items:
+            msg = f"plugin {plugin!r}: configuration {name!r} has no steps"
+            raise PluginError(msg)
+        existing = configurations.get(name)
+        if existing is not None:
+            msg = (f"preprocessing_config name {name!r} is registered twice: by plugin "
+                   f"{existing.plugin!r} and by plugin {plugin!r}")
+            raise DuplicatePluginError(msg)
+        configurations[name] = RegisteredComponent(
+            "preprocessing_config", name, None, plugin, package, version, tuple(items))
+
+    return register
+
+
 def _registry():
     with _lock:
         pm = get_plugin_manager()
@@ -208,7 +247,8 @@ def _registry():
 
 
 def get_component(kind, name):
-    """Return the class registered as ``name`` for ``kind``.
+    """Return the class registered as ``name`` for ``kind`` (for ``preprocessing_config``: its
+    list of steps, as `get_configuration` returns it).
 
     Raises
     ------
@@ -223,6 +263,8 @@ def get_component(kind, name):
         known = ", ".join(sorted(components)) or "none"
         msg = f"no {kind.replace('_', ' ')} named {name!r}; known: {known}"
         raise UnknownPluginError(msg)
+    if kind == "preprocessing_config":
+        return get_configuration(name)
     return components[name].cls
 
 
@@ -241,6 +283,22 @@ def get_source(name):
     return get_component("data_source", name)
 
 
+def get_configuration(name):
+    """Return the preprocessing configuration ``name``: a list of (step name, parameters).
+
+    Raises
+    ------
+    UnknownPluginError
+        If no plugin registered it; the message lists the known names.
+    """
+    components = _registry()["preprocessing_config"]
+    if name not in components:
+        known = ", ".join(sorted(components)) or "none"
+        msg = f"no preprocessing configuration named {name!r}; known: {known}"
+        raise UnknownPluginError(msg)
+    return [(step, dict(params)) for step, params in components[name].steps]
+
+
 def list_components(kind=None):
     """Return the registered components, optionally of one kind, sorted by kind and name."""
     registry = _registry()
@@ -252,8 +310,9 @@ def list_plugins():
     """Return an astropy Table of what is loaded: kind, name, plugin, package, version."""
     from astropy.table import Table
 
-    rows = [(c.kind, c.name, c.plugin, c.package, c.version, f"{c.cls.__module__}."
-             f"{c.cls.__qualname__}") for c in list_components()]
+    rows = [(c.kind, c.name, c.plugin, c.package, c.version,
+             f"{c.cls.__module__}.{c.cls.__qualname__}" if c.cls is not None
+             else " -> ".join(step for step, _ in c.steps)) for c in list_components()]
     names = ("kind", "name", "plugin", "package", "version", "class")
     if not rows:
         return Table(names=names, dtype=[str] * len(names))

@@ -2,17 +2,20 @@
 
 The driver knows no concrete step: it runs a list of `~gpm_astro.base.PreprocessingStep`
 plugins over batches of cutouts, gives each step only the rows every earlier step accepted,
-and keeps the first rejection's reason for each row. Two named configurations come with the
-built-in plugin ``gpm_astro_plugins.preprocessing``: ``paper`` (the GPM-ResNet paper's steps)
-and ``default`` (a noise-aware pipeline chosen by measurement on the mock sky).
+and keeps the first rejection's reason for each row. Named configurations (lists of steps)
+come from plugins too; the built-in ``gpm_astro_plugins.preprocessing`` registers ``paper``
+(the GPM-ResNet paper's steps), ``default`` (a noise-aware pipeline chosen by measurement on
+the mock sky) and ``strict_blends``.
 """
 
 import atexit
 import multiprocessing
 import os
+import shutil
+import tempfile
 from collections import deque
 from collections.abc import Mapping
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from astropy import units as u
@@ -40,14 +43,21 @@ _COLUMNS = {
     "n_sources": (None, "number of sources found after deblending"),
 }
 _DEFAULT_PIXEL_SCALE = 0.262
+#: Cutouts per batch: 64 keeps a batch's temporaries (~18 MB) reused by the allocator instead
+#: of fresh pages for every batch (256: 1.2-1.3 ms a cutout, 64: 1.1 ms; benchmarks/preprocess.py)
+DEFAULT_BATCH_SIZE = 64
 
 
 def configurations():
-    """Return the named step configurations: name -> list of (step name, parameters)."""
-    from gpm_astro_plugins.preprocessing.configs import CONFIGURATIONS
+    """Return the registered step configurations: name -> list of (step name, parameters).
 
-    return {name: [(step, dict(params)) for step, params in steps]
-            for name, steps in CONFIGURATIONS.items()}
+    Configurations come from plugins (hook ``gpm_astro_register_preprocessing_configs``); the
+    built-in plugin registers ``default``, ``paper`` and ``strict_blends``.
+    """
+    from .plugins import get_configuration, list_components
+
+    return {component.name: get_configuration(component.name)
+            for component in list_components("preprocessing_config")}
 
 
 def resolve_steps(steps=None, *, config="default"):
@@ -275,7 +285,8 @@ def _prepare(table, pixel_scale):
         raise ParameterError(msg)
     # masked entries (a row with no cutout) become NaN, so the row is flagged, not dropped;
     # one float32 copy, which the steps then own (the table is never written to)
-    images = np.array(np.ma.getdata(column), dtype=np.float32, copy=True)
+    images = np.empty(shape, np.float32)
+    images[...] = np.ma.getdata(column)
     masked = np.ma.getmask(column)
     if masked is not np.ma.nomask and np.any(masked):
         images[np.broadcast_to(masked, images.shape)] = np.nan
@@ -356,57 +367,81 @@ def _shutdown_executors():
     _EXECUTORS.clear()
 
 
-def _run_batch(images, steps, pixel_scale, bands):
-    # the batch is this run's own copy (made by _prepare, or pickled to a worker)
-    return run_steps(images, steps, pixel_scale=pixel_scale, bands=bands, copy=False)
+class _SharedSlots:
+    """Reusable batch buffers in memory-mapped files that worker processes clean in place.
+
+    The parent copies a batch into a free slot, a worker cleans it there, and the parent
+    copies it back: only the names of the files, flags and per-row columns go through the
+    pool's pipe (pickling the pixels kept two processes at ~1.1x of one), and the pages of a
+    slot are reused batch after batch. The files lie in ``/dev/shm`` (RAM) when it has room,
+    else in the temporary directory, and are deleted by `close`.
+    """
+
+    def __init__(self, count, batch_shape):
+        self.shape = tuple(int(n) for n in batch_shape)
+        size = int(np.prod(self.shape)) * 4
+        directory = None
+        if os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free > 2 * count * size:
+            directory = "/dev/shm"
+        self.paths, self.arrays = [], []
+        try:
+            for _ in range(count):
+                handle, path = tempfile.mkstemp(prefix="gpm_astro_batch_", suffix=".f4",
+                                                dir=directory)
+                os.close(handle)
+                self.paths.append(path)
+                self.arrays.append(np.asarray(np.memmap(path, np.float32, "w+",
+                                                        shape=self.shape)))
+        except BaseException:
+            self.close()
+            raise
+        self.free = deque(range(count))
+
+    def close(self):
+        for path in self.paths:
+            if os.path.exists(path):
+                os.unlink(path)
+        self.paths, self.arrays = [], []
 
 
-def _submit(n_jobs, images, steps, pixel_scale, bands):
-    if n_jobs == 1:
-        future = Future()
-        future.set_result(_run_batch(images, steps, pixel_scale, bands))
-        return future
-    return _executor(n_jobs).submit(_run_batch, images, steps, pixel_scale, bands)
+def _run_slot(path, shape, n_rows, steps, pixel_scale, bands):
+    """In a worker: clean the first ``n_rows`` cutouts of a slot file, in place."""
+    batch = np.asarray(np.memmap(path, np.float32, "r+", shape=shape))[:n_rows]
+    _, flags, columns = run_steps(batch, steps, pixel_scale=pixel_scale, bands=bands,
+                                  copy=False)
+    return flags, columns
 
 
-def _same_memory(a, b):
-    """True when ``a`` and ``b`` are the very same pixels (same start, shape and strides)."""
-    return (a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype
-            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+class _Chunk:
+    """One input table on its way through the steps: its prepared cutouts (cleaned in place
+    batch by batch), flags and per-row columns, and how many batches are still out."""
 
+    def __init__(self, table, images, pixel_scale, n_batches):
+        self.table, self.images, self.pixel_scale = table, images, pixel_scale
+        self.flags = np.full(len(table), "", "<U32")
+        self.columns = {}
+        self.outstanding = n_batches
 
-def _gather(futures, images, bar=None):
-    """Place each batch's results in ``images`` (this run's prepared copy of the cutouts)."""
-    n = images.shape[0]
-    flags = np.empty(n, "<U32")
-    columns = {}
-    start = 0
-    for future in futures:
-        batch_images, batch_flags, batch_columns = future.result()
-        stop = start + len(batch_flags)
-        # in this process a batch is cleaned in place, so its pixels are already there;
-        # a worker's batch comes back pickled and is copied into its rows once
-        if not _same_memory(batch_images, images[start:stop]):
-            images[start:stop] = batch_images
-        flags[start:stop] = batch_flags
-        for key, (values, computed) in batch_columns.items():
-            if key not in columns:
-                columns[key] = (_blank(n, values), np.zeros(n, bool))
-            columns[key][0][start:stop] = values
-            columns[key][1][start:stop] = computed
-        start = stop
-        if bar is not None:
-            bar.update(len(batch_flags))
-    return images, flags, columns
+    def add(self, start, flags, columns):
+        n = len(self.table)
+        stop = start + len(flags)
+        self.flags[start:stop] = flags
+        for key, (values, computed) in columns.items():
+            if key not in self.columns:
+                self.columns[key] = (_blank(n, values), np.zeros(n, bool))
+            self.columns[key][0][start:stop] = values
+            self.columns[key][1][start:stop] = computed
+        self.outstanding -= 1
 
 
 def iter_preprocess_cutouts(chunks, *, steps=None, config="default", n_jobs=1,
-                            batch_size=256, pixel_scale=None, max_pending=None,
+                            batch_size=DEFAULT_BATCH_SIZE, pixel_scale=None, max_pending=None,
                             progress=True):
     """Preprocess a stream of tables, yielding each cleaned table in input order.
 
-    Memory stays bounded: at most ``max_pending`` batches are being processed or waiting to
-    be yielded at any time, so millions of cutouts pass through chunk by chunk.
+    Memory stays bounded: each chunk is yielded as soon as its last batch is done, and at
+    most ``max_pending`` batches are out in worker processes at a time (each in a reused
+    shared-memory buffer), so millions of cutouts pass through chunk by chunk.
 
     Parameters
     ----------
@@ -415,7 +450,8 @@ def iter_preprocess_cutouts(chunks, *, steps=None, config="default", n_jobs=1,
     steps, config, n_jobs, batch_size, pixel_scale :
         As in `preprocess_cutouts`.
     max_pending : int, optional
-        Most batches in flight (default ``2 * n_jobs``).
+        Most batches out in worker processes at a time (default ``2 * (n_jobs - 1)``;
+        unused with ``n_jobs=1``).
     progress : bool, optional
         Show a progress bar over cutouts.
 
@@ -442,34 +478,74 @@ def iter_preprocess_cutouts(chunks, *, steps=None, config="default", n_jobs=1,
 
     n_jobs = _check_options(n_jobs, batch_size)
     steps = resolve_steps(steps, config=config)
-    max_pending = 2 * n_jobs if max_pending is None else int(max_pending)
-    if max_pending < 1:
-        msg = f"max_pending must be at least 1, got {max_pending!r}"
+    max_pending = max(2 * (n_jobs - 1), 1) if max_pending is None else max_pending
+    if isinstance(max_pending, bool) or not isinstance(max_pending, (int, np.integer)) \
+            or max_pending < 1:
+        msg = f"max_pending must be a positive integer, got {max_pending!r}"
         raise ParameterError(msg)
-    pending = deque()  # (table, prepared images, pixel scale, futures)
+    chunks_open = deque()  # _Chunk, in input order, until yielded
+    in_flight = deque()  # (chunk, start, slot, future) of the batches in worker processes
+    slots = None
+    n_workers = n_jobs - 1  # this process cleans batches too
     bar = tqdm(desc="preprocess", unit="cutout", disable=not progress)
 
-    def finish_oldest():
-        table, prepared, scale, futures = pending.popleft()
-        images, flags, columns = _gather(futures, prepared, bar)
-        return _finish(table, images, flags, columns, steps, scale, n_jobs, batch_size)
+    def complete_oldest_batch():
+        chunk, start, slot, future = in_flight.popleft()
+        flags, columns = future.result()
+        chunk.images[start:start + len(flags)] = slots.arrays[slot][:len(flags)]
+        slots.free.append(slot)
+        chunk.add(start, flags, columns)
+        bar.update(len(flags))
+
+    def finished(chunk):
+        return _finish(chunk.table, chunk.images, chunk.flags, chunk.columns, steps,
+                       chunk.pixel_scale, n_jobs, batch_size)
 
     try:
         for table in chunks:
             images, scale, bands = _prepare(table, pixel_scale)
-            futures = [_submit(n_jobs, images[start:start + batch_size], steps, scale, bands)
-                       for start in range(0, len(table), batch_size)]
-            pending.append((table, images, scale, futures))
-            while sum(len(p[3]) for p in pending) > max_pending and len(pending) > 1:
-                yield finish_oldest()
-        while pending:
-            yield finish_oldest()
+            chunk = _Chunk(table, images, scale, -(-len(table) // batch_size))
+            chunks_open.append(chunk)
+            shape = (batch_size,) + images.shape[1:]
+            if n_workers and len(table) and (slots is None or slots.shape != shape):
+                while in_flight:
+                    complete_oldest_batch()
+                if slots is not None:
+                    slots.close()
+                slots = _SharedSlots(max_pending, shape)
+            for start in range(0, len(table), batch_size):
+                stop = min(start + batch_size, len(table))
+                while in_flight and in_flight[0][3].done():
+                    complete_oldest_batch()
+                if n_workers and slots.free:
+                    # a worker takes the batch; this process goes on with the next one
+                    slot = slots.free.popleft()
+                    slots.arrays[slot][:stop - start] = images[start:stop]
+                    future = _executor(n_workers).submit(_run_slot, slots.paths[slot], shape,
+                                                         stop - start, steps, scale, bands)
+                    in_flight.append((chunk, start, slot, future))
+                    continue
+                # the prepared copy is this run's own: cleaned in place
+                _, flags, columns = run_steps(images[start:stop], steps, pixel_scale=scale,
+                                              bands=bands, copy=False)
+                chunk.add(start, flags, columns)
+                bar.update(stop - start)
+            while chunks_open and chunks_open[0].outstanding == 0:
+                yield finished(chunks_open.popleft())
+        while chunks_open:
+            while chunks_open[0].outstanding > 0:
+                complete_oldest_batch()
+            yield finished(chunks_open.popleft())
     finally:
         bar.close()
+        for *_, future in in_flight:
+            future.cancel()
+        if slots is not None:
+            slots.close()
 
 
-def preprocess_cutouts(table, *, steps=None, config="default", n_jobs=1, batch_size=256,
-                       pixel_scale=None, progress=True):
+def preprocess_cutouts(table, *, steps=None, config="default", n_jobs=1,
+                       batch_size=DEFAULT_BATCH_SIZE, pixel_scale=None, progress=True):
     """Clean galaxy cutouts: mask neighbours, limit size, reject blends (paper §2.2).
 
     Parameters
@@ -484,7 +560,8 @@ def preprocess_cutouts(table, *, steps=None, config="default", n_jobs=1, batch_s
     config : {"default", "paper"}
         ``default``: the noise-aware pipeline; ``paper``: the paper's recipe.
     n_jobs : int
-        Worker processes; 1 runs in this process, -1 uses every core.
+        Processes cleaning batches: this one plus ``n_jobs - 1`` workers (1: this process
+        only; -1: one per core).
     batch_size : int
         Cutouts per batch handed to the steps (and to a worker).
     pixel_scale : float or `~astropy.units.Quantity`, optional
@@ -531,7 +608,6 @@ def preprocess_cutouts(table, *, steps=None, config="default", n_jobs=1, batch_s
     show = progress and n_batches > 1
     result = next(iter_preprocess_cutouts([table], steps=steps, config=config, n_jobs=n_jobs,
                                           batch_size=batch_size, pixel_scale=pixel_scale,
-                                          max_pending=max(2 * n_jobs, n_batches),
                                           progress=show))
     if len(result) == 0:
         warn_empty("preprocess_cutouts")

@@ -138,6 +138,57 @@ def test_data_source_hook(no_entry_points):
     assert [len(t) for t in source.iter_query(chunk_size=2)] == [2, 2, 1]
 
 
+class ConfigPlugin:
+    @hookimpl
+    def gpm_astro_register_preprocessing_configs(self, register):
+        register("zero_only", ["zero_step"])
+        register("pixels_then_zero", [("check_pixels", {}), "zero_step"])
+
+
+def test_preprocessing_config_hook(fresh_plugins):
+    import numpy as np
+
+    from gpm_astro.preprocessing import configurations, preprocess_cutouts
+
+    plugins.register_plugin(StepPlugin(), name="steps_here")
+    plugins.register_plugin(ConfigPlugin(), name="configs_here")
+    assert plugins.get_configuration("pixels_then_zero") == [("check_pixels", {}),
+                                                             ("zero_step", {})]
+    assert plugins.get_component("preprocessing_config", "zero_only") == [("zero_step", {})]
+    known = configurations()
+    assert {"default", "paper", "strict_blends", "zero_only"} <= set(known)
+    cutouts = np.random.default_rng(1).normal(0.0, 0.01, (2, 3, 32, 32)).astype(np.float32)
+    cutouts[1, 0, 0, 0] = np.nan
+    out = preprocess_cutouts(Table({"cutout": cutouts}), config="pixels_then_zero",
+                             progress=False)
+    assert out["preprocess_flag"].tolist() == ["ok", "invalid_pixels"]
+    assert np.all(np.asarray(out["cutout"][0]) == 0)
+    listed = plugins.list_plugins()
+    row = listed[(listed["kind"] == "preprocessing_config")
+                 & (listed["name"] == "pixels_then_zero")][0]
+    assert row["plugin"] == "configs_here" and row["class"] == "check_pixels -> zero_step"
+    with pytest.raises(UnknownPluginError, match="'nope'.*known:.*zero_only"):
+        plugins.get_configuration("nope")
+
+
+@pytest.mark.parametrize("name, steps, error, message", [
+    ("", ["zero_step"], PluginError, "named ''"),
+    ("bad_items", [42], PluginError, "'bad_items' must be a list"),
+    ("bad_list", "zero_step", PluginError, "'bad_list' must be a list"),
+    ("empty", [], PluginError, "'empty' has no steps"),
+    ("default", ["zero_step"], DuplicatePluginError, "'default' is registered twice"),
+])
+def test_bad_preprocessing_config_is_named(fresh_plugins, name, steps, error, message):
+    class Bad:
+        @hookimpl
+        def gpm_astro_register_preprocessing_configs(self, register):
+            register(name, steps)
+
+    plugins.register_plugin(Bad(), name="bad_configs")
+    with pytest.raises(error, match=message):
+        plugins.list_components()
+
+
 def test_every_hookspec_is_tested_documented_and_implemented_in_tests():
     """Fails when a new hook is added without a docstring, a test, or a section in the docs."""
     assert HOOK_NAMES, "no hook specifications found"

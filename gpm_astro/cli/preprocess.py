@@ -12,14 +12,14 @@ def add_parser(subparsers):
     parser.add_argument("input", metavar="IN", help="table file with a cutout column")
     parser.add_argument("output", metavar="OUT", help="output table file")
     parser.add_argument("--config", default="default",
-                        choices=("default", "paper", "strict_blends"),
-                        help="step configuration: the noise-aware default, the paper's recipe, "
-                             "or the default plus a rotational-asymmetry blend test "
+                        help="a registered step configuration (`gpm-astro plugins` lists them): "
+                             "the noise-aware default, the paper's recipe, strict_blends (the "
+                             "default plus a rotational-asymmetry blend test), or a plugin's "
                              "(default: %(default)s)")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help="worker processes; -1 for every core (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=256, metavar="N",
-                        help="cutouts per batch (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="N",
+                        help="cutouts per batch (default: preprocess_cutouts' default, 64)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -32,8 +32,9 @@ def run(args):
     from ..preprocessing import preprocess_cutouts
 
     table = read_table(args.input)
+    batch = {} if args.batch_size is None else {"batch_size": args.batch_size}
     cleaned = preprocess_cutouts(table, config=args.config, n_jobs=args.jobs,
-                                 batch_size=args.batch_size, progress=not args.quiet)
+                                 progress=not args.quiet, **batch)
     flags, counts = np.unique(np.asarray(cleaned["preprocess_flag"], dtype=str),
                               return_counts=True)
     for flag, count in zip(flags, counts):

@@ -1,8 +1,9 @@
-"""Entry point of the preprocessing plugin: registers the built-in preprocessing steps."""
+"""Entry point of the preprocessing plugin: the built-in steps and configurations."""
 
 from gpm_astro import hookimpl
 
 from .common import CheckPixels, SizeLimit
+from .configs import CONFIGURATIONS
 from .noise_aware import BlendCheck, FragmentCheck, MaskNeighbours
 from .paper import PaperFragmentCheck, PaperMaskNeighbours, PhotutilsBlendCheck
 
@@ -14,3 +15,9 @@ STEPS = (CheckPixels, SizeLimit, MaskNeighbours, BlendCheck, FragmentCheck,
 def gpm_astro_register_preprocessing_steps(register):
     for step in STEPS:
         register(step, name=step.name)
+
+
+@hookimpl
+def gpm_astro_register_preprocessing_configs(register):
+    for name, steps in CONFIGURATIONS.items():
+        register(name, steps)

@@ -96,7 +96,9 @@ def test_save_load_round_trip_gives_identical_predictions(fitted, tmp_path):
     assert (tmp_path / "model" / "loss_history.csv").is_file()
     assert (tmp_path / "model" / "loss_curves.png").stat().st_size > 1000
     for source in (tmp_path / "model", tmp_path / "model" / WEIGHTS_FILE):
-        loaded = GPMResNetEstimator.load(source, progress=False)
+        # the Monte-Carlo draws are seeded per forward pass: same batch size, same draws
+        loaded = GPMResNetEstimator.load(source, progress=False,
+                                         predict_batch_size=estimator.predict_batch_size)
         got = loaded.predict(table)
         for name in ("Z_pred", "Z_pred_err"):
             np.testing.assert_array_equal(got[name], expected[name])
@@ -177,6 +179,29 @@ def test_mixed_precision_predict_agrees_with_fp32(fitted):
     assert mixed.meta["gpm_astro"]["steps"][-1]["params"]["precision"] == "mixed"
     with pytest.raises(ParameterError, match="precision"):
         estimator.predict(table, precision="fp8")
+
+
+def test_forward_batch_size_does_not_change_values(fitted):
+    import torch
+
+    estimator, _ = fitted
+    table = make_galaxies(21, seed=13)
+    values = {}
+    for size in (3, "auto", 64):
+        estimator.set_params(predict_batch_size=size)
+        values[size] = np.asarray(estimator.predict(table)["Z_pred"])
+    estimator.set_params(predict_batch_size=16)
+    # each row's value is its own deterministic pass, whatever the rows around it
+    np.testing.assert_allclose(values[3], values[64], atol=1e-5)
+    np.testing.assert_allclose(values["auto"], values[64], atol=1e-5)
+    estimator.set_params(predict_batch_size="auto")
+    assert estimator._forward_batch_size(torch.device("cpu")) == 8
+    assert estimator._forward_batch_size(torch.device("cuda")) == 64
+    for bad in (0, "big", 2.5):
+        estimator.set_params(predict_batch_size=bad)
+        with pytest.raises(ParameterError, match="predict_batch_size must be a positive"):
+            estimator.predict(table)
+    estimator.set_params(predict_batch_size=16)
 
 
 def test_compiled_prediction_keeps_values_and_monte_carlo_errors(fitted):

@@ -98,6 +98,60 @@ def test_chunks_and_batches_and_processes_agree(cases):
                        whole["enclosing_radius"].filled(-1))
 
 
+def _batch_files():
+    import glob
+    import tempfile
+
+    return (glob.glob("/dev/shm/gpm_astro_batch_*")
+            + glob.glob(f"{tempfile.gettempdir()}/gpm_astro_batch_*"))
+
+
+class Exploding(PreprocessingStep):
+    """Fails on any batch holding a cutout whose first pixel is negative."""
+
+    name = "exploding"
+
+    def process(self, images, context):
+        if np.any(images[:, 0, 0, 0] < 0):
+            raise RuntimeError("boom in a worker")
+        return StepResult(images=images, flags=np.full(len(images), "ok"))
+
+
+def test_parallel_stream_of_mixed_chunks_matches_one_process(cases):
+    table, _ = cases
+    small = Table({"cutout": C.stack(C.isolated(seed=3), C.isolated(seed=4))[:, :, 36:116,
+                                                                            36:116]})
+    chunks = [table[:5], small, table[5:], table[:0], small]
+    before = set(_batch_files())
+    expected = [preprocess_cutouts(c, progress=False) for c in chunks]
+    for max_pending in (1, 3):
+        streamed = list(iter_preprocess_cutouts(iter(chunks), batch_size=2, n_jobs=2,
+                                                max_pending=max_pending, progress=False))
+        assert [len(t) for t in streamed] == [len(c) for c in chunks]
+        for got, want in zip(streamed, expected):
+            assert got["preprocess_flag"].tolist() == want["preprocess_flag"].tolist()
+            assert np.array_equal(np.asarray(got["cutout"]), np.asarray(want["cutout"]),
+                                  equal_nan=True)
+    assert set(_batch_files()) == before  # the shared buffers are deleted
+
+
+def test_a_worker_error_surfaces_and_leaves_no_files(cases):
+    table, _ = cases
+    cutouts = np.array(table["cutout"])
+    cutouts[5, 0, 0, 0] = -1.0
+    before = set(_batch_files())
+    with pytest.raises(RuntimeError, match="boom in a worker"):
+        preprocess_cutouts(Table({"cutout": cutouts}), steps=[Exploding()], n_jobs=2,
+                           batch_size=2, progress=False)
+    stream = iter_preprocess_cutouts(iter([table, table]), n_jobs=2, batch_size=2,
+                                     progress=False)
+    next(stream)
+    stream.close()  # abandoned half-way
+    assert set(_batch_files()) == before
+    with pytest.raises(ParameterError, match="max_pending must be a positive integer, got 0"):
+        next(iter_preprocess_cutouts(iter([table]), n_jobs=2, max_pending=0))
+
+
 def test_masked_rows_and_float64_input():
     images = C.stack(C.isolated(seed=1), C.isolated(seed=2)).astype(np.float64)
     column = MaskedColumn(images, mask=np.zeros(images.shape, bool))
