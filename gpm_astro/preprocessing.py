@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from collections import deque
 from collections.abc import Mapping
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -340,6 +341,23 @@ def _check_options(n_jobs, batch_size):
 _EXECUTORS = {}
 
 
+@contextmanager
+def _opencv_threads(count):
+    """OpenCV on ``count`` threads for the block (None: unchanged): while workers run, this
+    process's OpenCV calls must not take their cores."""
+    if count is None:
+        yield
+        return
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(count)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
+
+
 def _worker_setup():
     import cv2
 
@@ -526,8 +544,9 @@ def iter_preprocess_cutouts(chunks, *, steps=None, config="default", n_jobs=1,
                     in_flight.append((chunk, start, slot, future))
                     continue
                 # the prepared copy is this run's own: cleaned in place
-                _, flags, columns = run_steps(images[start:stop], steps, pixel_scale=scale,
-                                              bands=bands, copy=False)
+                with _opencv_threads(1 if n_workers else None):
+                    _, flags, columns = run_steps(images[start:stop], steps,
+                                                  pixel_scale=scale, bands=bands, copy=False)
                 chunk.add(start, flags, columns)
                 bar.update(stop - start)
             while chunks_open and chunks_open[0].outstanding == 0:
