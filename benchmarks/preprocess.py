@@ -5,10 +5,10 @@ Usage::
     python benchmarks/preprocess.py [--galaxies 300] [--seed 3] [--reference 60] [--jobs N]
 
 All timings come from the same run on the same cutouts (a mock sky): the ``default``
-configuration on one core (a first pass, which pays for fresh memory pages, then a second
-pass, as every later chunk of a long job runs) and on ``--jobs`` cores (default: all; after a
-first pass), the same over a stream of chunks (``--stream`` passes) on one and on ``--jobs``
-cores, the ``paper`` configuration
+configuration on one core (a first pass, which pays for fresh memory pages, then the median
+of ``--repeats`` later passes, as every later chunk of a long job runs) and on ``--jobs`` cores
+(default: all; after a first pass), the same over a stream of chunks (``--stream`` passes) on
+one and on ``--jobs`` cores (one core and several timed in turn), the ``paper`` configuration
 on one core, and a reference that does the same steps the way the published scripts do, one
 cutout at a time with photutils (Background2D, detect_sources, SourceCatalog for the central
 source's ellipse, deblend_sources, a SourceCatalog for the count). The script prints cutouts
@@ -106,6 +106,8 @@ def main(argv=None):
                         help="cutouts timed with the slow photutils reference")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--cache", default=None, help="npz file to keep the mock cutouts in")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="later passes timed, one core and several in turn (median)")
     parser.add_argument("--stream", type=int, default=3,
                         help="also time the cutouts passed this many times as a stream of "
                              "chunks, on one core and on --jobs cores (0: skip)")
@@ -122,29 +124,45 @@ def main(argv=None):
 
     rows = []  # (name, cutouts, wall seconds, CPU seconds or None)
     # the first pass pays for fresh memory pages; a long job's later chunks run like the
-    # second pass, where the allocator hands back pages it already has
+    # later passes. Those are repeated --repeats times, one core and several in turn (so a
+    # busy moment of the machine falls on both), and the median counts.
     cold, cold_cpu = timed_pass(table, n_jobs=1, progress=False)
     rows.append(("default, 1 core, first pass", n, cold, cold_cpu))
-    one, one_cpu = timed_pass(table, n_jobs=1, progress=False)
-    rows.append(("default, 1 core", n, one, one_cpu))
     if args.jobs > 1:
         preprocess_cutouts(table[:16 * args.jobs], n_jobs=args.jobs, batch_size=16,
                            progress=False)  # start the worker processes
         timed_pass(table, n_jobs=args.jobs, progress=False)  # the workers' first pass
-        many, _ = timed_pass(table, n_jobs=args.jobs, progress=False)
-        rows.append((f"default, {args.jobs} processes", n, many, None))
-    if args.jobs > 1 and args.stream:
+
+    def stream(n_jobs):
         # a long job: the table passed --stream times as chunks of 500, as a data source
-        # streams them; the one pause at the end, waiting for the workers, weighs less
-        def stream(n_jobs):
-            chunks = (table[start:start + 500] for _ in range(args.stream)
-                      for start in range(0, n, 500))
-            for _ in iter_preprocess_cutouts(chunks, n_jobs=n_jobs, progress=False):
-                pass
-        _, stream_one, stream_one_cpu = timed(stream, 1)
-        rows.append(("stream, 1 core", n * args.stream, stream_one, stream_one_cpu))
-        _, stream_many, _ = timed(stream, args.jobs)
-        rows.append((f"stream, {args.jobs} processes", n * args.stream, stream_many, None))
+        # streams them
+        chunks = (table[start:start + 500] for _ in range(args.stream)
+                  for start in range(0, n, 500))
+        for _ in iter_preprocess_cutouts(chunks, n_jobs=n_jobs, progress=False):
+            pass
+
+    runs = {"one": lambda: timed_pass(table, n_jobs=1, progress=False)}
+    if args.jobs > 1:
+        runs["many"] = lambda: timed_pass(table, n_jobs=args.jobs, progress=False)
+        if args.stream:
+            runs["stream one"] = lambda: timed(stream, 1)[1:]
+            runs["stream many"] = lambda: timed(stream, args.jobs)[1:]
+    times = {name: [] for name in runs}
+    for _ in range(args.repeats):
+        for name, run in runs.items():
+            times[name].append(run())
+    median = {name: tuple(np.median(np.array(values), axis=0))
+              for name, values in times.items()}
+    one, one_cpu = median["one"]
+    rows.append(("default, 1 core", n, one, one_cpu))
+    if args.jobs > 1:
+        many = median["many"][0]
+        rows.append((f"default, {args.jobs} processes", n, many, None))
+        if args.stream:
+            stream_one, stream_one_cpu = median["stream one"]
+            stream_many = median["stream many"][0]
+            rows.append(("stream, 1 core", n * args.stream, stream_one, stream_one_cpu))
+            rows.append((f"stream, {args.jobs} processes", n * args.stream, stream_many, None))
     paper, paper_cpu = timed_pass(table, config="paper", progress=False)
     rows.append(("paper, 1 core", n, paper, paper_cpu))
     subset = cutouts[:args.reference]

@@ -663,6 +663,14 @@ def preprocess_cutouts(table, *, steps=None, config="default", n_jobs=1,
     UnknownPluginError
         An unknown step name.
 
+    Notes
+    -----
+    On glibc systems the first call sets two ``malloc`` thresholds of this process
+    (``mallopt``: 32 MB for ``mmap``, 64 MB of free heap before trimming; the largest values
+    glibc's adaptive thresholds reach by themselves), so that a batch's freed temporaries are
+    reused by the next batch instead of being faulted in again (~15 % of the time otherwise;
+    docs/preprocessing.rst, "Speed").
+
     Examples
     --------
     >>> import numpy as np
