@@ -103,7 +103,8 @@ class GPMResNetEstimator(Estimator):
         ``"auto"`` (CUDA if available, else CPU), ``"cpu"`` or ``"cuda"``.
     precision : str, optional
         ``"auto"`` (bf16 autocast on CUDA, fp32 on CPU), ``"fp32"`` or ``"bf16"``; used for
-        training and as the default of `predict`.
+        training and as the default of `predict`. ``"mixed"`` (see `predict`) is for
+        inference only: such an estimator trains in fp32 and predicts in mixed precision.
     compile : bool, optional
         Default of `predict`'s ``compile`` (``torch.compile`` the network for inference).
     n_ensemble : int, optional
@@ -210,7 +211,11 @@ class GPMResNetEstimator(Estimator):
         if self.resume and self.checkpoint_dir is None:
             raise ParameterError("resume=True needs checkpoint_dir")
         resolve_device(self.device)
-        resolve_precision(self.precision, torch.device("cpu"))
+        resolve_precision(self._training_precision(), torch.device("cpu"))
+
+    def _training_precision(self):
+        # "mixed" is an inference precision: such an estimator trains in fp32
+        return "fp32" if self.precision == "mixed" else self.precision
 
     def _check_fitted(self):
         if not hasattr(self, "models_"):
@@ -334,7 +339,7 @@ class GPMResNetEstimator(Estimator):
                 member_dir = os.path.join(self.checkpoint_dir, f"member{member}")
             result = train_network(
                 model, train_x, scale(train_y), val_x, scale(val_y), config=config,
-                seed=member_seed, device=self.device, precision=self.precision,
+                seed=member_seed, device=self.device, precision=self._training_precision(),
                 deterministic=self.deterministic, checkpoint_dir=member_dir,
                 resume=self.resume, progress=self.progress)
             model.cpu().eval()
@@ -386,7 +391,8 @@ class GPMResNetEstimator(Estimator):
         return self.n_ensemble > 1 or (self.mc_passes > 1 and drop)
 
     def _default_precision(self):
-        return resolve_precision(self.precision, resolve_device(self.device))
+        device = resolve_device(self.device)
+        return "mixed" if self.precision == "mixed" else resolve_precision(self.precision, device)
 
     def _inference_parts(self, member, device, precision, compile_model):
         """(trunk, tail) modules of one network placed for inference, cached."""
@@ -521,14 +527,12 @@ class GPMResNetEstimator(Estimator):
         bands = _table_bands(table)
         _check_cutouts(table, bands, self.config_.cutout_size)
         transform = InputTransform(self.config_, bands)
-        if precision == "mixed":
-            resolve_device(self.device)
-        else:
-            if precision is not None and precision not in PREDICT_PRECISIONS:
-                msg = f"precision must be one of {PREDICT_PRECISIONS}, got {precision!r}"
-                raise ParameterError(msg)
-            precision = resolve_precision(self.precision if precision is None else precision,
-                                          resolve_device(self.device))
+        if precision is not None and precision not in PREDICT_PRECISIONS:
+            msg = f"precision must be one of {PREDICT_PRECISIONS}, got {precision!r}"
+            raise ParameterError(msg)
+        precision = self._default_precision() if precision is None else (
+            "mixed" if precision == "mixed"
+            else resolve_precision(precision, resolve_device(self.device)))
         compile_model = self.compile if compile is None else compile
         if batch_size is None:
             batch_size = max(LOAD_ROWS, self._forward_batch_size(resolve_device(self.device)))

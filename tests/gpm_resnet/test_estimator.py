@@ -181,6 +181,24 @@ def test_mixed_precision_predict_agrees_with_fp32(fitted):
         estimator.predict(table, precision="fp8")
 
 
+def test_mixed_precision_through_predict_metallicity(fitted, tmp_path):
+    from gpm_astro import predict_metallicity
+
+    estimator, _ = fitted
+    table = make_galaxies(10, seed=14)
+    direct = estimator.predict(table, precision="mixed")
+    estimator.save(tmp_path / "model")
+    out = predict_metallicity(table, weights=str(tmp_path / "model"), precision="mixed",
+                              predict_batch_size=16, progress=False)
+    np.testing.assert_allclose(out["Z_pred"], direct["Z_pred"], atol=1e-6)
+    assert out.meta["gpm_astro"]["steps"][-1]["params"]["estimator_params"]["precision"] == "mixed"
+    # an estimator made with precision="mixed" trains in fp32 and predicts in mixed
+    trained = GPMResNetEstimator(config=estimator.config_, precision="mixed", mc_passes=1,
+                                 progress=False).fit(make_galaxies(24, seed=15))
+    steps = trained.predict(table).meta["gpm_astro"]["steps"]
+    assert steps[-1]["params"]["precision"] == "mixed"
+
+
 def test_forward_batch_size_does_not_change_values(fitted):
     import torch
 
