@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+import uuid
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -442,10 +443,12 @@ class _SharedSlots:
         if os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free > 2 * count * size:
             directory = "/dev/shm"
         self.paths, self.arrays = [], []
+        # a name never used before, so that a worker's kept mapping of a deleted buffer file
+        # can never be mistaken for a new file that happens to get the same random name
+        prefix = f"gpm_astro_batch_{uuid.uuid4().hex}_"
         try:
             for _ in range(count):
-                handle, path = tempfile.mkstemp(prefix="gpm_astro_batch_", suffix=".f4",
-                                                dir=directory)
+                handle, path = tempfile.mkstemp(prefix=prefix, suffix=".f4", dir=directory)
                 os.close(handle)
                 self.paths.append(path)
                 self.arrays.append(np.asarray(np.memmap(path, np.float32, "w+",
