@@ -17,7 +17,8 @@ def add_parser(subparsers):
                              "default plus a rotational-asymmetry blend test), or a plugin's "
                              "(default: %(default)s)")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="worker processes; -1 for every core (default: %(default)s)")
+                        help="processes cleaning cutouts (this one and N-1 workers); -1 for "
+                             "every core (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N",
                         help="cutouts per batch (default: preprocess_cutouts' default, 64)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
