@@ -158,6 +158,41 @@ def test_a_worker_error_surfaces_and_leaves_no_files(cases):
         next(iter_preprocess_cutouts(iter([table]), n_jobs=2, max_pending=0))
 
 
+def test_worker_side_buffer_mappings_are_kept_and_bounded(cases, tmp_path):
+    import gpm_astro.preprocessing as driver
+
+    table, _ = cases
+    steps = resolve_steps(config="default")
+    images = np.asarray(table["cutout"][:2])
+    expected = driver.run_steps(images, steps)
+    driver._WORKER_MAPPINGS.clear()
+    paths = []
+    for k in range(3):
+        path = str(tmp_path / f"slot{k}.f4")
+        np.asarray(np.memmap(path, np.float32, "w+", shape=(4,) + images.shape[1:]))[:2] = images
+        paths.append(path)
+        flags, _ = driver._run_slot(path, (4,) + images.shape[1:], 2, steps, 0.262, "grz", 2)
+        assert flags.tolist() == expected[1].tolist()
+        cleaned = np.memmap(path, np.float32, "r", shape=(4,) + images.shape[1:])[:2]
+        assert np.array_equal(cleaned, expected[0], equal_nan=True)  # cleaned in place
+    # at most n_slots mappings, the oldest dropped first; a kept one is reused
+    assert [key[0] for key in driver._WORKER_MAPPINGS] == paths[1:]
+    kept = driver._WORKER_MAPPINGS[(paths[2], (4,) + images.shape[1:])]
+    driver._run_slot(paths[2], (4,) + images.shape[1:], 2, steps, 0.262, "grz", 2)
+    assert driver._WORKER_MAPPINGS[(paths[2], (4,) + images.shape[1:])] is kept
+    driver._WORKER_MAPPINGS.clear()
+
+
+def test_allocator_thresholds_are_set_on_glibc():
+    import platform
+
+    from gpm_astro.preprocessing import _keep_freed_memory
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is a glibc call")
+    assert _keep_freed_memory() is True
+
+
 def test_masked_rows_and_float64_input():
     images = C.stack(C.isolated(seed=1), C.isolated(seed=2)).astype(np.float64)
     column = MaskedColumn(images, mask=np.zeros(images.shape, bool))
