@@ -264,7 +264,7 @@ def get_component(kind, name):
         msg = f"no {kind.replace('_', ' ')} named {name!r}; known: {known}"
         raise UnknownPluginError(msg)
     if kind == "preprocessing_config":
-        return get_configuration(name)
+        return [(step, dict(params)) for step, params in components[name].steps]
     return components[name].cls
 
 
@@ -291,12 +291,7 @@ def get_configuration(name):
     UnknownPluginError
         If no plugin registered it; the message lists the known names.
     """
-    components = _registry()["preprocessing_config"]
-    if name not in components:
-        known = ", ".join(sorted(components)) or "none"
-        msg = f"no preprocessing configuration named {name!r}; known: {known}"
-        raise UnknownPluginError(msg)
-    return [(step, dict(params)) for step, params in components[name].steps]
+    return get_component("preprocessing_config", name)
 
 
 def list_components(kind=None):

@@ -57,9 +57,9 @@ def configurations():
     Configurations come from plugins (hook ``gpm_astro_register_preprocessing_configs``); the
     built-in plugin registers ``default``, ``paper`` and ``strict_blends``.
     """
-    from .plugins import get_configuration, list_components
+    from .plugins import list_components
 
-    return {component.name: get_configuration(component.name)
+    return {component.name: [(step, dict(params)) for step, params in component.steps]
             for component in list_components("preprocessing_config")}
 
 
@@ -451,8 +451,7 @@ class _SharedSlots:
                 handle, path = tempfile.mkstemp(prefix=prefix, suffix=".f4", dir=directory)
                 os.close(handle)
                 self.paths.append(path)
-                self.arrays.append(np.asarray(np.memmap(path, np.float32, "w+",
-                                                        shape=self.shape)))
+                self.arrays.append(_map_buffer(path, self.shape, "w+"))
         except BaseException:
             self.close()
             raise
@@ -463,6 +462,11 @@ class _SharedSlots:
             if os.path.exists(path):
                 os.unlink(path)
         self.paths, self.arrays = [], []
+
+
+def _map_buffer(path, shape, mode):
+    """A float32 array over a buffer file ("w+": create it, "r+": an existing one)."""
+    return np.asarray(np.memmap(path, np.float32, mode, shape=shape))
 
 
 # in a worker: the slot files it has mapped, most recent last (mapping a file afresh for every
@@ -476,7 +480,7 @@ def _run_slot(path, shape, n_rows, steps, pixel_scale, bands, n_slots):
     if key in _WORKER_MAPPINGS:
         _WORKER_MAPPINGS.move_to_end(key)
     else:
-        _WORKER_MAPPINGS[key] = np.asarray(np.memmap(path, np.float32, "r+", shape=shape))
+        _WORKER_MAPPINGS[key] = _map_buffer(path, shape, "r+")
         while len(_WORKER_MAPPINGS) > n_slots:  # slots of an earlier run (files deleted)
             _WORKER_MAPPINGS.popitem(last=False)
     batch = _WORKER_MAPPINGS[key][:n_rows]

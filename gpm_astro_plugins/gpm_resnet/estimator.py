@@ -198,13 +198,11 @@ class GPMResNetEstimator(Estimator):
         return config.replace(**overrides) if overrides else config
 
     def _check_params(self):
-        for name in ("n_ensemble", "mc_passes", "predict_batch_size"):
+        for name in ("n_ensemble", "mc_passes"):
             value = getattr(self, name)
-            if name == "predict_batch_size" and isinstance(value, str) and value == "auto":
-                continue
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                also = ' or "auto"' if name == "predict_batch_size" else ""
-                raise ParameterError(f"{name} must be a positive integer{also}, got {value!r}")
+                raise ParameterError(f"{name} must be a positive integer, got {value!r}")
+        self._forward_batch_size(torch.device("cpu"))  # checks predict_batch_size
         if not 0 < self.validation_fraction < 1:
             msg = f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
             raise ParameterError(msg)
@@ -359,7 +357,7 @@ class GPMResNetEstimator(Estimator):
         self._inference_cache = {}
         self.history_ = vstack(histories) if len(histories) > 1 else histories[0]
         self.err_scale_, self.err_constant_ = None, None
-        value, spread = self._predict_array(val_x, precision=self._default_precision(),
+        value, spread = self._predict_array(val_x, precision=self._inference_precision(),
                                             compile=False)
         residual = np.abs(value - val_y)
         if self._has_spread():
@@ -390,9 +388,12 @@ class GPMResNetEstimator(Estimator):
         drop = bool(self.config_.drop_stages) and self.config_.drop_prob > 0
         return self.n_ensemble > 1 or (self.mc_passes > 1 and drop)
 
-    def _default_precision(self):
+    def _inference_precision(self, requested=None):
+        """``requested`` (default: the estimator's ``precision``) resolved for this device;
+        "mixed" needs no resolution, it is an inference-only choice."""
+        requested = self.precision if requested is None else requested
         device = resolve_device(self.device)
-        return "mixed" if self.precision == "mixed" else resolve_precision(self.precision, device)
+        return "mixed" if requested == "mixed" else resolve_precision(requested, device)
 
     def _inference_parts(self, member, device, precision, compile_model):
         """(trunk, tail) modules of one network placed for inference, cached."""
@@ -530,9 +531,7 @@ class GPMResNetEstimator(Estimator):
         if precision is not None and precision not in PREDICT_PRECISIONS:
             msg = f"precision must be one of {PREDICT_PRECISIONS}, got {precision!r}"
             raise ParameterError(msg)
-        precision = self._default_precision() if precision is None else (
-            "mixed" if precision == "mixed"
-            else resolve_precision(precision, resolve_device(self.device)))
+        precision = self._inference_precision(precision)
         compile_model = self.compile if compile is None else compile
         if batch_size is None:
             batch_size = max(LOAD_ROWS, self._forward_batch_size(resolve_device(self.device)))
