@@ -17,9 +17,10 @@ import astropy.units as u
 from astropy.io.misc import yaml
 from astropy.table import Table
 
-from .exceptions import TableIOError
+from .exceptions import ParameterError, TableIOError
 
-__all__ = ["read_table", "write_table", "atomic_write_bytes", "new_file_mode", "FORMATS"]
+__all__ = ["read_table", "write_table", "atomic_write_bytes", "new_file_mode",
+           "writable_directory", "FORMATS"]
 
 #: File-name endings and the astropy format each one means.
 FORMATS = {
@@ -236,6 +237,26 @@ _UMASK = _read_umask()  # read once: os.umask can only be read by setting it
 def new_file_mode():
     """The permission bits a plain ``open`` would give a new file (mkstemp gives 0600)."""
     return 0o666 & ~_UMASK
+
+
+def writable_directory(directory, what="output directory"):
+    """Create ``directory`` if needed and return it as a Path, checked writable.
+
+    Raises
+    ------
+    ParameterError
+        Naming ``what`` and the folder, when it cannot be created or written to.
+    """
+    path = Path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        msg = f"cannot create the {what} {str(directory)!r}: {exc.strerror or exc}"
+        raise ParameterError(msg) from exc
+    if not os.access(path, os.W_OK):
+        msg = f"the {what} {str(directory)!r} is not writable"
+        raise ParameterError(msg)
+    return path
 
 
 def atomic_write_bytes(path, data):

@@ -32,7 +32,7 @@ import numpy as np
 from astropy.table import Table
 
 from .exceptions import ParameterError, SchemaError
-from .io import atomic_write_bytes, new_file_mode
+from .io import atomic_write_bytes, new_file_mode, writable_directory
 from .tables import record_step
 
 __all__ = ["DEFAULT_CONFIG", "STAGE_NAMES", "CATALOGUE_COLUMNS", "load_config", "config_to_toml",
@@ -561,14 +561,7 @@ class Pipeline:
         if until is not None and until not in STAGE_NAMES:
             msg = f"until must be one of {list(STAGE_NAMES)}, got {until!r}"
             raise ParameterError(msg)
-        try:
-            self.out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            msg = f"cannot create the output folder {str(self.out)!r}: {exc.strerror or exc}"
-            raise ParameterError(msg) from exc
-        if not os.access(self.out, os.W_OK):
-            msg = f"the output folder {str(self.out)!r} is not writable"
-            raise ParameterError(msg)
+        writable_directory(self.out, "output folder")
         atomic_write_bytes(self.path("config.json"),
                            json.dumps(self.config, indent=1, default=str).encode())
         state = {} if self.force else self._load_state()

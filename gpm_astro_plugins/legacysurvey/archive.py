@@ -56,6 +56,7 @@ import numpy as np
 from astropy.table import MaskedColumn, Table
 
 from gpm_astro.exceptions import ParameterError, SchemaError
+from gpm_astro.io import writable_directory
 from gpm_astro.tables import record_step
 from gpm_astro.units import nanomaggy
 
@@ -233,15 +234,7 @@ class ArchiveWriter:
         if int(rows_per_file) != rows_per_file or rows_per_file <= 0:
             msg = f"rows_per_file must be a positive integer, got {rows_per_file!r}"
             raise ParameterError(msg)
-        self.directory = Path(directory)
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            msg = f"cannot create the archive directory {str(directory)!r}: {exc}"
-            raise ParameterError(msg) from exc
-        if not os.access(self.directory, os.W_OK):
-            msg = f"the archive directory {str(directory)!r} is not writable"
-            raise ParameterError(msg)
+        self.directory = writable_directory(directory, "archive directory")
         self.start = int(start)
         self.rows_per_file = int(rows_per_file)
         self.compression = compression

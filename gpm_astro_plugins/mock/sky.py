@@ -9,7 +9,6 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import combinations_with_replacement
-from pathlib import Path
 
 import astropy.units as u
 import numpy as np
@@ -17,6 +16,7 @@ from astropy.table import MaskedColumn, Table
 
 from gpm_astro.base import Configurable
 from gpm_astro.exceptions import ParameterError
+from gpm_astro.io import writable_directory
 from gpm_astro.tables import record_step
 from gpm_astro.units import nanomaggy
 
@@ -104,28 +104,13 @@ class MockSkyData:
         """
         from gpm_astro_plugins.legacysurvey.archive import write_archive
 
-        directory = _writable_directory(directory)
+        directory = writable_directory(directory)
         labels_path = directory / "labels.fits"
         truth_path = directory / "truth.fits"
         _write_fits(self.labels, labels_path, overwrite)
         _write_fits(self.truth, truth_path, overwrite)
         paths = write_archive(self.images, directory, rows_per_file=rows_per_file)
         return {"labels": labels_path, "truth": truth_path, "images": paths}
-
-
-def _writable_directory(directory):
-    import os
-
-    path = Path(directory)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        msg = f"cannot create the output directory {str(directory)!r}: {exc}"
-        raise ParameterError(msg) from exc
-    if not os.access(path, os.W_OK):
-        msg = f"the output directory {str(directory)!r} is not writable"
-        raise ParameterError(msg)
-    return path
 
 
 def _write_fits(table, path, overwrite):
@@ -366,7 +351,7 @@ class MockSky(Configurable):
         """
         from gpm_astro_plugins.legacysurvey.archive import ArchiveWriter
 
-        directory = _writable_directory(directory)
+        directory = writable_directory(directory)
         self._validate()
         labels, images, truth = self.catalog()
         _write_fits(labels, directory / "labels.fits", overwrite)
