@@ -9,8 +9,6 @@ in the same run.
 import sys
 import time
 
-import numpy as np
-
 from gpm_astro import predict_metallicity
 from gpm_astro.testing import make_estimator_table
 from gpm_astro_plugins.colour_polynomial import ColourPolynomial

@@ -23,7 +23,6 @@ import tracemalloc
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import galsim  # noqa: E402
-import numpy as np  # noqa: E402
 
 from gpm_astro_plugins.mock import MockSky  # noqa: E402
 

@@ -1,7 +1,6 @@
 """The pipeline: configuration, stage order, atomic outputs, resuming, and the catalogue."""
 
 import json
-import os
 
 import numpy as np
 import pytest
