@@ -675,6 +675,17 @@ def _truth_table(gal, case, labelled, images, specobjid, defects, z_best, observ
     return truth
 
 
+def polynomial_design(x, order):
+    """Columns of every product of the columns of ``x`` of total degree 0 to ``order``.
+
+    The design matrix of a full polynomial: (n, k) in, (n, number of terms) out, the constant
+    first, then degree 1, 2, ... (used for the noise floor and for polynomial baselines).
+    """
+    terms = [()] + [c for degree in range(1, order + 1)
+                    for c in combinations_with_replacement(range(x.shape[1]), degree)]
+    return np.column_stack([np.prod(x[:, list(t)], axis=1) for t in terms])
+
+
 @lru_cache(maxsize=8)
 def _noise_floor_predictor(population, faint):
     """Fit E[Z | image features] on a reference population drawn by the same model.
@@ -689,13 +700,9 @@ def _noise_floor_predictor(population, faint):
     features = image_features(reference)
     mean, scale = features.mean(axis=0), features.std(axis=0)
     scale[scale == 0] = 1.0
-    terms = [()] + [c for order in (1, 2, 3)
-                    for c in combinations_with_replacement(range(features.shape[1]), order)]
 
     def design(x):
-        x = (x - mean) / scale
-        return np.column_stack([np.prod(x[:, list(t)], axis=1) if t else np.ones(len(x))
-                                for t in terms])
+        return polynomial_design((x - mean) / scale, 3)
 
     coefficients, *_ = np.linalg.lstsq(design(features), reference["Z_true"], rcond=None)
 

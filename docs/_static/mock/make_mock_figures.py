@@ -7,7 +7,6 @@ images) and mzr.png (Z against stellar mass), and prints the scatter of Z about 
 polynomials, the Tremonti MZR and the noise-floor prediction.
 """
 
-from itertools import combinations_with_replacement
 from pathlib import Path
 
 import matplotlib
@@ -18,15 +17,13 @@ import numpy as np  # noqa: E402
 
 from gpm_astro.visualization import plot_cutout_grid  # noqa: E402
 from gpm_astro_plugins.mock import TRUTH_CASES, MockSky, mzr_tremonti  # noqa: E402
+from gpm_astro_plugins.mock.sky import polynomial_design  # noqa: E402
 
 HERE = Path(__file__).parent
 
 
 def poly_sigma(features, target, order):
-    x = (features - features.mean(0)) / features.std(0)
-    terms = [()] + [c for k in range(1, order + 1)
-                    for c in combinations_with_replacement(range(x.shape[1]), k)]
-    design = np.column_stack([np.prod(x[:, list(t)], axis=1) for t in terms])
+    design = polynomial_design((features - features.mean(0)) / features.std(0), order)
     half = len(target) // 2
     coef, *_ = np.linalg.lstsq(design[:half], target[:half], rcond=None)
     return float(np.std(target[half:] - design[half:] @ coef))

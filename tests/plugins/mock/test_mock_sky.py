@@ -1,7 +1,6 @@
 """Tests of the mock sky: population, truth cases, catalogues, cutouts, determinism."""
 
 import os
-from itertools import combinations_with_replacement
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from astropy.table import Table
 from gpm_astro.exceptions import ParameterError
 from gpm_astro_plugins.mock import (EXPECTED_FLAG, LABEL_CUTS, TRUTH_CASES, MockSky,
                                     MockSource, PopulationModel, mzr_tremonti)
+from gpm_astro_plugins.mock.sky import polynomial_design
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -138,10 +138,7 @@ def test_metallicity_follows_documented_relation_in_mass_bins(big_catalog):
 
 def _poly_sigma(features, target, order):
     """Fit a full polynomial on the first half, return the std of residuals on the second."""
-    x = (features - features.mean(0)) / features.std(0)
-    terms = [()] + [c for k in range(1, order + 1)
-                    for c in combinations_with_replacement(range(x.shape[1]), k)]
-    design = np.column_stack([np.prod(x[:, list(t)], axis=1) for t in terms])
+    design = polynomial_design((features - features.mean(0)) / features.std(0), order)
     half = len(target) // 2
     coef, *_ = np.linalg.lstsq(design[:half], target[:half], rcond=None)
     return np.std(target[half:] - design[half:] @ coef)
