@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 
 from .base import Estimator
 from .exceptions import ParameterError, PluginError, SchemaError
-from .tables import record_step, require_columns, require_table, warn_empty
+from .tables import (record_step, require_columns, require_positive_int, require_table,
+                     warn_empty)
 
 __all__ = ["predict_metallicity", "iter_predict_metallicity", "resolve_estimator"]
 
@@ -211,13 +212,6 @@ def _record(out, estimator, *, weights, batch_size, suffix, n_predicted, chunk_i
                 n_predicted=n_predicted, chunk_index=chunk_index)
 
 
-def _validate_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-            or batch_size < 1:
-        msg = f"batch_size must be a positive integer, got {batch_size!r}"
-        raise ParameterError(msg)
-
-
 def predict_metallicity(table, *, estimator="gpm_resnet", weights=None, batch_size=256,
                         fit_table=None, fit_target=None, suffix="", keep_columns=None,
                         progress=True, **estimator_params):
@@ -281,7 +275,7 @@ def predict_metallicity(table, *, estimator="gpm_resnet", weights=None, batch_si
     >>> out["Z_pred_flag"].tolist()
     ['ok', 'ok', 'mass_out_of_range']
     """
-    _validate_batch_size(batch_size)
+    require_positive_int(batch_size, "batch_size")
     instance = resolve_estimator(estimator, weights=weights, fit_table=fit_table,
                                  fit_target=fit_target, **estimator_params)
     names = _output_names(instance, suffix)
@@ -336,7 +330,7 @@ def iter_predict_metallicity(chunks, *, estimator="gpm_resnet", weights=None, ba
     >>> [len(t) for t in iter_predict_metallicity(chunks, estimator="mass_metallicity")]
     [2, 2]
     """
-    _validate_batch_size(batch_size)
+    require_positive_int(batch_size, "batch_size")
     instance = resolve_estimator(estimator, weights=weights, fit_table=fit_table,
                                  fit_target=fit_target, **estimator_params)
     names = _output_names(instance, suffix)

@@ -26,7 +26,8 @@ from astropy.table import Column, MaskedColumn
 
 from .base import PreprocessingStep, StepResult
 from .exceptions import ParameterError, PluginError, SchemaError
-from .tables import record_step, require_columns, require_table, warn_empty
+from .tables import (record_step, require_columns, require_positive_int, require_table,
+                     warn_empty)
 
 __all__ = ["preprocess_cutouts", "iter_preprocess_cutouts", "resolve_steps", "run_steps",
            "configurations", "PREPROCESS_FLAGS"]
@@ -341,10 +342,7 @@ def _finish(table, images, flags, columns, steps, pixel_scale, n_jobs, batch_siz
 
 
 def _check_options(n_jobs, batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-            or batch_size < 1:
-        msg = f"batch_size must be a positive integer, got {batch_size!r}"
-        raise ParameterError(msg)
+    require_positive_int(batch_size, "batch_size")
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0 \
             or n_jobs < -1:
         msg = f"n_jobs must be a positive integer or -1 (all cores), got {n_jobs!r}"
@@ -556,11 +554,8 @@ def iter_preprocess_cutouts(chunks, *, steps=None, config="default", n_jobs=1,
     n_jobs = _check_options(n_jobs, batch_size)
     steps = resolve_steps(steps, config=config)
     _keep_freed_memory()
-    max_pending = max(2 * (n_jobs - 1), 1) if max_pending is None else max_pending
-    if isinstance(max_pending, bool) or not isinstance(max_pending, (int, np.integer)) \
-            or max_pending < 1:
-        msg = f"max_pending must be a positive integer, got {max_pending!r}"
-        raise ParameterError(msg)
+    max_pending = require_positive_int(
+        max(2 * (n_jobs - 1), 1) if max_pending is None else max_pending, "max_pending")
     chunks_open = deque()  # _Chunk, in input order, until yielded
     in_flight = deque()  # (chunk, start, slot, future) of the batches in worker processes
     slots = None

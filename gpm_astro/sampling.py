@@ -8,7 +8,8 @@ them 5:3:2 into training, validation and test sets. Its sampling code was not pu
 import numpy as np
 
 from .exceptions import ParameterError
-from .tables import missing_mask, record_step, require_columns, require_table
+from .tables import (missing_mask, record_step, require_columns, require_positive_int,
+                     require_table)
 
 __all__ = ["uniform_in_z_sample", "split_table", "equal_bin_allocation"]
 
@@ -114,9 +115,7 @@ def uniform_in_z_sample(table, n, *, column="oh_p50", n_bins=20, value_range=Non
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         msg = f"n must be a non-negative integer, got {n!r}"
         raise ParameterError(msg)
-    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
-        msg = f"n_bins must be a positive integer, got {n_bins!r}"
-        raise ParameterError(msg)
+    require_positive_int(n_bins, "n_bins")
     usable = ~missing_mask(table[column])
     values = np.asarray(np.ma.getdata(table[column]), dtype=float)
     if value_range is None:

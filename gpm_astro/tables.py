@@ -6,10 +6,10 @@ import warnings
 import numpy as np
 from astropy.table import Table
 
-from .exceptions import EmptyResultWarning, SchemaError
+from .exceptions import EmptyResultWarning, ParameterError, SchemaError
 
-__all__ = ["require_table", "require_columns", "record_step", "package_version",
-           "warn_empty", "missing_mask"]
+__all__ = ["require_table", "require_columns", "require_positive_int", "record_step",
+           "package_version", "warn_empty", "missing_mask"]
 
 MISSING_SENTINELS = (-9999, -99)
 
@@ -37,6 +37,14 @@ def require_columns(table, names, what="this function"):
         msg = (f"{what} needs column(s) {missing}, which the table lacks; "
                f"columns present: {table.colnames}")
         raise SchemaError(msg)
+
+
+def require_positive_int(value, name):
+    """Return ``value`` as an int; `ParameterError` naming ``name`` unless it is an integer
+    (Python or NumPy, not bool) of at least 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ParameterError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def record_step(table, step, **params):

@@ -3,6 +3,7 @@
 import doctest
 import importlib.util
 import os
+import re
 
 import astropy.units as u
 import numpy as np
@@ -152,3 +153,20 @@ def test_a_file_in_place_of_the_folder_is_a_clear_error(tmp_path):
     with pytest.raises(TableIOError, match="blocker"):
         write_table(Table({"a": [1]}), blocker / "t.fits")
     assert blocker.read_text() == "a file, not a folder"
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.0, True, "4", None])
+def test_require_positive_int_names_the_bad_value(value):
+    from gpm_astro.exceptions import ParameterError
+    from gpm_astro.tables import require_positive_int
+
+    with pytest.raises(ParameterError, match=rf"chunk_size must be a positive integer, got "
+                                             rf"{re.escape(repr(value))}"):
+        require_positive_int(value, "chunk_size")
+
+
+def test_require_positive_int_accepts_python_and_numpy_integers():
+    from gpm_astro.tables import require_positive_int
+
+    assert require_positive_int(3, "n") == 3
+    assert type(require_positive_int(np.int64(7), "n")) is int

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from gpm_astro.base import Estimator
 from gpm_astro.exceptions import GPMAstroError, ParameterError, SchemaError, WeightsError
 from gpm_astro.tables import (missing_mask, package_version, record_step, require_columns,
-                              require_table)
+                              require_positive_int, require_table)
 
 from .model import (GPMResNet, GPMResNetConfig, InputTransform, get_config,
                     mixed_precision_copy)
@@ -199,9 +199,7 @@ class GPMResNetEstimator(Estimator):
 
     def _check_params(self):
         for name in ("n_ensemble", "mc_passes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ParameterError(f"{name} must be a positive integer, got {value!r}")
+            require_positive_int(getattr(self, name), name)
         self._forward_batch_size(torch.device("cpu"))  # checks predict_batch_size
         if not 0 < self.validation_fraction < 1:
             msg = f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
@@ -535,9 +533,7 @@ class GPMResNetEstimator(Estimator):
         compile_model = self.compile if compile is None else compile
         if batch_size is None:
             batch_size = max(LOAD_ROWS, self._forward_batch_size(resolve_device(self.device)))
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise ParameterError(f"batch_size must be a positive integer, got {batch_size!r}")
+        require_positive_int(batch_size, "batch_size")
         progress = self.progress if progress is None else progress
         n = len(table)
         values = np.full(n, np.nan)

@@ -17,7 +17,7 @@ from astropy.table import MaskedColumn, Table
 from gpm_astro.base import Configurable
 from gpm_astro.exceptions import ParameterError
 from gpm_astro.io import writable_directory
-from gpm_astro.tables import record_step
+from gpm_astro.tables import record_step, require_positive_int
 from gpm_astro.units import nanomaggy
 
 from .population import PopulationModel, image_features, mzr_tremonti
@@ -322,10 +322,7 @@ class MockSky(Configurable):
         ParameterError
             If ``chunk_size`` is not a positive integer.
         """
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) \
-                or chunk_size <= 0:
-            msg = f"chunk_size must be a positive integer, got {chunk_size!r}"
-            raise ParameterError(msg)
+        require_positive_int(chunk_size, "chunk_size")
         labels, images, truth = self.catalog()
         bar = _progress_bar(len(images)) if self.progress else None
         try:
