@@ -104,15 +104,8 @@ def read_table(path, *, format=None, **kwargs):
         raise TableIOError(msg)
     if fmt == "hdf5" and "path" not in kwargs and _hdf5_has(path, HDF5_PATH):
         kwargs["path"] = HDF5_PATH
-    try:
-        with _large_csv_fields():
-            table = Table.read(path, format=fmt, **kwargs)
-    except ImportError as exc:
-        msg = f"reading {str(path)!r} as {fmt} needs a package that is missing: {exc}"
-        raise TableIOError(msg) from exc
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        msg = f"cannot read {str(path)!r} as {fmt}: {exc}"
-        raise TableIOError(msg) from exc
+    with _table_io_errors("read", path, fmt), _large_csv_fields():
+        table = Table.read(path, format=fmt, **kwargs)
     if fmt == "fits" and FITS_META_KEYWORD in table.meta:
         _restore_fits_meta(table, path)
     _to_native_byte_order(table)
@@ -200,18 +193,27 @@ def write_table(table, path, *, overwrite=False, format=None, **kwargs):
         raise TableIOError(msg) from exc
     os.close(handle)
     try:
-        to_write.write(temp_name, format=fmt, overwrite=True, **kwargs)
-        os.chmod(temp_name, new_file_mode())
-        os.replace(temp_name, path)
-    except ImportError as exc:
-        msg = f"writing {str(path)!r} as {fmt} needs a package that is missing: {exc}"
-        raise TableIOError(msg) from exc
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        msg = f"cannot write {str(path)!r} as {fmt}: {exc}"
-        raise TableIOError(msg) from exc
+        with _table_io_errors("write", path, fmt):
+            to_write.write(temp_name, format=fmt, overwrite=True, **kwargs)
+            os.chmod(temp_name, new_file_mode())
+            os.replace(temp_name, path)
     finally:
         if os.path.exists(temp_name):
             os.unlink(temp_name)
+
+
+@contextlib.contextmanager
+def _table_io_errors(action, path, fmt):
+    """Turn what astropy raises while reading or writing ``path`` into a `TableIOError`."""
+    try:
+        yield
+    except ImportError as exc:
+        doing = {"read": "reading", "write": "writing"}[action]
+        msg = f"{doing} {str(path)!r} as {fmt} needs a package that is missing: {exc}"
+        raise TableIOError(msg) from exc
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        msg = f"cannot {action} {str(path)!r} as {fmt}: {exc}"
+        raise TableIOError(msg) from exc
 
 
 @contextlib.contextmanager
