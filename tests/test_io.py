@@ -66,7 +66,9 @@ def test_parquet_round_trip_or_clear_error(tmp_path):
     table.remove_column("cutout")
     path = tmp_path / "t.parquet"
     if importlib.util.find_spec("pyarrow") is None:
-        with pytest.raises(TableIOError, match=r"writing .*t\.parquet. as parquet needs a package that is missing"):
+        with pytest.raises(TableIOError,
+                           match=r"writing .*t\.parquet. as parquet needs a package that is "
+                                 r"missing"):
             write_table(table, path)
         assert not path.exists() and list(tmp_path.iterdir()) == []
     else:
