@@ -31,6 +31,8 @@ __all__ = ["GPMResNetConfig", "NAMED_CONFIGS", "get_config", "ECA", "DropBlock2d
            "CastTo", "fold_batchnorm", "mixed_precision_copy"]
 
 INPUT_SCALINGS = ("none", "asinh")
+OPTIMIZERS = ("adam", "adamw")
+LR_SCHEDULES = ("step", "onecycle")
 BASE_WIDTHS = (64, 128, 256, 512)
 EXPANSION = 4
 
@@ -50,6 +52,9 @@ class GPMResNetConfig:
     input_size : int or None
         Side in pixels the cutouts are resized to (bilinear, anti-aliased) before the network;
         None keeps the cutout size (152 px in the paper).
+    crop_size : int or None
+        Side in pixels of a central crop taken before any resize, at full resolution; None
+        keeps the whole cutout.
     cutout_size : int
         Side in pixels of the cutouts the model expects (152 for Legacy Survey cutouts).
     bands : str
@@ -73,15 +78,31 @@ class GPMResNetConfig:
     head_hidden : int
         Hidden units of the PG block.
     epochs, batch_size, lr, lr_step, lr_gamma, weight_decay : training defaults
-        Adam at ``lr``, multiplied by ``lr_gamma`` every ``lr_step`` epochs.
+        With ``lr_schedule="step"``, ``lr`` multiplied by ``lr_gamma`` every ``lr_step`` epochs;
+        with ``"onecycle"``, ``lr`` is the peak of a one-cycle schedule (warm-up over the first
+        ``lr_warmup`` of the steps, then cosine annealing to ``lr / 1e4``), stepped per batch.
+    optimizer : str
+        ``"adam"`` (the paper) or ``"adamw"`` (decoupled weight decay).
+    lr_schedule : str
+        ``"step"`` (the paper) or ``"onecycle"``.
+    lr_warmup : float
+        Share of the steps spent warming up with ``"onecycle"``.
     standardize_target : bool
         Train on (y - mean) / std of the training labels (the paper used raw labels).
+    error_head : bool
+        The PG block's last layer gives a mean and a log-variance: the mean trained with MSE
+        as the paper's single output, the variance with the Gaussian likelihood of the mean's
+        residuals (gradient stopped at the mean, Stirn et al. 2023), so that it becomes each
+        galaxy's own error without costing the mean accuracy. False: one number (the paper).
+    test_time_augmentation : bool
+        Average the prediction over the eight flips and 90-degree rotations of each cutout.
     """
 
     name: str = "paper"
     width: float = 1.0
     blocks: tuple = (3, 4, 6, 3)
     input_size: int | None = None
+    crop_size: int | None = None
     cutout_size: int = 152
     bands: str = "grz"
     input_scaling: str = "none"
@@ -99,7 +120,12 @@ class GPMResNetConfig:
     lr_step: int = 10
     lr_gamma: float = 0.1
     weight_decay: float = 0.0
+    optimizer: str = "adam"
+    lr_schedule: str = "step"
+    lr_warmup: float = 0.2
     standardize_target: bool = False
+    error_head: bool = False
+    test_time_augmentation: bool = False
 
     def __post_init__(self):
         self.blocks = tuple(int(b) for b in self.blocks)
@@ -116,6 +142,17 @@ class GPMResNetConfig:
             raise ParameterError(f"input_size must be >= 16 or None, got {self.input_size!r}")
         if not self.bands or len(set(self.bands)) != len(self.bands):
             raise ParameterError(f"bands must be distinct band letters, got {self.bands!r}")
+        if self.crop_size is not None and not 16 <= int(self.crop_size) <= self.cutout_size:
+            msg = (f"crop_size must be None or 16 to cutout_size ({self.cutout_size}), got "
+                   f"{self.crop_size!r}")
+            raise ParameterError(msg)
+        if self.optimizer not in OPTIMIZERS:
+            raise ParameterError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            msg = f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
+            raise ParameterError(msg)
+        if not 0 < self.lr_warmup < 1:
+            raise ParameterError(f"lr_warmup must be in (0, 1), got {self.lr_warmup!r}")
         if self.input_scaling not in INPUT_SCALINGS:
             msg = f"input_scaling must be one of {INPUT_SCALINGS}, got {self.input_scaling!r}"
             raise ParameterError(msg)
@@ -166,6 +203,16 @@ class GPMResNetConfig:
     @property
     def feature_width(self):
         return self.stage_widths[-1] * EXPANSION
+
+    @property
+    def n_outputs(self):
+        """Numbers the network returns per galaxy: the value, and its log-variance."""
+        return 2 if self.error_head else 1
+
+    @property
+    def network_input_size(self):
+        """Side in pixels of the images the network sees."""
+        return self.input_size or self.crop_size or self.cutout_size
 
 
 NAMED_CONFIGS = {
@@ -327,7 +374,7 @@ class GPMResNet(nn.Module):
         self.pg = nn.Sequential(
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.ReLU(),
             nn.Linear(in_channels, config.head_hidden), nn.ReLU(),
-            nn.Linear(config.head_hidden, 1))
+            nn.Linear(config.head_hidden, config.n_outputs))
         self._init_weights()
 
     def _init_weights(self):
@@ -340,6 +387,10 @@ class GPMResNet(nn.Module):
 
     def forward(self, x):
         return self.pg(self.dho(self.ilo(x)))
+
+    def features(self, x):
+        """The penultimate-layer features (the PG block's hidden layer, after its ReLU)."""
+        return self.pg[:-1](self.dho(self.ilo(x)))
 
     def dropblocks(self):
         """The DropBlock modules, in order."""
@@ -362,8 +413,9 @@ class GPMResNet(nn.Module):
 class InputTransform:
     """Turn a batch of cutouts (n, bands, H, W) in nanomaggies into network input.
 
-    Selects ``config.bands`` from ``table_bands``, resizes to ``config.input_size`` (bilinear,
-    anti-aliased) and applies the input scaling.
+    Selects ``config.bands`` from ``table_bands``, takes the central ``config.crop_size``
+    pixels, resizes to ``config.input_size`` (bilinear, anti-aliased) and applies the input
+    scaling.
 
     Parameters
     ----------
@@ -385,6 +437,11 @@ class InputTransform:
         x = torch.as_tensor(np.asarray(images, dtype=np.float32))
         if self.band_index != list(range(x.shape[1])):
             x = x[:, self.band_index]
+        crop = self.config.crop_size
+        if crop is not None and x.shape[-1] > crop:
+            top = (x.shape[-2] - crop) // 2
+            left = (x.shape[-1] - crop) // 2
+            x = x[..., top:top + crop, left:left + crop]
         size = self.config.input_size
         if size is not None and (x.shape[-2], x.shape[-1]) != (size, size):
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
