@@ -1,0 +1,190 @@
+"""Saving and loading GPM-ResNet models: safetensors weights plus a JSON model card, no pickle."""
+
+import datetime
+import json
+import os
+from pathlib import Path
+
+import torch
+from astropy.table import Table
+
+from gpm_astro.exceptions import WeightsError
+from gpm_astro.tables import package_version
+
+from .model import GPMResNet, GPMResNetConfig
+from .training import HISTORY_CSV, HISTORY_PNG, plot_history, write_history
+
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "model_card.json"
+CARD_FORMAT = "gpm_astro.gpm_resnet/1"
+
+
+class PersistenceMixin:
+    """`model_card`, `save` and `load`, for `GPMResNetEstimator`."""
+
+    # ------------------------------------------------------------------ persistence
+    def model_card(self):
+        """The JSON-able description saved next to the weights."""
+        self._check_fitted()
+        return {
+            "format": CARD_FORMAT,
+            "estimator": self.name,
+            "output": self.output,
+            "output_unit": self.output_unit,
+            "target": self.target_,
+            "architecture": self.config_.to_dict(),
+            "input": {"bands": self.config_.bands, "table_bands": self.bands_,
+                      "input_scaling": self.config_.input_scaling,
+                      "asinh_softening": self.config_.asinh_softening,
+                      "cutout_size": self.config_.cutout_size,
+                      "input_size": self.config_.input_size, "flux_unit": "nanomaggy"},
+            "target_standardization": {"mean": self.target_mean_, "std": self.target_std_},
+            "uncertainty": {"n_ensemble": len(self.models_), "mc_passes": self.mc_passes,
+                            "err_scale": self.err_scale_, "err_constant": self.err_constant_},
+            "training_data": self.training_summary_,
+            "metrics": {"validation": self.validation_metrics_},
+            "package_version": package_version(),
+            "torch_version": torch.__version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"),
+        }
+
+    def save(self, directory):
+        """Write ``model.safetensors``, ``model_card.json`` and the loss history (CSV, PNG).
+
+        Parameters
+        ----------
+        directory : str or path-like
+            Created if needed; existing files of the same names are replaced.
+
+        Returns
+        -------
+        pathlib.Path
+            The weights file. Its sha256 is in the card (``weights_sha256``).
+        """
+        from safetensors.torch import save_file
+
+        from gpm_astro.weights import sha256_of
+
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        card = self.model_card()
+        tensors = {}
+        for member, model in enumerate(self.models_):
+            for key, value in model.state_dict().items():
+                tensors[f"member{member}.{key}"] = value.detach().cpu().contiguous()
+        weights_path = directory / WEIGHTS_FILE
+        tmp = weights_path.with_suffix(".tmp")
+        save_file(tensors, str(tmp), metadata={"format": CARD_FORMAT,
+                                               "model_card": json.dumps(card)})
+        os.replace(tmp, weights_path)
+        card["weights_file"] = WEIGHTS_FILE
+        card["weights_sha256"] = sha256_of(weights_path)
+        (directory / CARD_FILE).write_text(json.dumps(card, indent=2))
+        write_history(self.history_, str(directory / HISTORY_CSV))
+        plot_history(self.history_, str(directory / HISTORY_PNG),
+                     title=f"{self.name} ({self.config_.name})")
+        return weights_path
+
+    @classmethod
+    def load(cls, path_or_name, *, sha256=None, device="auto", **params):
+        """Load a saved model without unpickling anything.
+
+        Parameters
+        ----------
+        path_or_name : str or path-like
+            A directory written by `save`, a ``.safetensors`` file (its card is read from the
+            file's metadata), a registered weights name (`gpm_astro.weights`), or a URL.
+        sha256 : str, optional
+            Expected digest of the weights file (needed for a bare URL).
+        device : str, optional
+            Device for prediction.
+        **params
+            Other constructor parameters (e.g. ``mc_passes``, ``predict_batch_size``).
+
+        Returns
+        -------
+        GPMResNetEstimator
+
+        Raises
+        ------
+        WeightsError
+            Missing files, weights whose sha256 differs from the card or registry, or a card
+            for another estimator.
+        """
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        from gpm_astro.weights import fetch_weights, sha256_of
+
+        path = Path(path_or_name) if isinstance(path_or_name, (str, os.PathLike)) else None
+        if path is None:
+            raise WeightsError(f"weights must be a path or a name, got {path_or_name!r}")
+        card = None
+        if path.is_dir():
+            card_path = path / CARD_FILE
+            if not card_path.is_file():
+                raise WeightsError(f"{str(path)!r} has no {CARD_FILE}")
+            card = json.loads(card_path.read_text())
+            weights_path = path / card.get("weights_file", WEIGHTS_FILE)
+            if not weights_path.is_file():
+                raise WeightsError(f"weights file {str(weights_path)!r} does not exist")
+            actual = sha256_of(weights_path)
+            if actual != card.get("weights_sha256"):
+                msg = (f"sha256 of {str(weights_path)!r} is {actual}, but the model card says "
+                       f"{card.get('weights_sha256')!r}; refusing tampered or mismatched weights")
+                raise WeightsError(msg)
+        elif path.is_file():
+            weights_path = path
+            if sha256 is not None:
+                weights_path = Path(fetch_weights(str(path), sha256=sha256))
+        else:
+            weights_path = Path(fetch_weights(str(path_or_name), sha256=sha256))
+        try:
+            with safe_open(str(weights_path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+            tensors = load_file(str(weights_path))
+        except Exception as exc:  # safetensors raises its own error types
+            raise WeightsError(f"cannot read weights {str(weights_path)!r}: {exc}") from exc
+        if card is None:
+            if metadata.get("format") != CARD_FORMAT or "model_card" not in metadata:
+                msg = f"{str(weights_path)!r} holds no {CARD_FORMAT} model card"
+                raise WeightsError(msg)
+            card = json.loads(metadata["model_card"])
+        if card.get("output") != cls.output:
+            msg = (f"the weights predict {card.get('output')!r} ({card.get('estimator')!r}); "
+                   f"{cls.__name__} predicts {cls.output!r}")
+            raise WeightsError(msg)
+        config = GPMResNetConfig.from_dict(card["architecture"])
+        uncertainty = card["uncertainty"]
+        params.setdefault("mc_passes", uncertainty["mc_passes"])
+        estimator = cls(config=config, n_ensemble=uncertainty["n_ensemble"], device=device,
+                        **params)
+        models = []
+        for member in range(uncertainty["n_ensemble"]):
+            prefix = f"member{member}."
+            state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            model = GPMResNet(config)
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as exc:
+                raise WeightsError(f"weights do not fit the card's architecture: {exc}") from exc
+            models.append(model.eval())
+        estimator.config_ = config
+        estimator.bands_ = card["input"]["table_bands"]
+        estimator.target_ = card["target"]
+        estimator.target_mean_ = card["target_standardization"]["mean"]
+        estimator.target_std_ = card["target_standardization"]["std"]
+        estimator.err_scale_ = uncertainty["err_scale"]
+        estimator.err_constant_ = uncertainty["err_constant"]
+        estimator.training_summary_ = card["training_data"]
+        estimator.validation_metrics_ = card["metrics"]["validation"]
+        estimator.models_ = models
+        estimator._inference_cache = {}
+        history_path = weights_path.parent / HISTORY_CSV
+        if history_path.is_file():
+            estimator.history_ = Table.read(str(history_path), format="ascii.csv")
+        else:
+            estimator.history_ = Table(names=("member", "epoch", "train_loss", "val_loss"))
+        return estimator

@@ -1,0 +1,44 @@
+"""Checks and flags of the cutout tables GPM-ResNet reads."""
+
+import numpy as np
+
+from gpm_astro.exceptions import SchemaError
+
+
+def _table_bands(table):
+    return str(table.meta.get("bands", "grz"))
+
+
+def _check_cutouts(table, bands, expected_size=None):
+    """Return the cutout side after checking the column's shape (n, bands, S, S)."""
+    shape = table["cutout"].shape
+    if len(shape) != 4 or shape[1] != len(bands) or shape[2] != shape[3]:
+        msg = (f"cutout column must have shape (n, {len(bands)}, S, S) for bands {bands!r}, "
+               f"got {shape!r}")
+        raise SchemaError(msg)
+    if expected_size is not None and shape[2] != expected_size:
+        msg = (f"this model was trained on {expected_size} x {expected_size} px cutouts, "
+               f"got {shape[2]} x {shape[3]}")
+        raise SchemaError(msg)
+    return int(shape[2])
+
+
+def _row_flags(table, rows, images):
+    """Flags of ``rows`` given their loaded images (a masked array or ndarray)."""
+    flags = np.full(len(rows), "ok", dtype=object)
+    if "preprocess_ok" in table.colnames:
+        ok = np.asarray(np.ma.filled(np.ma.asanyarray(table["preprocess_ok"][rows]), False),
+                        dtype=bool)
+        if "preprocess_flag" in table.colnames:
+            reasons = np.ma.filled(np.ma.asanyarray(table["preprocess_flag"][rows]).astype(str),
+                                   "masked")
+        else:
+            reasons = np.full(len(rows), "failed", dtype=object)
+        for i in np.flatnonzero(~ok):
+            flags[i] = f"preprocess:{reasons[i]}"
+    masked = np.ma.getmaskarray(images).reshape(len(rows), -1).any(axis=1)
+    data = np.ma.getdata(images)
+    finite = np.isfinite(data).reshape(len(rows), -1).all(axis=1)
+    flags[(flags == "ok") & masked] = "missing_cutout"
+    flags[(flags == "ok") & ~finite] = "invalid_pixels"
+    return flags
