@@ -10,7 +10,7 @@ from astropy.table import Column, MaskedColumn, Table
 
 from gpm_astro.base import Estimator
 from gpm_astro.exceptions import GPMAstroError, ParameterError
-from gpm_astro.tables import missing_mask, require_table, with_column_names
+from gpm_astro.tables import numeric_column, require_table, with_column_names
 
 __all__ = ["ColourPolynomial", "polynomial_terms", "design_matrix", "flux_to_mag"]
 
@@ -117,9 +117,9 @@ class ColourPolynomial(Estimator):
         mags = []
         bad = np.zeros(len(table), dtype=bool)
         for column in self.flux_columns:
-            flux = table[column]
-            bad |= missing_mask(flux)
-            mag = flux_to_mag(np.ma.getdata(flux))
+            flux, missing = numeric_column(table[column], "colour_polynomial")
+            bad |= missing
+            mag = flux_to_mag(flux)
             bad |= ~np.isfinite(mag)
             mags.append(mag)
         g, r, z = mags
@@ -143,8 +143,8 @@ class ColourPolynomial(Estimator):
         table = with_column_names(table, list(self.flux_columns) + [target],
                                   "ColourPolynomial.fit")
         x, y, flags = self.colours(table)
-        z_true = np.asarray(np.ma.getdata(table[target]), dtype=float)
-        usable = (flags == "ok") & ~missing_mask(table[target])
+        z_true, z_missing = numeric_column(table[target], "ColourPolynomial.fit")
+        usable = (flags == "ok") & ~z_missing
         terms = polynomial_terms(self.order)
         n_used = int(usable.sum())
         if n_used <= len(terms):

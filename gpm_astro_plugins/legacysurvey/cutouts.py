@@ -33,12 +33,13 @@ import json
 import warnings
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
 from astropy import config as _config
 from astropy.io import fits
 from astropy.table import Column, Table
 
-from gpm_astro.exceptions import ParameterError, RemoteServiceError
+from gpm_astro.exceptions import ParameterError, RemoteServiceError, SchemaError
 from gpm_astro.remote import (
     HTTPStatusError,
     MalformedResponseError,
@@ -48,7 +49,8 @@ from gpm_astro.remote import (
     TransientResponseError,
     TruncatedResponseError,
 )
-from gpm_astro.tables import record_step, require_columns, require_table, warn_empty
+from gpm_astro.tables import (numeric_column, record_step, require_columns, require_table,
+                              warn_empty)
 
 __all__ = ["Conf", "conf", "LegacySurveyCutouts", "CUTOUT_FLAGS", "FINAL_FLAGS", "KEEPS_IMAGE",
            "TRANSIENT_FLAGS", "parse_cutout", "zero_cube_flag"]
@@ -280,10 +282,16 @@ class LegacySurveyCutouts(RemoteDataSource):
         coords = []
         for name in (ra_column, dec_column):
             column = targets[name]
+            # strings or 2-D columns: SchemaError; masked, NaN or sentinel values: NaN
+            values, _ = numeric_column(column, "legacysurvey_cutouts")
             unit = getattr(column, "unit", None)
-            values = np.ma.asanyarray(column.to_value("deg") if unit is not None
-                                      else column, dtype=float)
-            coords.append(np.ma.filled(values, np.nan))
+            if unit is not None and unit != u.dimensionless_unscaled:
+                if not unit.is_equivalent(u.deg):
+                    msg = (f"legacysurvey_cutouts: column {name!r} has unit {unit}, which is not "
+                           f"an angle; give degrees")
+                    raise SchemaError(msg)
+                values = (values * unit).to_value(u.deg)
+            coords.append(values)
         ra, dec = coords
         valid = np.isfinite(ra) & np.isfinite(dec) & (ra >= 0) & (ra < 360) & (np.abs(dec) <= 90)
         return ra, dec, valid
