@@ -39,6 +39,7 @@ from gpm_astro.remote import (
     RemoteTimeoutError,
     TruncatedResponseError,
 )
+from gpm_astro.survey_constants import BANDS, CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
 from gpm_astro.tables import record_step, require_columns, require_table, warn_empty
 
 __all__ = ["Conf", "conf", "LegacySurveyCutouts", "CUTOUT_FLAGS", "FINAL_FLAGS",
@@ -166,9 +167,9 @@ class LegacySurveyCutouts(RemoteDataSource):
     provides = ("cutouts",)
     conf = conf
 
-    def __init__(self, *, layer="ls-dr9", pixel_scale=0.262, size=152, bands="grz",
-                 progress=True, cache=True, cache_dir=None, timeout=None, max_retries=None,
-                 backoff_factor=None, max_workers=None):
+    def __init__(self, *, layer="ls-dr9", pixel_scale=PIXEL_SCALE_ARCSEC, size=CUTOUT_SIZE,
+                 bands=BANDS, progress=True, cache=True, cache_dir=None, timeout=None,
+                 max_retries=None, backoff_factor=None, max_workers=None):
         super().__init__(cache=cache, cache_dir=cache_dir, timeout=timeout,
                          max_retries=max_retries, backoff_factor=backoff_factor,
                          max_workers=max_workers)
