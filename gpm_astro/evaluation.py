@@ -20,7 +20,7 @@ from astropy.table import Table
 from .exceptions import ParameterError
 from .metrics import binned_statistics, summarize
 from .survey_constants import TREMONTI_MASS_RANGE, flux_to_magnitude, tremonti_metallicity
-from .tables import missing_mask, record_step, require_columns, require_table
+from .tables import numeric_column, record_step, require_columns, require_table
 
 __all__ = ["evaluate", "plot_residual_density", "plot_z_distributions", "plot_colour_colour",
            "plot_mzr_recovery", "plot_catalogue_distributions"]
@@ -29,10 +29,9 @@ DPI = 100
 
 
 def _values(column):
-    """Float data of a (masked) column with NaN where masked, NaN or a -9999/-99 sentinel."""
-    data = np.asarray(np.ma.getdata(np.ma.asanyarray(column)), dtype=float).copy()
-    data[missing_mask(column)] = np.nan
-    return data
+    """Float data of a (masked) column with NaN where masked, NaN or a -9999/-99 sentinel;
+    `SchemaError` for a column of strings or more than one dimension."""
+    return numeric_column(column, "evaluate")[0]
 
 
 def evaluate(table, *, pred="Z_pred", true="oh_p50", err="Z_pred_err", mass=None, z_bins=8,
@@ -71,7 +70,7 @@ def evaluate(table, *, pred="Z_pred", true="oh_p50", err="Z_pred_err", mass=None
     Raises
     ------
     SchemaError
-        If a named column is missing.
+        If a named column is missing, not one-dimensional or does not hold numbers.
 
     Examples
     --------
@@ -89,6 +88,8 @@ def evaluate(table, *, pred="Z_pred", true="oh_p50", err="Z_pred_err", mass=None
     require_table(table)
     names = [pred, true] + ([err] if err else []) + ([mass] if mass else [])
     require_columns(table, names, "evaluate")
+    for name in names:
+        numeric_column(table[name], "evaluate")  # strings or 2-D columns: a clear error
     err_values = table[err] if err else None
     overall = summarize(table[pred], table[true], err_values)
     columns = ["quantity", "bin_low", "bin_high", "n", "mu", "sigma", "nmad", "median"]

@@ -7,6 +7,7 @@ code) through ``parser.set_defaults(func=...)``.
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -17,6 +18,9 @@ __all__ = ["main", "build_parser"]
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+#: Set to show the traceback of an unexpected error instead of one line.
+DEBUG_ENV_VAR = "GPM_ASTRO_DEBUG"
 
 
 def build_parser():
@@ -50,6 +54,23 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("gpm-astro: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not bad input: one line, the traceback on request
+        if os.environ.get(DEBUG_ENV_VAR):
+            raise
+        print(f"gpm-astro: internal error: {type(exc).__name__}: {exc} (a bug in gpm_astro or "
+              f"a plugin; set {DEBUG_ENV_VAR}=1 to see the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def refuse_existing(path, overwrite, what="output"):
+    """Raise `TableIOError` before any work when ``path`` exists and --overwrite is not given."""
+    from pathlib import Path
+
+    from ..exceptions import TableIOError
+
+    if Path(path).exists() and not overwrite:
+        msg = f"{what} {str(path)!r} exists; pass --overwrite to replace it"
+        raise TableIOError(msg)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,7 @@ from gpm_astro.base import Estimator
 from gpm_astro.exceptions import GPMAstroError, ParameterError
 from gpm_astro.survey_constants import (ZERO_POINT, flux_to_magnitude, polynomial_design,
                                         polynomial_exponents)
-from gpm_astro.tables import missing_mask, require_columns, require_table
+from gpm_astro.tables import numeric_column, require_columns, require_table
 
 __all__ = ["ColourPolynomial", "polynomial_terms", "design_matrix", "flux_to_mag"]
 
@@ -114,9 +114,9 @@ class ColourPolynomial(Estimator):
         mags = []
         bad = np.zeros(len(table), dtype=bool)
         for column in self.flux_columns:
-            flux = table[column]
-            bad |= missing_mask(flux)
-            mag = flux_to_mag(np.ma.getdata(flux))
+            flux, missing = numeric_column(table[column], "colour_polynomial")
+            bad |= missing
+            mag = flux_to_mag(flux)
             bad |= ~np.isfinite(mag)
             mags.append(mag)
         g, r, z = mags
@@ -139,8 +139,8 @@ class ColourPolynomial(Estimator):
         self._validate()
         require_columns(table, list(self.flux_columns) + [target], "ColourPolynomial.fit")
         x, y, flags = self.colours(table)
-        z_true = np.asarray(np.ma.getdata(table[target]), dtype=float)
-        usable = (flags == "ok") & ~missing_mask(table[target])
+        z_true, z_missing = numeric_column(table[target], "ColourPolynomial.fit")
+        usable = (flags == "ok") & ~z_missing
         terms = polynomial_terms(self.order)
         n_used = int(usable.sum())
         if n_used <= len(terms):

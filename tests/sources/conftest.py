@@ -84,7 +84,8 @@ def _handler_class(service):
             parts = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode() if length else ""
-            request = Request(self.command, parts.path, dict(parse_qsl(parts.query)),
+            request = Request(self.command, parts.path,
+                              dict(parse_qsl(parts.query, keep_blank_values=True)),
                               dict(parse_qsl(body)), dict(self.headers))
             reply = service._answer(request)
             if reply.delay:
