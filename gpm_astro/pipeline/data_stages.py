@@ -143,7 +143,7 @@ class DataStages:
 
         from .. import preprocess_cutouts
 
-        source = self.path("sky/cutouts.h5")
+        source = self.cutout_store("sky/cutouts.h5")
         options = dict(self.config["preprocess"])
         options.setdefault("progress", False)  # the bar below counts every chunk
         pieces = []

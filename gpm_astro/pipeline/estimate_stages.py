@@ -19,7 +19,7 @@ class EstimateStages:
         """One split of the sample, with its cleaned cutouts when the estimator needs them."""
         part = sample[np.asarray(sample["split"]).astype(str) == name]
         if with_cutouts:
-            part["cutout"] = read_cutouts(self.path("preprocess/labelled_cutouts.h5"),
+            part["cutout"] = read_cutouts(self.cutout_store("preprocess/labelled_cutouts.h5"),
                                           part["cutout_row"])
             part.meta["bands"] = BANDS
             part.meta["pixel_scale"] = PIXEL_SCALE_ARCSEC
@@ -143,8 +143,8 @@ class EstimateStages:
         for start in range(0, max(len(table), 1), chunk_size):
             chunk = table[start:start + chunk_size]
             if needs_cutouts:
-                chunk["cutout"] = read_cutouts(self.path("preprocess/application_cutouts.h5"),
-                                               chunk["cutout_row"])
+                store = self.cutout_store("preprocess/application_cutouts.h5")
+                chunk["cutout"] = read_cutouts(store, chunk["cutout_row"])
                 chunk.meta["bands"] = BANDS
                 chunk.meta["pixel_scale"] = PIXEL_SCALE_ARCSEC
             if mass_model is not None:
