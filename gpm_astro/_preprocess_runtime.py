@@ -7,16 +7,16 @@ temporaries be reused. `gpm_astro.preprocessing` drives it; nothing here knows a
 
 import atexit
 import functools
-import multiprocessing
 import os
 import shutil
 import tempfile
 import uuid
 from collections import OrderedDict, deque
 from contextlib import contextmanager
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+
+from .process_pool import forkserver_pool
 
 _EXECUTORS = {}
 
@@ -74,11 +74,7 @@ def _executor(n_jobs):
     """A process pool kept for the session, so chunk after chunk does not pay its start."""
     pool = _EXECUTORS.get(n_jobs)
     if pool is None:
-        # forkserver: a plain fork copies locks held by the parent's threads (torch, OpenCV,
-        # an import in progress) and the child can deadlock on them
-        context = multiprocessing.get_context("forkserver")
-        pool = ProcessPoolExecutor(max_workers=n_jobs, initializer=_worker_setup,
-                                   mp_context=context)
+        pool = forkserver_pool(n_jobs, initializer=_worker_setup)
         _EXECUTORS[n_jobs] = pool
     return pool
 

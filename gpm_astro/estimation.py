@@ -254,7 +254,8 @@ def _record(out, estimator, *, weights, batch_size, suffix, n_predicted, chunk_i
                 estimator_class=f"{type(estimator).__module__}.{type(estimator).__qualname__}",
                 estimator_params=params, weights=None if weights is None else str(weights),
                 batch_size=batch_size, suffix=suffix, n_rows=len(out),
-                n_predicted=n_predicted, chunk_index=chunk_index)
+                n_predicted=n_predicted, chunk_index=chunk_index,
+                weights_check=getattr(estimator, "weights_check_", None))
 
 
 def predict_metallicity(table, *, estimator="gpm_resnet", weights=None, batch_size=256,

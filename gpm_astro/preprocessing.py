@@ -20,6 +20,7 @@ from ._preprocess_runtime import (_WORKER_MAPPINGS, _executor,  # noqa: F401 (re
                                   _keep_freed_memory, _opencv_threads, _run_slot, _SharedSlots)
 from .base import PreprocessingStep, StepResult
 from .exceptions import ParameterError, PluginError, SchemaError
+from .survey_constants import PIXEL_SCALE_ARCSEC
 from .tables import (record_step, require_positive_int, require_table, resolve_columns,
                      warn_empty)
 
@@ -40,7 +41,7 @@ _COLUMNS = {
     "enclosing_radius": (u.arcsec, "radius of the target's minimum enclosing circle"),
     "n_sources": (None, "number of sources found after deblending"),
 }
-_DEFAULT_PIXEL_SCALE = 0.262
+_DEFAULT_PIXEL_SCALE = PIXEL_SCALE_ARCSEC
 #: Cutouts per batch: 64 keeps a batch's temporaries (~18 MB) reused by the allocator instead
 #: of fresh pages for every batch (256: 1.2-1.3 ms a cutout, 64: 1.1 ms; benchmarks/preprocess.py)
 DEFAULT_BATCH_SIZE = 64

@@ -8,7 +8,8 @@ import torch
 from tqdm.auto import tqdm
 
 from gpm_astro.exceptions import GPMAstroError, ParameterError, SchemaError
-from gpm_astro.tables import (missing_mask, require_positive_int, require_table,
+from gpm_astro.image_checks import IMAGE_FLAGS
+from gpm_astro.tables import (boolean_column, missing_mask, require_positive_int, require_table,
                               with_column_names)
 
 from .error_model import ONE_SIGMA, _combined_error, _fit_error_model
@@ -53,12 +54,10 @@ class FittingMixin:
     def _usable_rows(self, table, target):
         """Indices of rows to train on and the count skipped for each reason."""
         n = len(table)
-        skipped = {"preprocess": 0, "missing_target": 0, "missing_cutout": 0,
-                   "invalid_pixels": 0}
+        skipped = {"preprocess": 0, "missing_target": 0, **dict.fromkeys(IMAGE_FLAGS, 0)}
         use = np.ones(n, dtype=bool)
         if "preprocess_ok" in table.colnames:
-            ok = np.asarray(np.ma.filled(np.ma.asanyarray(table["preprocess_ok"]), False),
-                            dtype=bool)
+            ok = boolean_column(table["preprocess_ok"], f"{type(self).__name__}.fit")
             skipped["preprocess"] = int((~ok).sum())
             use &= ok
         no_target = missing_mask(table[target])
@@ -69,7 +68,7 @@ class FittingMixin:
         for start in range(0, len(rows), 512):
             part = rows[start:start + 512]
             flags = _row_flags(table, part, table["cutout"][part])
-            for reason in ("missing_cutout", "invalid_pixels"):
+            for reason in IMAGE_FLAGS:
                 skipped[reason] += int((flags == reason).sum())
             keep[start:start + 512] = flags == "ok"
         return rows[keep], skipped

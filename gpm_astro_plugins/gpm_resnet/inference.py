@@ -217,5 +217,6 @@ class InferenceMixin:
         record_step(out, f"{self.name}.predict", precision=precision, compile=compile_model,
                     mc_passes=self.mc_passes, n_ensemble=len(self.models_),
                     batch_size=batch_size, err_scale=self.err_scale_,
-                    err_constant=self.err_constant_, n_predicted=int((~unpredicted).sum()))
+                    err_constant=self.err_constant_, n_predicted=int((~unpredicted).sum()),
+                    weights_check=getattr(self, "weights_check_", "trained in this session"))
         return out
