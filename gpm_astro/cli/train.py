@@ -2,10 +2,10 @@
 
 EPILOG = """\
 examples:
-  gpm-astro train train.fits --out models/lite
-  gpm-astro train train.fits --validation val.fits --out models/paper --config paper
-  gpm-astro train train.fits --out models/mass --target lgm_fib_p50 --epochs 20
-  gpm-astro train train.fits --out models/lite --checkpoint-dir ckpt --resume
+  gpm-astro train train.fits --out models/lite --config lite
+  gpm-astro train train.fits --validation val.fits --out models/paper
+  gpm-astro train train.fits --out models/mass --config lite --target lgm_fib_p50 --epochs 20
+  gpm-astro train train.fits --out models/lite --config lite --checkpoint-dir ckpt --resume
 """
 
 
@@ -20,8 +20,11 @@ def add_parser(subparsers):
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("table", help="training table (FITS, ECSV, HDF5, ...)")
     parser.add_argument("--out", required=True, help="directory for the trained model")
-    parser.add_argument("--config", default="lite", choices=("lite", "paper"),
-                        help="network and training defaults (default: lite)")
+    parser.add_argument("--config", default="paper",
+                        choices=("paper", "paper_recipe", "lite"),
+                        help="network and training defaults: paper (the paper's, default), "
+                             "paper_recipe (the paper's network, the tuned training), lite "
+                             "(the fast CPU variant)")
     parser.add_argument("--target", default=None,
                         help="column to learn (default: oh_p50; lgm_fib_p50 for log M*)")
     parser.add_argument("--validation", default=None,

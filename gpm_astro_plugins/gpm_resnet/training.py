@@ -28,7 +28,7 @@ from gpm_astro.exceptions import GPMAstroError, ParameterError, WeightsError
 from gpm_astro.io import new_file_mode, partial_file
 
 __all__ = ["resolve_device", "resolve_precision", "augment_batch", "train_network",
-           "TrainingResult", "write_history", "plot_history", "error_head_loss", "CHECKPOINT_NAME",
+           "TrainingResult", "write_history", "plot_history", "error_head_loss", "dihedral_view", "CHECKPOINT_NAME",
            "LOG_VARIANCE_RANGE"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -133,6 +133,14 @@ def augment_batch(x, generator):
             part = part.flip(-1)
         out[index] = torch.rot90(part, code % 4, dims=(-2, -1))
     return out
+
+
+def dihedral_view(x, view):
+    """Element ``view`` (0-7) of the dihedral group applied to (n, c, s, s) images: rotation by
+    ``view % 4`` quarter turns, after a left-right flip when ``view >= 4``; 0 is the identity."""
+    if view >= 4:
+        x = x.flip(-1)
+    return torch.rot90(x, view % 4, dims=(-2, -1)) if view % 4 else x
 
 
 class TrainingResult:
