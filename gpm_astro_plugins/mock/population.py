@@ -92,7 +92,7 @@ class PopulationModel:
 
     fmr_slope: float = -0.30
     intrinsic_scatter: float = 0.07
-    scatter_mass_slope: float = 0.0
+    scatter_mass_slope: float = 0.4
     ssfr_scatter: float = 0.40
     labelled_mass_mean: float = 9.4
     labelled_mass_sigma: float = 1.0
