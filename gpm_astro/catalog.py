@@ -14,12 +14,20 @@ from astropy.coordinates import SkyCoord
 from astropy.table import Column, MaskedColumn, Table
 
 from .exceptions import EmptyResultWarning, ParameterError, SchemaError
-from .tables import missing_mask, record_step, require_columns, require_table
+from .tables import missing_mask, provenance, record_step, require_columns, require_table
 
 __all__ = ["select_starforming", "crossmatch", "MATCH_FLAGS"]
 
 #: Values of the ``match_flag`` column written by `crossmatch`.
 MATCH_FLAGS = ("ok", "no_match", "invalid_coordinates", "image_taken")
+#: Columns `crossmatch` adds; a label table that already has one of them is refused.
+MATCH_COLUMNS = ("separation", "matched", "match_flag")
+
+#: The values a measurement can physically take, per numeric cut of `select_starforming`;
+#: a value outside (e.g. ``oh_p50 = 1e30``) fails its cut and is counted as ``implausible``.
+PLAUSIBLE_RANGES = {"z": (-0.1, 10.0), "snr": (-np.inf, 1.0e5), "metallicity": (6.0, 10.5)}
+#: Units each cut accepts besides none (a redshift in km/s is refused, not compared with 0.002).
+_CUT_UNITS = {"metallicity": (u.dex, u.dimensionless_unscaled)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,16 +83,20 @@ snr_column, metallicity_column : str, optional
     `~astropy.table.Table`
         The kept rows in input order, with the input's columns and meta. For each cut, in order,
         ``meta["gpm_astro"]["select_starforming"]`` holds a dict with ``cut``, ``column``,
-        ``rule``, ``removed``, ``missing`` (how many of the removed rows had no value) and
-        ``remaining``.
+        ``rule``, ``removed``, ``missing`` (how many of the removed rows had no value),
+        ``implausible`` (how many had a value no galaxy can have, see `PLAUSIBLE_RANGES`:
+        a redshift outside [-0.1, 10], a median S/N above 1e5, a metallicity outside
+        [6, 10.5]) and ``remaining``.
 
     Raises
     ------
     TypeError
         If ``table`` is not an astropy Table.
     SchemaError
-        If a column a cut needs is absent (the message lists the columns present), or a numeric
-        cut meets a string column.
+        If a column a cut needs is absent (the message lists the columns present), is not
+        one-dimensional, is boolean (a bool ``bptclass`` is not class 1), has a unit (a redshift
+        in km/s is refused; the metallicity may be in dex), or a numeric cut meets a string
+        column; if ``meta['gpm_astro']`` is not the package's provenance dict.
     ParameterError
         If a threshold has the wrong type or is not finite.
 
@@ -126,26 +138,27 @@ snr_column, metallicity_column : str, optional
             msg = f"the column name for the {name} cut must be a str, got {column!r}"
             raise ParameterError(msg)
     require_columns(table, [column for _, column, _ in active], what="select_starforming")
+    provenance(copy.copy(table.meta))  # a broken provenance record fails before any work
 
     keep = np.ones(len(table), dtype=bool)
     report = []
     for name, column, rule in cuts:
         if rule is None:
             report.append({"cut": name, "column": column, "rule": "skipped", "removed": 0,
-                           "missing": 0, "remaining": int(keep.sum())})
+                           "missing": 0, "implausible": 0, "remaining": int(keep.sum())})
             continue
-        passes, missing, text = _apply_cut(name, table[column], rule)
+        passes, missing, implausible, text = _apply_cut(name, table[column], rule)
         removed_now = keep & ~passes
         keep &= passes
         report.append({"cut": name, "column": column, "rule": text,
                        "removed": int(removed_now.sum()),
                        "missing": int((removed_now & missing).sum()),
+                       "implausible": int((removed_now & implausible).sum()),
                        "remaining": int(keep.sum())})
 
     out = table[keep]
     out.meta = copy.deepcopy(table.meta)
-    info = out.meta.setdefault("gpm_astro", {})
-    info["select_starforming"] = report
+    provenance(out.meta)["select_starforming"] = report
     record_step(out, "select_starforming", n_input=len(table), n_output=len(out),
                 spectrotype=spectrotype, reliable=reliable, z_warning=z_warning,
                 bptclass=bptclass, z_min=z_min, snr_min=snr_min,
@@ -206,11 +219,21 @@ def _flag(name, value):
 
 
 def _apply_cut(name, column, rule):
-    """Return (passes, missing, rule text) for one cut on one column."""
+    """Return (passes, missing, implausible, rule text) for one cut on one column."""
     op, target = rule
-    data = np.ma.asanyarray(column)
+    data = np.ma.asanyarray(column.value if isinstance(column, u.Quantity) else column)
     values = np.ma.getdata(data)
     kind = values.dtype.kind
+    if data.ndim != 1:
+        msg = (f"the {name} cut needs a one-dimensional column, but column {column.info.name!r} "
+               f"has shape {data.shape}")
+        raise SchemaError(msg)
+    if kind == "b":
+        msg = (f"the {name} cut cannot read the boolean column {column.info.name!r} (True is not "
+               f"a {name} value); give the numbers or strings it holds")
+        raise SchemaError(msg)
+    _check_cut_unit(name, column)
+    none = np.zeros(len(values), dtype=bool)
     if kind in "USO":
         if op != "in" or not isinstance(target[0], str):
             msg = (f"the {name} cut needs a numeric column, but column {column.name!r} holds "
@@ -219,7 +242,7 @@ def _apply_cut(name, column, rule):
         strings = _stripped_strings(values)
         missing = np.ma.getmaskarray(data) | (strings == "")
         passes = np.isin(strings, list(target)) & ~missing
-        return passes, missing, f"in {list(target)}"
+        return passes, missing, none, f"in {list(target)}"
     if kind not in "biuf":
         msg = (f"the {name} cut cannot compare column {column.name!r} of dtype {values.dtype}")
         raise SchemaError(msg)
@@ -227,7 +250,8 @@ def _apply_cut(name, column, rule):
         msg = (f"the {name} cut compares strings, but column {column.name!r} is numeric "
                f"(dtype {values.dtype}), e.g. {_first_value(column)!r}")
         raise SchemaError(msg)
-    missing = missing_mask(column)
+    missing = missing_mask(data)
+    implausible = none
     with np.errstate(invalid="ignore"):
         if op == "in":
             passes = np.isin(values, list(target))
@@ -238,7 +262,27 @@ def _apply_cut(name, column, rule):
         else:
             passes = np.ones(len(values), dtype=bool)
             text = "not missing"
-    return passes & ~missing, missing, text
+        if name in PLAUSIBLE_RANGES:
+            low, high = PLAUSIBLE_RANGES[name]
+            implausible = ~missing & ((values < low) | (values > high))
+            text += f", plausible in [{low}, {high}]"
+    return passes & ~missing & ~implausible, missing, implausible, text
+
+
+def _check_cut_unit(name, column):
+    """SchemaError when a cut's column has a unit the cut cannot compare with its rule."""
+    unit = getattr(column, "unit", None)
+    if unit is None or unit == u.dimensionless_unscaled:
+        return
+    if any(unit == accepted for accepted in _CUT_UNITS.get(name, ())):
+        return
+    if name == "z" and unit.is_equivalent(u.km / u.s):
+        msg = (f"the z cut needs a redshift (no unit), but column {column.info.name!r} is a "
+               f"velocity in {unit}; convert it (z = v / c) or give the redshift column")
+    else:
+        msg = (f"the {name} cut compares plain numbers, but column {column.info.name!r} has unit "
+               f"{unit}; give the column without a unit (or in the unit the cut expects)")
+    raise SchemaError(msg)
 
 
 def _stripped_strings(values):
@@ -312,7 +356,8 @@ def crossmatch(labels, images, *, radius=1.0 * u.arcsec, one_to_one=False, ra_co
         If ``labels`` or ``images`` is not an astropy Table.
     SchemaError
         If a coordinate or id column is missing, not numeric, or has a non-angle unit; if an id
-        is duplicated; if a suffixed name still clashes.
+        is duplicated; if a suffixed name still clashes; if ``labels`` already has a column
+        ``separation``, ``matched`` or ``match_flag`` (never overwritten: rename it first).
     ParameterError
         If ``radius`` is not a positive finite angle or an option has the wrong type.
 
@@ -351,6 +396,14 @@ def crossmatch(labels, images, *, radius=1.0 * u.arcsec, one_to_one=False, ra_co
         raise ParameterError(msg)
     require_columns(labels, [ra_column, dec_column], what="crossmatch (labels)")
     require_columns(images, [image_ra_column, image_dec_column], what="crossmatch (images)")
+    taken_names = [name for name in MATCH_COLUMNS if name in labels.colnames]
+    if taken_names:
+        msg = (f"the label table already has column(s) {taken_names}, which crossmatch writes; "
+               f"rename them first (e.g. labels.rename_column({taken_names[0]!r}, "
+               f"{taken_names[0] + '_label'!r}))")
+        raise SchemaError(msg)
+    provenance(copy.copy(labels.meta))
+    image_history = provenance(copy.copy(images.meta)).get("steps", [])
     _check_unique_ids(labels, label_id, "labels")
     _check_unique_ids(images, image_id, "images")
 
@@ -392,7 +445,6 @@ def crossmatch(labels, images, *, radius=1.0 * u.arcsec, one_to_one=False, ra_co
     for key, value in images.meta.items():
         if key not in out.meta:
             out.meta[key] = copy.deepcopy(value)
-    image_history = images.meta.get("gpm_astro", {}).get("steps", [])
     counts = {flag_name: int((flag == flag_name).sum()) for flag_name in MATCH_FLAGS}
     record_step(out, "crossmatch", radius=radius, one_to_one=bool(one_to_one),
                 ra_column=ra_column, dec_column=dec_column, image_ra_column=image_ra_column,
@@ -438,7 +490,8 @@ def _coordinates(table, ra_column, dec_column, what):
             msg = (f"{what} column {name!r} must hold numbers (degrees or an angle unit), got "
                    f"dtype {data.dtype}, e.g. {_first_value(column)!r}")
             raise SchemaError(msg)
-        values = np.ma.getdata(data).astype(np.float64)
+        # a plain ndarray: a MaskedColumn's data keeps its unit, and data * unit is deg2
+        values = np.array(np.ma.getdata(data), dtype=np.float64, subok=False)
         if unit is not None and unit != u.dimensionless_unscaled:
             if not unit.is_equivalent(u.deg):
                 msg = (f"{what} column {name!r} has unit {unit!r}, which is not an angle; "

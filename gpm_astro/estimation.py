@@ -8,6 +8,7 @@ the flag ``preprocess:<reason>``.
 """
 
 import copy
+import inspect
 
 import numpy as np
 from astropy.table import Column, MaskedColumn, Table
@@ -15,8 +16,9 @@ from tqdm.auto import tqdm
 
 from .base import Estimator
 from .exceptions import ParameterError, PluginError, SchemaError
-from .tables import (record_step, require_columns, require_positive_int, require_table,
-                     warn_empty)
+from .image_checks import cutout_flags
+from .tables import (boolean_column, record_step, require_columns, require_positive_int,
+                     require_table, warn_empty)
 
 __all__ = ["predict_metallicity", "iter_predict_metallicity", "resolve_estimator"]
 
@@ -70,7 +72,9 @@ def resolve_estimator(estimator, *, weights=None, fit_table=None, fit_target=Non
 
         estimator = get_estimator(estimator)
     if isinstance(estimator, type) and issubclass(estimator, Estimator):
-        if weights is not None and _loads_by_class(estimator):
+        by_class_load = weights is not None and _loads_by_class(estimator)
+        _check_params(estimator, estimator_params, by_class_load)
+        if by_class_load:
             # a classmethod load builds the instance from the weights and their card
             instance = estimator.load(weights, **estimator_params)
             weights = None
@@ -104,9 +108,34 @@ def resolve_estimator(estimator, *, weights=None, fit_table=None, fit_target=Non
 
 
 def _loads_by_class(cls):
-    import inspect
-
     return isinstance(inspect.getattr_static(cls, "load", None), classmethod)
+
+
+def _keywords(function):
+    """Keyword names ``function`` accepts, or None when it takes ``**kwargs``."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters if p.kind in (inspect.Parameter.KEYWORD_ONLY,
+                                                      inspect.Parameter.POSITIONAL_OR_KEYWORD)}
+
+
+def _check_params(cls, params, by_class_load):
+    """`ParameterError` naming the parameters ``cls`` does not take (and those it takes)."""
+    accepted = _keywords(cls.__init__)
+    if accepted is None:
+        return
+    accepted.discard("self")
+    if by_class_load:
+        accepted |= (_keywords(cls.load) or set()) - {"cls", "path_or_name"}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        msg = (f"estimator {getattr(cls, 'name', None) or cls.__name__!r} has no parameter(s) "
+               f"{unknown}; it takes {sorted(accepted)}")
+        raise ParameterError(msg)
 
 
 def _estimator_label(estimator):
@@ -136,8 +165,7 @@ def _rows_to_predict(table):
     n = len(table)
     if PREPROCESS_OK not in table.colnames:
         return np.ones(n, dtype=bool), np.full(n, "ok", dtype=object)
-    ok_col = table[PREPROCESS_OK]
-    ok = np.asarray(np.ma.filled(np.ma.asanyarray(ok_col), False), dtype=bool)
+    ok = boolean_column(table[PREPROCESS_OK], "predict_metallicity")
     flags = np.full(n, "ok", dtype=object)
     if PREPROCESS_FLAG in table.colnames:
         reasons = np.ma.filled(np.ma.asanyarray(table[PREPROCESS_FLAG]).astype(str), "masked")
@@ -148,6 +176,10 @@ def _rows_to_predict(table):
     return ok, flags
 
 
+def _uses_images(estimator):
+    return "cutout" in tuple(getattr(estimator, "required_columns", ()))
+
+
 def _predict_chunk(table, estimator, batch_size, progress_bar):
     """Predict every row of ``table``; return (values, errors, flags) arrays of len(table)."""
     n = len(table)
@@ -155,10 +187,16 @@ def _predict_chunk(table, estimator, batch_size, progress_bar):
     errors = np.full(n, np.nan)
     masked = np.ones(n, dtype=bool)
     ok, flags = _rows_to_predict(table)
+    images = _uses_images(estimator)
     pred_name = estimator.output_column
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         rows = start + np.flatnonzero(ok[start:stop])
+        if rows.size and images:
+            # images that cannot be a galaxy never reach the network (gpm_astro.image_checks)
+            image_flags = cutout_flags(table["cutout"][rows])
+            flags[rows] = image_flags
+            rows = rows[image_flags == "ok"]
         if rows.size:
             batch = table[rows] if rows.size < stop - start else table[start:stop]
             result = estimator.predict(batch)
@@ -209,7 +247,8 @@ def _record(out, estimator, *, weights, batch_size, suffix, n_predicted, chunk_i
                 estimator_class=f"{type(estimator).__module__}.{type(estimator).__qualname__}",
                 estimator_params=params, weights=None if weights is None else str(weights),
                 batch_size=batch_size, suffix=suffix, n_rows=len(out),
-                n_predicted=n_predicted, chunk_index=chunk_index)
+                n_predicted=n_predicted, chunk_index=chunk_index,
+                weights_check=getattr(estimator, "weights_check_", None))
 
 
 def predict_metallicity(table, *, estimator="gpm_resnet", weights=None, batch_size=256,

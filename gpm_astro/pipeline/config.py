@@ -9,6 +9,10 @@ from ..exceptions import ParameterError
 #: Every section and key a configuration may hold, with the default values.
 DEFAULT_CONFIG = {
     "output_dir": None,
+    # keep the HDF5 cutout stores (sky/cutouts.h5, raw float32, ~280 kB a galaxy, and
+    # preprocess/*_cutouts.h5); false removes each once no later stage of the run reads it, and
+    # a later run that needs one makes it again from the configuration
+    "keep_cutouts": True,
     "source": {
         # "mock": build the embedded mock sky; "files": read your own tables
         "name": "mock",
@@ -163,6 +167,9 @@ def _validate(cfg):
     if source["name"] == "files" and not (source["labels"] and source["images"]):
         msg = (f"source.name = 'files' needs source.labels and source.images, got "
                f"labels={source['labels']!r}, images={source['images']!r}")
+        raise ParameterError(msg)
+    if not isinstance(cfg["keep_cutouts"], bool):
+        msg = f"keep_cutouts must be true or false, got {cfg['keep_cutouts']!r}"
         raise ParameterError(msg)
     radius = cfg["crossmatch"]["radius_arcsec"]
     if not isinstance(radius, (int, float)) or isinstance(radius, bool) or not radius > 0:

@@ -5,6 +5,7 @@ import sys
 import numpy as np
 from astropy.table import Table
 
+from ..survey_constants import BANDS, PIXEL_SCALE_ARCSEC
 from .catalogue import _CATALOGUE_SOURCE_COLUMNS, _KEEP_COLUMNS
 from .cutout_store import _read_table, _write_table, read_cutouts
 
@@ -18,10 +19,10 @@ class EstimateStages:
         """One split of the sample, with its cleaned cutouts when the estimator needs them."""
         part = sample[np.asarray(sample["split"]).astype(str) == name]
         if with_cutouts:
-            part["cutout"] = read_cutouts(self.path("preprocess/labelled_cutouts.h5"),
+            part["cutout"] = read_cutouts(self.cutout_store("preprocess/labelled_cutouts.h5"),
                                           part["cutout_row"])
-            part.meta["bands"] = "grz"
-            part.meta["pixel_scale"] = 0.262
+            part.meta["bands"] = BANDS
+            part.meta["pixel_scale"] = PIXEL_SCALE_ARCSEC
         return part
 
     def _fit(self, estimator, table, target, validation=None):
@@ -142,10 +143,10 @@ class EstimateStages:
         for start in range(0, max(len(table), 1), chunk_size):
             chunk = table[start:start + chunk_size]
             if needs_cutouts:
-                chunk["cutout"] = read_cutouts(self.path("preprocess/application_cutouts.h5"),
-                                               chunk["cutout_row"])
-                chunk.meta["bands"] = "grz"
-                chunk.meta["pixel_scale"] = 0.262
+                store = self.cutout_store("preprocess/application_cutouts.h5")
+                chunk["cutout"] = read_cutouts(store, chunk["cutout_row"])
+                chunk.meta["bands"] = BANDS
+                chunk.meta["pixel_scale"] = PIXEL_SCALE_ARCSEC
             if mass_model is not None:
                 chunk = predict_metallicity(chunk, estimator=mass_model, progress=False)
             pieces.append(predict_metallicity(chunk, estimator=estimator, keep_columns=keep,

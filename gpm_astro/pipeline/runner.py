@@ -18,6 +18,14 @@ from .result_stages import ResultStages
 # options that change how fast a stage runs, not what it writes
 _RUN_OPTIONS = ("n_jobs", "progress", "batch_size")
 
+#: The HDF5 cutout stores each stage writes: the bulk of a run's disk use, removed once no later
+#: stage reads them when the configuration sets ``keep_cutouts = false``.
+CUTOUT_STORES = {"sky": ("sky/cutouts.h5",),
+                 "preprocess": ("preprocess/labelled_cutouts.h5",
+                                "preprocess/application_cutouts.h5")}
+# the stage whose cutout stores a stage reads
+_READS_CUTOUTS_OF = {"preprocess": "sky", "estimate": "preprocess"}
+
 
 def _without(mapping, keys):
     return {k: v for k, v in mapping.items() if k not in keys}
@@ -59,6 +67,7 @@ class Pipeline(DataStages, EstimateStages, ResultStages):
         self.progress = progress
         self.timings = {}
         self._state_path = self.out / "pipeline_state.json"
+        self._state = None
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -89,6 +98,48 @@ class Pipeline(DataStages, EstimateStages, ResultStages):
             for folder in (f"estimate/checkpoints/{label}", f"estimate/checkpoints/{label}_mass"):
                 if self.path(folder).is_dir():
                     shutil.rmtree(self.path(folder))
+            parent = self.path("estimate/checkpoints")
+            if parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+
+    def _remove_cutouts(self, later_stages, state):
+        """Remove the cutout stores that none of ``later_stages`` reads (keep_cutouts = false)."""
+        still_read = {_READS_CUTOUTS_OF.get(name.split(":")[0]) for name, _, _ in later_stages}
+        removed = state.setdefault("_removed_cutouts", [])
+        for producer, stores in CUTOUT_STORES.items():
+            for store in stores:
+                if producer in still_read or not self.path(store).is_file():
+                    continue
+                size = self.path(store).stat().st_size
+                self.path(store).unlink()
+                removed.append(store)
+                self.log(f"  removed {store} ({size / 1e6:,.0f} MB; keep_cutouts = false; a "
+                         f"later run that needs it makes it again)")
+        state["_removed_cutouts"] = sorted(set(removed))
+        self._save_state(state)
+
+    def cutout_store(self, store):
+        """Path of a cutout store (one of `CUTOUT_STORES`), made again if a run removed it.
+
+        With ``keep_cutouts = false`` a run removes the stores once no later stage reads
+        them; a stage that reads one later gets it from here, made again by the stage that
+        writes it (and, first, that stage's own input store).
+        """
+        path = self.path(store)
+        if path.is_file():
+            return path
+        producer = next(name for name, stores in CUTOUT_STORES.items() if store in stores)
+        reads = _READS_CUTOUTS_OF.get(producer)
+        for needed in CUTOUT_STORES.get(reads, ()):
+            self.cutout_store(needed)
+        self.log(f"  making {', '.join(CUTOUT_STORES[producer])} again (removed after an "
+                 f"earlier run; keep_cutouts = true keeps them)")
+        getattr(self, "_stage_" + producer)()
+        state = self._state if self._state is not None else self._load_state()
+        state["_removed_cutouts"] = [p for p in state.get("_removed_cutouts", [])
+                                     if p not in CUTOUT_STORES[producer]]
+        self._save_state(state)
+        return path
 
     def stages(self):
         """Return the ordered list of ``(stage_name, outputs, config_parts)``."""
@@ -148,6 +199,7 @@ class Pipeline(DataStages, EstimateStages, ResultStages):
         atomic_write_bytes(self.path("config.json"),
                            json.dumps(self.config, indent=1, default=str).encode())
         state = {} if self.force else self._load_state()
+        self._state = state  # shared with cutout_store
         stages = self.stages()
         last = len(stages)
         if until is not None:  # the last stage of that name (estimate: the last estimator)
@@ -160,8 +212,9 @@ class Pipeline(DataStages, EstimateStages, ResultStages):
             # estimate stages depend on the sample only, not on each other
             base = upstream if not name.startswith("estimate:") else state.get("_sample_key", "")
             key = _fingerprint(name, parts, base)
+            removed = set(state.get("_removed_cutouts", []))
             done = (state.get(name) == key
-                    and all(self.path(o).exists() for o in outputs))
+                    and all(self.path(o).exists() for o in outputs if o not in removed))
             if done:
                 self.log(f"[{index}/{len(stages)}] {name}: outputs exist, skipped "
                          f"(use --force to rerun)")
@@ -177,12 +230,18 @@ class Pipeline(DataStages, EstimateStages, ResultStages):
                 tic = time.perf_counter()
                 getattr(self, "_stage_" + name.split(":")[0])(
                     *name.split(":")[1:])
+                self._clear_checkpoints(name)  # they only resume an interrupted stage
+                if name in CUTOUT_STORES:  # written afresh
+                    state["_removed_cutouts"] = [p for p in state.get("_removed_cutouts", [])
+                                                 if p not in CUTOUT_STORES[name]]
                 self.timings[name] = time.perf_counter() - tic
                 state[name] = key
                 state.setdefault("_timings", {})[name] = round(self.timings[name], 2)
                 self._save_state(state)
                 self.log(f"[{index}/{len(stages)}] {name} done in "
                          f"{self.timings[name]:.1f} s")
+            if not self.config["keep_cutouts"]:
+                self._remove_cutouts(stages[index:], state)
             if name == "sample":
                 state["_sample_key"] = key
             if name.startswith("estimate:"):
