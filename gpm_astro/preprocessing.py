@@ -21,7 +21,7 @@ from ._preprocess_runtime import (_WORKER_MAPPINGS, _executor,  # noqa: F401 (re
 from .base import PreprocessingStep, StepResult
 from .exceptions import ParameterError, PluginError, SchemaError
 from .survey_constants import PIXEL_SCALE_ARCSEC
-from .tables import (record_step, require_columns, require_positive_int, require_table,
+from .tables import (record_step, require_positive_int, require_table, resolve_columns,
                      warn_empty)
 
 __all__ = ["preprocess_cutouts", "iter_preprocess_cutouts", "resolve_steps", "run_steps",
@@ -258,8 +258,7 @@ def _check_result(step, result, n, image_shape):
 def _prepare(table, pixel_scale):
     """Validate a table and return (a `_RowCopier` of its cutouts, pixel scale, bands)."""
     require_table(table)
-    require_columns(table, ["cutout"], "preprocess_cutouts")
-    column = table["cutout"]
+    column = table[_cutout_name(table)]
     if column.dtype.kind not in "fiu" or column.dtype.kind == "b":
         msg = f"column 'cutout' must hold floating-point fluxes, got dtype {column.dtype}"
         raise SchemaError(msg)
@@ -325,12 +324,18 @@ class _RowCopier:
         return out
 
 
+def _cutout_name(table):
+    """The table's own spelling of ``cutout`` (found ignoring case)."""
+    return resolve_columns(table, ["cutout"], "preprocess_cutouts")["cutout"]
+
+
 def _finish(table, images, flags, columns, steps, pixel_scale, n_jobs, batch_size):
     out = table.copy(copy_data=False)
+    name = _cutout_name(table)  # the output keeps the table's name for it
     # the cleaned cutouts were made for this table: no copy of the biggest column
-    out.replace_column("cutout", Column(images, name="cutout", copy=False), copy=False)
-    out["cutout"].unit = table["cutout"].unit or u.nanomaggy
-    out["cutout"].description = "cleaned g, r, z cutout (0 outside the target), nanomaggy"
+    out.replace_column(name, Column(images, name=name, copy=False), copy=False)
+    out[name].unit = table[name].unit or u.nanomaggy
+    out[name].description = "cleaned g, r, z cutout (0 outside the target), nanomaggy"
     out["preprocess_ok"] = flags == "ok"
     out["preprocess_ok"].description = "True when the cutout passed every preprocessing step"
     out["preprocess_flag"] = flags.astype("<U20")
@@ -504,8 +509,9 @@ def preprocess_cutouts(table, *, steps=None, config="default", n_jobs=1,
     Parameters
     ----------
     table : `~astropy.table.Table`
-        With a ``cutout`` column of shape (n, 3, H, W) (Legacy Survey: 152 x 152), bands
-        g, r, z in nanomaggies. Never modified.
+        With a ``cutout`` column (found ignoring case; the output keeps its name) of shape
+        (n, 3, H, W) (Legacy Survey: 152 x 152), bands g, r, z in nanomaggies. Never
+        modified.
     steps : list, optional
         The steps to run, in order: registered names, ``(name, parameters)`` pairs, or
         `~gpm_astro.base.PreprocessingStep` classes or instances (see `resolve_steps`).

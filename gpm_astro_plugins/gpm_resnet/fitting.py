@@ -9,8 +9,8 @@ from tqdm.auto import tqdm
 
 from gpm_astro.exceptions import GPMAstroError, ParameterError, SchemaError
 from gpm_astro.image_checks import IMAGE_FLAGS
-from gpm_astro.tables import (boolean_column, missing_mask, require_columns,
-                              require_positive_int, require_table)
+from gpm_astro.tables import (boolean_column, missing_mask, require_positive_int, require_table,
+                              with_column_names)
 
 from .error_model import ONE_SIGMA, _combined_error, _fit_error_model
 from .model import GPMResNet, InputTransform, get_config
@@ -117,7 +117,7 @@ class FittingMixin:
         self._check_params()
         config = self._resolved_config()
         require_table(table)
-        require_columns(table, ["cutout", target], f"{type(self).__name__}.fit")
+        table = with_column_names(table, ["cutout", target], f"{type(self).__name__}.fit")
         bands = _table_bands(table)
         size = _check_cutouts(table, bands)
         config = config.replace(cutout_size=size)
@@ -130,7 +130,7 @@ class FittingMixin:
             val_table, val_skipped = table, None
         else:
             require_table(validation, "validation")
-            require_columns(validation, ["cutout", target], "validation table")
+            validation = with_column_names(validation, ["cutout", target], "validation table")
             if _table_bands(validation) != bands:
                 msg = (f"validation bands {_table_bands(validation)!r} differ from the "
                        f"training bands {bands!r}")

@@ -7,7 +7,8 @@ from astropy.table import Column, MaskedColumn, Table
 from tqdm.auto import tqdm
 
 from gpm_astro.exceptions import ParameterError
-from gpm_astro.tables import record_step, require_columns, require_positive_int, require_table
+from gpm_astro.tables import (record_step, require_positive_int, require_table,
+                              with_column_names)
 
 from .error_model import _combined_error
 from .model import InputTransform, mixed_precision_copy
@@ -170,7 +171,7 @@ class InferenceMixin:
         """
         self._check_fitted()
         require_table(table)
-        require_columns(table, ["cutout"], f"{type(self).__name__}.predict")
+        table = with_column_names(table, ["cutout"], f"{type(self).__name__}.predict")
         bands = _table_bands(table)
         _check_cutouts(table, bands, self.config_.cutout_size)
         transform = InputTransform(self.config_, bands)
