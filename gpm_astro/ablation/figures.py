@@ -24,7 +24,7 @@ FIGURES = {
     "fig13_mzr.png": (("mzr",),
                       "As the paper's Fig. 13: the mass-metallicity relation recovered from "
                       "Z_pred (red: median and 16th/84th percentiles in bins of the true "
-                      "stellar mass), from the labels (blue), and Tremonti et al. (2004) eq. 5 "
+                      "stellar mass, bins of at least 3 galaxies), from the labels (blue), and Tremonti et al. (2004) eq. 5 "
                       "(black) with its 0.1 dex scatter (dashed)."),
 }
 
@@ -71,13 +71,6 @@ def plot_architectures(table, path):
     return path
 
 
-def _annotate_counts(ax, x, table):
-    for xi, n in zip(x, table["n"]):
-        ax.annotate(f"n={int(n)}", (xi, 0), xytext=(0, -14), textcoords="offset points",
-                    ha="center", fontsize=7, color="0.35",
-                    xycoords=("data", "axes fraction"))
-
-
 def plot_fig11(tables, path):
     """Fig. 11: panels (a) size, (b) resolution, (c) bands, from whichever tables exist."""
     plt = _pyplot()
@@ -98,10 +91,10 @@ def plot_fig11(tables, path):
         else:
             ticks = [str(b) for b in table["bands"]]
             ax.set_xlabel("bands")
+        ticks = [f"{tick}\nn={int(n)}" for tick, n in zip(ticks, table["n"])]
         ax.set_xticks(x, ticks, fontsize=8)
         ax.set_xlim(-0.6, len(table) - 0.4)
         ax.set_title(f"({letter}) {name}", fontsize=10, loc="left")
-        _annotate_counts(ax, x, table)
         if ax is not axes[0][0]:
             ax.set_ylabel("")
             ax.tick_params(labelleft=True)
@@ -148,7 +141,7 @@ def plot_fig13(table, path, *, predictions=None, min_count=3):
     for sign in (-1, 1):
         ax.plot(grid, tremonti_mzr(grid) + sign * 0.1, "k--", lw=1,
                 label=r"$\pm0.1$ dex" if sign > 0 else None)
-    ax.set_xlabel(rf"$\log_{{10}}(M_*/M_\odot)$ (dex; {mass_column})")
+    ax.set_xlabel(rf"true stellar mass $\log_{{10}}(M_*/M_\odot)$ (dex; {mass_column})")
     ax.set_ylabel(r"$12 + \log({\rm O/H})$ (dex)")
     ax.set_xlim(float(table["logm_low"][0]), float(table["logm_high"][-1]))
     ax.legend(fontsize=7, loc="lower right")
