@@ -14,12 +14,20 @@ from astropy.coordinates import SkyCoord
 from astropy.table import Column, MaskedColumn, Table
 
 from .exceptions import EmptyResultWarning, ParameterError, SchemaError
-from .tables import missing_mask, record_step, require_columns, require_table
+from .tables import missing_mask, provenance, record_step, require_table, resolve_columns
 
 __all__ = ["select_starforming", "crossmatch", "MATCH_FLAGS"]
 
 #: Values of the ``match_flag`` column written by `crossmatch`.
 MATCH_FLAGS = ("ok", "no_match", "invalid_coordinates", "image_taken")
+#: Columns `crossmatch` adds; a label table that already has one of them is refused.
+MATCH_COLUMNS = ("separation", "matched", "match_flag")
+
+#: The values a measurement can physically take, per numeric cut of `select_starforming`;
+#: a value outside (e.g. ``oh_p50 = 1e30``) fails its cut and is counted as ``implausible``.
+PLAUSIBLE_RANGES = {"z": (-0.1, 10.0), "snr": (-np.inf, 1.0e5), "metallicity": (6.0, 10.5)}
+#: Units each cut accepts besides none (a redshift in km/s is refused, not compared with 0.002).
+_CUT_UNITS = {"metallicity": (u.dex, u.dimensionless_unscaled)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -54,7 +62,7 @@ def select_starforming(table, *, spectrotype="GALAXY", reliable=1, z_warning=0, 
     Parameters
     ----------
     table : `~astropy.table.Table`
-        SDSS MPA-JHU rows with the lower-case SkyServer column names.
+        SDSS MPA-JHU rows, with SkyServer's column names in any case.
     spectrotype : str or iterable of str or None, optional
         Accepted spectrum classes. ``None`` skips the cut (also for the other cuts below).
     reliable, z_warning, bptclass : int or iterable of int or None, optional
@@ -68,23 +76,30 @@ def select_starforming(table, *, spectrotype="GALAXY", reliable=1, z_warning=0, 
         Remove rows whose metallicity column is missing.
     spectrotype_column, reliable_column, z_warning_column, bptclass_column, z_column, \
 snr_column, metallicity_column : str, optional
-        Names of the columns the cuts read.
+        Names of the columns the cuts read, found ignoring case (SkyServer's ``snMedian_r``
+        or CasJobs' ``BPTCLASS`` serve for ``snmedian_r`` and ``bptclass``; two columns that
+        differ only in case are a `SchemaError`). The output keeps the table's own names.
 
     Returns
     -------
     `~astropy.table.Table`
         The kept rows in input order, with the input's columns and meta. For each cut, in order,
         ``meta["gpm_astro"]["select_starforming"]`` holds a dict with ``cut``, ``column``,
-        ``rule``, ``removed``, ``missing`` (how many of the removed rows had no value) and
-        ``remaining``.
+        ``rule``, ``removed``, ``missing`` (how many of the removed rows had no value),
+        ``implausible`` (how many had a value no galaxy can have, see `PLAUSIBLE_RANGES`:
+        a redshift outside [-0.1, 10], a median S/N above 1e5, a metallicity outside
+        [6, 10.5]) and ``remaining``.
 
     Raises
     ------
     TypeError
         If ``table`` is not an astropy Table.
     SchemaError
-        If a column a cut needs is absent (the message lists the columns present), or a numeric
-        cut meets a string column.
+        If a column a cut needs is absent (the message lists the columns present) or matches
+        two columns that differ only in case, is not one-dimensional, is boolean (a bool
+        ``bptclass`` is not class 1), has a unit (a redshift in km/s is refused; the
+        metallicity may be in dex), or a numeric cut meets a string column; if
+        ``meta['gpm_astro']`` is not the package's provenance dict.
     ParameterError
         If a threshold has the wrong type or is not finite.
 
@@ -125,32 +140,36 @@ snr_column, metallicity_column : str, optional
         if not isinstance(column, str):
             msg = f"the column name for the {name} cut must be a str, got {column!r}"
             raise ParameterError(msg)
-    require_columns(table, [column for _, column, _ in active], what="select_starforming")
+    # archives spell columns their own way (snMedian_r, BPTCLASS): found ignoring case
+    actual = resolve_columns(table, [column for _, column, _ in active],
+                             what="select_starforming")
+    provenance(copy.copy(table.meta))  # a broken provenance record fails before any work
 
     keep = np.ones(len(table), dtype=bool)
     report = []
     for name, column, rule in cuts:
         if rule is None:
             report.append({"cut": name, "column": column, "rule": "skipped", "removed": 0,
-                           "missing": 0, "remaining": int(keep.sum())})
+                           "missing": 0, "implausible": 0, "remaining": int(keep.sum())})
             continue
-        passes, missing, text = _apply_cut(name, table[column], rule)
+        column = actual[column]
+        passes, missing, implausible, text = _apply_cut(name, table[column], rule)
         removed_now = keep & ~passes
         keep &= passes
         report.append({"cut": name, "column": column, "rule": text,
                        "removed": int(removed_now.sum()),
                        "missing": int((removed_now & missing).sum()),
+                       "implausible": int((removed_now & implausible).sum()),
                        "remaining": int(keep.sum())})
 
     out = table[keep]
     out.meta = copy.deepcopy(table.meta)
-    info = out.meta.setdefault("gpm_astro", {})
-    info["select_starforming"] = report
+    provenance(out.meta)["select_starforming"] = report
     record_step(out, "select_starforming", n_input=len(table), n_output=len(out),
                 spectrotype=spectrotype, reliable=reliable, z_warning=z_warning,
                 bptclass=bptclass, z_min=z_min, snr_min=snr_min,
                 require_metallicity=require_metallicity,
-                columns={name: column for name, column, _ in cuts})
+                columns={name: actual.get(column, column) for name, column, _ in cuts})
     if len(out) == 0:
         warnings.warn(f"select_starforming kept none of the {len(table)} input rows; "
                       f"per-cut counts: {[(c['cut'], c['removed']) for c in report]}",
@@ -206,11 +225,21 @@ def _flag(name, value):
 
 
 def _apply_cut(name, column, rule):
-    """Return (passes, missing, rule text) for one cut on one column."""
+    """Return (passes, missing, implausible, rule text) for one cut on one column."""
     op, target = rule
-    data = np.ma.asanyarray(column)
+    data = np.ma.asanyarray(column.value if isinstance(column, u.Quantity) else column)
     values = np.ma.getdata(data)
     kind = values.dtype.kind
+    if data.ndim != 1:
+        msg = (f"the {name} cut needs a one-dimensional column, but column {column.info.name!r} "
+               f"has shape {data.shape}")
+        raise SchemaError(msg)
+    if kind == "b":
+        msg = (f"the {name} cut cannot read the boolean column {column.info.name!r} (True is not "
+               f"a {name} value); give the numbers or strings it holds")
+        raise SchemaError(msg)
+    _check_cut_unit(name, column)
+    none = np.zeros(len(values), dtype=bool)
     if kind in "USO":
         if op != "in" or not isinstance(target[0], str):
             msg = (f"the {name} cut needs a numeric column, but column {column.name!r} holds "
@@ -219,7 +248,7 @@ def _apply_cut(name, column, rule):
         strings = _stripped_strings(values)
         missing = np.ma.getmaskarray(data) | (strings == "")
         passes = np.isin(strings, list(target)) & ~missing
-        return passes, missing, f"in {list(target)}"
+        return passes, missing, none, f"in {list(target)}"
     if kind not in "biuf":
         msg = (f"the {name} cut cannot compare column {column.name!r} of dtype {values.dtype}")
         raise SchemaError(msg)
@@ -227,7 +256,8 @@ def _apply_cut(name, column, rule):
         msg = (f"the {name} cut compares strings, but column {column.name!r} is numeric "
                f"(dtype {values.dtype}), e.g. {_first_value(column)!r}")
         raise SchemaError(msg)
-    missing = missing_mask(column)
+    missing = missing_mask(data)
+    implausible = none
     with np.errstate(invalid="ignore"):
         if op == "in":
             passes = np.isin(values, list(target))
@@ -238,7 +268,27 @@ def _apply_cut(name, column, rule):
         else:
             passes = np.ones(len(values), dtype=bool)
             text = "not missing"
-    return passes & ~missing, missing, text
+        if name in PLAUSIBLE_RANGES:
+            low, high = PLAUSIBLE_RANGES[name]
+            implausible = ~missing & ((values < low) | (values > high))
+            text += f", plausible in [{low}, {high}]"
+    return passes & ~missing & ~implausible, missing, implausible, text
+
+
+def _check_cut_unit(name, column):
+    """SchemaError when a cut's column has a unit the cut cannot compare with its rule."""
+    unit = getattr(column, "unit", None)
+    if unit is None or unit == u.dimensionless_unscaled:
+        return
+    if any(unit == accepted for accepted in _CUT_UNITS.get(name, ())):
+        return
+    if name == "z" and unit.is_equivalent(u.km / u.s):
+        msg = (f"the z cut needs a redshift (no unit), but column {column.info.name!r} is a "
+               f"velocity in {unit}; convert it (z = v / c) or give the redshift column")
+    else:
+        msg = (f"the {name} cut compares plain numbers, but column {column.info.name!r} has unit "
+               f"{unit}; give the column without a unit (or in the unit the cut expects)")
+    raise SchemaError(msg)
 
 
 def _stripped_strings(values):
@@ -283,7 +333,8 @@ def crossmatch(labels, images, *, radius=1.0 * u.arcsec, one_to_one=False, ra_co
         They are not re-matched to their second-nearest image. If False (default), labels
         match independently and two labels may share an image.
     ra_column, dec_column : str, optional
-        Coordinate columns of ``labels``.
+        Coordinate columns of ``labels``, found ignoring case (as are all column names given
+        here; two columns that differ only in case are a `SchemaError`).
     image_ra_column, image_dec_column : str, optional
         Coordinate columns of ``images``.
     label_id, image_id : str or sequence of str, optional
@@ -292,8 +343,9 @@ def crossmatch(labels, images, *, radius=1.0 * u.arcsec, one_to_one=False, ra_co
         rows are matched independently (and in one-to-one mode the first of two duplicated
         labels keeps the image).
     suffix : str, optional
-        Appended to the name of an image column that clashes with a label column (or with an
-        output column ``separation``, ``matched``, ``match_flag``), e.g. ``ra`` -> ``ra_image``.
+        Appended to the name of an image column that clashes (ignoring case) with a label
+        column (or with an output column ``separation``, ``matched``, ``match_flag``), e.g.
+        ``ra`` -> ``ra_image``.
 
     Returns
     -------
@@ -312,7 +364,8 @@ def crossmatch(labels, images, *, radius=1.0 * u.arcsec, one_to_one=False, ra_co
         If ``labels`` or ``images`` is not an astropy Table.
     SchemaError
         If a coordinate or id column is missing, not numeric, or has a non-angle unit; if an id
-        is duplicated; if a suffixed name still clashes.
+        is duplicated; if a suffixed name still clashes; if ``labels`` already has a column
+        ``separation``, ``matched`` or ``match_flag`` (never overwritten: rename it first).
     ParameterError
         If ``radius`` is not a positive finite angle or an option has the wrong type.
 
@@ -349,8 +402,22 @@ def crossmatch(labels, images, *, radius=1.0 * u.arcsec, one_to_one=False, ra_co
     if not isinstance(suffix, str) or not suffix:
         msg = f"suffix must be a non-empty str, got {suffix!r}"
         raise ParameterError(msg)
-    require_columns(labels, [ra_column, dec_column], what="crossmatch (labels)")
-    require_columns(images, [image_ra_column, image_dec_column], what="crossmatch (images)")
+    # found ignoring case (SkyServer's RA / DEC, specObjID); the output keeps the tables' names
+    label_names = resolve_columns(labels, [ra_column, dec_column], what="crossmatch (labels)")
+    image_names = resolve_columns(images, [image_ra_column, image_dec_column],
+                                  what="crossmatch (images)")
+    ra_column, dec_column = label_names[ra_column], label_names[dec_column]
+    image_ra_column = image_names[image_ra_column]
+    image_dec_column = image_names[image_dec_column]
+    label_lower = {name.lower() for name in labels.colnames}
+    taken_names = [name for name in MATCH_COLUMNS if name.lower() in label_lower]
+    if taken_names:
+        msg = (f"the label table already has column(s) {taken_names} (compared ignoring case), "
+               f"which crossmatch writes; rename them first (e.g. "
+               f"labels.rename_column({taken_names[0]!r}, {taken_names[0] + '_label'!r}))")
+        raise SchemaError(msg)
+    provenance(copy.copy(labels.meta))
+    image_history = provenance(copy.copy(images.meta)).get("steps", [])
     _check_unique_ids(labels, label_id, "labels")
     _check_unique_ids(images, image_id, "images")
 
@@ -392,7 +459,6 @@ def crossmatch(labels, images, *, radius=1.0 * u.arcsec, one_to_one=False, ra_co
     for key, value in images.meta.items():
         if key not in out.meta:
             out.meta[key] = copy.deepcopy(value)
-    image_history = images.meta.get("gpm_astro", {}).get("steps", [])
     counts = {flag_name: int((flag == flag_name).sum()) for flag_name in MATCH_FLAGS}
     record_step(out, "crossmatch", radius=radius, one_to_one=bool(one_to_one),
                 ra_column=ra_column, dec_column=dec_column, image_ra_column=image_ra_column,
@@ -438,7 +504,8 @@ def _coordinates(table, ra_column, dec_column, what):
             msg = (f"{what} column {name!r} must hold numbers (degrees or an angle unit), got "
                    f"dtype {data.dtype}, e.g. {_first_value(column)!r}")
             raise SchemaError(msg)
-        values = np.ma.getdata(data).astype(np.float64)
+        # a plain ndarray: a MaskedColumn's data keeps its unit, and data * unit is deg2
+        values = np.array(np.ma.getdata(data), dtype=np.float64, subok=False)
         if unit is not None and unit != u.dimensionless_unscaled:
             if not unit.is_equivalent(u.deg):
                 msg = (f"{what} column {name!r} has unit {unit!r}, which is not an angle; "
@@ -460,7 +527,7 @@ def _check_unique_ids(table, id_columns, what):
     if not names or not all(isinstance(n, str) for n in names):
         msg = f"the {what} id must be a column name or a sequence of names, got {id_columns!r}"
         raise ParameterError(msg)
-    require_columns(table, names, what=f"crossmatch ({what} id)")
+    names = list(resolve_columns(table, names, what=f"crossmatch ({what} id)").values())
     if len(table) < 2:
         return
     keys = table[names].copy(copy_data=True)
@@ -475,11 +542,12 @@ def _check_unique_ids(table, id_columns, what):
 
 
 def _output_names(labels, images, suffix):
-    taken = set(labels.colnames) | {"separation", "matched", "match_flag"}
+    # compared ignoring case, so the output never holds two names that differ only in case
+    taken = {n.lower() for n in labels.colnames} | {"separation", "matched", "match_flag"}
     names = {}
     for name in images.colnames:
-        new = name + suffix if name in taken else name
-        if new in taken or new in names.values():
+        new = name + suffix if name.lower() in taken else name
+        if new.lower() in taken or new.lower() in {v.lower() for v in names.values()}:
             msg = (f"image column {name!r} clashes with a label or output column, and "
                    f"{new!r} clashes too; rename one of them or pass another suffix")
             raise SchemaError(msg)

@@ -37,7 +37,7 @@ DEMO_MOCK_PARAMS = {"labelled_fraction": 0.85, "label_defect_rate": 0.10, "blend
 
 
 def demo_config(*, n_galaxies=DEMO_N_GALAXIES, quick=False, epochs=None, seed=0,
-                mass_model=None, n_jobs=None):
+                mass_model=None, n_jobs=None, keep_cutouts=False):
     """The pipeline configuration of the demo.
 
     Parameters
@@ -55,6 +55,10 @@ def demo_config(*, n_galaxies=DEMO_N_GALAXIES, quick=False, epochs=None, seed=0,
         Also train the image mass model for the mass-metallicity route (default: not quick).
     n_jobs : int, optional
         Processes for rendering and preprocessing; default every core, at most 4.
+    keep_cutouts : bool, optional
+        Keep the HDF5 cutout stores (the raw mock cutouts, ~280 kB a galaxy, and the cleaned
+        ones); by default each is removed once no later stage reads it, which keeps the demo's
+        output under 300 MB (a rerun that needs them makes them again).
 
     Returns
     -------
@@ -103,6 +107,7 @@ def demo_config(*, n_galaxies=DEMO_N_GALAXIES, quick=False, epochs=None, seed=0,
                            "params": dict(resnet, epochs=mass_epochs),
                            "target": "lgm_fib_p50"}}
     return {
+        "keep_cutouts": keep_cutouts,
         "source": {"name": "mock", "params": dict(DEMO_MOCK_PARAMS, n_galaxies=n_galaxies,
                                                   seed=seed, n_jobs=n_jobs)},
         "preprocess": {"config": "default", "n_jobs": n_jobs},
@@ -119,14 +124,14 @@ def demo_config(*, n_galaxies=DEMO_N_GALAXIES, quick=False, epochs=None, seed=0,
 
 
 def run_demo(output_dir, *, n_galaxies=DEMO_N_GALAXIES, quick=False, epochs=None, seed=0,
-             mass_model=None, n_jobs=None, force=False, progress=True):
+             mass_model=None, n_jobs=None, keep_cutouts=False, force=False, progress=True):
     """Run the demo into ``output_dir`` (see the module docstring for what it does).
 
     Parameters
     ----------
     output_dir : str or path-like
         Output folder; created if needed. A rerun skips the stages already done.
-    n_galaxies, quick, epochs, seed, mass_model, n_jobs
+    n_galaxies, quick, epochs, seed, mass_model, n_jobs, keep_cutouts
         See `demo_config`.
     force : bool, optional
         Rerun every stage.
@@ -146,5 +151,5 @@ def run_demo(output_dir, *, n_galaxies=DEMO_N_GALAXIES, quick=False, epochs=None
     >>> result["metrics"]["estimator", "sigma"]  # doctest: +SKIP
     """
     config = demo_config(n_galaxies=n_galaxies, quick=quick, epochs=epochs, seed=seed,
-                         mass_model=mass_model, n_jobs=n_jobs)
+                         mass_model=mass_model, n_jobs=n_jobs, keep_cutouts=keep_cutouts)
     return run_pipeline(config, output_dir=output_dir, force=force, progress=progress)

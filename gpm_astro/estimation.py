@@ -8,6 +8,7 @@ the flag ``preprocess:<reason>``.
 """
 
 import copy
+import inspect
 
 import numpy as np
 from astropy.table import Column, MaskedColumn, Table
@@ -15,8 +16,9 @@ from tqdm.auto import tqdm
 
 from .base import Estimator
 from .exceptions import ParameterError, PluginError, SchemaError
-from .tables import (record_step, require_columns, require_positive_int, require_table,
-                     warn_empty)
+from .image_checks import cutout_flags
+from .tables import (boolean_column, record_step, require_positive_int, require_table,
+                     resolve_columns, warn_empty, with_column_names)
 
 __all__ = ["predict_metallicity", "iter_predict_metallicity", "resolve_estimator"]
 
@@ -70,7 +72,9 @@ def resolve_estimator(estimator, *, weights=None, fit_table=None, fit_target=Non
 
         estimator = get_estimator(estimator)
     if isinstance(estimator, type) and issubclass(estimator, Estimator):
-        if weights is not None and _loads_by_class(estimator):
+        by_class_load = weights is not None and _loads_by_class(estimator)
+        _check_params(estimator, estimator_params, by_class_load)
+        if by_class_load:
             # a classmethod load builds the instance from the weights and their card
             instance = estimator.load(weights, **estimator_params)
             weights = None
@@ -104,9 +108,34 @@ def resolve_estimator(estimator, *, weights=None, fit_table=None, fit_target=Non
 
 
 def _loads_by_class(cls):
-    import inspect
-
     return isinstance(inspect.getattr_static(cls, "load", None), classmethod)
+
+
+def _keywords(function):
+    """Keyword names ``function`` accepts, or None when it takes ``**kwargs``."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters if p.kind in (inspect.Parameter.KEYWORD_ONLY,
+                                                      inspect.Parameter.POSITIONAL_OR_KEYWORD)}
+
+
+def _check_params(cls, params, by_class_load):
+    """`ParameterError` naming the parameters ``cls`` does not take (and those it takes)."""
+    accepted = _keywords(cls.__init__)
+    if accepted is None:
+        return
+    accepted.discard("self")
+    if by_class_load:
+        accepted |= (_keywords(cls.load) or set()) - {"cls", "path_or_name"}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        msg = (f"estimator {getattr(cls, 'name', None) or cls.__name__!r} has no parameter(s) "
+               f"{unknown}; it takes {sorted(accepted)}")
+        raise ParameterError(msg)
 
 
 def _estimator_label(estimator):
@@ -119,16 +148,23 @@ def _output_names(estimator, suffix):
 
 
 def _check_input(table, estimator, names, keep_columns):
+    """Check the table; return (the table as the estimator reads it, keep_columns).
+
+    Columns are found ignoring case: the estimator sees a view with its own spelling of the
+    columns it needs (``flux_g`` for a table's ``FLUX_G``), the output keeps the table's
+    names (``keep_columns`` resolved to them).
+    """
     require_table(table)
     needed = list(getattr(estimator, "required_columns", ()))
-    require_columns(table, needed, f"estimator {_estimator_label(estimator)!r}")
-    clashes = [n for n in names if n in table.colnames]
+    view = with_column_names(table, needed, f"estimator {_estimator_label(estimator)!r}")
+    clashes = [n for n in names if n.lower() in {c.lower() for c in table.colnames}]
     if clashes:
-        msg = (f"the table already has column(s) {clashes}; pass suffix=... (e.g. '_2') to "
-               f"keep both predictions")
+        msg = (f"the table already has column(s) {clashes} (compared ignoring case); pass "
+               f"suffix=... (e.g. '_2') to keep both predictions")
         raise SchemaError(msg)
     if keep_columns is not None:
-        require_columns(table, list(keep_columns), "keep_columns")
+        keep_columns = list(resolve_columns(table, list(keep_columns), "keep_columns").values())
+    return view, keep_columns
 
 
 def _rows_to_predict(table):
@@ -136,8 +172,7 @@ def _rows_to_predict(table):
     n = len(table)
     if PREPROCESS_OK not in table.colnames:
         return np.ones(n, dtype=bool), np.full(n, "ok", dtype=object)
-    ok_col = table[PREPROCESS_OK]
-    ok = np.asarray(np.ma.filled(np.ma.asanyarray(ok_col), False), dtype=bool)
+    ok = boolean_column(table[PREPROCESS_OK], "predict_metallicity")
     flags = np.full(n, "ok", dtype=object)
     if PREPROCESS_FLAG in table.colnames:
         reasons = np.ma.filled(np.ma.asanyarray(table[PREPROCESS_FLAG]).astype(str), "masked")
@@ -148,6 +183,10 @@ def _rows_to_predict(table):
     return ok, flags
 
 
+def _uses_images(estimator):
+    return "cutout" in tuple(getattr(estimator, "required_columns", ()))
+
+
 def _predict_chunk(table, estimator, batch_size, progress_bar):
     """Predict every row of ``table``; return (values, errors, flags) arrays of len(table)."""
     n = len(table)
@@ -155,10 +194,16 @@ def _predict_chunk(table, estimator, batch_size, progress_bar):
     errors = np.full(n, np.nan)
     masked = np.ones(n, dtype=bool)
     ok, flags = _rows_to_predict(table)
+    images = _uses_images(estimator)
     pred_name = estimator.output_column
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         rows = start + np.flatnonzero(ok[start:stop])
+        if rows.size and images:
+            # images that cannot be a galaxy never reach the network (gpm_astro.image_checks)
+            image_flags = cutout_flags(table["cutout"][rows])
+            flags[rows] = image_flags
+            rows = rows[image_flags == "ok"]
         if rows.size:
             batch = table[rows] if rows.size < stop - start else table[start:stop]
             result = estimator.predict(batch)
@@ -209,7 +254,8 @@ def _record(out, estimator, *, weights, batch_size, suffix, n_predicted, chunk_i
                 estimator_class=f"{type(estimator).__module__}.{type(estimator).__qualname__}",
                 estimator_params=params, weights=None if weights is None else str(weights),
                 batch_size=batch_size, suffix=suffix, n_rows=len(out),
-                n_predicted=n_predicted, chunk_index=chunk_index)
+                n_predicted=n_predicted, chunk_index=chunk_index,
+                weights_check=getattr(estimator, "weights_check_", None))
 
 
 def predict_metallicity(table, *, estimator="gpm_resnet", weights=None, batch_size=256,
@@ -221,8 +267,9 @@ def predict_metallicity(table, *, estimator="gpm_resnet", weights=None, batch_si
     ----------
     table : astropy.table.Table
         Galaxies with the columns the estimator needs (`Estimator.required_columns`; the
-        image estimators need ``cutout``). When ``preprocess_ok`` is present, rows where it is
-        False are not predicted.
+        image estimators need ``cutout``), found ignoring case (``FLUX_G`` serves for
+        ``flux_g``; the output keeps the table's names). When ``preprocess_ok`` is present,
+        rows where it is False are not predicted.
     estimator : str, type or Estimator, optional
         A registered name (``gpm_resnet``, ``colour_polynomial``, ``mass_metallicity``, ...),
         an Estimator subclass, or an instance.
@@ -279,12 +326,12 @@ def predict_metallicity(table, *, estimator="gpm_resnet", weights=None, batch_si
     instance = resolve_estimator(estimator, weights=weights, fit_table=fit_table,
                                  fit_target=fit_target, **estimator_params)
     names = _output_names(instance, suffix)
-    _check_input(table, instance, names, keep_columns)
+    view, keep_columns = _check_input(table, instance, names, keep_columns)
     n = len(table)
     bar = tqdm(total=n, desc=f"predict {_estimator_label(instance)}", unit="gal",
                disable=not progress or n <= batch_size)
     try:
-        arrays = _predict_chunk(table, instance, batch_size, bar)
+        arrays = _predict_chunk(view, instance, batch_size, bar)
     finally:
         bar.close()
     out = _attach(table, names, *arrays, unit=instance.output_unit, keep_columns=keep_columns)
@@ -336,10 +383,9 @@ def iter_predict_metallicity(chunks, *, estimator="gpm_resnet", weights=None, ba
     names = _output_names(instance, suffix)
     for index, table in enumerate(tqdm(chunks, desc="chunks", unit="chunk",
                                        disable=not progress)):
-        _check_input(table, instance, names, keep_columns)
-        arrays = _predict_chunk(table, instance, batch_size, None)
-        out = _attach(table, names, *arrays, unit=instance.output_unit,
-                      keep_columns=keep_columns)
+        view, kept = _check_input(table, instance, names, keep_columns)
+        arrays = _predict_chunk(view, instance, batch_size, None)
+        out = _attach(table, names, *arrays, unit=instance.output_unit, keep_columns=kept)
         _record(out, instance, weights=weights, batch_size=batch_size, suffix=suffix,
                 n_predicted=int((~arrays[1]).sum()), chunk_index=index)
         yield out

@@ -18,8 +18,9 @@ import numpy as np
 from astropy.table import Table
 
 from .exceptions import ParameterError
-from .metrics import TREMONTI_MASS_RANGE, binned_statistics, summarize, tremonti_mzr
-from .tables import missing_mask, record_step, require_columns, require_table
+from .metrics import binned_statistics, summarize
+from .survey_constants import TREMONTI_MASS_RANGE, flux_to_magnitude, tremonti_metallicity
+from .tables import numeric_column, record_step, require_columns, require_table
 
 __all__ = ["evaluate", "plot_residual_density", "plot_z_distributions", "plot_colour_colour",
            "plot_mzr_recovery", "plot_catalogue_distributions"]
@@ -28,10 +29,9 @@ DPI = 100
 
 
 def _values(column):
-    """Float data of a (masked) column with NaN where masked, NaN or a -9999/-99 sentinel."""
-    data = np.asarray(np.ma.getdata(np.ma.asanyarray(column)), dtype=float).copy()
-    data[missing_mask(column)] = np.nan
-    return data
+    """Float data of a (masked) column with NaN where masked, NaN or a -9999/-99 sentinel;
+    `SchemaError` for a column of strings or more than one dimension."""
+    return numeric_column(column, "evaluate")[0]
 
 
 def evaluate(table, *, pred="Z_pred", true="oh_p50", err="Z_pred_err", mass=None, z_bins=8,
@@ -70,7 +70,7 @@ def evaluate(table, *, pred="Z_pred", true="oh_p50", err="Z_pred_err", mass=None
     Raises
     ------
     SchemaError
-        If a named column is missing.
+        If a named column is missing, not one-dimensional or does not hold numbers.
 
     Examples
     --------
@@ -88,6 +88,8 @@ def evaluate(table, *, pred="Z_pred", true="oh_p50", err="Z_pred_err", mass=None
     require_table(table)
     names = [pred, true] + ([err] if err else []) + ([mass] if mass else [])
     require_columns(table, names, "evaluate")
+    for name in names:
+        numeric_column(table[name], "evaluate")  # strings or 2-D columns: a clear error
     err_values = table[err] if err else None
     overall = summarize(table[pred], table[true], err_values)
     columns = ["quantity", "bin_low", "bin_high", "n", "mu", "sigma", "nmad", "median"]
@@ -282,11 +284,7 @@ def _colours(table, flux_columns):
     require_columns(table, list(flux_columns), "colour-colour figure")
     mags = []
     for column in flux_columns:
-        flux = _values(table[column])
-        mag = np.full(flux.shape, np.nan)
-        positive = flux > 0
-        mag[positive] = 22.5 - 2.5 * np.log10(flux[positive])
-        mags.append(mag)
+        mags.append(flux_to_magnitude(_values(table[column])))
     return mags[0] - mags[1], mags[1] - mags[2]
 
 
@@ -375,7 +373,7 @@ def plot_mzr_recovery(table, *, pred="Z_pred", mass="lgm_tot_p50", true=None, bi
         ax.fill_between(centres, lines[1], lines[2], color=colour, alpha=0.25,
                         label=f"16th-84th percentile {name}")
     grid = np.linspace(*TREMONTI_MASS_RANGE, 100)
-    ax.plot(grid, tremonti_mzr(grid), "k--", label="Tremonti et al. (2004)")
+    ax.plot(grid, tremonti_metallicity(grid), "k--", label="Tremonti et al. (2004)")
     ax.set_xlabel(f"log M* / Msun ({mass})")
     ax.set_ylabel("Z = 12 + log(O/H)")
     ax.set_xlim(edges[0], edges[-1])
@@ -411,9 +409,7 @@ def plot_catalogue_distributions(table, *, columns=("z_phot_median", "mag_r", "Z
     data = {}
     for column in columns:
         if column == "mag_r" and column not in table.colnames and "flux_r" in table.colnames:
-            flux = _values(table["flux_r"])
-            values = np.full(flux.shape, np.nan)
-            values[flux > 0] = 22.5 - 2.5 * np.log10(flux[flux > 0])
+            values = flux_to_magnitude(_values(table["flux_r"]))
         else:
             require_columns(table, [column], "plot_catalogue_distributions")
             values = _values(table[column])

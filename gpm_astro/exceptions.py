@@ -15,6 +15,7 @@ __all__ = [
     "TableIOError",
     "GPMAstroWarning",
     "EmptyResultWarning",
+    "UnverifiedWeightsWarning",
 ]
 
 
@@ -63,3 +64,7 @@ class GPMAstroWarning(UserWarning):
 
 class EmptyResultWarning(GPMAstroWarning):
     """A function returned an empty table (with its full schema)."""
+
+
+class UnverifiedWeightsWarning(GPMAstroWarning):
+    """Model weights were loaded without any checksum to check them against."""

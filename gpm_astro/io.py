@@ -10,17 +10,19 @@ import contextlib
 import csv
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
 import astropy.units as u
+import numpy as np
 from astropy.io.misc import yaml
-from astropy.table import Table
+from astropy.table import Column, MaskedColumn, Table
 
 from .exceptions import ParameterError, TableIOError
 
 __all__ = ["read_table", "write_table", "atomic_write_bytes", "new_file_mode",
-           "writable_directory", "FORMATS"]
+           "writable_directory", "partial_file", "remove_stale_partials", "FORMATS"]
 
 #: File-name endings and the astropy format each one means.
 FORMATS = {
@@ -34,6 +36,8 @@ FORMATS = {
 
 #: FITS header keyword holding the whole ``meta`` (YAML inside a JSON string).
 FITS_META_KEYWORD = "GPMMETA"
+#: Suffix of the column that carries a masked boolean column's mask in a FITS file.
+FITS_MASK_SUFFIX = "__gpm_mask"
 #: Dataset path used for HDF5 tables unless ``path=`` is given.
 HDF5_PATH = "data"
 
@@ -108,8 +112,34 @@ def read_table(path, *, format=None, **kwargs):
         table = Table.read(path, format=fmt, **kwargs)
     if fmt == "fits" and FITS_META_KEYWORD in table.meta:
         _restore_fits_meta(table, path)
+    if fmt.startswith("ascii.") and fmt != "ascii.ecsv":
+        _restore_text_booleans(table)
     _to_native_byte_order(table)
     return table
+
+
+_BOOLEAN_TEXT = {"True": True, "False": False}
+
+
+def _restore_text_booleans(table):
+    """In place: a text column holding only ``True``/``False`` (as CSV writes booleans) is
+    boolean again, so ``"False"`` never reads as true. Empty or masked cells stay masked."""
+    for name in table.colnames:
+        column = table[name]
+        if getattr(column, "dtype", None) is None or column.dtype.kind not in "US" or \
+                column.ndim != 1:
+            continue
+        data = np.ma.asanyarray(column)
+        mask = np.ma.getmaskarray(data)
+        text = np.char.strip(np.ma.getdata(data).astype(str))
+        mask = mask | (text == "")
+        present = text[~mask]
+        if present.size == 0 or not np.isin(present, list(_BOOLEAN_TEXT)).all():
+            continue
+        values = text == "True"
+        description = column.info.description
+        table[name] = MaskedColumn(values, mask=mask, description=description) if mask.any() \
+            else Column(values, description=description)
 
 
 def _to_native_byte_order(table):
@@ -186,8 +216,7 @@ def write_table(table, path, *, overwrite=False, format=None, **kwargs):
     to_write = _with_fits_meta(table) if fmt == "fits" else table
     suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith(".gz") else path.suffix
     try:
-        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix,
-                                             dir=folder)
+        handle, temp_name = partial_file(path, suffix=suffix)
     except OSError as exc:
         msg = f"cannot write in folder {str(folder)!r}: {exc}"
         raise TableIOError(msg) from exc
@@ -265,7 +294,7 @@ def atomic_write_bytes(path, data):
     """Write ``data`` to ``path`` through a temporary file in the same folder (atomic)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, tmp = partial_file(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -313,8 +342,17 @@ def _with_fits_meta(table):
             unit.to_string("fits")
         except ValueError:
             shallow[name].unit = None  # not a FITS unit: kept in the keyword only
+    bool_masks = {}
+    for name in list(shallow.colnames):
+        column = shallow[name]
+        if column.dtype.kind == "b" and np.ma.is_masked(column):
+            # FITS logicals have no null that astropy writes: keep the mask in a companion
+            companion = f"{name}{FITS_MASK_SUFFIX}"
+            shallow[companion] = np.ma.getmaskarray(column)
+            shallow[name] = np.asarray(np.ma.filled(column, False))
+            bool_masks[name] = companion
     try:
-        payload = {"meta": dict(table.meta), "units": units}
+        payload = {"meta": dict(table.meta), "units": units, "bool_masks": bool_masks}
         header_meta[FITS_META_KEYWORD] = json.dumps(yaml.dump(payload))
     except Exception as exc:  # yaml raises its own error types for unsupported objects
         msg = f"table meta cannot be stored in a FITS file: {exc}"
@@ -327,12 +365,81 @@ def _restore_fits_meta(table, path):
     try:
         payload = yaml.load(json.loads(table.meta[FITS_META_KEYWORD]))
         meta, units = payload["meta"], payload["units"]
-        if not isinstance(meta, dict) or not isinstance(units, dict):
-            raise TypeError("meta and units must be dicts")
+        bool_masks = payload.get("bool_masks", {})
+        if not all(isinstance(x, dict) for x in (meta, units, bool_masks)):
+            raise TypeError("meta, units and bool_masks must be dicts")
         for name, unit in units.items():
             if name in table.colnames:
                 table[name].unit = u.Unit(unit)
+        for name, companion in bool_masks.items():
+            if name in table.colnames and companion in table.colnames:
+                mask = np.asarray(table[companion], dtype=bool)
+                table[name] = MaskedColumn(np.asarray(table[name]), mask=mask,
+                                           description=table[name].info.description)
+                table.remove_column(companion)
     except Exception as exc:  # malformed keyword written by something else
         msg = f"{str(path)!r} has a malformed {FITS_META_KEYWORD} header keyword: {exc}"
         raise TableIOError(msg) from exc
     table.meta = meta
+
+
+def partial_file(path, *, suffix=".part"):
+    """Open a hidden partial file next to ``path``, after removing the stale ones.
+
+    The name is ``.<name>.<pid>.<random><suffix>``: the writing process's id is in it, so a
+    later writer of the same ``path`` can tell a partial left by a killed process (removed,
+    see `remove_stale_partials`) from one another live process is writing (kept).
+
+    Returns
+    -------
+    (int, str)
+        An open file descriptor (mode 0600, as `tempfile.mkstemp`) and the file's path.
+    """
+    path = Path(path)
+    remove_stale_partials(path)
+    return tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix,
+                            dir=path.parent if str(path.parent) else ".")
+
+
+def remove_stale_partials(path):
+    """Delete the partial files of ``path`` whose writing process no longer runs.
+
+    A run killed while writing (SIGKILL, the OOM killer, a power cut) leaves its hidden partial
+    file behind; the next write of the same ``path`` calls this, so none outlives that run.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    # .<name>.<pid>.<8 random characters from tempfile><suffix>
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[a-z0-9_]{{8}}(\..*)?$")
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None or _process_alive(int(match.group(1))):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:  # another writer cleaned it first, or no permission: not ours to force
+            pass
+    return removed
+
+
+def _process_alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True

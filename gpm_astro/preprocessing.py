@@ -8,25 +8,20 @@ come from plugins too; the built-in ``gpm_astro_plugins.preprocessing`` register
 the mock sky) and ``strict_blends``.
 """
 
-import atexit
-import functools
-import multiprocessing
 import os
-import shutil
-import tempfile
-import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Mapping
-from contextlib import contextmanager
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from astropy import units as u
 from astropy.table import Column, MaskedColumn
 
+from ._preprocess_runtime import (_WORKER_MAPPINGS, _executor,  # noqa: F401 (re-export)
+                                  _keep_freed_memory, _opencv_threads, _run_slot, _SharedSlots)
 from .base import PreprocessingStep, StepResult
 from .exceptions import ParameterError, PluginError, SchemaError
-from .tables import (record_step, require_columns, require_positive_int, require_table,
+from .survey_constants import PIXEL_SCALE_ARCSEC
+from .tables import (record_step, require_positive_int, require_table, resolve_columns,
                      warn_empty)
 
 __all__ = ["preprocess_cutouts", "iter_preprocess_cutouts", "resolve_steps", "run_steps",
@@ -46,7 +41,7 @@ _COLUMNS = {
     "enclosing_radius": (u.arcsec, "radius of the target's minimum enclosing circle"),
     "n_sources": (None, "number of sources found after deblending"),
 }
-_DEFAULT_PIXEL_SCALE = 0.262
+_DEFAULT_PIXEL_SCALE = PIXEL_SCALE_ARCSEC
 #: Cutouts per batch: 64 keeps a batch's temporaries (~18 MB) reused by the allocator instead
 #: of fresh pages for every batch (256: 1.2-1.3 ms a cutout, 64: 1.1 ms; benchmarks/preprocess.py)
 DEFAULT_BATCH_SIZE = 64
@@ -263,8 +258,7 @@ def _check_result(step, result, n, image_shape):
 def _prepare(table, pixel_scale):
     """Validate a table and return (a `_RowCopier` of its cutouts, pixel scale, bands)."""
     require_table(table)
-    require_columns(table, ["cutout"], "preprocess_cutouts")
-    column = table["cutout"]
+    column = table[_cutout_name(table)]
     if column.dtype.kind not in "fiu" or column.dtype.kind == "b":
         msg = f"column 'cutout' must hold floating-point fluxes, got dtype {column.dtype}"
         raise SchemaError(msg)
@@ -311,12 +305,18 @@ class _RowCopier:
         return out
 
 
+def _cutout_name(table):
+    """The table's own spelling of ``cutout`` (found ignoring case)."""
+    return resolve_columns(table, ["cutout"], "preprocess_cutouts")["cutout"]
+
+
 def _finish(table, images, flags, columns, steps, pixel_scale, n_jobs, batch_size):
     out = table.copy(copy_data=False)
+    name = _cutout_name(table)  # the output keeps the table's name for it
     # the cleaned cutouts were made for this table: no copy of the biggest column
-    out.replace_column("cutout", Column(images, name="cutout", copy=False), copy=False)
-    out["cutout"].unit = table["cutout"].unit or u.nanomaggy
-    out["cutout"].description = "cleaned g, r, z cutout (0 outside the target), nanomaggy"
+    out.replace_column(name, Column(images, name=name, copy=False), copy=False)
+    out[name].unit = table[name].unit or u.nanomaggy
+    out[name].description = "cleaned g, r, z cutout (0 outside the target), nanomaggy"
     out["preprocess_ok"] = flags == "ok"
     out["preprocess_ok"].description = "True when the cutout passed every preprocessing step"
     out["preprocess_flag"] = flags.astype("<U20")
@@ -348,143 +348,6 @@ def _check_options(n_jobs, batch_size):
         msg = f"n_jobs must be a positive integer or -1 (all cores), got {n_jobs!r}"
         raise ParameterError(msg)
     return (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
-
-
-# ------------------------------------------------------------------------ parallel running
-
-_EXECUTORS = {}
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
-
-
-@functools.lru_cache(maxsize=None)
-def _keep_freed_memory():
-    """Let glibc's malloc keep a batch's freed temporaries for the next batch.
-
-    By default glibc gives large freed blocks back to the kernel and the next batch faults
-    them in again (~4,000 page faults, ~0.17 ms a cutout of system time with batches of 64).
-    The thresholds set here, 32 MB for serving a request by ``mmap`` and 64 MB of free heap
-    before trimming, are the largest values glibc's own adaptive thresholds reach. Done once
-    per process; nothing happens where the C library is not glibc.
-    """
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(_M_MMAP_THRESHOLD, 32 * 2 ** 20)
-                and mallopt(_M_TRIM_THRESHOLD, 64 * 2 ** 20))
-
-
-@contextmanager
-def _opencv_threads(count):
-    """OpenCV on ``count`` threads for the block (None: unchanged): while workers run, this
-    process's OpenCV calls must not take their cores."""
-    if count is None:
-        yield
-        return
-    import cv2
-
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(count)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(before)
-
-
-def _worker_setup():
-    import cv2
-
-    _keep_freed_memory()
-    cv2.setNumThreads(1)
-    os.environ["OMP_NUM_THREADS"] = "1"
-
-
-def _executor(n_jobs):
-    """A process pool kept for the session, so chunk after chunk does not pay its start."""
-    pool = _EXECUTORS.get(n_jobs)
-    if pool is None:
-        # forkserver: a plain fork copies locks held by the parent's threads (torch, OpenCV,
-        # an import in progress) and the child can deadlock on them
-        context = multiprocessing.get_context("forkserver")
-        pool = ProcessPoolExecutor(max_workers=n_jobs, initializer=_worker_setup,
-                                   mp_context=context)
-        _EXECUTORS[n_jobs] = pool
-    return pool
-
-
-@atexit.register
-def _shutdown_executors():
-    for pool in _EXECUTORS.values():
-        pool.shutdown(wait=False, cancel_futures=True)
-    _EXECUTORS.clear()
-
-
-class _SharedSlots:
-    """Reusable batch buffers in memory-mapped files that worker processes clean in place.
-
-    The parent copies a batch into a free slot, a worker cleans it there, and the parent
-    copies it back: only the names of the files, flags and per-row columns go through the
-    pool's pipe (pickling the pixels kept two processes at ~1.1x of one), and the pages of a
-    slot are reused batch after batch. The files lie in ``/dev/shm`` (RAM) when it has room,
-    else in the temporary directory, and are deleted by `close`.
-    """
-
-    def __init__(self, count, batch_shape):
-        self.shape = tuple(int(n) for n in batch_shape)
-        size = int(np.prod(self.shape)) * 4
-        directory = None
-        if os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free > 2 * count * size:
-            directory = "/dev/shm"
-        self.paths, self.arrays = [], []
-        # a name never used before, so that a worker's kept mapping of a deleted buffer file
-        # can never be mistaken for a new file that happens to get the same random name
-        prefix = f"gpm_astro_batch_{uuid.uuid4().hex}_"
-        try:
-            for _ in range(count):
-                handle, path = tempfile.mkstemp(prefix=prefix, suffix=".f4", dir=directory)
-                os.close(handle)
-                self.paths.append(path)
-                self.arrays.append(_map_buffer(path, self.shape, "w+"))
-        except BaseException:
-            self.close()
-            raise
-        self.free = deque(range(count))
-
-    def close(self):
-        for path in self.paths:
-            if os.path.exists(path):
-                os.unlink(path)
-        self.paths, self.arrays = [], []
-
-
-def _map_buffer(path, shape, mode):
-    """A float32 array over a buffer file ("w+": create it, "r+": an existing one)."""
-    return np.asarray(np.memmap(path, np.float32, mode, shape=shape))
-
-
-# in a worker: the slot files it has mapped, most recent last (mapping a file afresh for every
-# batch cost ~0.2 ms a cutout in page faults)
-_WORKER_MAPPINGS = OrderedDict()
-
-
-def _run_slot(path, shape, n_rows, steps, pixel_scale, bands, n_slots):
-    """In a worker: clean the first ``n_rows`` cutouts of a slot file, in place."""
-    key = (path, shape)
-    if key in _WORKER_MAPPINGS:
-        _WORKER_MAPPINGS.move_to_end(key)
-    else:
-        _WORKER_MAPPINGS[key] = _map_buffer(path, shape, "r+")
-        while len(_WORKER_MAPPINGS) > n_slots:  # slots of an earlier run (files deleted)
-            _WORKER_MAPPINGS.popitem(last=False)
-    batch = _WORKER_MAPPINGS[key][:n_rows]
-    _, flags, columns = run_steps(batch, steps, pixel_scale=pixel_scale, bands=bands,
-                                  copy=False)
-    return flags, columns
 
 
 class _Chunk:
@@ -627,8 +490,9 @@ def preprocess_cutouts(table, *, steps=None, config="default", n_jobs=1,
     Parameters
     ----------
     table : `~astropy.table.Table`
-        With a ``cutout`` column of shape (n, 3, H, W) (Legacy Survey: 152 x 152), bands
-        g, r, z in nanomaggies. Never modified.
+        With a ``cutout`` column (found ignoring case; the output keeps its name) of shape
+        (n, 3, H, W) (Legacy Survey: 152 x 152), bands g, r, z in nanomaggies. Never
+        modified.
     steps : list, optional
         The steps to run, in order: registered names, ``(name, parameters)`` pairs, or
         `~gpm_astro.base.PreprocessingStep` classes or instances (see `resolve_steps`).

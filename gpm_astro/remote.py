@@ -35,6 +35,7 @@ __all__ = [
     "RemoteTimeoutError",
     "TruncatedResponseError",
     "MalformedResponseError",
+    "TransientResponseError",
     "RETRY_STATUSES",
     "default_cache_dir",
 ]
@@ -46,10 +47,12 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 class HTTPStatusError(RemoteServiceError):
     """The service answered with an HTTP error status (after any retries)."""
 
-    def __init__(self, message, *, status=None, url=None):
+    def __init__(self, message, *, status=None, url=None, content=None):
         super().__init__(message)
         self.status = status
         self.url = url
+        #: the body of the error answer (bytes), so a caller can read the service's reason
+        self.content = content
 
 
 class RemoteTimeoutError(RemoteServiceError):
@@ -62,6 +65,14 @@ class TruncatedResponseError(RemoteServiceError):
 
 class MalformedResponseError(RemoteServiceError):
     """The body arrived but is not what the service should send (e.g. an HTML error page)."""
+
+
+class TransientResponseError(MalformedResponseError):
+    """A body that a passing fault explains (a proxy's or the service's HTML error page).
+
+    A ``validate`` callable raises it to have `RemoteDataSource._request` ask again, with the
+    same bounded back-off as for HTTP 5xx; a plain `MalformedResponseError` is final.
+    """
 
 
 #: settings every remote source has: name -> (default, description)
@@ -331,7 +342,8 @@ class RemoteDataSource(DataSource):
             Default: the source's ``timeout``.
         validate : callable, optional
             ``validate(response)`` raises `MalformedResponseError` for a body that must not be
-            cached or used (it is not retried: the same request gives the same body).
+            cached or used (not retried: the same request gives the same body), or
+            `TransientResponseError` for one a passing fault explains (retried like a 5xx).
         allow_redirects : bool
 
         Returns
@@ -345,7 +357,7 @@ class RemoteDataSource(DataSource):
         RemoteTimeoutError, TruncatedResponseError, RemoteServiceError
             A time-out, a truncated body or a connection failure that persisted.
         MalformedResponseError
-            Raised by ``validate``.
+            Raised by ``validate`` (a `TransientResponseError` only after every retry).
         """
         self._check_settings()
         use_cache = self.cache if cache is None else cache
@@ -382,18 +394,24 @@ class RemoteDataSource(DataSource):
                 if raw.status_code in RETRY_STATUSES:
                     retry_after = _retry_after_seconds(raw.headers.get("Retry-After"))
                     error = HTTPStatusError(
-                        f"{method} {url} answered HTTP {raw.status_code} {raw.reason}",
-                        status=raw.status_code, url=url)
-                elif raw.status_code >= 400:
+                        f"{method} {url} answered HTTP {raw.status_code} {raw.reason}: "
+                        f"{response.text[:500]!r}", status=raw.status_code, url=url,
+                        content=content)
+                elif raw.status_code >= 400:  # the service's reason whole, not a prefix
                     msg = (f"{method} {url} answered HTTP {raw.status_code} {raw.reason}: "
-                           f"{response.text[:200]!r}")
-                    raise HTTPStatusError(msg, status=raw.status_code, url=url)
+                           f"{response.text!r}")
+                    raise HTTPStatusError(msg, status=raw.status_code, url=url,
+                                          content=content)
                 else:
-                    if validate is not None:
-                        validate(response)
-                    if use_cache:
-                        self._cache_store(key, response)
-                    return response
+                    try:
+                        if validate is not None:
+                            validate(response)
+                    except TransientResponseError as exc:
+                        error = exc
+                    else:
+                        if use_cache:
+                            self._cache_store(key, response)
+                        return response
             if attempt < retries:
                 delay = backoff * 2 ** attempt
                 if retry_after is not None:

@@ -3,13 +3,15 @@
 import datetime
 import warnings
 
+import astropy.units as u
 import numpy as np
 from astropy.table import Table
 
 from .exceptions import EmptyResultWarning, ParameterError, SchemaError
 
-__all__ = ["require_table", "require_columns", "require_positive_int", "record_step",
-           "package_version", "warn_empty", "missing_mask"]
+__all__ = ["require_table", "require_columns", "resolve_columns", "with_column_names",
+           "require_positive_int", "record_step", "package_version", "warn_empty",
+           "missing_mask", "numeric_column", "boolean_column", "provenance"]
 
 MISSING_SENTINELS = (-9999, -99)
 
@@ -31,12 +33,97 @@ def require_table(table, argname="table"):
 
 
 def require_columns(table, names, what="this function"):
-    """Raise `SchemaError` naming the missing columns and listing those present."""
+    """Raise `SchemaError` naming the missing columns and listing those present.
+
+    Names are compared exactly; `resolve_columns` is the case-insensitive look-up the public
+    functions use.
+    """
     missing = [n for n in names if n not in table.colnames]
     if missing:
         msg = (f"{what} needs column(s) {missing}, which the table lacks; "
                f"columns present: {table.colnames}")
         raise SchemaError(msg)
+
+
+def resolve_columns(table, names, what="this function"):
+    """Find each wanted column in ``table`` ignoring case; return ``{wanted: table's name}``.
+
+    Archives spell columns their own way (SkyServer's ``specObjID``, ``snMedian_r``, CasJobs'
+    ``BPTCLASS``): a column is found whatever its case, and the table keeps its own names.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+    names : iterable of str
+        The columns wanted, as the caller spells them.
+    what : str
+        Who needs them, for the error message.
+
+    Returns
+    -------
+    dict
+        Each wanted name mapped to the name the table uses for it.
+
+    Raises
+    ------
+    SchemaError
+        A column is missing (the message lists those present), or two columns of the table
+        differ only in case from a wanted name (the message names both): which one was meant
+        cannot be known.
+
+    Examples
+    --------
+    >>> from astropy.table import Table
+    >>> t = Table({"specObjID": [1], "snMedian_r": [9.0], "BPTCLASS": [1]})
+    >>> resolve_columns(t, ["specobjid", "bptclass"])
+    {'specobjid': 'specObjID', 'bptclass': 'BPTCLASS'}
+    >>> resolve_columns(Table({"z": [0.1], "Z": [8.9]}), ["z"])
+    Traceback (most recent call last):
+    ...
+    gpm_astro.exceptions.SchemaError: this function needs column 'z', but the table has ['z', 'Z'], which differ only in case; rename one of them
+    """
+    by_lower = {}
+    for name in table.colnames:
+        by_lower.setdefault(name.lower(), []).append(name)
+    resolved, missing = {}, []
+    for wanted in names:
+        found = by_lower.get(str(wanted).lower(), [])
+        if len(found) > 1:
+            msg = (f"{what} needs column {wanted!r}, but the table has {found}, which differ "
+                   f"only in case; rename one of them")
+            raise SchemaError(msg)
+        if not found:
+            missing.append(wanted)
+        else:
+            resolved[wanted] = found[0]
+    if missing:
+        msg = (f"{what} needs column(s) {missing}, which the table lacks (compared ignoring "
+               f"case); columns present: {table.colnames}")
+        raise SchemaError(msg)
+    return resolved
+
+
+def with_column_names(table, names, what="this function"):
+    """A view of ``table`` whose wanted columns carry the spelling the caller uses.
+
+    A shallow copy (no data copied) with each of ``names`` found by `resolve_columns` and
+    renamed to the caller's spelling, so code written for ``snmedian_r`` reads a table that
+    says ``snMedian_r``. The caller's output is built from the original table, which keeps
+    its own names.
+
+    Raises
+    ------
+    SchemaError
+        As `resolve_columns`.
+    """
+    resolved = resolve_columns(table, names, what)
+    if all(wanted == actual for wanted, actual in resolved.items()):
+        return table
+    view = Table(table, copy=False)
+    for wanted, actual in resolved.items():
+        if wanted != actual:
+            view.rename_column(actual, wanted)
+    return view
 
 
 def require_positive_int(value, name):
@@ -47,9 +134,31 @@ def require_positive_int(value, name):
     return int(value)
 
 
+def provenance(meta):
+    """Return ``meta['gpm_astro']`` (created empty if absent), checked to be a dict.
+
+    Raises
+    ------
+    SchemaError
+        If ``meta['gpm_astro']`` or its ``steps`` entry has another type (a table whose
+        provenance was overwritten by something else).
+    """
+    info = meta.setdefault("gpm_astro", {})
+    if not isinstance(info, dict):
+        msg = (f"table meta['gpm_astro'] must be a dict (the package's provenance record), got "
+               f"{type(info).__name__}: {info!r:.80}")
+        raise SchemaError(msg)
+    steps = info.get("steps", [])
+    if not isinstance(steps, list):
+        msg = (f"table meta['gpm_astro']['steps'] must be a list, got "
+               f"{type(steps).__name__}: {steps!r:.80}")
+        raise SchemaError(msg)
+    return info
+
+
 def record_step(table, step, **params):
     """Append ``{step, params}`` to ``table.meta['gpm_astro']['steps']`` with version and date."""
-    info = table.meta.setdefault("gpm_astro", {})
+    info = provenance(table.meta)
     info["version"] = package_version()
     info["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     info.setdefault("steps", []).append({"step": step, "params": _plain(params)})
@@ -86,3 +195,67 @@ def missing_mask(column):
         for sentinel in MISSING_SENTINELS:
             mask |= values == sentinel
     return mask
+
+
+def _example(values):
+    return values.flat[0] if values.size else None
+
+
+def numeric_column(column, what):
+    """A table column as a 1-D float64 array plus its missing mask (see `missing_mask`).
+
+    Parameters
+    ----------
+    column : astropy Column, MaskedColumn or Quantity
+        The column; integers and floats are accepted, booleans, strings and objects are not.
+    what : str
+        Who asks, for the message (e.g. ``"colour_polynomial"``).
+
+    Returns
+    -------
+    values : numpy.ndarray
+        float64, NaN where the value is missing.
+    missing : numpy.ndarray of bool
+
+    Raises
+    ------
+    SchemaError
+        If the column is not one-dimensional or does not hold real numbers; the message names
+        the column, its dtype or shape and an example value.
+    """
+    name = getattr(getattr(column, "info", None), "name", None)
+    data = np.ma.asanyarray(column.value if isinstance(column, u.Quantity) else column)
+    if data.ndim != 1:
+        msg = f"{what}: column {name!r} must be one-dimensional, got shape {data.shape}"
+        raise SchemaError(msg)
+    values = np.ma.getdata(data)
+    if values.dtype.kind not in "iuf":
+        msg = (f"{what}: column {name!r} must hold real numbers, got dtype {values.dtype}, "
+               f"e.g. {_example(values)!r}")
+        raise SchemaError(msg)
+    missing = missing_mask(data)
+    values = values.astype(np.float64)
+    values[missing] = np.nan
+    return values, missing
+
+
+def boolean_column(column, what):
+    """A one-dimensional boolean column as a bool array (masked values are False).
+
+    Raises
+    ------
+    SchemaError
+        If the column is not one-dimensional or not of boolean dtype: strings such as
+        ``"False"`` (a CSV written by another program) are refused, never read as true.
+    """
+    name = getattr(getattr(column, "info", None), "name", None)
+    data = np.ma.asanyarray(column)
+    if data.ndim != 1:
+        msg = f"{what}: column {name!r} must be one-dimensional, got shape {data.shape}"
+        raise SchemaError(msg)
+    if data.dtype.kind != "b":
+        msg = (f"{what}: column {name!r} must be boolean (True/False), got dtype {data.dtype}, "
+               f"e.g. {_example(np.ma.getdata(data))!r}; convert it, e.g. "
+               f"table[{name!r}] = table[{name!r}] == 'True'")
+        raise SchemaError(msg)
+    return np.asarray(np.ma.filled(data, False), dtype=bool)

@@ -18,16 +18,18 @@ import hashlib
 import json
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 from astropy.table import Table
 
-from .exceptions import ParameterError, WeightsError
+from .exceptions import ParameterError, UnverifiedWeightsWarning, WeightsError
 
 __all__ = ["WeightsEntry", "register_weights", "unregister_weights", "get_weights_entry",
-           "list_weights", "fetch_weights", "sha256_of", "WEIGHTS_ENV_VAR"]
+           "list_weights", "fetch_weights", "sha256_of", "model_digest", "check_model_digest",
+           "read_model_card", "WEIGHTS_ENV_VAR", "DIGEST_KEYS"]
 
 WEIGHTS_ENV_VAR = "GPM_ASTRO_WEIGHTS"
 BUILTIN_REGISTRY = Path(__file__).with_name("weights_registry.json")
@@ -273,3 +275,121 @@ def fetch_weights(name_or_url, *, sha256=None, cache=True, show_progress=False, 
                f"refusing a corrupted or tampered file")
         raise WeightsError(msg)
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# the content digest: one checksum over everything that changes a prediction
+# --------------------------------------------------------------------------------------------
+
+#: Card entries that record digests and file names; left out of `model_digest`.
+DIGEST_KEYS = ("weights_file", "weights_sha256", "content_sha256")
+
+
+def _card_bytes(card):
+    kept = {key: value for key, value in card.items() if key not in DIGEST_KEYS}
+    return json.dumps(kept, sort_keys=True, separators=(",", ":"), allow_nan=True).encode()
+
+
+def _tensor_buffer(tensor):
+    """(dtype name, shape, contiguous uint8 buffer) of a torch tensor or a NumPy array."""
+    if hasattr(tensor, "detach"):  # torch.Tensor, any dtype (bf16 has no NumPy twin)
+        import torch
+
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        return str(tensor.dtype), list(tensor.shape), flat.view(torch.uint8).numpy()
+    import numpy as np
+
+    array = np.ascontiguousarray(tensor)
+    return str(array.dtype), list(array.shape), array.reshape(-1).view(np.uint8)
+
+
+def model_digest(card, tensors):
+    """The sha256 (hex) of a model card and its tensors, everything that changes a prediction.
+
+    Covers every card entry but `DIGEST_KEYS` (canonical JSON, sorted keys) and, in name order,
+    each tensor's name, dtype, shape and bytes. A flipped byte in the weights or an edited
+    target mean in the card changes it.
+
+    Parameters
+    ----------
+    card : dict
+        The model card (JSON-able).
+    tensors : mapping of str to torch.Tensor or numpy.ndarray
+
+    Returns
+    -------
+    str
+        64 hex digits.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpm_astro.weights import model_digest
+    >>> card = {"target_standardization": {"mean": 8.9, "std": 0.2}}
+    >>> a = model_digest(card, {"w": np.ones(3, np.float32)})
+    >>> a == model_digest({"target_standardization": {"mean": 9.4, "std": 0.2}},
+    ...                   {"w": np.ones(3, np.float32)})
+    False
+    """
+    digest = hashlib.sha256(_card_bytes(card))
+    for name in sorted(tensors):
+        dtype, shape, buffer = _tensor_buffer(tensors[name])
+        digest.update(json.dumps([name, dtype, shape]).encode())
+        digest.update(buffer)
+    return digest.hexdigest()
+
+
+def check_model_digest(card, tensors, *, source, verified_by_sha256=False):
+    """Check a loaded model against the digest its card records; say how it was verified.
+
+    Parameters
+    ----------
+    card : dict
+        The model card as loaded (its ``content_sha256`` is the expected digest).
+    tensors : mapping of str to torch.Tensor or numpy.ndarray
+    source : str
+        Where the model came from, for messages.
+    verified_by_sha256 : bool, optional
+        The whole file already matched a sha256 given from outside (registry or ``sha256=``).
+
+    Returns
+    -------
+    str
+        ``"sha256"`` (matched an outside checksum), ``"content"`` (matched its own content
+        digest) or ``"none"`` (no checksum at all: an `UnverifiedWeightsWarning` was issued).
+
+    Raises
+    ------
+    WeightsError
+        If the card records a digest and the tensors or card do not match it.
+    """
+    expected = card.get("content_sha256")
+    if expected is not None:
+        actual = model_digest(card, tensors)
+        if actual != expected:
+            msg = (f"model {source!r}: the content checksum of its weights and model card is "
+                   f"{actual}, but it records {expected!r}; refusing tampered or corrupted "
+                   f"weights")
+            raise WeightsError(msg)
+    if verified_by_sha256:
+        return "sha256"
+    if expected is not None:
+        return "content"
+    warnings.warn(f"model {source!r} has no checksum (no content_sha256 in its card, and no "
+                  f"sha256= or registry entry): its weights and card cannot be checked for "
+                  f"corruption or tampering; save it again with this version to add one",
+                  UnverifiedWeightsWarning, stacklevel=3)
+    return "none"
+
+
+def read_model_card(text, source):
+    """Parse a JSON model card; `WeightsError` (never a raw JSONDecodeError) when malformed."""
+    try:
+        card = json.loads(text)
+    except (ValueError, TypeError) as exc:
+        msg = f"model card of {source!r} is not valid JSON: {exc}"
+        raise WeightsError(msg) from exc
+    if not isinstance(card, dict):
+        msg = f"model card of {source!r} must be a JSON object, got {type(card).__name__}"
+        raise WeightsError(msg)
+    return card

@@ -331,3 +331,41 @@ def test_cli_run_exit_codes_and_messages(fake_run, tmp_path, capsys):
                  "--until", "select"]) == 0
     assert (tmp_path / "o/select/labels_starforming.fits").is_file()
     assert not (tmp_path / "o/crossmatch").exists()
+
+
+def test_keep_cutouts_false_removes_the_stores_and_a_rerun_remakes_them(fake_run, tmp_path):
+    _, source, kept_out, _ = fake_run
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(kept_out, out)
+    config = _config(source, keep_cutouts=False)
+    first = run_pipeline(config, output_dir=out, progress=False)  # how it is kept: not stale
+    assert set(first["skipped"]) == set(first["timings"])
+    stores = ("sky/cutouts.h5", "preprocess/labelled_cutouts.h5",
+              "preprocess/application_cutouts.h5")
+    assert not any((out / store).exists() for store in stores)
+    assert (out / "report.html").is_file() and "metrics" in first
+    state = json.loads((out / "pipeline_state.json").read_text())
+    assert sorted(state["_removed_cutouts"]) == sorted(stores)
+    # the removed stores do not make a stage stale
+    again = run_pipeline(config, output_dir=out, progress=False)
+    assert set(again["skipped"]) == set(again["timings"])
+    # a changed estimator that reads no cutouts reruns without them
+    changed = dict(FAST_ESTIMATORS, mzr={"estimator": "mass_metallicity",
+                                         "params": {"mass_column": "lgm_fib_p50"}})
+    third = run_pipeline(_config(source, keep_cutouts=False, estimators=changed),
+                         output_dir=out, progress=False)
+    assert set(third["timings"]) - set(third["skipped"]) == {"estimate:mzr", "evaluate",
+                                                              "catalogue", "report"}
+    assert not any((out / store).exists() for store in stores)
+    # a stage that reads a store gets it made again, its input first, the same bytes
+    pipe = Pipeline(config, output_dir=out, progress=False)
+    remade = pipe.cutout_store("preprocess/labelled_cutouts.h5")
+    np.testing.assert_array_equal(read_cutouts(remade),
+                                  read_cutouts(kept_out / "preprocess/labelled_cutouts.h5"))
+    assert (out / "sky/cutouts.h5").is_file()
+    state = json.loads((out / "pipeline_state.json").read_text())
+    assert state["_removed_cutouts"] == []
+    with pytest.raises(ParameterError, match="keep_cutouts must be true or false, got 'no'"):
+        load_config({"keep_cutouts": "no"})

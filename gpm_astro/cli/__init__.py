@@ -7,6 +7,7 @@ code) through ``parser.set_defaults(func=...)``.
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -17,6 +18,9 @@ __all__ = ["main", "build_parser"]
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+#: Set to show the traceback of an unexpected error instead of one line.
+DEBUG_ENV_VAR = "GPM_ASTRO_DEBUG"
 
 
 def build_parser():
@@ -45,11 +49,34 @@ def main(argv=None):
     try:
         return args.func(args) or EXIT_OK
     except GPMAstroError as exc:
-        print(f"gpm-astro: error: {exc}", file=sys.stderr)
+        print(f"gpm-astro: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("gpm-astro: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not bad input: one line, the traceback on request
+        if os.environ.get(DEBUG_ENV_VAR):
+            raise
+        print(f"gpm-astro: internal error: {type(exc).__name__}: {_one_line(exc)} (a bug in "
+              f"gpm_astro or a plugin; set {DEBUG_ENV_VAR}=1 to see the traceback)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _one_line(exc):
+    """The message of ``exc`` on one line (library messages quoted in ours may span several)."""
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
+def refuse_existing(path, overwrite, what="output"):
+    """Raise `TableIOError` before any work when ``path`` exists and --overwrite is not given."""
+    from pathlib import Path
+
+    from ..exceptions import TableIOError
+
+    if Path(path).exists() and not overwrite:
+        msg = f"{what} {str(path)!r} exists; pass --overwrite to replace it"
+        raise TableIOError(msg)
 
 
 if __name__ == "__main__":  # pragma: no cover

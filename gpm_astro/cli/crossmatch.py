@@ -23,11 +23,13 @@ def add_parser(subparsers):
 
 
 def run(args):
+    from . import refuse_existing
     import astropy.units as u
 
     from ..catalog import MATCH_FLAGS, crossmatch
     from ..io import read_table, write_table
 
+    refuse_existing(args.output, args.overwrite)
     labels = read_table(args.labels)
     images = read_table(args.images)
     image_id = args.image_id.split(",") if args.image_id else None

@@ -42,6 +42,10 @@ def add_parser(subparsers):
                              f"{DEMO_EPOCHS} for Z, {DEMO_MASS_EPOCHS} for the stellar mass)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the mock sky (default: %(default)s)")
+    parser.add_argument("--keep-cutouts", action="store_true",
+                        help="keep the HDF5 cutout stores (1.5 GB of raw mock cutouts and "
+                             "~0.2 GB of cleaned ones at the default size); by default each "
+                             "is removed once no later stage reads it")
     parser.add_argument("--force", action="store_true",
                         help="rerun every stage, even those whose outputs exist")
     parser.add_argument("--quiet", action="store_true",
@@ -66,7 +70,8 @@ def run(args):
 
     try:
         result = run_demo(args.out, n_galaxies=args.n_galaxies, quick=args.quick,
-                          epochs=args.epochs, seed=args.seed, force=args.force,
+                          epochs=args.epochs, seed=args.seed,
+                          keep_cutouts=args.keep_cutouts, force=args.force,
                           progress=not args.quiet)
     except OSError as exc:
         print(f"gpm-astro demo: error: {exc}", file=sys.stderr)

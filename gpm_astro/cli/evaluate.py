@@ -25,19 +25,17 @@ def add_parser(subparsers):
 def run(args):
     from ..evaluation import evaluate, plot_residual_density
     from ..io import read_table, write_table
+    from . import refuse_existing
 
+    out = Path(args.out)
+    for path in (out / "metrics.ecsv", out / "residual_density.png"):
+        refuse_existing(path, args.overwrite)
     table = read_table(args.table)
     err = None if args.err.lower() == "none" else args.err
     metrics = evaluate(table, pred=args.pred, true=args.true, err=err, mass=args.mass)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_table(metrics, out / "metrics.ecsv", overwrite=args.overwrite)
     figure_path = out / "residual_density.png"
-    if figure_path.exists() and not args.overwrite:
-        from ..exceptions import TableIOError
-
-        msg = f"{str(figure_path)!r} exists; pass --overwrite to replace it"
-        raise TableIOError(msg)
     plot_residual_density(table, pred=args.pred, true=args.true, title=args.title,
                           path=figure_path)
     row = metrics[0]

@@ -8,6 +8,8 @@
 
 import sys
 
+from ..survey_constants import CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
+
 
 def _add_remote_options(parser):
     group = parser.add_argument_group("network")
@@ -51,8 +53,9 @@ def add_parser(subparsers):
     cutouts.add_argument("--ra-column", default="ra")
     cutouts.add_argument("--dec-column", default="dec")
     cutouts.add_argument("--layer", default="ls-dr9")
-    cutouts.add_argument("--pixel-scale", type=float, default=0.262, metavar="ARCSEC")
-    cutouts.add_argument("--size", type=int, default=152, metavar="PIX")
+    cutouts.add_argument("--pixel-scale", type=float, default=PIXEL_SCALE_ARCSEC,
+                         metavar="ARCSEC")
+    cutouts.add_argument("--size", type=int, default=CUTOUT_SIZE, metavar="PIX")
     _add_remote_options(cutouts)
     cutouts.set_defaults(func=run_cutouts)
 
@@ -107,8 +110,10 @@ def run_cutouts(args):
     from pathlib import Path
 
     from ..io import read_table, write_table
+    from . import refuse_existing
     from ..plugins import get_source
 
+    refuse_existing(args.output, args.overwrite)
     targets = read_table(args.table)
     source = get_source("legacysurvey_cutouts")(
         layer=args.layer, pixel_scale=args.pixel_scale, size=args.size, **_remote_kwargs(args))
@@ -124,8 +129,10 @@ def run_cutouts(args):
 
 def run_labels(args):
     from ..io import write_table
+    from . import refuse_existing
     from ..plugins import get_source
 
+    refuse_existing(args.output, args.overwrite)
     bounds = (args.specobjid_min, args.specobjid_max)
     if (bounds[0] is None) != (bounds[1] is None):
         print("gpm-astro fetch labels: give both --specobjid-min and --specobjid-max",
@@ -142,8 +149,10 @@ def run_labels(args):
 
 def run_catalog(args):
     from ..io import write_table
+    from . import refuse_existing
     from ..plugins import get_source
 
+    refuse_existing(args.output, args.overwrite)
     bricks = None
     if args.brickid_min is not None or args.brickid_max is not None:
         bricks = (1 if args.brickid_min is None else args.brickid_min,

@@ -50,7 +50,9 @@ def parse_params(pairs):
 def run(args):
     from ..estimation import predict_metallicity
     from ..io import read_table, write_table
+    from . import refuse_existing
 
+    refuse_existing(args.out, args.overwrite)
     table = read_table(args.table)
     fit_table = read_table(args.fit_table) if args.fit_table else None
     keep = [c for c in table.colnames if c != "cutout"] if args.drop_cutouts else None

@@ -30,8 +30,10 @@ def run(args):
     import numpy as np
 
     from ..io import read_table, write_table
+    from . import refuse_existing
     from ..preprocessing import preprocess_cutouts
 
+    refuse_existing(args.output, args.overwrite)
     table = read_table(args.input)
     batch = {} if args.batch_size is None else {"batch_size": args.batch_size}
     cleaned = preprocess_cutouts(table, config=args.config, n_jobs=args.jobs,

@@ -63,7 +63,9 @@ def run(args):
     from ..catalog import select_starforming
     from ..exceptions import EmptyResultWarning
     from ..io import read_table, write_table
+    from . import refuse_existing
 
+    refuse_existing(args.output, args.overwrite)
     table = read_table(args.input)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EmptyResultWarning)  # the counts below say it

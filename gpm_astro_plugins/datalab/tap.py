@@ -12,21 +12,20 @@ magnitudes must be numbers, column names must be plain identifiers of the two ta
 else is a `~gpm_astro.exceptions.ParameterError`.
 """
 
-import http
 import io
 import numbers
 import re
-import time
-import warnings
+import threading
 
 import numpy as np
-import requests
 from astropy import config as _config
 from astropy.table import Table, vstack
 
-from gpm_astro.exceptions import GPMAstroWarning, ParameterError, RemoteServiceError
-from gpm_astro.remote import RemoteConf, RemoteDataSource, RemoteTimeoutError, request_key
+from gpm_astro.exceptions import ParameterError, RemoteServiceError
+from gpm_astro.remote import RemoteConf, RemoteDataSource, request_key
 from gpm_astro.tables import record_step, warn_empty
+
+from . import uws
 
 __all__ = ["Conf", "conf", "DataLabTAP", "TRACTOR_TYPES", "DEFAULT_COLUMNS", "build_adql"]
 
@@ -53,6 +52,14 @@ class Conf(RemoteConf):
     max_workers = _config.ConfigItem(2, "Chunks (queries or jobs) running at the same time.")
     sync_max_bricks = _config.ConfigItem(
         50, "mode='auto' uses synchronous queries when a chunk spans at most this many bricks.")
+    maxrec = _config.ConfigItem(
+        100_000, "MAXREC sent with every query; a chunk whose answer overflows it is split in "
+                 "two brick ranges and asked again, so no result is ever truncated.")
+    job_stall_time = _config.ConfigItem(
+        300.0, "Seconds an asynchronous job may stay PENDING / QUEUED before it is deleted and "
+               "submitted again.")
+    job_restarts = _config.ConfigItem(
+        2, "How many times a stalled (or vanished) asynchronous job is submitted again.")
 
 
 conf = Conf()
@@ -157,33 +164,6 @@ def build_adql(*, brickid_min=None, brickid_max=None, types=("EXP",), columns=DE
             f"JOIN ls_dr9.photo_z AS p ON t.ls_id = p.ls_id WHERE {' AND '.join(where)}")
 
 
-class _RoutedSession(requests.Session):
-    """A session for pyvo whose requests all go through ``source._request``."""
-
-    def __init__(self, source):
-        super().__init__()
-        self._source = source
-
-    def request(self, method, url, params=None, data=None, headers=None, cookies=None,
-                files=None, auth=None, timeout=None, allow_redirects=True, proxies=None,
-                hooks=None, stream=None, verify=None, cert=None, json=None):
-        from urllib3.response import HTTPResponse
-
-        reply = self._source._request(method, url, params=params, data=data, cache=False,
-                                      timeout=timeout, allow_redirects=allow_redirects)
-        response = requests.Response()
-        response.status_code = reply.status
-        response.reason = http.HTTPStatus(reply.status).phrase
-        response.url = reply.url
-        response.headers = requests.structures.CaseInsensitiveDict(reply.headers)
-        response._content = reply.content
-        response.encoding = "utf-8"
-        response.raw = HTTPResponse(body=io.BytesIO(reply.content), headers=reply.headers,
-                                    status=reply.status, preload_content=False)
-        response.request = requests.Request(method, url).prepare()
-        return response
-
-
 class DataLabTAP(RemoteDataSource):
     """Legacy Survey DR9 Tractor sources joined to their photo-z, from Data Lab's TAP.
 
@@ -206,6 +186,10 @@ class DataLabTAP(RemoteDataSource):
         ``auto``: synchronous when a chunk spans at most ``conf.sync_max_bricks`` bricks.
     poll_interval : float, optional
         Seconds between looks at a running job; default ``conf.poll_interval``.
+    maxrec : int, optional
+        Rows asked for per query (TAP ``MAXREC``); default ``conf.maxrec``. An answer that
+        overflows it (``QUERY_STATUS=OVERFLOW``) is never kept: its brick range is split in
+        two and each half asked again, down to single bricks.
     progress : bool
         Progress bar over the chunks.
     cache, cache_dir, timeout, max_retries, backoff_factor, max_workers
@@ -229,8 +213,9 @@ class DataLabTAP(RemoteDataSource):
 
     def __init__(self, *, types=("EXP",), brickid_range=None,
                  bricks_per_chunk=5000, mag_r_max=None, cone=None, columns=DEFAULT_COLUMNS,
-                 mode="auto", poll_interval=None, progress=True, cache=True, cache_dir=None,
-                 timeout=None, max_retries=None, backoff_factor=None, max_workers=None):
+                 mode="auto", poll_interval=None, maxrec=None, progress=True, cache=True,
+                 cache_dir=None, timeout=None, max_retries=None, backoff_factor=None,
+                 max_workers=None):
         super().__init__(cache=cache, cache_dir=cache_dir, timeout=timeout,
                          max_retries=max_retries, backoff_factor=backoff_factor,
                          max_workers=max_workers)
@@ -242,6 +227,7 @@ class DataLabTAP(RemoteDataSource):
         self.columns = columns
         self.mode = mode
         self.poll_interval = poll_interval
+        self.maxrec = maxrec
         self.progress = progress
 
     def _chunks(self):
@@ -273,35 +259,39 @@ class DataLabTAP(RemoteDataSource):
         for lo, hi in self._chunks():
             adql = build_adql(brickid_min=lo, brickid_max=hi, types=self.types,
                               columns=self.columns, mag_r_max=self.mag_r_max, cone=self.cone)
-            plan.append((adql, self._mode_for(lo, hi)))
+            plan.append((lo, hi, adql, self._mode_for(lo, hi)))
+        self._limits()
         return plan
 
-    def _service(self):
-        import pyvo
+    def _limits(self):
+        maxrec = self.conf.maxrec if self.maxrec is None else self.maxrec
+        if isinstance(maxrec, bool) or not isinstance(maxrec, numbers.Integral) or maxrec < 1:
+            msg = f"maxrec must be a positive integer, got {maxrec!r}"
+            raise ParameterError(msg)
+        return int(maxrec)
 
-        return pyvo.dal.TAPService(self.server, session=_RoutedSession(self))
-
-    def _run(self, adql, mode):
-        """Run one chunk; return its astropy Table (from the cache when possible)."""
-        key = request_key("TAP", self.server, {"QUERY": adql, "LANG": "ADQL"})
+    def _run(self, lo, hi, mode, cancel=None):
+        """Run one chunk, splitting any brick range whose answer overflows ``maxrec``; return
+        its astropy Table (from the cache when possible)."""
+        maxrec = self._limits()
+        adql = build_adql(brickid_min=lo, brickid_max=hi, types=self.types,
+                          columns=self.columns, mag_r_max=self.mag_r_max, cone=self.cone)
+        key = request_key("TAP", self.server, {"QUERY": adql, "LANG": "ADQL",
+                                                "MAXREC": maxrec})
         if self.cache:
             cached = self._cache_load(key)
             if cached is not None:
                 return Table.read(io.BytesIO(cached.content), format="votable")
-        import pyvo
-
-        service = self._service()
-        try:
-            if mode == "sync":
-                table = service.run_sync(adql).to_table()
-            else:
-                table = self._run_async(service, adql)
-        except pyvo.dal.DALQueryError as exc:
-            msg = f"Data Lab TAP refused the query: {exc}"
-            raise RemoteServiceError(msg) from exc
-        except pyvo.dal.DALServiceError as exc:
-            msg = f"Data Lab TAP failed: {exc}"
-            raise RemoteServiceError(msg) from exc
+        pieces, todo = [], [(lo, hi)]
+        while todo:
+            a, b = todo.pop(0)
+            answer = self._run_one(a, b, mode, maxrec, cancel)
+            # a full page with status OK is not trusted either, unless it cannot be split
+            if answer.status == "OVERFLOW" or (len(answer.table) >= maxrec and a != b):
+                todo[:0] = self._split(a, b, maxrec)
+                continue
+            pieces.append(self._checked(answer.table))
+        table = pieces[0] if len(pieces) == 1 else vstack(pieces, metadata_conflicts="silent")
         if self.cache:
             from gpm_astro.remote import RemoteResponse
 
@@ -311,33 +301,54 @@ class DataLabTAP(RemoteDataSource):
                                                   buffer.getvalue()))
         return table
 
-    def _run_async(self, service, adql):
-        poll = float(self._setting("poll_interval"))
-        limit = float(self.conf.job_timeout)
-        job = service.submit_job(adql)
-        try:
-            job.run()
-            started = time.monotonic()
-            while True:
-                phase = job.phase
-                if phase in ("COMPLETED", "ERROR", "ABORTED"):
-                    break
-                if time.monotonic() - started > limit:
-                    job.abort()
-                    msg = f"Data Lab TAP job {job.job_id} still {phase} after {limit} s"
-                    raise RemoteTimeoutError(msg)
-                time.sleep(poll)
-            job.raise_if_error()
-            if phase != "COMPLETED":
-                msg = f"Data Lab TAP job {job.job_id} ended {phase}"
+    @staticmethod
+    def _split(lo, hi, maxrec):
+        """The two halves of an overflowing brick range (a cone alone: all of DR9)."""
+        if lo is None:
+            lo, hi = DR9_BRICKID_RANGE
+            return [(lo, hi)]
+        if lo == hi:
+            msg = (f"brick {lo} alone holds more than maxrec={maxrec} rows of this selection; "
+                   f"raise maxrec (conf.maxrec) rather than accept a truncated result")
+            raise RemoteServiceError(msg)
+        middle = (lo + hi) // 2
+        return [(lo, middle), (middle + 1, hi)]
+
+    def _run_one(self, lo, hi, mode, maxrec, cancel):
+        """One query of one brick range; a `~gpm_astro_plugins.datalab.uws.TAPAnswer`."""
+        adql = build_adql(brickid_min=lo, brickid_max=hi, types=self.types,
+                          columns=self.columns, mag_r_max=self.mag_r_max, cone=self.cone)
+        if cancel is not None and cancel.is_set():
+            msg = "Data Lab TAP chunk abandoned: another chunk failed"
+            raise RemoteServiceError(msg)
+        mode = self._mode_for(lo, hi) if self.mode == "auto" else mode
+        if mode == "sync":
+            return uws.run_sync(self, adql, maxrec)
+        return uws.run_async(
+            self, adql, maxrec, poll_interval=float(self._setting("poll_interval")),
+            job_timeout=float(self.conf.job_timeout),
+            stall_time=float(self.conf.job_stall_time),
+            max_restarts=int(self.conf.job_restarts), cancel=cancel)
+
+    def _checked(self, table):
+        """The table with every selected column, named as selected; else an error."""
+        wanted = [c.split(".", 1)[1] for c in self.columns]
+        lower = {}
+        for name in table.colnames:
+            lower.setdefault(name.lower(), []).append(name)
+        missing = [w for w in wanted if w.lower() not in lower]
+        if missing:
+            msg = (f"Data Lab TAP answer lacks the selected column(s) {missing}; it has "
+                   f"{table.colnames}")
+            raise RemoteServiceError(msg)
+        for name in wanted:
+            found = lower[name.lower()]
+            if len(found) > 1:
+                msg = f"Data Lab TAP answer has columns {found} that differ only in case"
                 raise RemoteServiceError(msg)
-            return job.fetch_result().to_table()
-        finally:
-            try:
-                job.delete()
-            except Exception as exc:  # a job left behind expires on the server; result stands
-                warnings.warn(f"could not delete Data Lab TAP job {job.url}: {exc}",
-                              GPMAstroWarning, stacklevel=2)
+            if found[0] != name:
+                table.rename_column(found[0], name)
+        return table[wanted]
 
     def iter_query(self, *, chunk_size=None, get_query_payload=False):
         """Yield one Table per brick-id chunk, in brick order (``chunk_size`` is set by
@@ -349,21 +360,30 @@ class DataLabTAP(RemoteDataSource):
             raise ParameterError(msg)
         plan = self._plan()
         if get_query_payload:
+            maxrec = self._limits()
             yield [{"method": "POST", "url": f"{self.server}/{mode}", "mode": mode,
-                    "data": {"REQUEST": "doQuery", "LANG": "ADQL", "QUERY": adql}}
-                   for adql, mode in plan]
+                    "data": {"REQUEST": "doQuery", "LANG": "ADQL", "QUERY": adql,
+                             "MAXREC": maxrec}}
+                   for _, _, adql, mode in plan]
             return
-        # up to max_workers jobs run at once; chunks are yielded in brick order
+        # up to max_workers chunks run at once; chunks are yielded in brick order. The first
+        # error stops the others at once (``cancel``): their jobs are deleted, nothing waits.
+        cancel = threading.Event()
+        results = self._map_concurrent(
+            lambda step: self._run(step[0], step[1], step[3], cancel), plan,
+            desc="datalab_tap", progress=self.progress, total=len(plan))
         finished, next_index = {}, 0
-        for index, table, error in self._map_concurrent(
-                lambda step: self._run(*step), plan, desc="datalab_tap",
-                progress=self.progress, total=len(plan)):
-            if error is not None:
-                raise error
-            finished[index] = table
-            while next_index in finished:
-                yield _tidy(finished.pop(next_index))
-                next_index += 1
+        try:
+            for index, table, error in results:
+                if error is not None:
+                    raise _as_remote_error(error)
+                finished[index] = table
+                while next_index in finished:
+                    yield _tidy(finished.pop(next_index))
+                    next_index += 1
+        finally:
+            cancel.set()
+            results.close()
 
     def query(self, *, get_query_payload=False):
         """Run every chunk and return one Table.
@@ -404,6 +424,18 @@ class DataLabTAP(RemoteDataSource):
                     bricks_per_chunk=self.bricks_per_chunk, mag_r_max=self.mag_r_max,
                     cone=None if self.cone is None else list(self.cone), n_rows=len(result))
         return result
+
+
+def _as_remote_error(error):
+    """Any exception out of a chunk as the package's error: RemoteServiceError (and
+    ParameterError) pass through; anything else (pyvo, astropy, urllib3, ValueError ...) is
+    wrapped with its message whole."""
+    if isinstance(error, (RemoteServiceError, ParameterError)):
+        return error
+    msg = f"Data Lab TAP failed: {type(error).__name__}: {error}"
+    wrapped = RemoteServiceError(msg)
+    wrapped.__cause__ = error
+    return wrapped
 
 
 def _tidy(table):

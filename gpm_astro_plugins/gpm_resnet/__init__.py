@@ -2,7 +2,9 @@
 
 - `model`: the network (`GPMResNet`) and its configuration (`GPMResNetConfig`, ``paper``/``lite``);
 - `training`: the training loop (`train_network`), resumable from checkpoints;
-- `estimator`: the estimators ``gpm_resnet`` (Z) and ``gpm_resnet_mass`` (log M*).
+- `estimator`: the estimators ``gpm_resnet`` (Z) and ``gpm_resnet_mass`` (log M*), built from
+  `fitting`, `inference` (the inference engine), `error_model` and `persistence` (safetensors
+  weights and a model card).
 """
 
 from .estimator import GPMResNetEstimator, GPMResNetMassEstimator

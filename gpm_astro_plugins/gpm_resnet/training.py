@@ -13,6 +13,7 @@ import json
 import math
 import os
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -20,7 +21,8 @@ import torch.nn.functional as F
 from astropy.table import Table
 from tqdm.auto import tqdm
 
-from gpm_astro.exceptions import GPMAstroError, ParameterError
+from gpm_astro.exceptions import GPMAstroError, ParameterError, WeightsError
+from gpm_astro.io import new_file_mode, partial_file
 
 __all__ = ["resolve_device", "resolve_precision", "augment_batch", "train_network",
            "TrainingResult", "write_history", "plot_history", "CHECKPOINT_NAME"]
@@ -117,9 +119,41 @@ def _predict_arrays(model, x, batch_size, device, precision):
 
 
 def _atomic_torch_save(obj, path):
-    tmp = f"{path}.tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    handle, tmp = partial_file(path)
+    os.close(handle)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+#: Entries every checkpoint written by `train_network` holds.
+CHECKPOINT_KEYS = ("config", "n_train", "model", "optimizer", "scheduler", "history", "epoch",
+                   "best_state", "best_val_loss", "best_epoch")
+
+
+def _bad_checkpoint(path, reason):
+    first_line = (str(reason).strip().splitlines() or [""])[0]
+    msg = (f"checkpoint {path!r} cannot be resumed from ({type(reason).__name__}: "
+           f"{first_line}); delete it to start over, or train without --resume")
+    return WeightsError(msg)
+
+
+def _read_checkpoint(path, device):
+    """The state dict of a checkpoint, or `WeightsError` (never torch's unpickling errors)."""
+    try:
+        # weights_only: tensors and plain containers only, nothing is executed
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's pickle-protocol remarks
+            state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        raise _bad_checkpoint(path, exc) from exc
+    if not isinstance(state, dict) or any(key not in state for key in CHECKPOINT_KEYS):
+        found = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise _bad_checkpoint(path, ValueError(f"not a gpm_astro checkpoint, holds {found}"))
+    return state
 
 
 def _state_copy(model):
@@ -194,18 +228,21 @@ def train_network(model, train_x, train_y, val_x, val_y, *, config, seed=0, devi
         checkpoint_path = os.path.join(checkpoint_dir, CHECKPOINT_NAME)
     resumed_from = None
     if resume and checkpoint_path and os.path.exists(checkpoint_path):
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        state = _read_checkpoint(checkpoint_path, device)
         if state["config"] != config_json or state["n_train"] != len(train_x):
             msg = (f"checkpoint {checkpoint_path!r} was made with another configuration or "
                    f"training set (n_train {state['n_train']} vs {len(train_x)})")
             raise ParameterError(msg)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history = json.loads(state["history"])
-        start_epoch = resumed_from = int(state["epoch"])
-        best_state, best_val = state["best_state"], float(state["best_val_loss"])
-        best_epoch = int(state["best_epoch"])
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            history = json.loads(state["history"])
+            start_epoch = resumed_from = int(state["epoch"])
+            best_state, best_val = state["best_state"], float(state["best_val_loss"])
+            best_epoch = int(state["best_epoch"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise _bad_checkpoint(checkpoint_path, exc) from exc
 
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
     if deterministic:
@@ -293,9 +330,15 @@ def history_table(history):
 def write_history(history, path):
     """Write the history (list of rows or Table) as CSV, atomically."""
     table = history if isinstance(history, Table) else history_table(history)
-    tmp = f"{path}.tmp"
-    table.write(tmp, format="ascii.csv", overwrite=True)
-    os.replace(tmp, path)
+    handle, tmp = partial_file(path, suffix=".csv")
+    os.close(handle)
+    try:
+        table.write(tmp, format="ascii.csv", overwrite=True)
+        os.chmod(tmp, new_file_mode())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def plot_history(history, path, *, title="GPM-ResNet training"):

@@ -57,6 +57,7 @@ from astropy.table import MaskedColumn, Table
 
 from gpm_astro.exceptions import ParameterError, SchemaError
 from gpm_astro.io import writable_directory
+from gpm_astro.survey_constants import PIXEL_SCALE_ARCSEC, flux_to_magnitude
 from gpm_astro.tables import record_step
 from gpm_astro.units import nanomaggy
 
@@ -78,7 +79,7 @@ __all__ = [
 
 BANDS = "grz"
 NPIX = 152
-PIXEL_SCALE = 0.262
+PIXEL_SCALE = PIXEL_SCALE_ARCSEC
 ROWS_PER_FILE = 1_000_000
 FILENAME_PATTERN = re.compile(r"images_npix(\d+)_(\d{9})_(\d{9})\.h5$")
 
@@ -120,7 +121,7 @@ _UNITS = {
     "psfdepth": nanomaggy ** -2,
 }
 _DESCRIPTIONS = {
-    "cutout": "g, r, z cutout in nanomaggies, 0.262 arcsec / pixel",
+    "cutout": f"g, r, z cutout in nanomaggies, {PIXEL_SCALE_ARCSEC} arcsec / pixel",
     "source_type": "Tractor morphological type",
     "z_spec": "spectroscopic redshift, -99 when missing",
 }
@@ -561,11 +562,8 @@ def _chunk_to_table(chunk, handle):
                 table[f"flux_{band}"].unit = nanomaggy
                 table[f"flux_{band}"].description = f"{band}-band model flux"
             for k, band in enumerate(BANDS):
-                flux = values[:, k].astype(np.float64)
-                positive = flux > 0
-                mag = np.full(len(flux), np.nan)
-                mag[positive] = 22.5 - 2.5 * np.log10(flux[positive])
-                table[f"mag_{band}"] = MaskedColumn(mag, mask=~positive, unit=u.mag,
+                mag = flux_to_magnitude(values[:, k])
+                table[f"mag_{band}"] = MaskedColumn(mag, mask=~np.isfinite(mag), unit=u.mag,
                                                     description=f"{band}-band AB magnitude, "
                                                     "22.5 - 2.5 log10(flux)")
         elif name == "source_type":

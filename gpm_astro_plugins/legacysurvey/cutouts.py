@@ -7,17 +7,25 @@ size=152&bands=grz``. Every answer is checked; a row whose cutout cannot be used
 ==================  ==========================================================================
 flag                meaning
 ==================  ==========================================================================
-ok                  a finite, non-zero (bands, size, size) cube
+ok                  a finite (bands, size, size) cube with data in every band
 invalid_position    ra / dec missing, not finite, or outside [0, 360) x [-90, 90]; not sent
-outside_footprint   the service answered an all-zero cube (no survey data there)
+outside_footprint   an all-zero cube, and the service's inverse variance is zero too (no
+                    exposure there)
+zero_cube           an all-zero cube although the inverse variance says data exist (or the
+                    service sent none to decide): not trusted, fetched again by a later run
+band_missing        one band all zero while the others hold data; the cube is kept
+non_finite          NaN or infinite pixels; the cube is kept
 bad_shape           a FITS cube of another shape, or with other bands, than requested
-truncated           the body ended early, or the FITS file inside it is cut short
-html_error_page     an HTML page instead of a FITS file
+truncated           the body ended early, or the FITS file inside it is cut short (retried)
+html_error_page     an HTML page instead of a FITS file (retried within the run)
 not_fits            any other body that is not a FITS file
 http_error          an HTTP error status (after retries for 429 / 5xx)
 timeout             no answer within the time-out (after retries)
 connection_error    the connection failed (after retries)
 ==================  ==========================================================================
+
+A single-band request (``bands="r"``) gets a 2-D image from the viewer; it is read as a
+(1, size, size) cube.
 """
 
 import io
@@ -25,29 +33,39 @@ import json
 import warnings
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
 from astropy import config as _config
 from astropy.io import fits
 from astropy.table import Column, Table
 
-from gpm_astro.exceptions import ParameterError, RemoteServiceError
+from gpm_astro.exceptions import ParameterError, RemoteServiceError, SchemaError
 from gpm_astro.remote import (
     HTTPStatusError,
     MalformedResponseError,
     RemoteConf,
     RemoteDataSource,
     RemoteTimeoutError,
+    TransientResponseError,
     TruncatedResponseError,
 )
-from gpm_astro.tables import record_step, require_columns, require_table, warn_empty
+from gpm_astro.survey_constants import BANDS, CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
+from gpm_astro.tables import (numeric_column, record_step, require_columns, require_table,
+                              warn_empty)
 
-__all__ = ["Conf", "conf", "LegacySurveyCutouts", "CUTOUT_FLAGS", "FINAL_FLAGS",
-           "parse_cutout"]
+__all__ = ["Conf", "conf", "LegacySurveyCutouts", "CUTOUT_FLAGS", "FINAL_FLAGS", "KEEPS_IMAGE",
+           "TRANSIENT_FLAGS", "parse_cutout", "zero_cube_flag"]
 
-CUTOUT_FLAGS = ("ok", "invalid_position", "outside_footprint", "bad_shape", "truncated",
-                "html_error_page", "not_fits", "http_error", "timeout", "connection_error")
+CUTOUT_FLAGS = ("ok", "invalid_position", "outside_footprint", "zero_cube", "band_missing",
+                "non_finite", "bad_shape", "truncated", "html_error_page", "not_fits",
+                "http_error", "timeout", "connection_error")
 #: outcomes that asking again cannot change; a resumed fetch skips these rows
-FINAL_FLAGS = frozenset({"ok", "invalid_position", "outside_footprint", "bad_shape"})
+FINAL_FLAGS = frozenset({"ok", "invalid_position", "outside_footprint", "band_missing",
+                         "non_finite", "bad_shape"})
+#: answers worth asking again within the run (a proxy's page, a body cut short)
+TRANSIENT_FLAGS = frozenset({"html_error_page", "truncated"})
+#: flags that come with the cube as the service sent it
+KEEPS_IMAGE = frozenset({"ok", "outside_footprint", "zero_cube", "band_missing", "non_finite"})
 FLAG_DTYPE = "S24"
 #: attribute of the HDF5 file that records what was asked for (checked on resume)
 FETCH_ATTR = "gpm_astro_fetch"
@@ -75,6 +93,14 @@ class _CutoutError(MalformedResponseError):
         self.flag = flag
 
 
+class _TransientCutoutError(TransientResponseError):
+    """A body a passing fault explains (HTML page, FITS cut short): asked again."""
+
+    def __init__(self, flag, message):
+        super().__init__(message)
+        self.flag = flag
+
+
 def parse_cutout(content, *, content_type="", bands="grz", size=152):
     """Read one cutout answer of the viewer.
 
@@ -92,11 +118,14 @@ def parse_cutout(content, *, content_type="", bands="grz", size=152):
     Returns
     -------
     flag : str
-        ``"ok"``, ``"outside_footprint"`` or one of the error flags of this module.
+        ``"ok"``, ``"all_zero"`` (to be decided with the inverse variance, see
+        `zero_cube_flag`), ``"band_missing"``, ``"non_finite"`` or one of the error flags of
+        this module.
     detail : str
         A human-readable explanation ("" when ok).
     image : numpy.ndarray or None
-        (len(bands), size, size) float32 for ``ok`` and ``outside_footprint``, else None.
+        (len(bands), size, size) float32 for the flags in `KEEPS_IMAGE` and ``all_zero``,
+        else None. A 2-D answer to a single-band request is given its band axis.
 
     Examples
     --------
@@ -115,23 +144,75 @@ def parse_cutout(content, *, content_type="", bands="grz", size=152):
                 f"FITS body of {len(content)} bytes is not a whole number of 2880-byte blocks",
                 None)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # astropy warns when a file is cut short
-            with fits.open(io.BytesIO(content), memmap=False, lazy_load_hdus=False) as hdul:
-                header = hdul[0].header
-                data = None if hdul[0].data is None else np.array(hdul[0].data, np.float32)
+        header, data, _ = _read_fits(content)
     except Exception as exc:  # astropy raises OSError, ValueError, warnings-as-errors ...
         return "truncated", f"FITS file cannot be read: {exc}", None
     expected = (len(bands), size, size)
+    if data is not None and len(bands) == 1 and data.shape == (size, size):
+        data = data[np.newaxis]  # the viewer answers one band with a 2-D image
     if data is None or data.shape != expected:
         shape = None if data is None else data.shape
         return "bad_shape", f"expected a cube of shape {expected}, got {shape}", None
     got_bands = str(header.get("BANDS", bands)).strip()
     if got_bands != bands:
         return "bad_shape", f"expected bands {bands!r}, header BANDS={got_bands!r}", None
+    finite = np.isfinite(data)
+    if not finite.all():
+        n_bad = int((~finite).sum())
+        return ("non_finite", f"{n_bad} NaN or infinite pixel(s) in the cube "
+                f"(per band: {(~finite).reshape(len(bands), -1).sum(axis=1).tolist()})", data)
     if not np.any(data):
-        return "outside_footprint", "the cutout is all zero (no survey data there)", data
+        return "all_zero", "the cube is all zero", data
+    empty = [band for band, plane in zip(bands, data) if not np.any(plane)]
+    if empty:
+        return "band_missing", f"band(s) {''.join(empty)} all zero, the others hold data", data
     return "ok", "", data
+
+
+def _read_fits(content):
+    """(primary header, primary data as float32 or None, INVVAR data or None)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # astropy warns when a file is cut short
+        with fits.open(io.BytesIO(content), memmap=False, lazy_load_hdus=False) as hdul:
+            header = hdul[0].header
+            data = None if hdul[0].data is None else np.array(hdul[0].data, np.float32)
+            invvar = None
+            for hdu in hdul[1:]:
+                if str(hdu.header.get("IMAGETYP", "")).strip().upper() == "INVVAR" and \
+                        hdu.data is not None:
+                    invvar = np.array(hdu.data, np.float32)
+    return header, data, invvar
+
+
+def zero_cube_flag(content):
+    """Decide an all-zero cube from the service's answer with ``&invvar``.
+
+    The viewer sends zeros both where the survey has no data and, rarely, where it has; the
+    inverse variance tells them apart: zero everywhere means no exposure (outside the
+    footprint), positive somewhere means data exist and the zeros are not to be trusted.
+
+    Returns
+    -------
+    flag : str
+        ``"outside_footprint"`` or ``"zero_cube"``.
+    detail : str
+
+    Examples
+    --------
+    >>> zero_cube_flag(b"not fits")[0]
+    'zero_cube'
+    """
+    try:
+        _, _, invvar = _read_fits(content)
+    except Exception as exc:
+        return "zero_cube", f"all zero; the inverse-variance answer cannot be read: {exc}"
+    if invvar is None:
+        return "zero_cube", "all zero; the service sent no inverse variance to decide"
+    if not np.any(np.nan_to_num(invvar, nan=0.0) > 0):
+        return ("outside_footprint",
+                "the cutout and its inverse variance are all zero (no survey data there)")
+    return ("zero_cube", f"all zero although the inverse variance is positive in "
+            f"{int((invvar > 0).sum())} pixel(s): data exist there")
 
 
 class LegacySurveyCutouts(RemoteDataSource):
@@ -166,9 +247,9 @@ class LegacySurveyCutouts(RemoteDataSource):
     provides = ("cutouts",)
     conf = conf
 
-    def __init__(self, *, layer="ls-dr9", pixel_scale=0.262, size=152, bands="grz",
-                 progress=True, cache=True, cache_dir=None, timeout=None, max_retries=None,
-                 backoff_factor=None, max_workers=None):
+    def __init__(self, *, layer="ls-dr9", pixel_scale=PIXEL_SCALE_ARCSEC, size=CUTOUT_SIZE,
+                 bands=BANDS, progress=True, cache=True, cache_dir=None, timeout=None,
+                 max_retries=None, backoff_factor=None, max_workers=None):
         super().__init__(cache=cache, cache_dir=cache_dir, timeout=timeout,
                          max_retries=max_retries, backoff_factor=backoff_factor,
                          max_workers=max_workers)
@@ -202,10 +283,16 @@ class LegacySurveyCutouts(RemoteDataSource):
         coords = []
         for name in (ra_column, dec_column):
             column = targets[name]
+            # strings or 2-D columns: SchemaError; masked, NaN or sentinel values: NaN
+            values, _ = numeric_column(column, "legacysurvey_cutouts")
             unit = getattr(column, "unit", None)
-            values = np.ma.asanyarray(column.to_value("deg") if unit is not None
-                                      else column, dtype=float)
-            coords.append(np.ma.filled(values, np.nan))
+            if unit is not None and unit != u.dimensionless_unscaled:
+                if not unit.is_equivalent(u.deg):
+                    msg = (f"legacysurvey_cutouts: column {name!r} has unit {unit}, which is not "
+                           f"an angle; give degrees")
+                    raise SchemaError(msg)
+                values = (values * unit).to_value(u.deg)
+            coords.append(values)
         ra, dec = coords
         valid = np.isfinite(ra) & np.isfinite(dec) & (ra >= 0) & (ra < 360) & (np.abs(dec) <= 90)
         return ra, dec, valid
@@ -224,13 +311,22 @@ class LegacySurveyCutouts(RemoteDataSource):
             flag, detail, _ = parse_cutout(response.content,
                                            content_type=response.headers.get("content-type", ""),
                                            bands=bands, size=size)
-            if flag not in ("ok", "outside_footprint"):
+            if flag in TRANSIENT_FLAGS:
+                raise _TransientCutoutError(flag, detail)
+            if flag not in KEEPS_IMAGE and flag != "all_zero":
                 raise _CutoutError(flag, detail)
 
         try:
             response = self._request("GET", f"{self.server}/cutout.fits",
                                      params=self._params(ra, dec), validate=validate)
-        except _CutoutError as exc:
+            flag, detail, image = parse_cutout(
+                response.content, content_type=response.headers.get("content-type", ""),
+                bands=bands, size=size)
+            if flag == "all_zero":
+                invvar = self._request("GET", f"{self.server}/cutout.fits",
+                                       params={**self._params(ra, dec), "invvar": ""})
+                flag, detail = zero_cube_flag(invvar.content)
+        except (_CutoutError, _TransientCutoutError) as exc:
             return exc.flag, str(exc), None
         except HTTPStatusError as exc:
             return "http_error", str(exc), None
@@ -240,9 +336,7 @@ class LegacySurveyCutouts(RemoteDataSource):
             return "truncated", str(exc), None
         except RemoteServiceError as exc:
             return "connection_error", str(exc), None
-        return parse_cutout(response.content,
-                            content_type=response.headers.get("content-type", ""),
-                            bands=bands, size=size)
+        return flag, detail, image
 
     # -- public ------------------------------------------------------------------------------
     def query(self, targets, *, output=None, ra_column="ra", dec_column="dec",
@@ -419,12 +513,13 @@ class LegacySurveyCutouts(RemoteDataSource):
                 flag_set[row] = flag.encode()  # written last: a flag means the image is there
 
             try:
-                for count, (k, outcome, error) in enumerate(results, 1):
+                for k, outcome, error in results:
                     if error is not None:
                         raise error
                     store(k, outcome)
-                    if count % 256 == 0:
-                        handle.flush()
+                    # each row on disk as it comes: a killed run (SIGKILL, power cut) loses
+                    # at most the rows in flight, even with the cache off
+                    handle.flush()
             finally:
                 results.close()  # stops the pool; finished but unread results land in salvage
                 for k, outcome, _ in salvage:

@@ -12,7 +12,7 @@ from astropy.table import Column, MaskedColumn, Table
 from gpm_astro.base import Estimator
 from gpm_astro.exceptions import ParameterError
 from gpm_astro.metrics import TREMONTI_MASS_RANGE, tremonti_mzr
-from gpm_astro.tables import missing_mask, require_columns, require_table
+from gpm_astro.tables import numeric_column, require_table, with_column_names
 
 __all__ = ["MassMetallicity", "tremonti_slope"]
 
@@ -118,15 +118,13 @@ class MassMetallicity(Estimator):
         """Return (logmass, logmass_err, flags) for every row."""
         n = len(table)
         flags = np.full(n, "ok", dtype=object)
-        require_columns(table, list(self.required_columns), "mass_metallicity")
+        table = with_column_names(table, list(self.required_columns), "mass_metallicity")
         if self.mass_estimator is None:
-            column = table[self.mass_column]
-            missing = missing_mask(column)
-            mass = np.asarray(np.ma.getdata(column), dtype=float)
+            mass, missing = numeric_column(table[self.mass_column], "mass_metallicity")
             if self.mass_err_column:
-                err_column = table[self.mass_err_column]
-                missing |= missing_mask(err_column)
-                mass_err = np.asarray(np.ma.getdata(err_column), dtype=float)
+                mass_err, err_missing = numeric_column(table[self.mass_err_column],
+                                                       "mass_metallicity")
+                missing |= err_missing
             else:
                 mass_err = np.zeros(n)
             flags[missing] = "missing_mass"
@@ -153,7 +151,8 @@ class MassMetallicity(Estimator):
         Raises
         ------
         SchemaError
-            If the mass column (or a column the mass estimator needs) is missing.
+            If the mass column (or a column the mass estimator needs) is missing, or a mass
+            column is not one-dimensional or does not hold numbers.
         """
         require_table(table)
         self._validate()

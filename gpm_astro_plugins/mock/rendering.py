@@ -8,7 +8,16 @@ noise (Gaussian, per band) and source photon noise are added last.
 import galsim
 import numpy as np
 
+from gpm_astro.survey_constants import CUTOUT_SIZE, PIXEL_SCALE_ARCSEC, magnitude_to_flux
+
 __all__ = ["CutoutRenderer", "NEIGHBOUR_EXCLUSION_PX", "MOFFAT_BETA"]
+
+NPIX = CUTOUT_SIZE
+PIXEL_SCALE = PIXEL_SCALE_ARCSEC
+#: typical per-pixel sky sigma of Legacy Survey DR9 coadds, nanomaggies (g, r, z)
+SKY_SIGMA = np.array([0.004, 0.007, 0.026])
+#: sky surface brightness (mag / arcsec^2) used only to set the photon-noise gain
+SKY_MAG_PER_ARCSEC2 = np.array([22.0, 21.0, 19.5])
 
 #: clean targets have no neighbour within this many pixels of their isophote
 NEIGHBOUR_EXCLUSION_PX = 25.0
@@ -33,7 +42,7 @@ class CutoutRenderer:
         ``docs/mock_sky.rst``).
     """
 
-    def __init__(self, *, npix=152, pixel_scale=0.262,
+    def __init__(self, *, npix=CUTOUT_SIZE, pixel_scale=PIXEL_SCALE_ARCSEC,
                  counts_per_nanomaggy=(6900.0, 9000.0, 1600.0)):
         self.npix = npix
         self.pixel_scale = pixel_scale
@@ -138,3 +147,90 @@ class CutoutRenderer:
 
     def blank(self):
         return np.zeros((3, self.npix, self.npix), dtype=np.float32)
+
+
+def _counts_per_nanomaggy():
+    sky_per_pixel = magnitude_to_flux(SKY_MAG_PER_ARCSEC2) * PIXEL_SCALE ** 2
+    return sky_per_pixel / SKY_SIGMA ** 2
+
+
+def _render_one(renderer, seed, row):
+    """Draw the cutout of one truth row."""
+    rng = np.random.default_rng([seed, 1, int(row["galaxy_id"])])
+    canvas = renderer.blank()
+    case = str(row["truth_case"])
+    if case == "bad_pixels" and str(row["bad_pixel_kind"]) == "all_zero":
+        return canvas  # outside the footprint: the service returns zeros
+    psfs = renderer.psf_model(np.asarray(row["psf_fwhm"]))
+    centre = renderer.centre
+    hlr_px = float(row["hlr_arcsec"]) / PIXEL_SCALE
+    x0, y0 = centre + rng.normal(0.0, 0.1, 2)
+    target_radius = 2.5 * hlr_px  # isophotal extent, roughly
+    if case != "empty_centre":
+        renderer.add_galaxy(
+            canvas, psfs, x=x0, y=y0, bulge_flux=np.asarray(row["bulge_flux"]),
+            disk_flux=np.asarray(row["disk_flux"]), bulge_hlr=float(row["bulge_hlr_arcsec"]),
+            disk_hlr=float(row["disk_hlr_arcsec"]), bulge_q=float(row["bulge_q"]),
+            disk_q=float(row["disk_q"]), position_angle=float(row["position_angle"]))
+    else:
+        target_radius = 5.0
+    if case == "blended":
+        _add_blend_partner(rng, renderer, canvas, psfs, row, x0, y0, hlr_px)
+    _add_field(rng, renderer, canvas, psfs, x0, y0, target_radius)
+    renderer.add_noise(rng, canvas, np.asarray(row["sky_sigma"]))
+    if case == "bad_pixels":
+        _add_nan_blocks(rng, canvas, x0, y0)
+    return canvas
+
+
+def _add_blend_partner(rng, renderer, canvas, psfs, row, x0, y0, hlr_px):
+    """A comparable galaxy 6-15 px from the target, overlapping it."""
+    separation = rng.uniform(6.0, 15.0)
+    angle = rng.uniform(0.0, 2.0 * np.pi)
+    total = np.asarray(row["bulge_flux"]) + np.asarray(row["disk_flux"])
+    ratio = rng.uniform(0.3, 1.0)
+    colour_shift = 10 ** (-0.4 * rng.normal(0.0, 0.15, 3))
+    renderer.add_galaxy(
+        canvas, psfs, x=x0 + separation * np.cos(angle), y=y0 + separation * np.sin(angle),
+        bulge_flux=np.zeros(3), disk_flux=total * ratio * colour_shift, bulge_hlr=0.1,
+        disk_hlr=max(0.3, hlr_px * PIXEL_SCALE * rng.uniform(0.5, 1.0)),
+        bulge_q=1.0, disk_q=rng.uniform(0.4, 1.0), position_angle=rng.uniform(0.0, 180.0))
+
+
+def _add_field(rng, renderer, canvas, psfs, x0, y0, target_radius):
+    """Field galaxies and stars, none within NEIGHBOUR_EXCLUSION_PX of the target's isophote."""
+    npix = renderer.npix
+    n_galaxies = rng.poisson(1.5)
+    n_stars = rng.poisson(0.6)
+    for kind in ["galaxy"] * n_galaxies + ["star"] * n_stars:
+        for _ in range(20):
+            x, y = rng.uniform(-5.0, npix + 5.0, 2)
+            if np.hypot(x - x0, y - y0) > target_radius + NEIGHBOUR_EXCLUSION_PX + 6.0:
+                break
+        else:
+            continue
+        mag_r = rng.uniform(18.5, 23.0) if kind == "galaxy" else rng.uniform(16.5, 22.0)
+        gr = rng.normal(0.9, 0.3) if kind == "galaxy" else rng.normal(0.8, 0.4)
+        rz = rng.normal(0.5, 0.2) if kind == "galaxy" else rng.normal(0.4, 0.3)
+        flux = magnitude_to_flux(np.array([mag_r + gr, mag_r, mag_r - rz]))
+        if kind == "star":
+            renderer.add_star(canvas, psfs, x=x, y=y, flux=flux)
+        else:  # one exponential component: field galaxies are small and faint
+            renderer.add_galaxy(canvas, psfs, x=x, y=y, bulge_flux=np.zeros(3),
+                                disk_flux=flux, bulge_hlr=0.1, disk_hlr=rng.uniform(0.3, 1.2),
+                                bulge_q=1.0, disk_q=rng.uniform(0.3, 1.0),
+                                position_angle=rng.uniform(0.0, 180.0))
+
+
+def _add_nan_blocks(rng, canvas, x0, y0):
+    """1-3 NaN rectangles (masked CCD regions), the first over the target, in some bands."""
+    npix = canvas.shape[-1]
+    for k in range(rng.integers(1, 4)):
+        width, height = rng.integers(8, 41, 2)
+        if k == 0:
+            cx, cy = x0 + rng.uniform(-3, 3), y0 + rng.uniform(-3, 3)
+        else:
+            cx, cy = rng.uniform(0, npix, 2)
+        xa, ya = int(max(cx - width / 2, 0)), int(max(cy - height / 2, 0))
+        bands = np.arange(3) if rng.uniform() < 0.5 else rng.choice(3, size=1)
+        canvas[bands, ya:ya + height, xa:xa + width] = np.nan

@@ -12,6 +12,7 @@ reports how many rows each one removed.
 """
 
 import numbers
+import re
 import warnings
 
 import numpy as np
@@ -22,7 +23,8 @@ from gpm_astro.exceptions import ParameterError, RemoteServiceError
 from gpm_astro.remote import RemoteConf, RemoteDataSource
 from gpm_astro.tables import record_step, warn_empty
 
-__all__ = ["Conf", "conf", "SDSSMPAJHU", "LABEL_COLUMNS", "mpajhu_sql", "range_sql"]
+__all__ = ["Conf", "conf", "SDSSMPAJHU", "LABEL_COLUMNS", "mpajhu_sql", "range_sql",
+           "extra_column_map"]
 
 #: output column -> SkyServer expression (tables: galSpecInfo i, galSpecExtra e, SpecObjAll s)
 LABEL_COLUMNS = {
@@ -57,6 +59,13 @@ _DESCRIPTIONS = {
     "lgm_fib_p50": "log10(M*/Msun) in the fibre", "sfr_tot_p50": "log10(SFR / (Msun/yr))",
     "specsfr_tot_p50": "log10(SFR/M* / (1/yr))"}
 _INT_COLUMNS = ("z_warning", "reliable", "bptclass")
+_EXTRA_EXPRESSION = re.compile(r"^[ies]\.[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+#: what SkyServer writes when the SQL itself is wrong (asking again cannot help)
+_SQL_ERROR_MARKERS = ("error_message", "incorrect syntax", "invalid column name",
+                      "invalid object name", "sql returned the following error",
+                      "is not a recognized", "could not be bound", "conversion failed",
+                      "ambiguous column name")
 SPECOBJID_MAX = 2 ** 64 - 1
 PLATE_SHIFT = 50  # specObjID = plate << 50 | fiber << 38 | (mjd - 50000) << 24 | run2d << 10
 
@@ -75,7 +84,61 @@ class Conf(RemoteConf):
 conf = Conf()
 
 
-def mpajhu_sql(lo, hi):
+def extra_column_map(extra_columns):
+    """Check ``extra_columns``; return ``{alias: expression}``.
+
+    Parameters
+    ----------
+    extra_columns : sequence of str or dict, optional
+        Columns of galSpecInfo (``i.``), galSpecExtra (``e.``) or SpecObjAll (``s.``) wanted
+        beyond `LABEL_COLUMNS`, e.g. ``["e.d4000_n", "s.plate"]`` (each named after its
+        column, as written) or ``{"plate_id": "s.plate"}`` (named by the key).
+
+    Raises
+    ------
+    ParameterError
+        Not a plain ``<i|e|s>.<name>`` identifier (this stops SQL injection), an alias that is
+        not an identifier, or a name already taken by `LABEL_COLUMNS` or another extra.
+
+    Examples
+    --------
+    >>> extra_column_map(["e.d4000_n", "s.plate"])
+    {'d4000_n': 'e.d4000_n', 'plate': 's.plate'}
+    """
+    if extra_columns is None:
+        return {}
+    if isinstance(extra_columns, str):
+        extra_columns = [extra_columns]
+    if isinstance(extra_columns, dict):
+        pairs = list(extra_columns.items())
+    else:
+        try:
+            pairs = [(None, expr) for expr in extra_columns]
+        except TypeError:
+            msg = (f"extra_columns must be a sequence of '<i|e|s>.<column>' or a dict "
+                   f"alias -> column, got {extra_columns!r}")
+            raise ParameterError(msg) from None
+    result, taken = {}, {name.lower() for name in LABEL_COLUMNS}
+    for alias, expr in pairs:
+        if not isinstance(expr, str) or not _EXTRA_EXPRESSION.match(expr):
+            msg = (f"extra_columns entries must be 'i.<column>' (galSpecInfo), 'e.<column>' "
+                   f"(galSpecExtra) or 's.<column>' (SpecObjAll), got {expr!r}")
+            raise ParameterError(msg)
+        alias = expr.split(".", 1)[1] if alias is None else alias
+        if not isinstance(alias, str) or not _ALIAS.match(alias):
+            msg = f"extra_columns alias must be a plain identifier, got {alias!r}"
+            raise ParameterError(msg)
+        if alias.lower() in taken:
+            msg = (f"extra column {expr!r} would be named {alias!r}, which the label columns "
+                   f"or another extra already use (names are compared ignoring case); give "
+                   f"it another name with a dict, e.g. {{'{alias}_extra': '{expr}'}}")
+            raise ParameterError(msg)
+        taken.add(alias.lower())
+        result[alias] = expr
+    return result
+
+
+def mpajhu_sql(lo, hi, extra_columns=None):
     """Return the SQL of one chunk: rows with ``lo <= specObjID < hi``.
 
     Examples
@@ -88,7 +151,8 @@ def mpajhu_sql(lo, hi):
                 not 0 <= value <= SPECOBJID_MAX:
             msg = f"specObjID bound {name} must be an integer in [0, 2**64), got {value!r}"
             raise ParameterError(msg)
-    select = ", ".join(f"{expr} AS {alias}" for alias, expr in LABEL_COLUMNS.items())
+    columns = {**LABEL_COLUMNS, **extra_column_map(extra_columns)}
+    select = ", ".join(f"{expr} AS {alias}" for alias, expr in columns.items())
     return (f"SELECT {select} FROM galSpecInfo AS i "
             f"JOIN galSpecExtra AS e ON e.specObjID = i.specObjID "
             f"JOIN SpecObjAll AS s ON s.specObjID = i.specObjID "
@@ -131,12 +195,18 @@ def _sdss_client(source):
 
 
 def _check_skyserver_body(response):
-    from gpm_astro.remote import MalformedResponseError
+    """Refuse an answer that is not SkyServer's CSV: an SQL error at once, a transient error
+    page (e.g. "Something went wrong") to be asked again with back-off."""
+    from gpm_astro.remote import MalformedResponseError, TransientResponseError
 
     text = response.text
-    if "error_message" in text or text.lstrip().lower().startswith(("<!doctype", "<html")):
-        msg = f"SkyServer answered with an error page: {text[:300]!r}"
+    lowered = text.lower()
+    if any(marker in lowered for marker in _SQL_ERROR_MARKERS):
+        msg = f"SkyServer refused the SQL (an error page): {text!r}"
         raise MalformedResponseError(msg)
+    if lowered.lstrip().startswith(("<!doctype", "<html")) or "<html" in lowered[:512]:
+        msg = f"SkyServer answered with an error page: {text[:1000]!r}"
+        raise TransientResponseError(msg)
     if not text.lstrip().startswith("#Table1"):
         msg = f"SkyServer answer is not '#Table1' CSV: {text[:200]!r}"
         raise MalformedResponseError(msg)
@@ -154,6 +224,9 @@ class SDSSMPAJHU(RemoteDataSource):
         far below SkyServer's 500,000-row limit.
     specobjid_range : (int, int), optional
         ``(lo, hi)`` specObjIDs to read (``lo <= id < hi``); default: asked from the server.
+    extra_columns : sequence of str or dict, optional
+        Columns wanted beyond `LABEL_COLUMNS` (see `extra_column_map`), e.g.
+        ``["e.d4000_n", "s.plate"]``; they come after the label columns, named as written.
     progress : bool
         Show a progress bar over the chunks.
     cache, cache_dir, timeout, max_retries, backoff_factor, max_workers
@@ -172,7 +245,7 @@ class SDSSMPAJHU(RemoteDataSource):
     conf = conf
 
     def __init__(self, *, data_release=8, plates_per_chunk=200, specobjid_range=None,
-                 progress=True, cache=True, cache_dir=None, timeout=None, max_retries=None,
+                 extra_columns=None, progress=True, cache=True, cache_dir=None, timeout=None, max_retries=None,
                  backoff_factor=None, max_workers=None):
         super().__init__(cache=cache, cache_dir=cache_dir, timeout=timeout,
                          max_retries=max_retries, backoff_factor=backoff_factor,
@@ -180,6 +253,7 @@ class SDSSMPAJHU(RemoteDataSource):
         self.data_release = data_release
         self.plates_per_chunk = plates_per_chunk
         self.specobjid_range = specobjid_range
+        self.extra_columns = extra_columns
         self.progress = progress
 
     def _check_params(self):
@@ -193,6 +267,7 @@ class SDSSMPAJHU(RemoteDataSource):
             msg = (f"plates_per_chunk must be an integer in [1, 400] (SkyServer returns at most "
                    f"500,000 rows a query), got {chunk!r}")
             raise ParameterError(msg)
+        extra_column_map(self.extra_columns)
         if self.specobjid_range is not None:
             lo, hi = self._range_values(self.specobjid_range)
             if lo >= hi:
@@ -272,13 +347,14 @@ class SDSSMPAJHU(RemoteDataSource):
         tables = [t for t in tables if len(t)]
         if not tables:
             warn_empty("sdss_mpajhu")
-            result = _empty_labels()
+            result = _empty_labels(extra_column_map(self.extra_columns))
         else:
             result = vstack(tables, metadata_conflicts="silent")
         result.meta = {}
         record_step(result, "sdss_mpajhu", server=self.server, data_release=self.data_release,
                     plates_per_chunk=self.plates_per_chunk,
-                    specobjid_range=list(self._range_used), n_rows=len(result))
+                    specobjid_range=list(self._range_used),
+                    extra_columns=extra_column_map(self.extra_columns), n_rows=len(result))
         return result
 
     def iter_query(self, *, chunk_size=None, get_query_payload=False):
@@ -297,7 +373,8 @@ class SDSSMPAJHU(RemoteDataSource):
                 yield payloads
                 return
             lo, hi = self._range_values(self.specobjid_range)
-            yield [self._payload(client, mpajhu_sql(a, b)) for a, b in self._chunks(lo, hi)]
+            yield [self._payload(client, mpajhu_sql(a, b, self.extra_columns))
+                   for a, b in self._chunks(lo, hi)]
             return
         lo, hi = self._resolve_range()
         self._range_used = (lo, hi)
@@ -305,8 +382,8 @@ class SDSSMPAJHU(RemoteDataSource):
 
         for a, b in tqdm(self._chunks(lo, hi), desc="sdss_mpajhu", unit="chunk",
                          disable=not self.progress):
-            table = self._run_sql(mpajhu_sql(a, b))
-            yield _tidy(table)
+            table = self._run_sql(mpajhu_sql(a, b, self.extra_columns))
+            yield _tidy(table, extra_column_map(self.extra_columns))
 
     def _payload(self, client, sql):
         params = client.query_sql(sql, data_release=self.data_release, get_query_payload=True)
@@ -314,24 +391,30 @@ class SDSSMPAJHU(RemoteDataSource):
                 "params": params}
 
 
-def _empty_labels():
+def _empty_labels(extras=None):
     table = Table()
-    for name in LABEL_COLUMNS:
+    for name in [*LABEL_COLUMNS, *(extras or {})]:
         dtype = (np.uint64 if name == "specobjid" else "U16" if name == "spectrotype"
                  else np.int64 if name in _INT_COLUMNS else np.float64)
         table[name] = np.zeros(0, dtype=dtype)
-    return _tidy(table)
+    return _tidy(table, extras)
 
 
-def _tidy(table):
-    """Give a chunk the label schema: every column, units, masked NULLs."""
+def _tidy(table, extras=None):
+    """Give a chunk the label schema: every column, units, masked NULLs; the extra columns
+    follow, as SkyServer typed them (text stripped)."""
+    extras = extras or {}
     if table is None:
-        return _empty_labels()
-    missing = [name for name in LABEL_COLUMNS if name not in table.colnames]
+        return _empty_labels(extras)
+    wanted = [*LABEL_COLUMNS, *extras]
+    missing = [name for name in wanted if name not in table.colnames]
     if missing:
         msg = f"SkyServer answer lacks column(s) {missing}; it has {table.colnames}"
         raise RemoteServiceError(msg)
-    table = table[list(LABEL_COLUMNS)]
+    table = table[wanted]
+    for name in extras:
+        if table[name].dtype.kind in "US":
+            table[name] = np.char.strip(np.asarray(table[name], dtype=str))
     table["specobjid"] = np.asarray(table["specobjid"], dtype=np.uint64)
     table["spectrotype"] = np.char.strip(np.asarray(table["spectrotype"], dtype=str))
     for name in LABEL_COLUMNS:

@@ -47,7 +47,7 @@ def test_select_options(label_file, tmp_path, capsys):
     assert "snr          removed          0" in capsys.readouterr().out
     # OUT exists now: refused without --overwrite, with a clear message
     assert main(["select", str(label_file), str(out)]) == 1
-    assert "exists; pass overwrite=True" in capsys.readouterr().err
+    assert "exists; pass --overwrite to replace it" in capsys.readouterr().err
     assert main(["select", str(label_file), str(out), "--overwrite",
                  "--snr-column", "nope"]) == 1
     assert "'nope'" in capsys.readouterr().err

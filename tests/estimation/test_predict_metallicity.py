@@ -32,7 +32,7 @@ class Spy(Estimator):
     def predict(self, table):
         self.batches_ = getattr(self, "batches_", []) + [np.asarray(table["row"]).copy()]
         value = self.offset + np.asarray(table["cutout"]).mean(axis=(1, 2, 3)) / 1000
-        dark = value <= self.offset
+        dark = value < self.offset + 1e-6
         return Table({"Z_pred": MaskedColumn(value, mask=dark, unit="dex"),
                       "Z_pred_err": MaskedColumn(np.full(len(table), 0.05), mask=dark,
                                                  unit="dex"),
@@ -45,7 +45,9 @@ def galaxies():
     table["row"] = np.arange(len(table))
     table["preprocess_ok"][[2, 3, 17]] = False
     table["preprocess_flag"][[2, 3, 17]] = ["blended", "too_large", "no_central_source"]
-    table["cutout"][5] = 0.0  # the spy flags it 'dark'
+    table["cutout"][5] = 1e-6  # faint but a possible image: the spy flags it 'dark'
+    table["cutout"][5, 0, 0, 0] = 2e-6
+    table["cutout"][6] = 0.0  # no galaxy at all: flagged before the spy sees it
     table.meta["origin"] = {"stage": "test"}
     return table
 
@@ -59,7 +61,8 @@ def test_rows_order_and_failed_rows(galaxies):
     flags = out["Z_pred_flag"].tolist()
     assert flags[2] == "preprocess:blended" and flags[3] == "preprocess:too_large"
     assert flags[17] == "preprocess:no_central_source" and flags[5] == "dark"
-    assert flags.count("ok") == 19
+    assert flags[6] == "blank_cutout"
+    assert flags.count("ok") == 18
     assert out["Z_pred"].mask.tolist() == [f != "ok" for f in flags]
     expected = 8.0 + np.asarray(galaxies["cutout"]).mean(axis=(1, 2, 3)) / 1000
     ok = np.array([f == "ok" for f in flags])
@@ -68,20 +71,20 @@ def test_rows_order_and_failed_rows(galaxies):
     # streaming: never more than batch_size rows, never a failed row
     seen = np.concatenate(spy.batches_)
     assert max(len(b) for b in spy.batches_) <= 5
-    assert sorted(seen.tolist()) == [i for i in range(23) if i not in (2, 3, 17)]
+    assert sorted(seen.tolist()) == [i for i in range(23) if i not in (2, 3, 6, 17)]
     # the input is untouched
     assert galaxies.colnames == before.colnames and galaxies.meta == before.meta
     assert np.array_equal(galaxies["cutout"], before["cutout"])
     step = out.meta["gpm_astro"]["steps"][-1]
     assert step["step"] == "predict_metallicity" and step["params"]["batch_size"] == 5
-    assert step["params"]["estimator"] == "spy" and step["params"]["n_predicted"] == 19
+    assert step["params"]["estimator"] == "spy" and step["params"]["n_predicted"] == 18
     assert out.meta["origin"] == {"stage": "test"}
 
 
 def test_without_preprocess_columns_every_row_is_predicted(galaxies):
     galaxies.remove_columns(["preprocess_ok", "preprocess_flag"])
     out = predict_metallicity(galaxies, estimator=Spy(), batch_size=100, progress=False)
-    assert out["Z_pred_flag"].tolist().count("ok") == 22
+    assert out["Z_pred_flag"].tolist().count("ok") == 21  # the dark and the blank row
 
 
 def test_iter_predict_streams_chunks(galaxies):

@@ -2,6 +2,7 @@
 
 Tests add routes: ``server.route(path, reply_or_callable, ...)``. Each route answers with its
 replies in turn (the last one repeats); a callable receives the `Request` and returns a `Reply`.
+A path with no route goes to ``server.fallback`` (a callable) when one is set, else 404.
 Every request is logged in ``server.requests``.
 """
 
@@ -44,6 +45,7 @@ class FakeService:
         self.requests = []
         self._lock = threading.Lock()
         self.httpd = None
+        self.fallback = None  # answers the paths no route names (e.g. /tap/async/{job id})
 
     @property
     def url(self):
@@ -61,9 +63,13 @@ class FakeService:
         with self._lock:
             self.requests.append(request)
             replies = self.routes.get(request.path)
-            if not replies:
+            if not replies and self.fallback is not None:
+                reply = self.fallback
+                replies = None
+            elif not replies:
                 return Reply(b"not found", status=404, content_type="text/plain")
-            reply = replies.pop(0) if len(replies) > 1 else replies[0]
+            else:
+                reply = replies.pop(0) if len(replies) > 1 else replies[0]
         return reply(request) if callable(reply) else reply
 
 
@@ -78,7 +84,8 @@ def _handler_class(service):
             parts = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode() if length else ""
-            request = Request(self.command, parts.path, dict(parse_qsl(parts.query)),
+            request = Request(self.command, parts.path,
+                              dict(parse_qsl(parts.query, keep_blank_values=True)),
                               dict(parse_qsl(body)), dict(self.headers))
             reply = service._answer(request)
             if reply.delay:

@@ -64,8 +64,10 @@ class AsyncTAP:
             assert request.form == {"PHASE": "RUN"}
             return Reply(b"", status=303,
                          headers={"Location": f"{self.service.url}/tap/async/{JOB_ID}"})
-        return Reply(b"EXECUTING" if self.polls_executing else b"COMPLETED",
-                     content_type="text/plain")
+        if self.polls_executing > 0:
+            self.polls_executing -= 1
+            return Reply(b"EXECUTING", content_type="text/plain")
+        return Reply(b"COMPLETED", content_type="text/plain")
 
 
 def test_registered_and_payload():

@@ -36,6 +36,24 @@ def zero_bytes(cutout_bytes):
     return buffer.getvalue()
 
 
+def with_invvar(image_bytes, invvar_value):
+    """The cutout answer to ``&invvar``: the image plus an INVVAR HDU of one value."""
+    with fits.open(io.BytesIO(image_bytes)) as hdul:
+        invvar = fits.ImageHDU(np.full_like(hdul[0].data, invvar_value))
+        invvar.header["IMAGETYP"] = "INVVAR"
+        buffer = io.BytesIO()
+        fits.HDUList([hdul[0].copy(), invvar]).writeto(buffer)
+    return buffer.getvalue()
+
+
+def edited(image_bytes, edit):
+    with fits.open(io.BytesIO(image_bytes)) as hdul:
+        edit(hdul[0])
+        buffer = io.BytesIO()
+        hdul.writeto(buffer)
+    return buffer.getvalue()
+
+
 def make_source(service, tmp_path, **options):
     settings = dict(cache_dir=tmp_path / "cache", max_retries=2, backoff_factor=0.01,
                     timeout=2.0, max_workers=2, progress=False)
@@ -103,7 +121,10 @@ def test_faults_become_flags(fake_service, tmp_path, cutout_bytes, zero_bytes, s
         ra[5]: Reply(b"Not found", status=404, content_type="text/plain"),
         ra[6]: Reply(cutout_bytes, content_type=FITS_TYPE, truncate_to=5000),
     }
-    fake_service.route("/cutout.fits", by_ra(answers, None))
+    no_exposure = Reply(with_invvar(zero_bytes, 0.0), content_type=FITS_TYPE)
+    lookup = by_ra(answers, None)
+    fake_service.route("/cutout.fits",
+                       lambda r: no_exposure if "invvar" in r.params else lookup(r))
     with conf.set_temp("server", fake_service.url):
         result = make_source(fake_service, tmp_path).query(table)
     flags = list(result["cutout_flag"])
@@ -112,8 +133,120 @@ def test_faults_become_flags(fake_service, tmp_path, cutout_bytes, zero_bytes, s
     assert np.all(np.isnan(result["cutout"][2:]))
     assert np.all(result["cutout"][1] == 0)
     assert "404" in result["cutout_detail"][5]
-    # the body cut short by the connection is retried; 404 and bad bodies are not
-    assert len(fake_service.requests) == 7 + 2
+    # bodies cut short (by the connection or inside the FITS) and the HTML page are retried
+    # twice within the run, the all-zero cube asks for its inverse variance; 404 and a wrong
+    # shape are not asked again
+    assert len(fake_service.requests) == 7 + 2 + 2 + 2 + 1
+
+
+def test_ok_means_finite_with_data_in_every_band(fake_service, tmp_path, cutout_bytes,
+                                                 zero_bytes):
+    def nan_pixels(hdu):
+        hdu.data[0, 10, 10] = np.nan
+        hdu.data[2, 5, 5] = np.inf
+
+    def no_z(hdu):
+        hdu.data[2] = 0
+
+    table = targets(4)
+    ra = [f"{r:.7f}" for r in table["ra"]]
+    answers = {ra[0]: Reply(edited(cutout_bytes, nan_pixels), content_type=FITS_TYPE),
+               ra[1]: Reply(edited(cutout_bytes, no_z), content_type=FITS_TYPE),
+               ra[2]: Reply(zero_bytes, content_type=FITS_TYPE),
+               ra[3]: Reply(cutout_bytes, content_type=FITS_TYPE)}
+    invvar = {ra[2]: Reply(with_invvar(zero_bytes, 25.0), content_type=FITS_TYPE)}
+    fake_service.route("/cutout.fits", lambda r: (invvar if "invvar" in r.params
+                                                  else answers)[r.params["ra"]])
+    output = tmp_path / "cutouts.h5"
+    with conf.set_temp("server", fake_service.url):
+        result = make_source(fake_service, tmp_path, cache=False).query(table)
+        stored = make_source(fake_service, tmp_path, cache=False).query(table, output=output)
+        n_sent = len(fake_service.requests)
+        make_source(fake_service, tmp_path, cache=False).query(table, output=output)
+    assert list(result["cutout_flag"]) == ["non_finite", "band_missing", "zero_cube", "ok"]
+    assert list(stored["cutout_flag"]) == list(result["cutout_flag"])
+    assert "2 NaN or infinite" in result["cutout_detail"][0]
+    assert "band(s) z all zero" in result["cutout_detail"][1]
+    assert "inverse variance is positive" in result["cutout_detail"][2]
+    assert np.isnan(result["cutout"][0, 0, 10, 10])  # the cube is kept as sent
+    # zero_cube is not trusted as final: only that row (and its invvar) is asked again
+    assert [r.params["ra"] for r in fake_service.requests[n_sent:]] == [ra[2], ra[2]]
+
+
+def test_single_band_request_reads_the_2d_answer(fake_service, tmp_path, cutout_bytes):
+    def r_only(hdu):
+        hdu.data = hdu.data[1].copy()
+        hdu.header["BANDS"] = "r"
+
+    fake_service.route("/cutout.fits", Reply(edited(cutout_bytes, r_only),
+                                             content_type=FITS_TYPE))
+    with conf.set_temp("server", fake_service.url):
+        result = make_source(fake_service, tmp_path, bands="r").query(targets(2))
+    assert list(result["cutout_flag"]) == ["ok", "ok"]
+    assert result["cutout"].shape == (2, 1, 152, 152)
+    np.testing.assert_array_equal(result["cutout"][0, 0],
+                                  fits.getdata(io.BytesIO(cutout_bytes))[1])
+    assert fake_service.requests[0].params["bands"] == "r"
+
+
+def test_html_error_pages_are_retried_within_the_run(fake_service, tmp_path, cutout_bytes,
+                                                     stored):
+    html = Reply(stored("legacysurvey_error_page.html"), content_type="text/html")
+    fake_service.route("/cutout.fits", html, html, Reply(cutout_bytes, content_type=FITS_TYPE))
+    with conf.set_temp("server", fake_service.url):
+        result = make_source(fake_service, tmp_path, max_workers=1).query(targets(3))
+    assert list(result["cutout_flag"]) == ["ok"] * 3
+    assert len(fake_service.requests) == 3 + 2
+
+
+KILLED_FETCH = """
+import sys
+from astropy.table import Table
+import numpy as np
+from gpm_astro_plugins.legacysurvey.cutouts import LegacySurveyCutouts, conf
+server, output, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+table = Table({"ra": 150.0 + 0.01 * np.arange(n), "dec": np.full(n, 2.2),
+               "objid": np.arange(n)})
+with conf.set_temp("server", server):
+    LegacySurveyCutouts(cache=False, max_workers=1, progress=False, timeout=30).query(
+        table, output=output)
+"""
+
+
+def test_killed_fetch_without_cache_refetches_nothing_written(fake_service, tmp_path,
+                                                              cutout_bytes):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    n, kill_at = 12, 6
+    fake_service.route("/cutout.fits", Reply(cutout_bytes, content_type=FITS_TYPE, delay=0.3))
+    output = tmp_path / "cutouts.h5"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_FETCH, fake_service.url,
+                              str(output), str(n)])
+    try:
+        deadline = time.monotonic() + 60
+        while len(fake_service.requests) < kill_at and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.15)  # the 6th answer is still on its way; the 5th has been stored
+        child.send_signal(signal.SIGKILL)  # no clean-up at all
+    finally:
+        child.wait(10)
+    assert child.returncode == -signal.SIGKILL
+    first = [r.params["ra"] for r in fake_service.requests]
+    with h5py.File(output) as handle:
+        written = np.char.decode(handle["cutout_flag"][:]) == "ok"
+    assert written.sum() == kill_at - 1  # every answered row was on disk
+    fake_service.route("/cutout.fits", Reply(cutout_bytes, content_type=FITS_TYPE))
+    with conf.set_temp("server", fake_service.url):
+        result = make_source(fake_service, tmp_path, cache=False).query(targets(n),
+                                                                        output=output)
+    second = [r.params["ra"] for r in fake_service.requests[len(first):]]
+    written_ra = {f"{r:.7f}" for r in targets(n)["ra"][written]}
+    assert not written_ra & set(second)  # nothing already written is fetched again
+    assert len(second) == n - written.sum()
+    assert list(result["cutout_flag"]) == ["ok"] * n
 
 
 def test_retries_429_with_retry_after_and_500(fake_service, tmp_path, cutout_bytes,

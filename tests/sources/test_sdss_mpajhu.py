@@ -101,6 +101,70 @@ def test_rate_limit_spaces_queries_and_empty_result(fake_service, tmp_path, monk
     assert len(result) == 0 and result.colnames == INTERFACE_COLUMNS
 
 
+SOMETHING_WENT_WRONG = (b"<!DOCTYPE html><html><head><title>SkyServer</title></head><body>"
+                        b"<h1>Something went wrong</h1><p>Please try again later.</p>"
+                        b"</body></html>")
+
+
+def test_transient_error_pages_are_retried_with_backoff(fake_service, tmp_path, monkeypatch):
+    pauses = []
+    monkeypatch.setattr("gpm_astro.remote.time.sleep", pauses.append)
+    page = Reply(SOMETHING_WENT_WRONG, content_type="text/html")
+    fake_service.route(SQL_PATH, page, page, skyserver)  # the range query meets two pages
+    with conf.set_temp("server", fake_service.url), conf.set_temp("min_interval", 0.0):
+        result = make_source(tmp_path, cache=False).query()
+    assert len(result) == 40
+    assert pauses[:2] == [0.01, 0.02]  # back-off doubles
+    # a page that never goes away: bounded by max_retries, then the page is the error
+    fake_service.route(SQL_PATH, page)
+    n_before = len(fake_service.requests)
+    with conf.set_temp("server", fake_service.url), conf.set_temp("min_interval", 0.0):
+        with pytest.raises(RemoteServiceError, match="Something went wrong"):
+            make_source(tmp_path, cache=False).query()
+    assert len(fake_service.requests) - n_before == 3  # 1 + max_retries
+
+
+def test_sql_error_is_refused_at_once(fake_service, tmp_path):
+    page = (b"<html><body><font color=red>SQL returned the following error: "
+            b"Incorrect syntax near 'FORM'.</font></body></html>")
+    fake_service.route(SQL_PATH, Reply(page, content_type="text/html"))
+    with conf.set_temp("server", fake_service.url), conf.set_temp("min_interval", 0.0):
+        with pytest.raises(RemoteServiceError, match="refused the SQL.*Incorrect syntax"):
+            make_source(tmp_path, cache=False).query()
+    assert len(fake_service.requests) == 1
+
+
+def with_extra_columns(request):
+    """SkyServer's answer with the columns the SQL asked for beyond the label schema."""
+    reply = skyserver(request)
+    cmd = request.params["cmd"]
+    if "MIN(specObjID)" in cmd:
+        return reply
+    assert "e.d4000_n AS d4000_n" in cmd and "s.plate AS plateID" in cmd
+    header, columns, *rows = reply.body.decode().splitlines()
+    rows = [f"{r},{1.2 + k / 100:.2f},{int(r.split(',')[0]) >> 50}" for k, r in enumerate(rows)]
+    body = "\n".join([header, columns + ",d4000_n,plateID", *rows]) + "\n"
+    return Reply(body.encode(), content_type="text/plain")
+
+
+def test_extra_columns(fake_service, tmp_path):
+    fake_service.route(SQL_PATH, with_extra_columns)
+    with conf.set_temp("server", fake_service.url), conf.set_temp("min_interval", 0.0):
+        result = make_source(tmp_path, cache=False,
+                             extra_columns={"d4000_n": "e.d4000_n",
+                                            "plateID": "s.plate"}).query()
+    assert result.colnames == [*LABEL_COLUMNS, "d4000_n", "plateID"]
+    np.testing.assert_array_equal(result["plateID"], result["specobjid"] >> np.uint64(50))
+    assert result.meta["gpm_astro"]["steps"][-1]["params"]["extra_columns"] == {
+        "d4000_n": "e.d4000_n", "plateID": "s.plate"}
+    for bad, match in [(["e.d4000_n; DROP TABLE x"], "extra_columns entries"),
+                       (["x.plate"], "extra_columns entries"),
+                       ({"Z": "e.d4000_n"}, "already use"),
+                       ({"a b": "s.plate"}, "alias")]:
+        with pytest.raises(ParameterError, match=match):
+            SDSSMPAJHU(extra_columns=bad).query(get_query_payload=True)
+
+
 def test_retry_on_500_then_error_page_raises(fake_service, tmp_path):
     fake_service.route(SQL_PATH, Reply(b"busy", status=500), skyserver)
     with conf.set_temp("server", fake_service.url), conf.set_temp("min_interval", 0.0):

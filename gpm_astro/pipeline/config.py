@@ -1,0 +1,278 @@
+"""The pipeline configuration: defaults, reading TOML, YAML or JSON, validation, TOML output."""
+
+import copy
+import json
+from pathlib import Path
+
+from ..exceptions import ParameterError
+
+#: Every section and key a configuration may hold, with the default values.
+DEFAULT_CONFIG = {
+    "output_dir": None,
+    # keep the HDF5 cutout stores (sky/cutouts.h5, raw float32, ~280 kB a galaxy, and
+    # preprocess/*_cutouts.h5); false removes each once no later stage of the run reads it, and
+    # a later run that needs one makes it again from the configuration
+    "keep_cutouts": True,
+    "source": {
+        # "mock": build the embedded mock sky; "files": read your own tables
+        "name": "mock",
+        # keyword arguments of the mock sky (gpm_astro_plugins.mock.MockSky)
+        "params": {"n_galaxies": 4000, "seed": 0},
+        # for name = "files": a label table, and an image catalogue with a `cutout` column
+        "labels": None,
+        "images": None,
+        # optional: a truth table (one row per image, with brickid, objid) for the noise floor
+        "truth": None,
+    },
+    # keyword arguments of select_starforming (the paper's cuts by default)
+    "select": {},
+    "crossmatch": {"radius_arcsec": 1.0, "one_to_one": True},
+    # keyword arguments of preprocess_cutouts
+    "preprocess": {"config": "default", "n_jobs": 1},
+    # draw min(n_galaxies, max_fraction x the usable galaxies), uniform in `column`
+    "sample": {"n_galaxies": 25000, "max_fraction": 1.0, "column": "oh_p50", "n_bins": 20,
+               "fractions": [5, 3, 2], "seed": 123},
+    # label -> {estimator: registered name, params: {...}, target: column}
+    "estimators": {
+        "gpm_resnet": {"estimator": "gpm_resnet", "params": {}, "target": "oh_p50"},
+        "colour_polynomial_2": {"estimator": "colour_polynomial", "params": {"order": 2},
+                                "target": "oh_p50"},
+        "colour_polynomial_3": {"estimator": "colour_polynomial", "params": {"order": 3},
+                                "target": "oh_p50"},
+    },
+    "application": {
+        # which image-catalogue galaxies receive a catalogue entry
+        "source_type": "EXP",
+        # skip galaxies matched to a selected label (the pool of training and test galaxies)
+        "unlabelled_only": True,
+        # at most this many (the first ones in catalogue order); null for all
+        "max_galaxies": None,
+        # label of the estimator (a key of `estimators`) that makes the catalogue
+        "estimator": "gpm_resnet",
+    },
+    "evaluate": {"target": "oh_p50", "figures": True},
+    "report": {"title": "gpm_astro: gas-phase metallicity from Legacy Survey images"},
+}
+
+STAGE_NAMES = ("sky", "select", "crossmatch", "preprocess", "sample", "estimate",
+               "evaluate", "catalogue", "report")
+
+
+def _merge(defaults, user, where):
+    """Deep-merge ``user`` over ``defaults``; an unknown key is an error naming it."""
+    merged = copy.deepcopy(defaults)
+    for key, value in user.items():
+        if key not in defaults:
+            msg = (f"unknown configuration key {where + key!r}; "
+                   f"valid keys here: {sorted(defaults)}")
+            raise ParameterError(msg)
+        default = defaults[key]
+        section = isinstance(default, dict) and key not in ("estimators", "params")
+        if section and not isinstance(value, dict):
+            msg = f"configuration section {where + key!r} must be a mapping, got {value!r}"
+            raise ParameterError(msg)
+        if key in ("select", "preprocess"):  # keywords of a function: any key, defaults kept
+            merged[key] = {**default, **copy.deepcopy(value)}
+        elif section:
+            merged[key] = _merge(default, value, f"{where}{key}.")
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_config(config=None, **overrides):
+    """Read a pipeline configuration and fill in the defaults.
+
+    Parameters
+    ----------
+    config : dict, str or path-like, optional
+        A mapping, or a TOML (``.toml``) or YAML (``.yaml``, ``.yml``) file. Missing sections
+        and keys take the values of `DEFAULT_CONFIG`.
+    **overrides
+        Top-level keys set after reading (e.g. ``output_dir``).
+
+    Returns
+    -------
+    dict
+        The complete configuration.
+
+    Raises
+    ------
+    ParameterError
+        If the file cannot be read or parsed, or holds an unknown key or a bad value.
+
+    Examples
+    --------
+    >>> from gpm_astro.pipeline import load_config
+    >>> cfg = load_config({"crossmatch": {"radius_arcsec": 2.0}}, output_dir="out")
+    >>> cfg["crossmatch"]["radius_arcsec"], cfg["sample"]["fractions"]
+    (2.0, [5, 3, 2])
+    """
+    if config is None:
+        user = {}
+    elif isinstance(config, dict):
+        user = copy.deepcopy(config)
+    else:
+        user = _read_config_file(Path(config))
+    user.update({k: v for k, v in overrides.items() if v is not None})
+    if "estimators" in user and not isinstance(user["estimators"], dict):
+        msg = f"'estimators' must map a label to an estimator entry, got {user['estimators']!r}"
+        raise ParameterError(msg)
+    merged = _merge(DEFAULT_CONFIG, user, "")
+    if "estimators" in user:  # a user's list of estimators replaces the default list
+        merged["estimators"] = copy.deepcopy(user["estimators"])
+    _validate(merged)
+    return merged
+
+
+def _read_config_file(path):
+    if not path.is_file():
+        msg = f"configuration file not found: {str(path)!r}"
+        raise ParameterError(msg)
+    suffix = path.suffix.lower()
+    text = path.read_text()
+    try:
+        if suffix == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            msg = (f"configuration file must end in .toml, .yaml, .yml or .json, "
+                   f"got {str(path)!r}")
+            raise ParameterError(msg)
+    except ParameterError:
+        raise
+    except Exception as exc:  # a syntax error must name the file
+        msg = f"cannot parse configuration file {str(path)!r}: {exc}"
+        raise ParameterError(msg) from exc
+    if not isinstance(data, dict):
+        msg = f"configuration file {str(path)!r} must hold a mapping, got {type(data).__name__}"
+        raise ParameterError(msg)
+    return data
+
+
+def _validate(cfg):
+    source = cfg["source"]
+    if source["name"] not in ("mock", "files"):
+        msg = f"source.name must be 'mock' or 'files', got {source['name']!r}"
+        raise ParameterError(msg)
+    if source["name"] == "files" and not (source["labels"] and source["images"]):
+        msg = (f"source.name = 'files' needs source.labels and source.images, got "
+               f"labels={source['labels']!r}, images={source['images']!r}")
+        raise ParameterError(msg)
+    if not isinstance(cfg["keep_cutouts"], bool):
+        msg = f"keep_cutouts must be true or false, got {cfg['keep_cutouts']!r}"
+        raise ParameterError(msg)
+    radius = cfg["crossmatch"]["radius_arcsec"]
+    if not isinstance(radius, (int, float)) or isinstance(radius, bool) or not radius > 0:
+        msg = f"crossmatch.radius_arcsec must be a positive number, got {radius!r}"
+        raise ParameterError(msg)
+    sample = cfg["sample"]
+    n = sample["n_galaxies"]
+    if not isinstance(n, int) or isinstance(n, bool) or n < 3:
+        msg = f"sample.n_galaxies must be an integer >= 3, got {n!r}"
+        raise ParameterError(msg)
+    frac = sample["max_fraction"]
+    if not isinstance(frac, (int, float)) or isinstance(frac, bool) or not 0 < frac <= 1:
+        msg = f"sample.max_fraction must be in (0, 1], got {frac!r}"
+        raise ParameterError(msg)
+    fractions = sample["fractions"]
+    if (not isinstance(fractions, (list, tuple)) or len(fractions) != 3
+            or not all(isinstance(f, (int, float)) and f > 0 for f in fractions)):
+        msg = f"sample.fractions must be three positive numbers (train, validation, test), " \
+              f"got {fractions!r}"
+        raise ParameterError(msg)
+    estimators = cfg["estimators"]
+    if not estimators:
+        msg = "the configuration lists no estimators; give at least one under 'estimators'"
+        raise ParameterError(msg)
+    for label, entry in estimators.items():
+        if not isinstance(entry, dict) or "estimator" not in entry:
+            msg = (f"estimators.{label} must be a mapping with at least 'estimator' "
+                   f"(a registered name), got {entry!r}")
+            raise ParameterError(msg)
+        unknown = set(entry) - {"estimator", "params", "target", "mass_model"}
+        if unknown:
+            msg = (f"estimators.{label} has unknown key(s) {sorted(unknown)}; valid: "
+                   f"estimator, params, target, mass_model")
+            raise ParameterError(msg)
+        if not str(label).replace("_", "").isalnum():
+            msg = f"estimator labels may hold letters, digits and '_' only, got {label!r}"
+            raise ParameterError(msg)
+    app = cfg["application"]
+    if app["estimator"] is not None and app["estimator"] not in estimators:
+        msg = (f"application.estimator must be one of the estimator labels "
+               f"{sorted(estimators)} (or null for no catalogue), got {app['estimator']!r}")
+        raise ParameterError(msg)
+    maxg = app["max_galaxies"]
+    if maxg is not None and (not isinstance(maxg, int) or isinstance(maxg, bool) or maxg < 0):
+        msg = f"application.max_galaxies must be a non-negative integer or null, got {maxg!r}"
+        raise ParameterError(msg)
+
+
+def _toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    msg = f"cannot write {value!r} to TOML"
+    raise ParameterError(msg)
+
+
+def config_to_toml(config):
+    """Write a configuration as TOML text (unset values become comments).
+
+    Parameters
+    ----------
+    config : dict
+        A configuration (e.g. `DEFAULT_CONFIG`).
+
+    Returns
+    -------
+    str
+        TOML that `load_config` reads back to the same configuration.
+
+    Examples
+    --------
+    >>> from gpm_astro.pipeline import DEFAULT_CONFIG, config_to_toml, load_config
+    >>> import tomllib
+    >>> load_config(tomllib.loads(config_to_toml(DEFAULT_CONFIG))) == load_config()
+    True
+    """
+    lines = ["# gpm-astro run configuration; every key is optional (defaults shown).",
+             "# Sections: source, select, crossmatch, preprocess, sample, estimators,",
+             "# application, evaluate, report. Run: gpm-astro run THIS_FILE --out DIR", ""]
+
+    def emit(table, prefix):
+        scalars = {k: v for k, v in table.items() if not isinstance(v, dict) or not v
+                   or k == "params"}
+        nested = {k: v for k, v in table.items() if k not in scalars}
+        for key, value in scalars.items():
+            if value is None:
+                lines.append(f"# {key} = (unset)")
+            elif isinstance(value, dict) and not value:
+                lines.append(f"{key} = {{}}")
+            else:
+                lines.append(f"{key} = {_toml_value(value)}")
+        for key, value in nested.items():
+            lines.append("")
+            lines.append(f"[{prefix}{key}]")
+            emit(value, f"{prefix}{key}.")
+
+    emit(config, "")
+    return "\n".join(lines) + "\n"
+

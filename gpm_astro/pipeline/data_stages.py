@@ -1,0 +1,218 @@
+"""The stages that make the labelled and application tables (sky to sample)."""
+
+import sys
+
+import numpy as np
+
+from ..exceptions import ParameterError, SchemaError
+from ..process_pool import forkserver_pool, resolve_n_jobs
+from ..survey_constants import BANDS, CUTOUT_SHAPE, PIXEL_SCALE_ARCSEC
+from ..tables import record_step
+from .cutout_store import CutoutWriter, _read_table, _write_table, read_cutouts
+
+
+class DataStages:
+    """Stages ``sky`` to ``sample`` of `gpm_astro.pipeline.Pipeline` (a mixin)."""
+
+    def _stage_sky(self):
+        source = self.config["source"]
+        if source["name"] == "mock":
+            self._build_mock_sky(source["params"])
+            return
+        labels = _read_table(source["labels"])
+        images = _read_table(source["images"])
+        truth = _read_table(source["truth"]) if source["truth"] else None
+        if "cutout" not in images.colnames:
+            msg = (f"the image catalogue needs a 'cutout' column (n, 3, 152, 152) of g, r, z "
+                   f"nanomaggies; columns present: {images.colnames}")
+            raise SchemaError(msg)
+        cutouts = np.asarray(images["cutout"], dtype=np.float32)
+        catalogue = images.copy(copy_data=False)
+        catalogue.remove_column("cutout")
+        with CutoutWriter(self.path("sky/cutouts.h5"), len(cutouts), cutouts.shape[1:]) as out:
+            out.write(0, cutouts)
+        self._write_sky(labels, catalogue, truth, images.meta)
+
+    def _write_sky(self, labels, catalogue, truth, meta):
+        source = self.config["source"]
+        catalogue["image_row"] = np.arange(len(catalogue))
+        catalogue.meta.setdefault("bands", meta.get("bands", BANDS))
+        catalogue.meta.setdefault("pixel_scale", meta.get("pixel_scale", PIXEL_SCALE_ARCSEC))
+        record_step(catalogue, "pipeline.sky", source=source["name"],
+                    params=source["params"] if source["name"] == "mock" else source)
+        self.log(f"  {len(labels):,} label rows, {len(catalogue):,} image-catalogue rows")
+        _write_table(labels, self.path("sky/labels.fits"))
+        if truth is not None:
+            _write_table(truth, self.path("sky/truth.fits"))
+        elif self.path("sky/truth.fits").exists():
+            self.path("sky/truth.fits").unlink()
+        _write_table(catalogue, self.path("sky/images.fits"))
+
+    def _build_mock_sky(self, params, chunk_size=100):
+        """Draw the mock catalogues, then render the cutouts chunk by chunk (bounded memory)."""
+        from tqdm.auto import tqdm
+
+        from ..plugins import get_source
+
+        params = dict(params)
+        n_jobs = resolve_n_jobs(params.pop("n_jobs", 1))
+        sky = get_source("mock")(**params)
+        self.log(f"  drawing the mock catalogues ({sky.n_galaxies:,} galaxies) ...")
+        labels, catalogue, truth = sky.catalog()
+        starts = list(range(0, len(catalogue), chunk_size))
+        bar = tqdm(total=len(catalogue), desc="render mock cutouts", unit="cutout",
+                   disable=not self.progress, file=sys.stderr)
+        with CutoutWriter(self.path("sky/cutouts.h5"), len(catalogue), CUTOUT_SHAPE) as out:
+            if n_jobs == 1:
+                for start in starts:
+                    cut = slice(start, start + chunk_size)
+                    out.write(start, sky.render(catalogue[cut], truth[cut]))
+                    bar.update(len(catalogue[cut]))
+            else:
+                with forkserver_pool(n_jobs) as pool:
+                    pending = []
+                    for start in starts + [None] * (2 * n_jobs):
+                        if start is not None:  # keep at most 2 chunks per worker in flight
+                            cut = slice(start, start + chunk_size)
+                            pending.append((start, pool.submit(sky.render, catalogue[cut],
+                                                               truth[cut])))
+                        if pending and (start is None or len(pending) > 2 * n_jobs):
+                            done_start, future = pending.pop(0)
+                            cutouts = future.result()
+                            out.write(done_start, cutouts)
+                            bar.update(len(cutouts))
+        bar.close()
+        self._write_sky(labels, catalogue, truth, catalogue.meta)
+
+    def _stage_select(self):
+        from ..catalog import select_starforming
+
+        labels = _read_table(self.path("sky/labels.fits"))
+        selected = select_starforming(labels, **self.config["select"])
+        self.log(f"  {len(selected):,} of {len(labels):,} labels are star-forming and pass "
+                 f"every cut")
+        _write_table(selected, self.path("select/labels_starforming.fits"))
+
+    def _stage_crossmatch(self):
+        import astropy.units as u
+
+        from ..catalog import crossmatch
+
+        labels = _read_table(self.path("select/labels_starforming.fits"))
+        images = _read_table(self.path("sky/images.fits"))
+        cfg = self.config["crossmatch"]
+        matched = crossmatch(labels, images, radius=cfg["radius_arcsec"] * u.arcsec,
+                             one_to_one=cfg["one_to_one"])
+        n_matched = int(np.sum(np.asarray(matched["matched"])))
+        self.log(f"  {n_matched:,} of {len(labels):,} labels have an image within "
+                 f"{cfg['radius_arcsec']} arcsec")
+        _write_table(matched, self.path("crossmatch/matched.fits"))
+
+    def _application_rows(self, images, matched):
+        """Rows of the image catalogue that get a catalogue entry (and why the others not)."""
+        app = self.config["application"]
+        source_type = np.char.strip(np.asarray(images["source_type"]).astype(str))
+        chosen = source_type == str(app["source_type"]).strip()
+        if app["unlabelled_only"]:
+            used = np.asarray(matched["image_row"])[np.asarray(matched["matched"], bool)]
+            labelled = np.zeros(len(images), bool)
+            labelled[np.asarray(used, dtype=int)] = True
+            chosen &= ~labelled
+        rows = np.flatnonzero(chosen)
+        if app["max_galaxies"] is not None:
+            rows = rows[:app["max_galaxies"]]
+        return rows
+
+    def _stage_preprocess(self):
+        matched = _read_table(self.path("crossmatch/matched.fits"))
+        images = _read_table(self.path("sky/images.fits"))
+        is_matched = np.asarray(matched["matched"], dtype=bool)
+        labelled = matched[is_matched]
+        labelled["image_row"] = np.asarray(labelled["image_row"], dtype=np.int64)
+        app_rows = self._application_rows(images, matched)
+        application = images[app_rows]
+        self.log(f"  preprocessing {len(labelled):,} labelled and {len(application):,} "
+                 f"application ({self.config['application']['source_type']}) cutouts")
+        for name, table in (("labelled", labelled), ("application", application)):
+            self._preprocess_table(table, name)
+
+    def _preprocess_table(self, table, name, chunk_size=512):
+        """Preprocess in chunks; cleaned cutouts go to an HDF5 store, the rest to a table."""
+        from astropy.table import vstack
+        from tqdm.auto import tqdm
+
+        from .. import preprocess_cutouts
+
+        source = self.cutout_store("sky/cutouts.h5")
+        options = dict(self.config["preprocess"])
+        options.setdefault("progress", False)  # the bar below counts every chunk
+        pieces = []
+        bar = tqdm(total=len(table), desc=f"preprocess {name}", unit="cutout",
+                   disable=not self.progress, file=sys.stderr)
+        with CutoutWriter(self.path(f"preprocess/{name}_cutouts.h5"), len(table),
+                          CUTOUT_SHAPE, compress=True) as out:
+            for start in range(0, len(table), chunk_size):
+                chunk = table[start:start + chunk_size]
+                chunk["cutout"] = read_cutouts(source, chunk["image_row"])
+                chunk.meta["bands"] = BANDS
+                chunk.meta["pixel_scale"] = PIXEL_SCALE_ARCSEC
+                done = preprocess_cutouts(chunk, **options)
+                out.write(start, done["cutout"])
+                done.remove_column("cutout")
+                pieces.append(done)
+                bar.update(len(chunk))
+        bar.close()
+        if pieces:
+            result = vstack(pieces, metadata_conflicts="silent")
+            result.meta = dict(pieces[0].meta)
+        else:
+            result = self._empty_preprocessed(table)
+        result["cutout_row"] = np.arange(len(result))
+        flags = np.asarray(result["preprocess_flag"]).astype(str)
+        counts = dict(zip(*np.unique(flags, return_counts=True)))
+        self.log(f"  {name}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
+        _write_table(result, self.path(f"preprocess/{name}.fits"))
+
+    def _empty_preprocessed(self, table):
+        result = table.copy()
+        result["preprocess_ok"] = np.zeros(0, bool)
+        result["preprocess_flag"] = np.zeros(0, "U20")
+        return result
+
+    def _stage_sample(self):
+        from ..sampling import split_table, uniform_in_z_sample
+        from ..tables import missing_mask
+
+        cfg = self.config["sample"]
+        labelled = _read_table(self.path("preprocess/labelled.fits"))
+        ok = np.asarray(labelled["preprocess_ok"], dtype=bool)
+        pool = labelled[ok]
+        n_usable = int(np.sum(~missing_mask(pool[cfg["column"]])))
+        n = min(cfg["n_galaxies"], int(cfg["max_fraction"] * n_usable))
+        if n < cfg["n_galaxies"]:
+            self.log(f"  {n_usable:,} galaxies passed preprocessing with a usable "
+                     f"{cfg['column']}; drawing {n:,} (max_fraction {cfg['max_fraction']}, "
+                     f"n_galaxies {cfg['n_galaxies']:,})")
+        if n < 3:
+            msg = (f"only {n} labelled galaxies survived selection, crossmatch and "
+                   f"preprocessing; at least 3 are needed for a train/validation/test split")
+            raise ParameterError(msg)
+        sample = uniform_in_z_sample(pool, n, column=cfg["column"], n_bins=cfg["n_bins"],
+                                     seed=cfg["seed"])
+        parts = split_table(sample, cfg["fractions"], seed=cfg["seed"])
+        pieces = []
+        from astropy.table import vstack
+
+        for part_name, part in zip(("train", "validation", "test"), parts):
+            part = part.copy()
+            part["split"] = np.full(len(part), part_name, dtype="U10")
+            pieces.append(part)
+        result = vstack(pieces, metadata_conflicts="silent")
+        result.meta = sample.meta
+        record_step(result, "pipeline.sample", requested=cfg["n_galaxies"], drawn=n,
+                    n_usable=n_usable, max_fraction=cfg["max_fraction"],
+                    n_train=len(parts[0]), n_validation=len(parts[1]), n_test=len(parts[2]),
+                    fractions=cfg["fractions"], seed=cfg["seed"])
+        self.log(f"  {len(parts[0]):,} train, {len(parts[1]):,} validation, "
+                 f"{len(parts[2]):,} test galaxies")
+        _write_table(result, self.path("sample/sample.fits"))

@@ -1,0 +1,211 @@
+"""Fitting GPM-ResNet on a table: parameter checks, usable rows, network input, training and
+the error calibration on the validation rows."""
+
+import os
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from gpm_astro.exceptions import GPMAstroError, ParameterError, SchemaError
+from gpm_astro.image_checks import IMAGE_FLAGS
+from gpm_astro.tables import (boolean_column, missing_mask, require_positive_int, require_table,
+                              with_column_names)
+
+from .error_model import ONE_SIGMA, _combined_error, _fit_error_model
+from .model import GPMResNet, InputTransform, get_config
+from .table_inputs import _check_cutouts, _row_flags, _table_bands
+from .training import resolve_device, resolve_precision, train_network
+
+
+class FittingMixin:
+    """`fit` and its checks, for `GPMResNetEstimator`."""
+
+    # ------------------------------------------------------------------ checks
+    def _resolved_config(self):
+        config = get_config(self.config)
+        overrides = {k: v for k, v in (("epochs", self.epochs), ("batch_size", self.batch_size),
+                                        ("lr", self.lr)) if v is not None}
+        return config.replace(**overrides) if overrides else config
+
+    def _check_params(self):
+        for name in ("n_ensemble", "mc_passes"):
+            require_positive_int(getattr(self, name), name)
+        self._forward_batch_size(torch.device("cpu"))  # checks predict_batch_size
+        if not 0 < self.validation_fraction < 1:
+            msg = f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
+            raise ParameterError(msg)
+        if self.resume and self.checkpoint_dir is None:
+            raise ParameterError("resume=True needs checkpoint_dir")
+        resolve_device(self.device)
+        resolve_precision(self._training_precision(), torch.device("cpu"))
+
+    def _training_precision(self):
+        # "mixed" is an inference precision: such an estimator trains in fp32
+        return "fp32" if self.precision == "mixed" else self.precision
+
+    def _check_fitted(self):
+        if not hasattr(self, "models_"):
+            msg = (f"this {type(self).__name__} is not fitted: call fit(table) or "
+                   f"{type(self).__name__}.load(path_or_name) first")
+            raise GPMAstroError(msg)
+
+    # ------------------------------------------------------------------ data
+    def _usable_rows(self, table, target):
+        """Indices of rows to train on and the count skipped for each reason."""
+        n = len(table)
+        skipped = {"preprocess": 0, "missing_target": 0, **dict.fromkeys(IMAGE_FLAGS, 0)}
+        use = np.ones(n, dtype=bool)
+        if "preprocess_ok" in table.colnames:
+            ok = boolean_column(table["preprocess_ok"], f"{type(self).__name__}.fit")
+            skipped["preprocess"] = int((~ok).sum())
+            use &= ok
+        no_target = missing_mask(table[target])
+        skipped["missing_target"] = int((use & no_target).sum())
+        use &= ~no_target
+        rows = np.flatnonzero(use)
+        keep = np.ones(len(rows), dtype=bool)
+        for start in range(0, len(rows), 512):
+            part = rows[start:start + 512]
+            flags = _row_flags(table, part, table["cutout"][part])
+            for reason in IMAGE_FLAGS:
+                skipped[reason] += int((flags == reason).sum())
+            keep[start:start + 512] = flags == "ok"
+        return rows[keep], skipped
+
+    def _network_input(self, table, rows, transform, desc):
+        """Transformed images of ``rows`` as one float32 array (built batch by batch)."""
+        size = transform.config.input_size or transform.config.cutout_size
+        out = np.empty((len(rows), len(transform.config.bands), size, size), dtype=np.float32)
+        step = 256
+        for start in tqdm(range(0, len(rows), step), desc=desc, unit="batch",
+                          disable=not self.progress or len(rows) <= step):
+            part = rows[start:start + step]
+            out[start:start + step] = transform(np.ma.getdata(table["cutout"][part])).numpy()
+        return out
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, table, *, target=None, validation=None):
+        """Train on the rows of ``table`` with a usable cutout and target.
+
+        Parameters
+        ----------
+        table : astropy.table.Table
+            Needs ``cutout`` (n, bands, S, S) in nanomaggies and the ``target`` column. Rows
+            whose ``preprocess_ok`` is False, whose target is missing (-9999, -99, NaN,
+            masked), or whose cutout holds NaN/inf are skipped and counted in
+            ``training_summary_``.
+        target : str, optional
+            Column of true values; ``oh_p50`` (``lgm_fib_p50`` for the mass estimator).
+        validation : astropy.table.Table, optional
+            Validation rows (best-epoch choice and error calibration). Without it,
+            ``validation_fraction`` of the usable rows are held out, chosen by ``seed``.
+
+        Returns
+        -------
+        GPMResNetEstimator
+            self, fitted.
+
+        Raises
+        ------
+        SchemaError
+            Missing column or wrong cutout shape.
+        ParameterError
+            Invalid hyper-parameter, or too few usable rows.
+        """
+        target = self.default_target if target is None else target
+        self._check_params()
+        config = self._resolved_config()
+        require_table(table)
+        table = with_column_names(table, ["cutout", target], f"{type(self).__name__}.fit")
+        bands = _table_bands(table)
+        size = _check_cutouts(table, bands)
+        config = config.replace(cutout_size=size)
+        transform = InputTransform(config, bands)
+        rows, skipped = self._usable_rows(table, target)
+        if validation is None:
+            order = np.random.default_rng(self.seed).permutation(len(rows))
+            n_val = max(2, int(round(self.validation_fraction * len(rows))))
+            val_rows, train_rows = np.sort(rows[order[:n_val]]), np.sort(rows[order[n_val:]])
+            val_table, val_skipped = table, None
+        else:
+            require_table(validation, "validation")
+            validation = with_column_names(validation, ["cutout", target], "validation table")
+            if _table_bands(validation) != bands:
+                msg = (f"validation bands {_table_bands(validation)!r} differ from the "
+                       f"training bands {bands!r}")
+                raise SchemaError(msg)
+            _check_cutouts(validation, bands, size)
+            train_rows = rows
+            val_rows, val_skipped = self._usable_rows(validation, target)
+            val_table = validation
+        if len(train_rows) < 2 or len(val_rows) < 2:
+            msg = (f"need at least 2 usable training and 2 validation rows, got "
+                   f"{len(train_rows)} and {len(val_rows)} (skipped: {skipped})")
+            raise ParameterError(msg)
+        train_x = self._network_input(table, train_rows, transform, "training input")
+        val_x = self._network_input(val_table, val_rows, transform, "validation input")
+        train_y = np.asarray(np.ma.getdata(table[target][train_rows]), dtype=np.float64)
+        val_y = np.asarray(np.ma.getdata(val_table[target][val_rows]), dtype=np.float64)
+        if config.standardize_target:
+            mean, std = float(train_y.mean()), float(train_y.std())
+            std = std if std > 0 else 1.0
+        else:
+            mean, std = 0.0, 1.0
+        scale = (lambda y: ((y - mean) / std).astype(np.float32))
+
+        models, histories, best_epochs = [], [], []
+        for member in range(self.n_ensemble):
+            member_seed = int(self.seed) + 1000 * member
+            torch.manual_seed(member_seed)
+            model = GPMResNet(config)
+            member_dir = None
+            if self.checkpoint_dir is not None:
+                member_dir = os.path.join(self.checkpoint_dir, f"member{member}")
+            result = train_network(
+                model, train_x, scale(train_y), val_x, scale(val_y), config=config,
+                seed=member_seed, device=self.device, precision=self._training_precision(),
+                deterministic=self.deterministic, checkpoint_dir=member_dir,
+                resume=self.resume, progress=self.progress)
+            model.cpu().eval()
+            models.append(model)
+            history = result.history
+            history.add_column(np.full(len(history), member), name="member", index=0)
+            histories.append(history)
+            best_epochs.append(result.best_epoch)
+
+        from astropy.table import vstack
+
+        self.config_ = config
+        self.bands_ = bands
+        self.target_ = target
+        self.target_mean_, self.target_std_ = mean, std
+        self.models_ = models
+        self._inference_cache = {}
+        self.history_ = vstack(histories) if len(histories) > 1 else histories[0]
+        self.err_scale_, self.err_constant_ = None, None
+        value, spread = self._predict_array(val_x, precision=self._inference_precision(),
+                                            compile=False)
+        residual = np.abs(value - val_y)
+        if self._has_spread():
+            if self.calibrate_errors:
+                self.err_scale_, self.err_constant_ = _fit_error_model(residual, spread)
+            else:
+                self.err_scale_, self.err_constant_ = 1.0, 0.0
+            err = _combined_error(spread, self.err_scale_, self.err_constant_)
+        else:
+            self.err_constant_ = float(np.quantile(residual, ONE_SIGMA))
+            err = np.full(len(value), self.err_constant_)
+        from gpm_astro.metrics import summarize
+
+        self.validation_metrics_ = summarize(value, val_y, err)
+        self.training_summary_ = {
+            "n_rows": len(table), "n_train": int(len(train_rows)),
+            "n_validation": int(len(val_rows)), "skipped": skipped,
+            "validation_skipped": val_skipped, "target": target,
+            "target_mean": float(train_y.mean()), "target_std": float(train_y.std()),
+            "target_range": [float(train_y.min()), float(train_y.max())],
+            "best_epochs": best_epochs, "seed": int(self.seed), "n_ensemble": self.n_ensemble,
+            "bands": bands, "cutout_size": size,
+        }
+        return self

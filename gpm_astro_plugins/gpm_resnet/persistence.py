@@ -1,0 +1,241 @@
+"""Saving and loading GPM-ResNet models: safetensors weights plus a JSON model card, no pickle."""
+
+import datetime
+import json
+import os
+from pathlib import Path
+
+import torch
+from astropy.table import Table
+
+from gpm_astro.exceptions import GPMAstroError, WeightsError
+from gpm_astro.weights import DIGEST_KEYS
+from gpm_astro.tables import package_version
+
+from .model import GPMResNet, GPMResNetConfig
+from .training import HISTORY_CSV, HISTORY_PNG, plot_history, write_history
+
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "model_card.json"
+CARD_FORMAT = "gpm_astro.gpm_resnet/1"
+
+
+class PersistenceMixin:
+    """`model_card`, `save` and `load`, for `GPMResNetEstimator`."""
+
+    # ------------------------------------------------------------------ persistence
+    def model_card(self):
+        """The JSON-able description saved next to the weights."""
+        self._check_fitted()
+        return {
+            "format": CARD_FORMAT,
+            "estimator": self.name,
+            "output": self.output,
+            "output_unit": self.output_unit,
+            "target": self.target_,
+            "architecture": self.config_.to_dict(),
+            "input": {"bands": self.config_.bands, "table_bands": self.bands_,
+                      "input_scaling": self.config_.input_scaling,
+                      "asinh_softening": self.config_.asinh_softening,
+                      "cutout_size": self.config_.cutout_size,
+                      "input_size": self.config_.input_size, "flux_unit": "nanomaggy"},
+            "target_standardization": {"mean": self.target_mean_, "std": self.target_std_},
+            "uncertainty": {"n_ensemble": len(self.models_), "mc_passes": self.mc_passes,
+                            "err_scale": self.err_scale_, "err_constant": self.err_constant_},
+            "training_data": self.training_summary_,
+            "metrics": {"validation": self.validation_metrics_},
+            "package_version": package_version(),
+            "torch_version": torch.__version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"),
+        }
+
+    def save(self, directory):
+        """Write ``model.safetensors``, ``model_card.json`` and the loss history (CSV, PNG).
+
+        Parameters
+        ----------
+        directory : str or path-like
+            Created if needed; existing files of the same names are replaced.
+
+        Returns
+        -------
+        pathlib.Path
+            The weights file. Its sha256 is in the card (``weights_sha256``); the card embedded
+            in it records ``content_sha256`` (`gpm_astro.weights.model_digest` of the card and
+            every tensor), which `load` checks, so editing either is detected.
+        """
+        from safetensors.torch import save_file
+
+        from gpm_astro.io import partial_file
+        from gpm_astro.weights import model_digest, sha256_of
+
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        card = self.model_card()
+        tensors = {}
+        for member, model in enumerate(self.models_):
+            for key, value in model.state_dict().items():
+                tensors[f"member{member}.{key}"] = value.detach().cpu().contiguous()
+        card["content_sha256"] = model_digest(card, tensors)
+        weights_path = directory / WEIGHTS_FILE
+        handle, tmp = partial_file(weights_path)
+        os.close(handle)
+        try:
+            save_file(tensors, tmp, metadata={"format": CARD_FORMAT,
+                                              "model_card": json.dumps(card)})
+            os.replace(tmp, weights_path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        card["weights_file"] = WEIGHTS_FILE
+        card["weights_sha256"] = sha256_of(weights_path)
+        (directory / CARD_FILE).write_text(json.dumps(card, indent=2))
+        write_history(self.history_, str(directory / HISTORY_CSV))
+        plot_history(self.history_, str(directory / HISTORY_PNG),
+                     title=f"{self.name} ({self.config_.name})")
+        return weights_path
+
+    @classmethod
+    def load(cls, path_or_name, *, sha256=None, device="auto", **params):
+        """Load a saved model without unpickling anything.
+
+        Parameters
+        ----------
+        path_or_name : str or path-like
+            A directory written by `save`, a ``.safetensors`` file (its card is read from the
+            file's metadata), a registered weights name (`gpm_astro.weights`), or a URL.
+        sha256 : str, optional
+            Expected digest of the weights file (needed for a bare URL).
+        device : str, optional
+            Device for prediction.
+        **params
+            Other constructor parameters (e.g. ``mc_passes``, ``predict_batch_size``).
+
+        Returns
+        -------
+        GPMResNetEstimator
+            With ``weights_check_``: ``"sha256"`` (the file matched a checksum given from
+            outside: ``sha256=`` or the registry), ``"content"`` (the weights and card matched
+            the content checksum the card records) or ``"none"`` (a file saved without one:
+            an `~gpm_astro.exceptions.UnverifiedWeightsWarning` says so). Predictions record it.
+
+        Raises
+        ------
+        WeightsError
+            Missing files; weights whose sha256 differs from the card or registry; weights or
+            a card that differ from their content checksum (a flipped byte, an edited target
+            mean); a ``model_card.json`` that differs from the card inside the weights file; a
+            card that is not JSON, lacks an entry or is for another estimator.
+        """
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        from gpm_astro.weights import (check_model_digest, fetch_weights, read_model_card,
+                                       sha256_of)
+
+        path = Path(path_or_name) if isinstance(path_or_name, (str, os.PathLike)) else None
+        if path is None:
+            raise WeightsError(f"weights must be a path or a name, got {path_or_name!r}")
+        card = None
+        verified_by_sha256 = False
+        if path.is_dir():
+            card_path = path / CARD_FILE
+            if not card_path.is_file():
+                raise WeightsError(f"{str(path)!r} has no {CARD_FILE}")
+            card = read_model_card(card_path.read_text(), str(card_path))
+            weights_path = path / str(card.get("weights_file", WEIGHTS_FILE))
+            if not weights_path.is_file():
+                raise WeightsError(f"weights file {str(weights_path)!r} does not exist")
+            actual = sha256_of(weights_path)
+            if actual != card.get("weights_sha256"):
+                msg = (f"sha256 of {str(weights_path)!r} is {actual}, but the model card says "
+                       f"{card.get('weights_sha256')!r}; refusing tampered or mismatched weights")
+                raise WeightsError(msg)
+        elif path.is_file():
+            weights_path = path
+            if sha256 is not None:
+                weights_path = Path(fetch_weights(str(path), sha256=sha256))
+                verified_by_sha256 = True
+        else:
+            weights_path = Path(fetch_weights(str(path_or_name), sha256=sha256))
+            verified_by_sha256 = True
+        try:
+            with safe_open(str(weights_path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+            tensors = load_file(str(weights_path))
+        except Exception as exc:  # safetensors raises its own error types
+            raise WeightsError(f"cannot read weights {str(weights_path)!r}: {exc}") from exc
+        embedded = None
+        if metadata.get("format") == CARD_FORMAT and "model_card" in metadata:
+            embedded = read_model_card(metadata["model_card"], str(weights_path))
+        if card is None:
+            if embedded is None:
+                msg = f"{str(weights_path)!r} holds no {CARD_FORMAT} model card"
+                raise WeightsError(msg)
+            card = embedded
+        elif embedded is not None and _without_file_keys(card) != _without_file_keys(embedded):
+            changed = sorted(k for k in set(card) | set(embedded)
+                             if k not in DIGEST_KEYS and card.get(k) != embedded.get(k))
+            msg = (f"{str(path / CARD_FILE)!r} differs from the model card inside "
+                   f"{str(weights_path)!r} (entries {changed}); refusing an edited model card")
+            raise WeightsError(msg)
+        elif embedded is not None:
+            card = embedded  # the same content, plus its content_sha256
+        weights_check = check_model_digest(card, tensors, source=str(path_or_name),
+                                           verified_by_sha256=verified_by_sha256)
+        try:
+            estimator = cls._from_card(card, tensors, device, params)
+        except GPMAstroError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            msg = (f"model card of {str(path_or_name)!r} lacks or garbles an entry "
+                   f"({type(exc).__name__}: {exc}); it was not written by save()")
+            raise WeightsError(msg) from exc
+        estimator.weights_check_ = weights_check
+        history_path = weights_path.parent / HISTORY_CSV
+        if history_path.is_file():
+            estimator.history_ = Table.read(str(history_path), format="ascii.csv")
+        else:
+            estimator.history_ = Table(names=("member", "epoch", "train_loss", "val_loss"))
+        return estimator
+
+    @classmethod
+    def _from_card(cls, card, tensors, device, params):
+        """Build the fitted estimator a verified card and its tensors describe."""
+        if card.get("output") != cls.output:
+            msg = (f"the weights predict {card.get('output')!r} ({card.get('estimator')!r}); "
+                   f"{cls.__name__} predicts {cls.output!r}")
+            raise WeightsError(msg)
+        config = GPMResNetConfig.from_dict(card["architecture"])
+        uncertainty = card["uncertainty"]
+        params.setdefault("mc_passes", uncertainty["mc_passes"])
+        estimator = cls(config=config, n_ensemble=uncertainty["n_ensemble"], device=device,
+                        **params)
+        models = []
+        for member in range(uncertainty["n_ensemble"]):
+            prefix = f"member{member}."
+            state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            model = GPMResNet(config)
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as exc:
+                raise WeightsError(f"weights do not fit the card's architecture: {exc}") from exc
+            models.append(model.eval())
+        estimator.config_ = config
+        estimator.bands_ = card["input"]["table_bands"]
+        estimator.target_ = card["target"]
+        estimator.target_mean_ = card["target_standardization"]["mean"]
+        estimator.target_std_ = card["target_standardization"]["std"]
+        estimator.err_scale_ = uncertainty["err_scale"]
+        estimator.err_constant_ = uncertainty["err_constant"]
+        estimator.training_summary_ = card["training_data"]
+        estimator.validation_metrics_ = card["metrics"]["validation"]
+        estimator.models_ = models
+        estimator._inference_cache = {}
+        return estimator
+
+
+def _without_file_keys(card):
+    return {key: value for key, value in card.items() if key not in DIGEST_KEYS}

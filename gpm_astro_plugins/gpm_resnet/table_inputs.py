@@ -1,0 +1,46 @@
+"""Checks and flags of the cutout tables GPM-ResNet reads."""
+
+import numpy as np
+
+from gpm_astro.exceptions import SchemaError
+from gpm_astro.image_checks import cutout_flags
+from gpm_astro.tables import boolean_column
+
+
+def _table_bands(table):
+    return str(table.meta.get("bands", "grz"))
+
+
+def _check_cutouts(table, bands, expected_size=None):
+    """Return the cutout side after checking the column's shape (n, bands, S, S)."""
+    shape = table["cutout"].shape
+    if len(shape) != 4 or shape[1] != len(bands) or shape[2] != shape[3]:
+        msg = (f"cutout column must have shape (n, {len(bands)}, S, S) for bands {bands!r}, "
+               f"got {shape!r}")
+        raise SchemaError(msg)
+    if expected_size is not None and shape[2] != expected_size:
+        msg = (f"this model was trained on {expected_size} x {expected_size} px cutouts, "
+               f"got {shape[2]} x {shape[3]}")
+        raise SchemaError(msg)
+    return int(shape[2])
+
+
+def _row_flags(table, rows, images):
+    """Flags of ``rows`` given their loaded images (a masked array or ndarray): the failed
+    preprocessing reason, else the core's verdict on whether the cutout can be a galaxy at all
+    (`gpm_astro.image_checks.cutout_flags`: missing, non-float, non-finite, blank, constant,
+    absurd or no positive flux)."""
+    flags = np.full(len(rows), "ok", dtype=object)
+    if "preprocess_ok" in table.colnames:
+        ok = boolean_column(table["preprocess_ok"][rows], "GPM-ResNet")
+        if "preprocess_flag" in table.colnames:
+            reasons = np.ma.filled(np.ma.asanyarray(table["preprocess_flag"][rows]).astype(str),
+                                   "masked")
+        else:
+            reasons = np.full(len(rows), "failed", dtype=object)
+        for i in np.flatnonzero(~ok):
+            flags[i] = f"preprocess:{reasons[i]}"
+    unchecked = flags == "ok"
+    if unchecked.any():
+        flags[unchecked] = cutout_flags(images[unchecked])
+    return flags
