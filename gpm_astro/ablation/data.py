@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import ParameterError, SchemaError
+from ..survey_constants import BANDS, PIXEL_SCALE_ARCSEC
 
 __all__ = ["SPLITS", "COMPOSITE_CHANNELS", "prepare_sample", "read_split", "band_composite"]
 
@@ -51,7 +52,7 @@ def prepare_sample(sample_settings, out, *, progress=True):
     for needed in ("sample/sample.fits", "preprocess/labelled_cutouts.h5"):
         if not (run_dir / needed).is_file():
             msg = (f"{str(run_dir)!r} holds no {needed}: give a pipeline output folder whose "
-                   f"sample stage has run")
+                   f"sample stage has run (with keep_cutouts = true, the default)")
             raise ParameterError(msg)
     return run_dir
 
@@ -81,8 +82,8 @@ def read_split(run_dir, split):
     part = sample[np.asarray(sample["split"]).astype(str) == split]
     part["cutout"] = read_cutouts(run_dir / "preprocess/labelled_cutouts.h5",
                                   np.asarray(part["cutout_row"]))
-    part.meta["bands"] = "grz"
-    part.meta.setdefault("pixel_scale", 0.262)
+    part.meta["bands"] = BANDS
+    part.meta.setdefault("pixel_scale", PIXEL_SCALE_ARCSEC)
     return part
 
 

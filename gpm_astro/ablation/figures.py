@@ -118,7 +118,7 @@ def plot_fig13(table, path, *, predictions=None, min_count=3):
     min_count : int, optional
         Bins with fewer galaxies are not drawn.
     """
-    from ..metrics import TREMONTI_MASS_RANGE, tremonti_mzr
+    from ..survey_constants import TREMONTI_MASS_RANGE, tremonti_metallicity
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 4.4), dpi=110)
@@ -137,9 +137,9 @@ def plot_fig13(table, path, *, predictions=None, min_count=3):
             ax.plot(x, np.asarray(table[f"{prefix}_{suffix}"])[shown], "--", color=colour,
                     lw=1.2, label=r"$\pm1\sigma$ " + name if suffix == "p16" else None)
     grid = np.linspace(*TREMONTI_MASS_RANGE, 100)
-    ax.plot(grid, tremonti_mzr(grid), "k-", lw=1.5, label="Tremonti et al. (2004)")
+    ax.plot(grid, tremonti_metallicity(grid), "k-", lw=1.5, label="Tremonti et al. (2004)")
     for sign in (-1, 1):
-        ax.plot(grid, tremonti_mzr(grid) + sign * 0.1, "k--", lw=1,
+        ax.plot(grid, tremonti_metallicity(grid) + sign * 0.1, "k--", lw=1,
                 label=r"$\pm0.1$ dex" if sign > 0 else None)
     ax.set_xlabel(rf"true stellar mass $\log_{{10}}(M_*/M_\odot)$ (dex; {mass_column})")
     ax.set_ylabel(r"$12 + \log({\rm O/H})$ (dex)")

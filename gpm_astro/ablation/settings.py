@@ -61,6 +61,7 @@ FULL_SETTINGS = {
             "source": {"name": "mock", "params": dict(_MOCK_PARAMS, n_galaxies=46000, seed=0,
                                                       n_jobs=-1)},
             "preprocess": {"config": "default", "n_jobs": -1},
+            "application": {"max_galaxies": 0},  # the studies need no catalogue
             "sample": {"n_galaxies": 25000, "max_fraction": 0.85, "column": "oh_p50",
                        "n_bins": 20, "fractions": [5, 3, 2], "seed": 123},
         },
@@ -91,6 +92,7 @@ QUICK_SETTINGS = copy.deepcopy(FULL_SETTINGS)
 QUICK_SETTINGS["sample"]["pipeline"] = {
     "source": {"name": "mock", "params": dict(_MOCK_PARAMS, n_galaxies=800, seed=0, n_jobs=1)},
     "preprocess": {"config": "default", "n_jobs": 1},
+    "application": {"max_galaxies": 0},
     "sample": {"n_galaxies": 25000, "max_fraction": 0.85, "column": "oh_p50", "n_bins": 10,
                "fractions": [5, 3, 2], "seed": 123},
 }
@@ -202,7 +204,7 @@ def load_settings(settings=None, *, quick=False):
     elif isinstance(settings, dict):
         user = settings
     else:
-        from ..pipeline import _read_config_file
+        from ..pipeline.config import _read_config_file
 
         user = _read_config_file(Path(settings))
     merged = _merge(base, user)

@@ -12,7 +12,8 @@ import copy
 import numpy as np
 from astropy.table import Table
 
-from ..metrics import TREMONTI_MASS_RANGE, binned_statistics, summarize, tremonti_mzr
+from ..metrics import binned_statistics, summarize
+from ..survey_constants import TREMONTI_MASS_RANGE, tremonti_metallicity
 
 __all__ = ["DISPLAY_NAMES", "REFERENCE_LABEL", "architecture_study", "size_study",
            "resolution_study", "band_study", "mzr_study", "reference_params", "STUDIES"]
@@ -247,7 +248,7 @@ def mzr_study(runner, settings):
         median_mass = float(np.median(mass[inside])) if inside.any() else 0.5 * (low + high)
         p_med, p16, p84, p_std = _percentiles(pred[inside])
         t_med, t16, t84, t_std = _percentiles(true[inside])
-        relation = float(tremonti_mzr(median_mass))
+        relation = float(tremonti_metallicity(median_mass))
         rows.append({"logm_low": low, "logm_high": high, "logm_median": median_mass,
                      "n": int(inside.sum()), "Z_pred_median": p_med, "Z_pred_p16": p16,
                      "Z_pred_p84": p84, "Z_pred_std": p_std, "Z_true_median": t_med,
@@ -267,7 +268,7 @@ def mzr_study(runner, settings):
     in_range = (mass > TREMONTI_MASS_RANGE[0]) & (mass < TREMONTI_MASS_RANGE[1])
     summary = {"mass_column": mass_column, "n_in_range": int(in_range.sum())}
     for name, z in (("pred", pred), ("true", true)):
-        offset = z[in_range] - tremonti_mzr(mass[in_range])
+        offset = z[in_range] - tremonti_metallicity(mass[in_range])
         summary[f"{name}_minus_tremonti_median"] = float(np.median(offset)) if offset.size \
             else float("nan")
         summary[f"{name}_minus_tremonti_std"] = float(np.std(offset)) if offset.size \

@@ -20,8 +20,9 @@ from astropy.table import Column, MaskedColumn, Table
 
 from gpm_astro.base import Estimator
 from gpm_astro.exceptions import GPMAstroError, ParameterError, SchemaError
-from gpm_astro.tables import (missing_mask, record_step, require_columns, require_positive_int,
-                              require_table)
+from gpm_astro.image_checks import cutout_flags
+from gpm_astro.tables import (boolean_column, missing_mask, record_step, require_columns,
+                              require_positive_int, require_table)
 from gpm_astro_plugins.gpm_resnet.model import InputTransform, get_config
 from gpm_astro_plugins.gpm_resnet.training import resolve_device, train_network
 
@@ -37,20 +38,19 @@ FORWARD_BATCH = 64
 
 
 def _row_flags(table, rows, images):
-    """``ok``, ``preprocess:<reason>``, ``missing_cutout`` or ``invalid_pixels`` per row."""
+    """``ok``, ``preprocess:<reason>``, or the core's verdict on whether the cutout can be a
+    galaxy at all (`gpm_astro.image_checks.cutout_flags`), per row."""
     flags = np.full(len(rows), "ok", dtype=object)
     if "preprocess_ok" in table.colnames:
-        ok = np.asarray(np.ma.filled(np.ma.asanyarray(table["preprocess_ok"][rows]), False),
-                        dtype=bool)
+        ok = boolean_column(table["preprocess_ok"][rows], "preprocess_ok")
         reasons = (np.ma.filled(np.ma.asanyarray(table["preprocess_flag"][rows]).astype(str),
                                 "masked") if "preprocess_flag" in table.colnames
                    else np.full(len(rows), "failed", dtype=object))
         for i in np.flatnonzero(~ok):
             flags[i] = f"preprocess:{reasons[i]}"
-    masked = np.ma.getmaskarray(images).reshape(len(rows), -1).any(axis=1)
-    finite = np.isfinite(np.ma.getdata(images)).reshape(len(rows), -1).all(axis=1)
-    flags[(flags == "ok") & masked] = "missing_cutout"
-    flags[(flags == "ok") & ~finite] = "invalid_pixels"
+    unchecked = flags == "ok"
+    if unchecked.any():
+        flags[unchecked] = cutout_flags(images[unchecked])
     return flags
 
 
