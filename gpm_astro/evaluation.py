@@ -18,7 +18,8 @@ import numpy as np
 from astropy.table import Table
 
 from .exceptions import ParameterError
-from .metrics import TREMONTI_MASS_RANGE, binned_statistics, summarize, tremonti_mzr
+from .metrics import binned_statistics, summarize
+from .survey_constants import TREMONTI_MASS_RANGE, flux_to_magnitude, tremonti_metallicity
 from .tables import numeric_column, record_step, require_columns, require_table
 
 __all__ = ["evaluate", "plot_residual_density", "plot_z_distributions", "plot_colour_colour",
@@ -283,11 +284,7 @@ def _colours(table, flux_columns):
     require_columns(table, list(flux_columns), "colour-colour figure")
     mags = []
     for column in flux_columns:
-        flux = _values(table[column])
-        mag = np.full(flux.shape, np.nan)
-        positive = flux > 0
-        mag[positive] = 22.5 - 2.5 * np.log10(flux[positive])
-        mags.append(mag)
+        mags.append(flux_to_magnitude(_values(table[column])))
     return mags[0] - mags[1], mags[1] - mags[2]
 
 
@@ -376,7 +373,7 @@ def plot_mzr_recovery(table, *, pred="Z_pred", mass="lgm_tot_p50", true=None, bi
         ax.fill_between(centres, lines[1], lines[2], color=colour, alpha=0.25,
                         label=f"16th-84th percentile {name}")
     grid = np.linspace(*TREMONTI_MASS_RANGE, 100)
-    ax.plot(grid, tremonti_mzr(grid), "k--", label="Tremonti et al. (2004)")
+    ax.plot(grid, tremonti_metallicity(grid), "k--", label="Tremonti et al. (2004)")
     ax.set_xlabel(f"log M* / Msun ({mass})")
     ax.set_ylabel("Z = 12 + log(O/H)")
     ax.set_xlim(edges[0], edges[-1])
@@ -412,9 +409,7 @@ def plot_catalogue_distributions(table, *, columns=("z_phot_median", "mag_r", "Z
     data = {}
     for column in columns:
         if column == "mag_r" and column not in table.colnames and "flux_r" in table.colnames:
-            flux = _values(table["flux_r"])
-            values = np.full(flux.shape, np.nan)
-            values[flux > 0] = 22.5 - 2.5 * np.log10(flux[flux > 0])
+            values = flux_to_magnitude(_values(table["flux_r"]))
         else:
             require_columns(table, [column], "plot_catalogue_distributions")
             values = _values(table[column])

@@ -15,16 +15,14 @@ import numpy as np
 from astropy.table import Table
 
 from .exceptions import ParameterError
+from .survey_constants import TREMONTI_MASS_RANGE
+from .survey_constants import tremonti_metallicity as tremonti_mzr
 
 __all__ = ["NMAD_SCALE", "nmad", "summarize", "error_calibration", "binned_statistics",
            "valid_pairs", "tremonti_mzr", "TREMONTI_MASS_RANGE"]
 
 #: Consistency constant: NMAD equals sigma for a normal distribution.
 NMAD_SCALE = 1.4826
-
-#: log10(M*/Msun) range over which Tremonti et al. (2004), eq. 5 of the paper, was fitted.
-TREMONTI_MASS_RANGE = (8.5, 11.5)
-
 
 def _as_float_array(values, name):
     array = np.ma.asanyarray(values)
@@ -237,31 +235,4 @@ def _bin_edges(values, bins):
         msg = f"bin edges must be an increasing sequence of at least 2 values, got {bins!r}"
         raise ParameterError(msg)
     return edges
-
-
-def tremonti_mzr(logmass):
-    """The Tremonti et al. (2004) mass-metallicity relation, eq. 5 of the paper.
-
-    ``Z = -1.492 + 1.847 x - 0.08026 x**2`` with ``x = log10(M*/Msun)``, fitted over
-    8.5 < x < 11.5 (`TREMONTI_MASS_RANGE`); this function evaluates the formula anywhere, so
-    callers decide what to do outside that range.
-
-    Parameters
-    ----------
-    logmass : float or array_like
-        log10 of the stellar mass in solar masses.
-
-    Returns
-    -------
-    float or numpy.ndarray
-        12 + log(O/H) in dex.
-
-    Examples
-    --------
-    >>> from gpm_astro.metrics import tremonti_mzr
-    >>> round(float(tremonti_mzr(10.0)), 4)
-    8.952
-    """
-    x = np.asarray(logmass, dtype=float)
-    return -1.492 + 1.847 * x - 0.08026 * x**2
 

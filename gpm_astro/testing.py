@@ -18,6 +18,7 @@ from astropy.table import Table
 
 from .base import Estimator
 from .exceptions import GPMAstroError, SchemaError
+from .survey_constants import BANDS, PIXEL_SCALE_ARCSEC, tremonti_metallicity
 
 __all__ = ["EstimatorCheckError", "check_estimator", "make_estimator_table", "ESTIMATOR_CHECKS"]
 
@@ -61,7 +62,7 @@ def make_estimator_table(n=12, *, seed=0, cutout_size=CUTOUT_SIZE):
     """
     rng = np.random.default_rng(seed)
     logmass = rng.uniform(8.8, 11.2, n)
-    oh = -1.492 + 1.847 * logmass - 0.08026 * logmass**2 + rng.normal(0, 0.08, n)
+    oh = tremonti_metallicity(logmass) + rng.normal(0, 0.08, n)
     g_r = 0.25 + 0.9 * (oh - 8.9) + rng.normal(0, 0.03, n)
     r_z = 0.20 + 0.6 * (oh - 8.9) + rng.normal(0, 0.03, n)
     mag_r = 17.5 - 0.8 * (logmass - 10.0) + rng.normal(0, 0.2, n)
@@ -97,8 +98,8 @@ def make_estimator_table(n=12, *, seed=0, cutout_size=CUTOUT_SIZE):
     table["cutout"].unit = "nanomaggy"
     table["preprocess_ok"] = np.ones(n, dtype=bool)
     table["preprocess_flag"] = np.full(n, "ok", dtype="U32")
-    table.meta["bands"] = "grz"
-    table.meta["pixel_scale"] = 0.262
+    table.meta["bands"] = BANDS
+    table.meta["pixel_scale"] = PIXEL_SCALE_ARCSEC
     return table
 
 

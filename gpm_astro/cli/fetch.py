@@ -8,6 +8,8 @@
 
 import sys
 
+from ..survey_constants import CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
+
 
 def _add_remote_options(parser):
     group = parser.add_argument_group("network")
@@ -51,8 +53,9 @@ def add_parser(subparsers):
     cutouts.add_argument("--ra-column", default="ra")
     cutouts.add_argument("--dec-column", default="dec")
     cutouts.add_argument("--layer", default="ls-dr9")
-    cutouts.add_argument("--pixel-scale", type=float, default=0.262, metavar="ARCSEC")
-    cutouts.add_argument("--size", type=int, default=152, metavar="PIX")
+    cutouts.add_argument("--pixel-scale", type=float, default=PIXEL_SCALE_ARCSEC,
+                         metavar="ARCSEC")
+    cutouts.add_argument("--size", type=int, default=CUTOUT_SIZE, metavar="PIX")
     _add_remote_options(cutouts)
     cutouts.set_defaults(func=run_cutouts)
 

@@ -5,6 +5,8 @@ import copy
 import numpy as np
 from astropy.table import Table
 
+from ..survey_constants import flux_to_magnitude
+
 # columns carried from the test set into the prediction tables
 _KEEP_COLUMNS = ("specobjid", "ra", "dec", "release", "brickid", "objid", "z", "split",
                  "lgm_tot_p50", "lgm_fib_p50", "flux_g", "flux_r", "flux_z", "mag_r",
@@ -43,6 +45,8 @@ def make_catalogue(predictions):
     Examples
     --------
     >>> from astropy.table import Table
+
+from ..survey_constants import flux_to_magnitude
     >>> from gpm_astro.pipeline import make_catalogue
     >>> t = Table({"ra": [1.0], "dec": [2.0], "release": [9010], "brickid": [5], "objid": [7],
     ...            "z_phot_median": [0.1], "flux_r": [10.0], "Z_pred": [8.9],
@@ -78,11 +82,8 @@ def make_catalogue(predictions):
     for name in CATALOGUE_COLUMNS:
         if name == "mag_r" and "mag_r" not in predictions.colnames:
             flux = np.ma.filled(np.ma.asanyarray(predictions["flux_r"]).astype(float), np.nan)
-            flux = np.asarray(getattr(flux, "value", flux), dtype=float)
-            good = np.isfinite(flux) & (flux > 0)
-            mag = np.full(len(flux), np.nan)
-            mag[good] = 22.5 - 2.5 * np.log10(flux[good])
-            column = MaskedColumn(mag, mask=~good)
+            mag = flux_to_magnitude(getattr(flux, "value", flux))
+            column = MaskedColumn(mag, mask=~np.isfinite(mag))
         elif name == "preprocess_flag" and name not in predictions.colnames:
             continue
         else:

@@ -5,9 +5,10 @@ import sys
 import numpy as np
 
 from ..exceptions import ParameterError, SchemaError
+from ..process_pool import forkserver_pool, resolve_n_jobs
+from ..survey_constants import BANDS, CUTOUT_SHAPE, PIXEL_SCALE_ARCSEC
 from ..tables import record_step
 from .cutout_store import CutoutWriter, _read_table, _write_table, read_cutouts
-from .workers import _n_jobs
 
 
 class DataStages:
@@ -35,8 +36,8 @@ class DataStages:
     def _write_sky(self, labels, catalogue, truth, meta):
         source = self.config["source"]
         catalogue["image_row"] = np.arange(len(catalogue))
-        catalogue.meta.setdefault("bands", meta.get("bands", "grz"))
-        catalogue.meta.setdefault("pixel_scale", meta.get("pixel_scale", 0.262))
+        catalogue.meta.setdefault("bands", meta.get("bands", BANDS))
+        catalogue.meta.setdefault("pixel_scale", meta.get("pixel_scale", PIXEL_SCALE_ARCSEC))
         record_step(catalogue, "pipeline.sky", source=source["name"],
                     params=source["params"] if source["name"] == "mock" else source)
         self.log(f"  {len(labels):,} label rows, {len(catalogue):,} image-catalogue rows")
@@ -49,31 +50,26 @@ class DataStages:
 
     def _build_mock_sky(self, params, chunk_size=100):
         """Draw the mock catalogues, then render the cutouts chunk by chunk (bounded memory)."""
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         from tqdm.auto import tqdm
 
         from ..plugins import get_source
 
         params = dict(params)
-        n_jobs = _n_jobs(params.pop("n_jobs", 1))
+        n_jobs = resolve_n_jobs(params.pop("n_jobs", 1))
         sky = get_source("mock")(**params)
         self.log(f"  drawing the mock catalogues ({sky.n_galaxies:,} galaxies) ...")
         labels, catalogue, truth = sky.catalog()
         starts = list(range(0, len(catalogue), chunk_size))
         bar = tqdm(total=len(catalogue), desc="render mock cutouts", unit="cutout",
                    disable=not self.progress, file=sys.stderr)
-        with CutoutWriter(self.path("sky/cutouts.h5"), len(catalogue), (3, 152, 152)) as out:
+        with CutoutWriter(self.path("sky/cutouts.h5"), len(catalogue), CUTOUT_SHAPE) as out:
             if n_jobs == 1:
                 for start in starts:
                     cut = slice(start, start + chunk_size)
                     out.write(start, sky.render(catalogue[cut], truth[cut]))
                     bar.update(len(catalogue[cut]))
             else:
-                # forkserver: a forked child can deadlock on locks its parent's threads held
-                context = multiprocessing.get_context("forkserver")
-                with ProcessPoolExecutor(max_workers=n_jobs, mp_context=context) as pool:
+                with forkserver_pool(n_jobs) as pool:
                     pending = []
                     for start in starts + [None] * (2 * n_jobs):
                         if start is not None:  # keep at most 2 chunks per worker in flight
@@ -154,12 +150,12 @@ class DataStages:
         bar = tqdm(total=len(table), desc=f"preprocess {name}", unit="cutout",
                    disable=not self.progress, file=sys.stderr)
         with CutoutWriter(self.path(f"preprocess/{name}_cutouts.h5"), len(table),
-                          (3, 152, 152), compress=True) as out:
+                          CUTOUT_SHAPE, compress=True) as out:
             for start in range(0, len(table), chunk_size):
                 chunk = table[start:start + chunk_size]
                 chunk["cutout"] = read_cutouts(source, chunk["image_row"])
-                chunk.meta["bands"] = "grz"
-                chunk.meta["pixel_scale"] = 0.262
+                chunk.meta["bands"] = BANDS
+                chunk.meta["pixel_scale"] = PIXEL_SCALE_ARCSEC
                 done = preprocess_cutouts(chunk, **options)
                 out.write(start, done["cutout"])
                 done.remove_column("cutout")

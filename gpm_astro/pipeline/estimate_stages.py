@@ -5,6 +5,7 @@ import sys
 import numpy as np
 from astropy.table import Table
 
+from ..survey_constants import BANDS, PIXEL_SCALE_ARCSEC
 from .catalogue import _CATALOGUE_SOURCE_COLUMNS, _KEEP_COLUMNS
 from .cutout_store import _read_table, _write_table, read_cutouts
 
@@ -20,8 +21,8 @@ class EstimateStages:
         if with_cutouts:
             part["cutout"] = read_cutouts(self.cutout_store("preprocess/labelled_cutouts.h5"),
                                           part["cutout_row"])
-            part.meta["bands"] = "grz"
-            part.meta["pixel_scale"] = 0.262
+            part.meta["bands"] = BANDS
+            part.meta["pixel_scale"] = PIXEL_SCALE_ARCSEC
         return part
 
     def _fit(self, estimator, table, target, validation=None):
@@ -144,8 +145,8 @@ class EstimateStages:
             if needs_cutouts:
                 store = self.cutout_store("preprocess/application_cutouts.h5")
                 chunk["cutout"] = read_cutouts(store, chunk["cutout_row"])
-                chunk.meta["bands"] = "grz"
-                chunk.meta["pixel_scale"] = 0.262
+                chunk.meta["bands"] = BANDS
+                chunk.meta["pixel_scale"] = PIXEL_SCALE_ARCSEC
             if mass_model is not None:
                 chunk = predict_metallicity(chunk, estimator=mass_model, progress=False)
             pieces.append(predict_metallicity(chunk, estimator=estimator, keep_columns=keep,

@@ -10,21 +10,16 @@ from astropy.table import Column, MaskedColumn, Table
 
 from gpm_astro.base import Estimator
 from gpm_astro.exceptions import GPMAstroError, ParameterError
-from gpm_astro.tables import numeric_column, require_columns, require_table
+from gpm_astro.survey_constants import (ZERO_POINT, flux_to_magnitude, polynomial_design,
+                                        polynomial_exponents)
+from gpm_astro.tables import numeric_column, require_table, with_column_names
 
 __all__ = ["ColourPolynomial", "polynomial_terms", "design_matrix", "flux_to_mag"]
 
 #: AB zero point of Legacy Survey nanomaggies
-NANOMAGGY_ZERO_POINT = 22.5
-
-
-def flux_to_mag(flux):
-    """AB magnitude of a flux in nanomaggies; NaN where the flux is not positive and finite."""
-    flux = np.asarray(flux, dtype=float)
-    good = np.isfinite(flux) & (flux > 0)
-    mag = np.full(flux.shape, np.nan)
-    mag[good] = NANOMAGGY_ZERO_POINT - 2.5 * np.log10(flux[good])
-    return mag
+NANOMAGGY_ZERO_POINT = ZERO_POINT
+#: AB magnitude of a flux in nanomaggies; NaN where the flux is not positive and finite
+flux_to_mag = flux_to_magnitude
 
 
 def polynomial_terms(order):
@@ -36,14 +31,16 @@ def polynomial_terms(order):
     >>> polynomial_terms(2)
     [(0, 0), (1, 0), (0, 1), (2, 0), (1, 1), (0, 2)]
     """
-    return [(degree - j, j) for degree in range(order + 1) for j in range(degree + 1)]
+    return polynomial_exponents(2, order)
 
 
 def design_matrix(x, y, terms):
     """Columns ``x**i * y**j`` for each (i, j) in ``terms``; shape (len(x), len(terms))."""
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    return np.stack([x**i * y**j for i, j in terms], axis=-1)
+    terms = [tuple(t) for t in terms]
+    order = max((i + j for i, j in terms), default=0)
+    column = {term: k for k, term in enumerate(polynomial_exponents(2, order))}
+    design = polynomial_design(np.column_stack([np.ravel(x), np.ravel(y)]), order)
+    return design[:, [column[term] for term in terms]]
 
 
 class ColourPolynomial(Estimator):
@@ -113,7 +110,7 @@ class ColourPolynomial(Estimator):
 
     def colours(self, table):
         """Return (g - r, r - z, flag) for every row; flag is ``ok`` or ``nonpositive_flux``."""
-        require_columns(table, list(self.flux_columns), "colour_polynomial")
+        table = with_column_names(table, list(self.flux_columns), "colour_polynomial")
         mags = []
         bad = np.zeros(len(table), dtype=bool)
         for column in self.flux_columns:
@@ -140,7 +137,8 @@ class ColourPolynomial(Estimator):
         """
         require_table(table)
         self._validate()
-        require_columns(table, list(self.flux_columns) + [target], "ColourPolynomial.fit")
+        table = with_column_names(table, list(self.flux_columns) + [target],
+                                  "ColourPolynomial.fit")
         x, y, flags = self.colours(table)
         z_true, z_missing = numeric_column(table[target], "ColourPolynomial.fit")
         usable = (flags == "ok") & ~z_missing

@@ -9,7 +9,8 @@ from astropy.table import Column, MaskedColumn, Table
 from tqdm.auto import tqdm
 
 from gpm_astro.exceptions import ParameterError
-from gpm_astro.tables import record_step, require_columns, require_positive_int, require_table
+from gpm_astro.tables import (record_step, require_positive_int, require_table,
+                              with_column_names)
 
 from .error_model import _combined_error
 from .model import InputTransform, mixed_precision_copy
@@ -187,7 +188,7 @@ class InferenceMixin:
         """
         self._check_fitted()
         require_table(table)
-        require_columns(table, ["cutout"], f"{type(self).__name__}.predict")
+        table = with_column_names(table, ["cutout"], f"{type(self).__name__}.predict")
         bands = _table_bands(table)
         _check_cutouts(table, bands, self.config_.cutout_size)
         transform = InputTransform(self.config_, bands)
@@ -233,5 +234,6 @@ class InferenceMixin:
         record_step(out, f"{self.name}.predict", precision=precision, compile=compile_model,
                     mc_passes=self.mc_passes, n_ensemble=len(self.models_),
                     batch_size=batch_size, err_scale=self.err_scale_,
-                    err_constant=self.err_constant_, n_predicted=int((~unpredicted).sum()))
+                    err_constant=self.err_constant_, n_predicted=int((~unpredicted).sum()),
+                    weights_check=getattr(self, "weights_check_", "trained in this session"))
         return out

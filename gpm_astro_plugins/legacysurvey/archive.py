@@ -56,7 +56,8 @@ import numpy as np
 from astropy.table import MaskedColumn, Table
 
 from gpm_astro.exceptions import ParameterError, SchemaError
-from gpm_astro.io import writable_directory
+from gpm_astro.io import new_file_mode, partial_file, writable_directory
+from gpm_astro.survey_constants import PIXEL_SCALE_ARCSEC, flux_to_magnitude
 from gpm_astro.tables import record_step
 from gpm_astro.units import nanomaggy
 
@@ -78,7 +79,7 @@ __all__ = [
 
 BANDS = "grz"
 NPIX = 152
-PIXEL_SCALE = 0.262
+PIXEL_SCALE = PIXEL_SCALE_ARCSEC
 ROWS_PER_FILE = 1_000_000
 FILENAME_PATTERN = re.compile(r"images_npix(\d+)_(\d{9})_(\d{9})\.h5$")
 
@@ -120,7 +121,7 @@ _UNITS = {
     "psfdepth": nanomaggy ** -2,
 }
 _DESCRIPTIONS = {
-    "cutout": "g, r, z cutout in nanomaggies, 0.262 arcsec / pixel",
+    "cutout": f"g, r, z cutout in nanomaggies, {PIXEL_SCALE_ARCSEC} arcsec / pixel",
     "source_type": "Tractor morphological type",
     "z_spec": "spectroscopic redshift, -99 when missing",
 }
@@ -278,10 +279,17 @@ class ArchiveWriter:
         return self.paths
 
     def _temporary_path(self):
-        return self.directory / f".partial_images_npix{NPIX}_{self._file_start:09d}.h5"
+        return self._partial
 
     def _open(self):
-        self._file = h5py.File(self._temporary_path(), "w", track_order=True)
+        # a hidden partial with this process's id: a run killed half-way leaves one, and the
+        # next writer of the same rows removes it (gpm_astro.io.remove_stale_partials)
+        handle, partial = partial_file(self.directory / f"images_npix{NPIX}_"
+                                                        f"{self._file_start:09d}.h5",
+                                       suffix=".h5")
+        os.close(handle)
+        self._partial = Path(partial)
+        self._file = h5py.File(self._partial, "w", track_order=True)
         for name, (dtype, shape) in ARCHIVE_LAYOUT.items():
             chunks = (1,) + shape if name == "images" else (min(self.rows_per_file, 4096),) + shape
             self._file.create_dataset(name, shape=(0,) + shape, maxshape=(None,) + shape,
@@ -294,6 +302,7 @@ class ArchiveWriter:
         self._file = None
         end = self._file_start + self._file_rows
         final = self.directory / archive_filename(self._file_start, end)
+        os.chmod(self._temporary_path(), new_file_mode())
         os.replace(self._temporary_path(), final)
         self.paths.append(final)
         self._file_start = end
@@ -561,11 +570,8 @@ def _chunk_to_table(chunk, handle):
                 table[f"flux_{band}"].unit = nanomaggy
                 table[f"flux_{band}"].description = f"{band}-band model flux"
             for k, band in enumerate(BANDS):
-                flux = values[:, k].astype(np.float64)
-                positive = flux > 0
-                mag = np.full(len(flux), np.nan)
-                mag[positive] = 22.5 - 2.5 * np.log10(flux[positive])
-                table[f"mag_{band}"] = MaskedColumn(mag, mask=~positive, unit=u.mag,
+                mag = flux_to_magnitude(values[:, k])
+                table[f"mag_{band}"] = MaskedColumn(mag, mask=~np.isfinite(mag), unit=u.mag,
                                                     description=f"{band}-band AB magnitude, "
                                                     "22.5 - 2.5 log10(flux)")
         elif name == "source_type":

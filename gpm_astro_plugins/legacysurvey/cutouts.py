@@ -49,6 +49,7 @@ from gpm_astro.remote import (
     TransientResponseError,
     TruncatedResponseError,
 )
+from gpm_astro.survey_constants import BANDS, CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
 from gpm_astro.tables import (numeric_column, record_step, require_columns, require_table,
                               warn_empty)
 
@@ -246,9 +247,9 @@ class LegacySurveyCutouts(RemoteDataSource):
     provides = ("cutouts",)
     conf = conf
 
-    def __init__(self, *, layer="ls-dr9", pixel_scale=0.262, size=152, bands="grz",
-                 progress=True, cache=True, cache_dir=None, timeout=None, max_retries=None,
-                 backoff_factor=None, max_workers=None):
+    def __init__(self, *, layer="ls-dr9", pixel_scale=PIXEL_SCALE_ARCSEC, size=CUTOUT_SIZE,
+                 bands=BANDS, progress=True, cache=True, cache_dir=None, timeout=None,
+                 max_retries=None, backoff_factor=None, max_workers=None):
         super().__init__(cache=cache, cache_dir=cache_dir, timeout=timeout,
                          max_retries=max_retries, backoff_factor=backoff_factor,
                          max_workers=max_workers)

@@ -5,10 +5,11 @@ import astropy.units as u
 import numpy as np
 from astropy.table import MaskedColumn, Table
 
+from gpm_astro.survey_constants import (BANDS, PIXEL_SCALE_ARCSEC, flux_to_magnitude,
+                                        tremonti_metallicity)
 from gpm_astro.units import nanomaggy
 
-from .population import mzr_tremonti
-from .rendering import BANDS, PIXEL_SCALE, SKY_SIGMA
+from .rendering import SKY_SIGMA
 
 TRUTH_CASES = ("clean", "blended", "too_large", "empty_centre", "bad_pixels")
 
@@ -33,7 +34,8 @@ def _add_cutouts(table, cutouts):
     """Add the ``cutout`` column without copying the (large) array."""
     table.add_column(cutouts, name="cutout", copy=False)
     table["cutout"].unit = nanomaggy
-    table["cutout"].description = "g, r, z cutout in nanomaggies, 0.262 arcsec / pixel"
+    table["cutout"].description = (f"g, r, z cutout in nanomaggies, {PIXEL_SCALE_ARCSEC} "
+                                   f"arcsec / pixel")
 
 
 def _empty_population(population, n=0):
@@ -102,9 +104,9 @@ def _image_catalog(rng, gal, case, labelled, observing):
 
     true_flux = gal["true_flux"]
     psf = observing["psf_fwhm"]
-    nea = 4.0 * np.pi * (psf / 2.3548 / PIXEL_SCALE) ** 2  # noise-equivalent area, pixels
+    nea = 4.0 * np.pi * (psf / 2.3548 / PIXEL_SCALE_ARCSEC) ** 2  # noise-equivalent area, pixels
     sigma_pix = observing["sky_sigma"]
-    area = nea + 4.0 * np.pi * (hlr[:, None] / PIXEL_SCALE) ** 2
+    area = nea + 4.0 * np.pi * (hlr[:, None] / PIXEL_SCALE_ARCSEC) ** 2
     flux_error = sigma_pix * np.sqrt(area)
     flux = (true_flux * (1.0 + rng.normal(0.0, 0.01, (n, 3)))
             + rng.normal(0.0, 1.0, (n, 3)) * flux_error)
@@ -131,8 +133,7 @@ def _image_catalog(rng, gal, case, labelled, observing):
     for k, band in enumerate(BANDS):
         table[f"flux_{band}"] = flux[:, k].astype(np.float32) * nanomaggy
     for k, band in enumerate(BANDS):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mag = 22.5 - 2.5 * np.log10(table[f"flux_{band}"].value.astype(np.float64))
+        mag = flux_to_magnitude(table[f"flux_{band}"].value)
         table[f"mag_{band}"] = MaskedColumn(mag, mask=~(table[f"flux_{band}"].value > 0),
                                             unit=u.mag)
     table["ebv"] = gal["ebv"].astype(np.float32) * u.mag
@@ -177,7 +178,7 @@ def _truth_table(gal, case, labelled, images, specobjid, defects, z_best, observ
 
     truth["Z_true"] = col("Z_true") * u.dex
     truth["Z_best"] = z_best * u.dex
-    truth["Z_mzr"] = mzr_tremonti(col("logmstar")) * u.dex
+    truth["Z_mzr"] = tremonti_metallicity(col("logmstar")) * u.dex
     truth["logmstar"] = col("logmstar")
     truth["sfr"] = col("sfr")
     truth["log_ssfr"] = col("log_ssfr")

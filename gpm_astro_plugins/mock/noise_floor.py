@@ -2,9 +2,10 @@
 reference population drawn by the same model."""
 
 from functools import lru_cache
-from itertools import combinations_with_replacement
 
 import numpy as np
+
+from gpm_astro.survey_constants import polynomial_design
 
 from .population import image_features
 
@@ -12,17 +13,6 @@ _REFERENCE_SIZE = 12_000
 #: share of too-large galaxies in the reference sample (size separates them anyway)
 _REFERENCE_LARGE_RATE = 0.1
 _REFERENCE_SEED = 20_250_404
-
-
-def polynomial_design(x, order):
-    """Columns of every product of the columns of ``x`` of total degree 0 to ``order``.
-
-    The design matrix of a full polynomial: (n, k) in, (n, number of terms) out, the constant
-    first, then degree 1, 2, ... (used for the noise floor and for polynomial baselines).
-    """
-    terms = [()] + [c for degree in range(1, order + 1)
-                    for c in combinations_with_replacement(range(x.shape[1]), degree)]
-    return np.column_stack([np.prod(x[:, list(t)], axis=1) for t in terms])
 
 
 @lru_cache(maxsize=8)

@@ -22,6 +22,8 @@ from functools import lru_cache
 import numpy as np
 
 from gpm_astro.exceptions import ParameterError
+from gpm_astro.survey_constants import (BANDS, flux_to_magnitude, magnitude_to_flux,
+                                        tremonti_metallicity)
 
 __all__ = [
     "PopulationModel",
@@ -32,7 +34,6 @@ __all__ = [
     "MW_R_COEFFICIENTS",
 ]
 
-BANDS = "grz"
 #: A_band / A_V for a Cardelli et al. (1989) law at the g, r, z effective wavelengths
 DUST_A_OVER_AV = np.array([1.20, 0.87, 0.50])
 #: A_band / E(B-V) of the Legacy Survey DR9 (DECam g, r, z) for Milky Way extinction
@@ -43,26 +44,8 @@ SUN_ABS_MAG_R = 4.65
 BULGE_DUST_FACTOR = 0.3
 
 
-def mzr_tremonti(logmstar):
-    """Tremonti et al. (2004) mass-metallicity relation (METHOD.md §9).
-
-    Parameters
-    ----------
-    logmstar : array-like
-        log10 of the stellar mass in solar masses.
-
-    Returns
-    -------
-    numpy.ndarray
-        Z = 12 + log(O/H) = -1.492 + 1.847 x - 0.08026 x^2.
-
-    Examples
-    --------
-    >>> round(float(mzr_tremonti(10.0)), 3)
-    8.952
-    """
-    x = np.asarray(logmstar, dtype=float)
-    return -1.492 + 1.847 * x - 0.08026 * x ** 2
+#: the Tremonti et al. (2004) mass-metallicity relation (METHOD.md section 9)
+mzr_tremonti = tremonti_metallicity
 
 
 @lru_cache(maxsize=1)
@@ -305,12 +288,12 @@ class PopulationModel:
             mag_r = component_mag_r[comp] + dm + k_r
             mags = np.stack([mag_r + gr + shift_gr, mag_r, mag_r - rz - shift_rz], axis=1)
             mags = mags + attenuation
-            fluxes[comp] = 10 ** (-0.4 * (mags - 22.5)) * transmission
+            fluxes[comp] = magnitude_to_flux(mags) * transmission
         total = fluxes["bulge"] + fluxes["disk"]
         gal["bulge_flux"] = fluxes["bulge"]
         gal["disk_flux"] = fluxes["disk"]
         gal["true_flux"] = total
-        gal["mag_true"] = 22.5 - 2.5 * np.log10(total)
+        gal["mag_true"] = flux_to_magnitude(total)
         gal["bulge_light_fraction"] = fluxes["bulge"] / total
         gal["disk_hlr_arcsec"] = gal["disk_hlr_kpc"] / scale
         gal["bulge_hlr_arcsec"] = gal["bulge_hlr_kpc"] / scale

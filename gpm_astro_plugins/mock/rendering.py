@@ -8,11 +8,12 @@ noise (Gaussian, per band) and source photon noise are added last.
 import galsim
 import numpy as np
 
+from gpm_astro.survey_constants import CUTOUT_SIZE, PIXEL_SCALE_ARCSEC, magnitude_to_flux
+
 __all__ = ["CutoutRenderer", "NEIGHBOUR_EXCLUSION_PX", "MOFFAT_BETA"]
 
-BANDS = "grz"
-NPIX = 152
-PIXEL_SCALE = 0.262
+NPIX = CUTOUT_SIZE
+PIXEL_SCALE = PIXEL_SCALE_ARCSEC
 #: typical per-pixel sky sigma of Legacy Survey DR9 coadds, nanomaggies (g, r, z)
 SKY_SIGMA = np.array([0.004, 0.007, 0.026])
 #: sky surface brightness (mag / arcsec^2) used only to set the photon-noise gain
@@ -41,7 +42,7 @@ class CutoutRenderer:
         ``docs/mock_sky.rst``).
     """
 
-    def __init__(self, *, npix=152, pixel_scale=0.262,
+    def __init__(self, *, npix=CUTOUT_SIZE, pixel_scale=PIXEL_SCALE_ARCSEC,
                  counts_per_nanomaggy=(6900.0, 9000.0, 1600.0)):
         self.npix = npix
         self.pixel_scale = pixel_scale
@@ -149,7 +150,7 @@ class CutoutRenderer:
 
 
 def _counts_per_nanomaggy():
-    sky_per_pixel = 10 ** (-0.4 * (SKY_MAG_PER_ARCSEC2 - 22.5)) * PIXEL_SCALE ** 2
+    sky_per_pixel = magnitude_to_flux(SKY_MAG_PER_ARCSEC2) * PIXEL_SCALE ** 2
     return sky_per_pixel / SKY_SIGMA ** 2
 
 
@@ -211,7 +212,7 @@ def _add_field(rng, renderer, canvas, psfs, x0, y0, target_radius):
         mag_r = rng.uniform(18.5, 23.0) if kind == "galaxy" else rng.uniform(16.5, 22.0)
         gr = rng.normal(0.9, 0.3) if kind == "galaxy" else rng.normal(0.8, 0.4)
         rz = rng.normal(0.5, 0.2) if kind == "galaxy" else rng.normal(0.4, 0.3)
-        flux = 10 ** (-0.4 * (np.array([mag_r + gr, mag_r, mag_r - rz]) - 22.5))
+        flux = magnitude_to_flux(np.array([mag_r + gr, mag_r, mag_r - rz]))
         if kind == "star":
             renderer.add_star(canvas, psfs, x=x, y=y, flux=flux)
         else:  # one exponential component: field galaxies are small and faint

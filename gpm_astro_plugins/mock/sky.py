@@ -14,13 +14,14 @@ from astropy.table import Table
 from gpm_astro.base import Configurable
 from gpm_astro.exceptions import ParameterError
 from gpm_astro.io import writable_directory
+from gpm_astro.survey_constants import BANDS, polynomial_design
 from gpm_astro.tables import record_step, require_positive_int
 
 from .catalogues import (EXPECTED_FLAG, LABEL_CUTS, TRUTH_CASES, _add_cutouts, _draw_observing,
                          _empty_population, _image_catalog, _label_table, _truth_table)
-from .noise_floor import _noise_floor_predictor, polynomial_design
+from .noise_floor import _noise_floor_predictor
 from .population import PopulationModel, image_features
-from .rendering import BANDS, NPIX, PIXEL_SCALE, CutoutRenderer, _counts_per_nanomaggy, _render_one
+from .rendering import NPIX, PIXEL_SCALE, CutoutRenderer, _counts_per_nanomaggy, _render_one
 
 __all__ = ["MockSky", "MockSkyData", "EXPECTED_FLAG", "TRUTH_CASES", "LABEL_CUTS",
            "polynomial_design"]

@@ -6,6 +6,7 @@ import numpy as np
 
 from gpm_astro.base import PreprocessingStep, StepResult
 from gpm_astro.exceptions import ParameterError
+from gpm_astro.survey_constants import PIXEL_SCALE_ARCSEC
 
 from .imaging import enclosing_circle, largest_component
 
@@ -179,7 +180,7 @@ class SizeLimit(PreprocessingStep):
             msg = f"{self.name}: flux_fraction must be in (0, 1], got {self.flux_fraction!r}"
             raise ParameterError(msg)
         rows = context["rows"]
-        pixel_scale = context.get("pixel_scale", 0.262)
+        pixel_scale = context.get("pixel_scale", PIXEL_SCALE_ARCSEC)
         n = images.shape[0]
         radius = np.full(n, np.nan)
         flags = np.full(n, OK, dtype="<U20")
