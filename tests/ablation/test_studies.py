@@ -142,10 +142,17 @@ def test_band_composite_rules():
     ({"bands": {"sets": ["gg"]}}, "bands.sets"),
     ({"reference": {"params": {"config": "lite"}}}, "reference.params.config"),
     ({"architectures": {"nmaes": []}}, "unknown ablation setting 'architectures.nmaes'"),
+    ({"sample": {"pipeline": 5}}, "pipeline run configuration: a mapping or a file"),
 ])
 def test_bad_settings_are_named(settings, message):
     with pytest.raises(ParameterError, match=message):
         load_settings(settings)
+
+
+def test_sample_from_a_run_configuration_file():
+    settings = load_settings({"sample": {"pipeline": "run.toml"}}, quick=True)
+    assert settings["sample"] == {"run_dir": None, "pipeline": "run.toml"}
+    assert settings["architectures"]["params"]["width"] == 0.25
 
 
 def test_missing_sample_is_named(tmp_path):
