@@ -19,11 +19,18 @@ from pathlib import Path
 
 from ..exceptions import ParameterError
 
-__all__ = ["ModelRunner", "KEEP_COLUMNS"]
+__all__ = ["ModelRunner", "KEEP_COLUMNS", "log"]
 
 #: test-set columns kept beside the predictions (those present)
 KEEP_COLUMNS = ("specobjid", "brickid", "objid", "ra", "dec", "enclosing_radius",
                 "lgm_tot_p50", "lgm_fib_p50", "mag_r", "z")
+
+
+def log(message, progress=True):
+    """A time-stamped message on standard error (when ``progress``)."""
+    if progress:
+        stamp = time.strftime("%H:%M:%S")
+        print(f"[gpm-astro ablate {stamp}] {message}", file=sys.stderr, flush=True)
 
 
 def _fingerprint(*parts):
@@ -62,9 +69,7 @@ class ModelRunner:
         self._splits = {}
 
     def log(self, message):
-        if self.progress:
-            stamp = time.strftime("%H:%M:%S")
-            print(f"[gpm-astro ablate {stamp}] {message}", file=sys.stderr, flush=True)
+        log(message, self.progress)
 
     def split(self, name, bands=None):
         """A split of the sample, optionally as a band composite (cached)."""
