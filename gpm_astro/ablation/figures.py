@@ -24,8 +24,9 @@ FIGURES = {
     "fig13_mzr.png": (("mzr",),
                       "As the paper's Fig. 13: the mass-metallicity relation recovered from "
                       "Z_pred (red: median and 16th/84th percentiles in bins of the true "
-                      "stellar mass, bins of at least 3 galaxies), from the labels (blue), and Tremonti et al. (2004) eq. 5 "
-                      "(black) with its 0.1 dex scatter (dashed)."),
+                      "stellar mass, bins of at least 3 galaxies), from the labels (blue), "
+                      "and Tremonti et al. (2004) eq. 5 (black) with its 0.1 dex scatter "
+                      "(dashed)."),
 }
 
 _RESIDUAL_LABEL = r"$Z_{\rm pred} - Z_{\rm true}$ (dex)"

@@ -19,11 +19,18 @@ from pathlib import Path
 
 from ..exceptions import ParameterError
 
-__all__ = ["ModelRunner", "KEEP_COLUMNS"]
+__all__ = ["ModelRunner", "KEEP_COLUMNS", "log"]
 
 #: test-set columns kept beside the predictions (those present)
 KEEP_COLUMNS = ("specobjid", "brickid", "objid", "ra", "dec", "enclosing_radius",
                 "lgm_tot_p50", "lgm_fib_p50", "mag_r", "z")
+
+
+def log(message, progress=True):
+    """A time-stamped message on standard error (when ``progress``)."""
+    if progress:
+        stamp = time.strftime("%H:%M:%S")
+        print(f"[gpm-astro ablate {stamp}] {message}", file=sys.stderr, flush=True)
 
 
 def _fingerprint(*parts):
@@ -50,28 +57,35 @@ class ModelRunner:
         Ablation output folder; models go to ``out/models/<label>/``.
     target : str
         Column of true values.
+    columns : sequence of str, optional
+        Other columns the studies read when present (e.g. the radius and mass columns).
+        These and ``target`` are found whatever their case and carry the spelling given here.
     progress : bool, optional
         Messages and progress bars on standard error.
     """
 
-    def __init__(self, run_dir, out, target, *, progress=True):
+    def __init__(self, run_dir, out, target, *, columns=(), progress=True):
         self.run_dir = Path(run_dir)
         self.out = Path(out)
         self.target = target
+        self.columns = tuple(columns)
         self.progress = progress
         self._splits = {}
 
     def log(self, message):
-        if self.progress:
-            stamp = time.strftime("%H:%M:%S")
-            print(f"[gpm-astro ablate {stamp}] {message}", file=sys.stderr, flush=True)
+        log(message, self.progress)
 
     def split(self, name, bands=None):
         """A split of the sample, optionally as a band composite (cached)."""
+        from ..tables import with_column_names
         from .data import band_composite, read_split
 
         if name not in self._splits:
-            self._splits[name] = read_split(self.run_dir, name)
+            table = read_split(self.run_dir, name)
+            present = {c.lower() for c in table.colnames}
+            wanted = [self.target] + [c for c in dict.fromkeys(self.columns + KEEP_COLUMNS)
+                                      if c.lower() in present]
+            self._splits[name] = with_column_names(table, wanted, "the ablation studies")
         table = self._splits[name]
         return table if bands is None else band_composite(table, bands)
 

@@ -66,7 +66,7 @@ def run_ablations(output_dir, settings=None, *, quick=False, studies=None, force
     from ..report import render_report
     from .data import prepare_sample
     from .figures import write_figures
-    from .models import ModelRunner
+    from .models import ModelRunner, log
     from .report_section import ablation_section
     from .settings import STUDY_NAMES, load_settings
     from .studies import REFERENCE_LABEL, STUDIES
@@ -82,19 +82,20 @@ def run_ablations(output_dir, settings=None, *, quick=False, studies=None, force
     writable_directory(out, "ablation output folder")
     atomic_write_bytes(out / "settings.json",
                        json.dumps(settings, indent=1, default=str).encode())
-    runner = ModelRunner(out, out, settings["target"], progress=progress)
-    run_dir = None
+    runner = None  # made once a study needs the sample
     tables, skipped, seconds = {}, [], {}
     for name in settings["studies"]:
         path = out / f"{name}.ecsv"
         if path.is_file() and not force:
-            runner.log(f"{name}: {path.name} exists, skipped (force=True to redo)")
+            log(f"{name}: {path.name} exists, skipped (force=True to redo)", progress)
             tables[name] = read_table(path)
             skipped.append(name)
             continue
-        if run_dir is None:
+        if runner is None:
             run_dir = prepare_sample(settings["sample"], out, progress=progress)
-            runner = ModelRunner(run_dir, out, settings["target"], progress=progress)
+            runner = ModelRunner(run_dir, out, settings["target"], progress=progress,
+                                 columns=(settings["size"]["column"],
+                                          settings["mzr"]["mass_column"]))
         runner.log(f"{name} ...")
         tic = time.perf_counter()
         table = STUDIES[name](runner, settings)

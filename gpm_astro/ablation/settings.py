@@ -12,8 +12,9 @@ Sections
 ``sample``
     Where the labelled sample comes from: ``run_dir``, an existing pipeline output folder
     (its ``sample/sample.fits`` split and ``preprocess/labelled_cutouts.h5``), or else
-    ``pipeline``, a pipeline configuration (`gpm_astro.pipeline.load_config`) run up to its
-    sample stage into ``OUT/sample``. The default is the mock sky.
+    ``pipeline``, a pipeline run configuration (a mapping, or the path of a TOML/YAML/JSON
+    file as ``gpm-astro run`` reads; `gpm_astro.pipeline.load_config`) run up to its sample
+    stage into ``OUT/sample``. The default is the mock sky.
 ``target``
     Column of true metallicities.
 ``reference``
@@ -62,6 +63,7 @@ FULL_SETTINGS = {
                                                       n_jobs=-1)},
             "preprocess": {"config": "default", "n_jobs": -1},
             "application": {"max_galaxies": 0},  # the studies need no catalogue
+            "keep_cutouts": False,  # the rendered sky (12.8 GB) goes once preprocessed
             "sample": {"n_galaxies": 25000, "max_fraction": 0.85, "column": "oh_p50",
                        "n_bins": 20, "fractions": [5, 3, 2], "seed": 123},
         },
@@ -93,6 +95,7 @@ QUICK_SETTINGS["sample"]["pipeline"] = {
     "source": {"name": "mock", "params": dict(_MOCK_PARAMS, n_galaxies=800, seed=0, n_jobs=1)},
     "preprocess": {"config": "default", "n_jobs": 1},
     "application": {"max_galaxies": 0},
+    "keep_cutouts": False,
     "sample": {"n_galaxies": 25000, "max_fraction": 0.85, "column": "oh_p50", "n_bins": 10,
                "fractions": [5, 3, 2], "seed": 123},
 }
@@ -164,9 +167,9 @@ def validate_settings(settings):
     _edges(settings["size"]["edges"], "size.edges")
     _edges(settings["mzr"]["edges"], "mzr.edges")
     sample = settings["sample"]
-    if sample["run_dir"] is None and not isinstance(sample["pipeline"], dict):
+    if sample["run_dir"] is None and not isinstance(sample["pipeline"], (dict, str)):
         msg = ("sample needs run_dir (an existing pipeline output folder) or pipeline (a "
-               f"pipeline configuration mapping), got {sample!r}")
+               f"pipeline run configuration: a mapping or a file), got {sample!r}")
         raise ParameterError(msg)
 
 

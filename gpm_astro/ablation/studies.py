@@ -4,7 +4,7 @@ Every function takes a `ModelRunner` (which trains and caches the models) and th
 (`gpm_astro.ablation.settings`), and returns an astropy Table whose ``meta`` records what it
 was made from. Statistics are on delta = Z_pred - Z_true over the test split, computed once
 on the whole set (paper eq. 3): mu = mean, sigma = standard deviation,
-NMAD = 1.4826 x median(|delta - median(delta)|).
+NMAD = 1.4826 x median(abs(delta - median(delta))).
 """
 
 import copy

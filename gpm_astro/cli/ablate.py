@@ -40,6 +40,9 @@ def add_parser(subparsers):
                              "defaults; see --example-config")
     parser.add_argument("--studies", metavar="LIST",
                         help="comma-separated subset of: " + ", ".join(STUDY_NAMES))
+    parser.add_argument("--run-config", metavar="FILE",
+                        help="pipeline run configuration (as gpm-astro run reads) that makes "
+                             "the labelled sample: the stages up to 'sample' run into DIR/sample")
     parser.add_argument("--sample-from", metavar="RUN_DIR",
                         help="use the sample of an existing pipeline output folder "
                              "(gpm-astro run / demo) instead of making one")
@@ -63,6 +66,9 @@ def run(args):
     if not args.out:
         args._parser.error("give an output folder: --out DIR")
     settings = load_settings(args.config, quick=args.quick)
+    if args.run_config:
+        settings = _merge(settings, {"sample": {"run_dir": None,
+                                                "pipeline": args.run_config}})
     if args.sample_from:
         settings = _merge(settings, {"sample": {"run_dir": args.sample_from}})
     studies = [s.strip() for s in args.studies.split(",") if s.strip()] if args.studies \

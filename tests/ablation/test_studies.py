@@ -142,13 +142,86 @@ def test_band_composite_rules():
     ({"bands": {"sets": ["gg"]}}, "bands.sets"),
     ({"reference": {"params": {"config": "lite"}}}, "reference.params.config"),
     ({"architectures": {"nmaes": []}}, "unknown ablation setting 'architectures.nmaes'"),
+    ({"sample": {"pipeline": 5}}, "pipeline run configuration: a mapping or a file"),
 ])
 def test_bad_settings_are_named(settings, message):
     with pytest.raises(ParameterError, match=message):
         load_settings(settings)
 
 
+def test_sample_from_a_run_configuration_file():
+    settings = load_settings({"sample": {"pipeline": "run.toml"}}, quick=True)
+    assert settings["sample"] == {"run_dir": None, "pipeline": "run.toml"}
+    assert settings["architectures"]["params"]["width"] == 0.25
+
+
 def test_missing_sample_is_named(tmp_path):
     with pytest.raises(ParameterError, match="holds no sample/sample.fits"):
         run_ablations(tmp_path / "out", toy_settings(sample={"run_dir": str(tmp_path)}),
                       progress=False)
+
+
+def test_paper_sized_defaults_are_valid():
+    from gpm_astro.ablation.studies import reference_params
+    from gpm_astro.pipeline import load_config
+    from gpm_astro.plugins import get_estimator
+    from gpm_astro_plugins.gpm_resnet.model import get_config
+
+    settings = load_settings()
+    config = get_config(reference_params(settings, input_size=64)["config"])
+    assert config.blocks == (3, 4, 6, 3) and config.input_size == 64 and config.epochs == 50
+    assert get_config(reference_params(settings, bands="BGR")["config"]).bands == "BGR"
+    pipeline = load_config(settings["sample"]["pipeline"])
+    assert pipeline["sample"]["n_galaxies"] == 25000 and pipeline["sample"]["fractions"] == [
+        5, 3, 2]
+    for name in settings["architectures"]["names"]:
+        estimator = get_estimator(name)(**settings["architectures"]["params"])
+        assert estimator._resolved_recipe().epochs == 50 and estimator.width == 1.0
+
+
+def test_cli_prints_every_setting(capsys):
+    from gpm_astro.cli import main
+
+    assert main(["ablate", "--example-config", "--quick"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["studies"] == list(STUDY_NAMES)
+    assert printed["reference"]["params"]["config"]["width"] == 0.25
+
+
+def test_pipeline_report_gets_the_ablation_section(ablated, tmp_path):
+    import shutil
+
+    from astropy.table import Table
+
+    from gpm_astro.report import write_report
+
+    out, _, _ = ablated
+    (tmp_path / "evaluate").mkdir()
+    Table({"estimator": ["gpm_resnet"], "method": ["GPM-ResNet"], "n": [10], "mu": [0.01],
+           "sigma": [0.1], "nmad": [0.09], "coverage": [0.68]}).write(
+        tmp_path / "evaluate/metrics.ecsv")
+    page = write_report(tmp_path).read_text()
+    assert "Ablation studies" not in page
+    shutil.copytree(out, tmp_path / "ablation", ignore=shutil.ignore_patterns("models"))
+    page = write_report(tmp_path).read_text()
+    assert "Ablation studies" in page and "Mass-metallicity relation recovered" in page
+
+
+def test_columns_found_whatever_their_case(tmp_path):
+    from gpm_astro.ablation.models import ModelRunner
+    from gpm_astro.io import write_table
+
+    from .conftest import make_toy_run
+
+    run = make_toy_run(tmp_path / "run", n=8)
+    sample = read_table(run / "sample/sample.fits")
+    sample.rename_columns(["oh_p50", "enclosing_radius", "lgm_tot_p50"],
+                          ["OH_P50", "Enclosing_Radius", "LGM_TOT_P50"])
+    write_table(sample, run / "sample/sample.fits", overwrite=True)
+    runner = ModelRunner(run, tmp_path / "out", "oh_p50",
+                         columns=("enclosing_radius", "lgm_tot_p50"), progress=False)
+    test = runner.split("test")
+    assert {"oh_p50", "enclosing_radius", "lgm_tot_p50"} <= set(test.colnames)
+    assert test["cutout"].shape == (2, 3, 32, 32)
+    with pytest.raises(SchemaError, match="'z_true'"):
+        ModelRunner(run, tmp_path / "out", "z_true", progress=False).split("train")
