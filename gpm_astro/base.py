@@ -70,6 +70,10 @@ class Estimator(Configurable):
     required_columns = ()
     #: whether ``predict`` needs a prior ``fit``
     requires_fit = True
+    #: a warning every prediction carries (e.g. "mock sky: not for real galaxies" for weights
+    #: trained on the mock sky): `gpm_astro.predict_metallicity` writes it into a column
+    #: ``{output}_pred_caveat`` and ``meta['caveat']``; None for none
+    caveat = None
 
     @property
     def output_column(self):

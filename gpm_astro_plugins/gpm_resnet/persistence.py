@@ -46,6 +46,7 @@ class PersistenceMixin:
                             "error_model": self._error_model_name(),
                             "calibration_split": "validation"},
             "domain": None if getattr(self, "domain_", None) is None else self.domain_.to_card(),
+            "caveat": self.caveat,
             "training_data": self.training_summary_,
             "metrics": {"validation": self.validation_metrics_},
             "package_version": package_version(),
@@ -244,6 +245,8 @@ class PersistenceMixin:
         estimator.target_std_ = card["target_standardization"]["std"]
         estimator.err_scale_ = uncertainty["err_scale"]
         estimator.err_constant_ = uncertainty["err_constant"]
+        if card.get("caveat"):  # e.g. "mock sky: not for real galaxies": every prediction says so
+            estimator.caveat = str(card["caveat"])
         estimator.training_summary_ = card["training_data"]
         estimator.validation_metrics_ = card["metrics"]["validation"]
         estimator.models_ = models
