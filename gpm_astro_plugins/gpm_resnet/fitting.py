@@ -94,9 +94,9 @@ class FittingMixin:
                 rows.append(tail(trunk(torch.as_tensor(x[start:start + 256]))).float())
         return torch.cat(rows).numpy()
 
-    def _fit_domain(self, table, train_rows, train_x, heldout_features, bands):
-        """The domain model: quantity ranges and feature distribution of the training rows,
-        the feature distance scaled on the held-out (validation) rows."""
+    def _domain_quantities(self, table, train_rows, bands):
+        """The training rows' `domain.image_quantities` and redshift, and the redshift
+        column (None without one)."""
         parts = []
         for start in range(0, len(train_rows), 256):
             part = train_rows[start:start + 256]
@@ -105,8 +105,7 @@ class FittingMixin:
         redshift, column = table_redshift(table, train_rows)
         if redshift is not None:
             quantities["redshift"] = redshift
-        return DomainModel.fit(quantities, self._train_features(train_x), heldout_features,
-                               redshift_column=column)
+        return quantities, column
 
     # ------------------------------------------------------------------ fit
     def fit(self, table, *, target=None, validation=None):
@@ -174,12 +173,16 @@ class FittingMixin:
         summary = {"n_rows": len(table), "skipped": skipped, "validation_skipped": val_skipped,
                    "bands": bands, "cutout_size": size}
         return self._fit_inputs(train_x, train_y, val_x, val_y, config=config, target=target,
-                                summary=summary)
+                                summary=summary,
+                                domain_quantities=self._domain_quantities(table, train_rows,
+                                                                          bands))
 
     def _fit_inputs(self, train_x, train_y, val_x, val_y, *, config, target, summary,
-                    num_workers=0):
+                    num_workers=0, domain_quantities=None):
         """Train the ensemble on network inputs (arrays, or datasets read from disk), then
-        calibrate the errors on the validation inputs. Returns self."""
+        calibrate the errors on the validation inputs and, given the training rows' domain
+        quantities (`domain.image_quantities` and redshift), fit the domain model. Returns
+        self."""
         if config.standardize_target:
             mean, std = float(train_y.mean()), float(train_y.std())
             std = std if std > 0 else 1.0
@@ -219,7 +222,11 @@ class FittingMixin:
         self.err_scale_, self.err_constant_ = None, None
         value, spread, val_features = self._predict_array(
             val_x, precision=self._inference_precision(), compile=False, features=True)
-        self.domain_ = self._fit_domain(table, train_rows, train_x, val_features, bands)
+        self.domain_ = None
+        if domain_quantities is not None:
+            quantities, column = domain_quantities
+            self.domain_ = DomainModel.fit(quantities, self._train_features(train_x),
+                                           val_features, redshift_column=column)
         residual = np.abs(value - val_y)
         if self._has_spread():
             if self.calibrate_errors:

@@ -54,8 +54,8 @@ class GPMResNetConfig:
         Side in pixels the cutouts are resized to (bilinear, anti-aliased) before the network;
         None keeps the cutout size (152 px in the paper).
     crop_size : int or None
-        Side in pixels of a central crop taken before any resize, at full resolution; None
-        keeps the whole cutout.
+        Side in pixels of a central crop taken before any resize, at full resolution (cutouts
+        no larger are kept whole); None keeps the whole cutout.
     cutout_size : int
         Side in pixels of the cutouts the model expects (152 for Legacy Survey cutouts).
     bands : str
@@ -143,10 +143,8 @@ class GPMResNetConfig:
             raise ParameterError(f"input_size must be >= 16 or None, got {self.input_size!r}")
         if not self.bands or len(set(self.bands)) != len(self.bands):
             raise ParameterError(f"bands must be distinct band letters, got {self.bands!r}")
-        if self.crop_size is not None and not 16 <= int(self.crop_size) <= self.cutout_size:
-            msg = (f"crop_size must be None or 16 to cutout_size ({self.cutout_size}), got "
-                   f"{self.crop_size!r}")
-            raise ParameterError(msg)
+        if self.crop_size is not None and int(self.crop_size) < 16:
+            raise ParameterError(f"crop_size must be None or >= 16, got {self.crop_size!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ParameterError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -213,7 +211,9 @@ class GPMResNetConfig:
     @property
     def network_input_size(self):
         """Side in pixels of the images the network sees."""
-        return self.input_size or self.crop_size or self.cutout_size
+        if self.input_size:
+            return self.input_size
+        return min(self.crop_size or self.cutout_size, self.cutout_size)
 
 
 #: what the CPU recipe changes relative to the paper's training (docs/gpm_resnet.rst, measured
