@@ -53,8 +53,8 @@ def run(args):
     from . import refuse_existing
 
     refuse_existing(args.out, args.overwrite)
-    table = read_table(args.table)
-    fit_table = read_table(args.fit_table) if args.fit_table else None
+    table = read_table(args.table, attach_cutouts=True)
+    fit_table = read_table(args.fit_table, attach_cutouts=True) if args.fit_table else None
     keep = [c for c in table.colnames if c != "cutout"] if args.drop_cutouts else None
     result = predict_metallicity(table, estimator=args.estimator, weights=args.weights,
                                  batch_size=args.batch_size, fit_table=fit_table,
