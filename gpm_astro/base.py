@@ -87,6 +87,10 @@ class Estimator(Configurable):
     requires_fit = True
     #: whether ``fit`` uses its ``validation`` table
     uses_validation = False
+    #: a warning every prediction carries (e.g. "mock sky: not for real galaxies" for weights
+    #: trained on the mock sky): `gpm_astro.predict_metallicity` writes it into a column
+    #: ``{output}_pred_caveat`` and ``meta['caveat']``; None for none
+    caveat = None
 
     @property
     def output_column(self):

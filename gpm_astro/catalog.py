@@ -14,7 +14,7 @@ from astropy.coordinates import SkyCoord
 from astropy.table import Column, MaskedColumn, Table
 
 from .exceptions import EmptyResultWarning, ParameterError, SchemaError
-from .tables import missing_mask, provenance, record_step, require_columns, require_table
+from .tables import missing_mask, provenance, record_step, require_table, resolve_columns
 
 __all__ = ["select_starforming", "crossmatch", "MATCH_FLAGS"]
 
@@ -62,7 +62,7 @@ def select_starforming(table, *, spectrotype="GALAXY", reliable=1, z_warning=0, 
     Parameters
     ----------
     table : `~astropy.table.Table`
-        SDSS MPA-JHU rows with the lower-case SkyServer column names.
+        SDSS MPA-JHU rows, with SkyServer's column names in any case.
     spectrotype : str or iterable of str or None, optional
         Accepted spectrum classes. ``None`` skips the cut (also for the other cuts below).
     reliable, z_warning, bptclass : int or iterable of int or None, optional
@@ -76,7 +76,9 @@ def select_starforming(table, *, spectrotype="GALAXY", reliable=1, z_warning=0, 
         Remove rows whose metallicity column is missing.
     spectrotype_column, reliable_column, z_warning_column, bptclass_column, z_column, \
 snr_column, metallicity_column : str, optional
-        Names of the columns the cuts read.
+        Names of the columns the cuts read, found ignoring case (SkyServer's ``snMedian_r``
+        or CasJobs' ``BPTCLASS`` serve for ``snmedian_r`` and ``bptclass``; two columns that
+        differ only in case are a `SchemaError`). The output keeps the table's own names.
 
     Returns
     -------
@@ -93,10 +95,11 @@ snr_column, metallicity_column : str, optional
     TypeError
         If ``table`` is not an astropy Table.
     SchemaError
-        If a column a cut needs is absent (the message lists the columns present), is not
-        one-dimensional, is boolean (a bool ``bptclass`` is not class 1), has a unit (a redshift
-        in km/s is refused; the metallicity may be in dex), or a numeric cut meets a string
-        column; if ``meta['gpm_astro']`` is not the package's provenance dict.
+        If a column a cut needs is absent (the message lists the columns present) or matches
+        two columns that differ only in case, is not one-dimensional, is boolean (a bool
+        ``bptclass`` is not class 1), has a unit (a redshift in km/s is refused; the
+        metallicity may be in dex), or a numeric cut meets a string column; if
+        ``meta['gpm_astro']`` is not the package's provenance dict.
     ParameterError
         If a threshold has the wrong type or is not finite.
 
@@ -137,7 +140,9 @@ snr_column, metallicity_column : str, optional
         if not isinstance(column, str):
             msg = f"the column name for the {name} cut must be a str, got {column!r}"
             raise ParameterError(msg)
-    require_columns(table, [column for _, column, _ in active], what="select_starforming")
+    # archives spell columns their own way (snMedian_r, BPTCLASS): found ignoring case
+    actual = resolve_columns(table, [column for _, column, _ in active],
+                             what="select_starforming")
     provenance(copy.copy(table.meta))  # a broken provenance record fails before any work
 
     keep = np.ones(len(table), dtype=bool)
@@ -147,6 +152,7 @@ snr_column, metallicity_column : str, optional
             report.append({"cut": name, "column": column, "rule": "skipped", "removed": 0,
                            "missing": 0, "implausible": 0, "remaining": int(keep.sum())})
             continue
+        column = actual[column]
         passes, missing, implausible, text = _apply_cut(name, table[column], rule)
         removed_now = keep & ~passes
         keep &= passes
@@ -163,7 +169,7 @@ snr_column, metallicity_column : str, optional
                 spectrotype=spectrotype, reliable=reliable, z_warning=z_warning,
                 bptclass=bptclass, z_min=z_min, snr_min=snr_min,
                 require_metallicity=require_metallicity,
-                columns={name: column for name, column, _ in cuts})
+                columns={name: actual.get(column, column) for name, column, _ in cuts})
     if len(out) == 0:
         warnings.warn(f"select_starforming kept none of the {len(table)} input rows; "
                       f"per-cut counts: {[(c['cut'], c['removed']) for c in report]}",
@@ -327,7 +333,8 @@ def crossmatch(labels, images, *, radius=1.0 * u.arcsec, one_to_one=False, ra_co
         They are not re-matched to their second-nearest image. If False (default), labels
         match independently and two labels may share an image.
     ra_column, dec_column : str, optional
-        Coordinate columns of ``labels``.
+        Coordinate columns of ``labels``, found ignoring case (as are all column names given
+        here; two columns that differ only in case are a `SchemaError`).
     image_ra_column, image_dec_column : str, optional
         Coordinate columns of ``images``.
     label_id, image_id : str or sequence of str, optional
@@ -336,8 +343,9 @@ def crossmatch(labels, images, *, radius=1.0 * u.arcsec, one_to_one=False, ra_co
         rows are matched independently (and in one-to-one mode the first of two duplicated
         labels keeps the image).
     suffix : str, optional
-        Appended to the name of an image column that clashes with a label column (or with an
-        output column ``separation``, ``matched``, ``match_flag``), e.g. ``ra`` -> ``ra_image``.
+        Appended to the name of an image column that clashes (ignoring case) with a label
+        column (or with an output column ``separation``, ``matched``, ``match_flag``), e.g.
+        ``ra`` -> ``ra_image``.
 
     Returns
     -------
@@ -394,13 +402,19 @@ def crossmatch(labels, images, *, radius=1.0 * u.arcsec, one_to_one=False, ra_co
     if not isinstance(suffix, str) or not suffix:
         msg = f"suffix must be a non-empty str, got {suffix!r}"
         raise ParameterError(msg)
-    require_columns(labels, [ra_column, dec_column], what="crossmatch (labels)")
-    require_columns(images, [image_ra_column, image_dec_column], what="crossmatch (images)")
-    taken_names = [name for name in MATCH_COLUMNS if name in labels.colnames]
+    # found ignoring case (SkyServer's RA / DEC, specObjID); the output keeps the tables' names
+    label_names = resolve_columns(labels, [ra_column, dec_column], what="crossmatch (labels)")
+    image_names = resolve_columns(images, [image_ra_column, image_dec_column],
+                                  what="crossmatch (images)")
+    ra_column, dec_column = label_names[ra_column], label_names[dec_column]
+    image_ra_column = image_names[image_ra_column]
+    image_dec_column = image_names[image_dec_column]
+    label_lower = {name.lower() for name in labels.colnames}
+    taken_names = [name for name in MATCH_COLUMNS if name.lower() in label_lower]
     if taken_names:
-        msg = (f"the label table already has column(s) {taken_names}, which crossmatch writes; "
-               f"rename them first (e.g. labels.rename_column({taken_names[0]!r}, "
-               f"{taken_names[0] + '_label'!r}))")
+        msg = (f"the label table already has column(s) {taken_names} (compared ignoring case), "
+               f"which crossmatch writes; rename them first (e.g. "
+               f"labels.rename_column({taken_names[0]!r}, {taken_names[0] + '_label'!r}))")
         raise SchemaError(msg)
     provenance(copy.copy(labels.meta))
     image_history = provenance(copy.copy(images.meta)).get("steps", [])
@@ -513,7 +527,7 @@ def _check_unique_ids(table, id_columns, what):
     if not names or not all(isinstance(n, str) for n in names):
         msg = f"the {what} id must be a column name or a sequence of names, got {id_columns!r}"
         raise ParameterError(msg)
-    require_columns(table, names, what=f"crossmatch ({what} id)")
+    names = list(resolve_columns(table, names, what=f"crossmatch ({what} id)").values())
     if len(table) < 2:
         return
     keys = table[names].copy(copy_data=True)
@@ -528,11 +542,12 @@ def _check_unique_ids(table, id_columns, what):
 
 
 def _output_names(labels, images, suffix):
-    taken = set(labels.colnames) | {"separation", "matched", "match_flag"}
+    # compared ignoring case, so the output never holds two names that differ only in case
+    taken = {n.lower() for n in labels.colnames} | {"separation", "matched", "match_flag"}
     names = {}
     for name in images.colnames:
-        new = name + suffix if name in taken else name
-        if new in taken or new in names.values():
+        new = name + suffix if name.lower() in taken else name
+        if new.lower() in taken or new.lower() in {v.lower() for v in names.values()}:
             msg = (f"image column {name!r} clashes with a label or output column, and "
                    f"{new!r} clashes too; rename one of them or pass another suffix")
             raise SchemaError(msg)

@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 from .base import Estimator
 from .exceptions import ParameterError, PluginError, SchemaError
 from .image_checks import cutout_flags
-from .tables import (boolean_column, record_step, require_columns, require_positive_int,
-                     require_table, warn_empty)
+from .tables import (boolean_column, record_step, require_positive_int, require_table,
+                     resolve_columns, warn_empty, with_column_names)
 
 __all__ = ["predict_metallicity", "iter_predict_metallicity", "resolve_estimator"]
 
@@ -148,16 +148,23 @@ def _output_names(estimator, suffix):
 
 
 def _check_input(table, estimator, names, keep_columns):
+    """Check the table; return (the table as the estimator reads it, keep_columns).
+
+    Columns are found ignoring case: the estimator sees a view with its own spelling of the
+    columns it needs (``flux_g`` for a table's ``FLUX_G``), the output keeps the table's
+    names (``keep_columns`` resolved to them).
+    """
     require_table(table)
     needed = list(getattr(estimator, "required_columns", ()))
-    require_columns(table, needed, f"estimator {_estimator_label(estimator)!r}")
-    clashes = [n for n in names if n in table.colnames]
+    view = with_column_names(table, needed, f"estimator {_estimator_label(estimator)!r}")
+    clashes = [n for n in names if n.lower() in {c.lower() for c in table.colnames}]
     if clashes:
-        msg = (f"the table already has column(s) {clashes}; pass suffix=... (e.g. '_2') to "
-               f"keep both predictions")
+        msg = (f"the table already has column(s) {clashes} (compared ignoring case); pass "
+               f"suffix=... (e.g. '_2') to keep both predictions")
         raise SchemaError(msg)
     if keep_columns is not None:
-        require_columns(table, list(keep_columns), "keep_columns")
+        keep_columns = list(resolve_columns(table, list(keep_columns), "keep_columns").values())
+    return view, keep_columns
 
 
 def _rows_to_predict(table):
@@ -226,7 +233,8 @@ def _check_result(result, n_rows, estimator, pred_name):
         raise PluginError(msg)
 
 
-def _attach(table, names, values, masked, errors, err_masked, flags, unit, keep_columns):
+def _attach(table, names, values, masked, errors, err_masked, flags, unit, keep_columns,
+            caveat=None):
     if keep_columns is None:
         out = table.copy(copy_data=False)
     else:
@@ -238,6 +246,10 @@ def _attach(table, names, values, masked, errors, err_masked, flags, unit, keep_
     out[err_name] = MaskedColumn(errors, mask=err_masked, unit=unit,
                                  description="1-sigma uncertainty of the prediction")
     out[flag_name] = Column(flags.astype(str), description="'ok', or why there is no prediction")
+    if caveat:  # e.g. weights trained on the mock sky: every row and the meta say so
+        out[flag_name.replace("_flag", "_caveat", 1)] = Column(
+            np.full(len(out), str(caveat)), description="warning that comes with the prediction")
+        out.meta["caveat"] = str(caveat)
     return out
 
 
@@ -247,7 +259,9 @@ def _record(out, estimator, *, weights, batch_size, suffix, n_predicted, chunk_i
                 estimator_class=f"{type(estimator).__module__}.{type(estimator).__qualname__}",
                 estimator_params=params, weights=None if weights is None else str(weights),
                 batch_size=batch_size, suffix=suffix, n_rows=len(out),
-                n_predicted=n_predicted, chunk_index=chunk_index)
+                n_predicted=n_predicted, chunk_index=chunk_index,
+                weights_check=getattr(estimator, "weights_check_", None),
+                caveat=getattr(estimator, "caveat", None))
 
 
 def predict_metallicity(table, *, estimator="gpm_resnet", weights=None, batch_size=256,
@@ -259,8 +273,9 @@ def predict_metallicity(table, *, estimator="gpm_resnet", weights=None, batch_si
     ----------
     table : astropy.table.Table
         Galaxies with the columns the estimator needs (`Estimator.required_columns`; the
-        image estimators need ``cutout``). When ``preprocess_ok`` is present, rows where it is
-        False are not predicted.
+        image estimators need ``cutout``), found ignoring case (``FLUX_G`` serves for
+        ``flux_g``; the output keeps the table's names). When ``preprocess_ok`` is present,
+        rows where it is False are not predicted.
     estimator : str, type or Estimator, optional
         A registered name (``gpm_resnet``, ``colour_polynomial``, ``mass_metallicity``, ...),
         an Estimator subclass, or an instance.
@@ -291,6 +306,8 @@ def predict_metallicity(table, *, estimator="gpm_resnet", weights=None, batch_si
         ``preprocess:<preprocess_flag>`` for rows whose preprocessing failed). An estimator
         with another output (e.g. ``logmstar``) gives ``logmstar_pred`` etc.
         ``meta['gpm_astro']['steps']`` records the estimator, its parameters and the weights.
+        An estimator with a ``caveat`` (e.g. weights trained on the mock sky) adds the column
+        ``Z_pred_caveat`` and ``meta['caveat']``, both holding it.
 
     Raises
     ------
@@ -317,15 +334,16 @@ def predict_metallicity(table, *, estimator="gpm_resnet", weights=None, batch_si
     instance = resolve_estimator(estimator, weights=weights, fit_table=fit_table,
                                  fit_target=fit_target, **estimator_params)
     names = _output_names(instance, suffix)
-    _check_input(table, instance, names, keep_columns)
+    view, keep_columns = _check_input(table, instance, names, keep_columns)
     n = len(table)
     bar = tqdm(total=n, desc=f"predict {_estimator_label(instance)}", unit="gal",
                disable=not progress or n <= batch_size)
     try:
-        arrays = _predict_chunk(table, instance, batch_size, bar)
+        arrays = _predict_chunk(view, instance, batch_size, bar)
     finally:
         bar.close()
-    out = _attach(table, names, *arrays, unit=instance.output_unit, keep_columns=keep_columns)
+    out = _attach(table, names, *arrays, unit=instance.output_unit, keep_columns=keep_columns,
+                  caveat=getattr(instance, "caveat", None))
     _record(out, instance, weights=weights, batch_size=batch_size, suffix=suffix,
             n_predicted=int((~arrays[1]).sum()))
     if n == 0:
@@ -374,10 +392,10 @@ def iter_predict_metallicity(chunks, *, estimator="gpm_resnet", weights=None, ba
     names = _output_names(instance, suffix)
     for index, table in enumerate(tqdm(chunks, desc="chunks", unit="chunk",
                                        disable=not progress)):
-        _check_input(table, instance, names, keep_columns)
-        arrays = _predict_chunk(table, instance, batch_size, None)
-        out = _attach(table, names, *arrays, unit=instance.output_unit,
-                      keep_columns=keep_columns)
+        view, kept = _check_input(table, instance, names, keep_columns)
+        arrays = _predict_chunk(view, instance, batch_size, None)
+        out = _attach(table, names, *arrays, unit=instance.output_unit, keep_columns=kept,
+                      caveat=getattr(instance, "caveat", None))
         _record(out, instance, weights=weights, batch_size=batch_size, suffix=suffix,
                 n_predicted=int((~arrays[1]).sum()), chunk_index=index)
         yield out

@@ -20,6 +20,7 @@ from astropy.io.misc import yaml
 from astropy.table import Column, MaskedColumn, Table
 
 from .exceptions import ParameterError, TableIOError
+from .process_pool import process_alive
 
 __all__ = ["read_table", "write_table", "atomic_write_bytes", "new_file_mode",
            "writable_directory", "partial_file", "remove_stale_partials", "FORMATS"]
@@ -478,7 +479,7 @@ def remove_stale_partials(path):
         return removed
     for entry in entries:
         match = pattern.match(entry.name)
-        if match is None or _process_alive(int(match.group(1))):
+        if match is None or process_alive(int(match.group(1))):
             continue
         try:
             os.unlink(entry.path)
@@ -486,15 +487,3 @@ def remove_stale_partials(path):
         except OSError:  # another writer cleaned it first, or no permission: not ours to force
             pass
     return removed
-
-
-def _process_alive(pid):
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True

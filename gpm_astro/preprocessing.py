@@ -21,7 +21,7 @@ from ._preprocess_runtime import (_WORKER_MAPPINGS, _executor,  # noqa: F401 (re
 from .base import PreprocessingStep, StepResult
 from .exceptions import ParameterError, PluginError, SchemaError
 from .survey_constants import PIXEL_SCALE_ARCSEC
-from .tables import (record_step, require_columns, require_positive_int, require_table,
+from .tables import (record_step, require_positive_int, require_table, resolve_columns,
                      warn_empty)
 
 __all__ = ["preprocess_cutouts", "iter_preprocess_cutouts", "resolve_steps", "run_steps",
@@ -258,8 +258,7 @@ def _check_result(step, result, n, image_shape):
 def _prepare(table, pixel_scale):
     """Validate a table and return (a `_RowCopier` of its cutouts, pixel scale, bands)."""
     require_table(table)
-    require_columns(table, ["cutout"], "preprocess_cutouts")
-    column = table["cutout"]
+    column = table[_cutout_name(table)]
     if column.dtype.kind not in "fiu" or column.dtype.kind == "b":
         msg = f"column 'cutout' must hold floating-point fluxes, got dtype {column.dtype}"
         raise SchemaError(msg)
@@ -273,16 +272,35 @@ def _prepare(table, pixel_scale):
                f"planes; 152 x 152 for Legacy Survey cutouts), got {shape}")
         raise SchemaError(msg)
     bands = table.meta.get("bands", "grz")
-    if "".join(bands) != "grz":
+    is_text = isinstance(bands, str) or (isinstance(bands, (list, tuple))
+                                         and all(isinstance(b, str) for b in bands))
+    if not is_text or "".join(bands) != "grz":
         msg = f"cutouts must hold the bands 'grz' in that order, table.meta['bands'] is {bands!r}"
         raise SchemaError(msg)
     if pixel_scale is None:
-        pixel_scale = table.meta.get("pixel_scale", _DEFAULT_PIXEL_SCALE)
-    pixel_scale = float(u.Quantity(pixel_scale, u.arcsec).value)
-    if not np.isfinite(pixel_scale) or pixel_scale <= 0:
-        msg = f"pixel_scale must be a positive number of arcsec, got {pixel_scale!r}"
-        raise ParameterError(msg)
-    return _RowCopier(column), pixel_scale, "grz"
+        scale = _arcsec(table.meta.get("pixel_scale", _DEFAULT_PIXEL_SCALE))
+        if scale is None:
+            msg = (f"table.meta['pixel_scale'] must be a positive number of arcsec per pixel, "
+                   f"got {table.meta['pixel_scale']!r}")
+            raise SchemaError(msg)
+    else:
+        scale = _arcsec(pixel_scale)
+        if scale is None:
+            msg = (f"pixel_scale must be a positive number of arcsec (or an angle Quantity), "
+                   f"got {pixel_scale!r}")
+            raise ParameterError(msg)
+    return _RowCopier(column), scale, "grz"
+
+
+def _arcsec(value):
+    """A pixel scale as a positive finite float of arcsec, or None when it is not one."""
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        return None
+    try:
+        scale = float(u.Quantity(value, u.arcsec).value)
+    except (TypeError, ValueError, u.UnitsError):
+        return None
+    return scale if np.isfinite(scale) and scale > 0 else None
 
 
 class _RowCopier:
@@ -306,12 +324,18 @@ class _RowCopier:
         return out
 
 
+def _cutout_name(table):
+    """The table's own spelling of ``cutout`` (found ignoring case)."""
+    return resolve_columns(table, ["cutout"], "preprocess_cutouts")["cutout"]
+
+
 def _finish(table, images, flags, columns, steps, pixel_scale, n_jobs, batch_size):
     out = table.copy(copy_data=False)
+    name = _cutout_name(table)  # the output keeps the table's name for it
     # the cleaned cutouts were made for this table: no copy of the biggest column
-    out.replace_column("cutout", Column(images, name="cutout", copy=False), copy=False)
-    out["cutout"].unit = table["cutout"].unit or u.nanomaggy
-    out["cutout"].description = "cleaned g, r, z cutout (0 outside the target), nanomaggy"
+    out.replace_column(name, Column(images, name=name, copy=False), copy=False)
+    out[name].unit = table[name].unit or u.nanomaggy
+    out[name].description = "cleaned g, r, z cutout (0 outside the target), nanomaggy"
     out["preprocess_ok"] = flags == "ok"
     out["preprocess_ok"].description = "True when the cutout passed every preprocessing step"
     out["preprocess_flag"] = flags.astype("<U20")
@@ -485,8 +509,9 @@ def preprocess_cutouts(table, *, steps=None, config="default", n_jobs=1,
     Parameters
     ----------
     table : `~astropy.table.Table`
-        With a ``cutout`` column of shape (n, 3, H, W) (Legacy Survey: 152 x 152), bands
-        g, r, z in nanomaggies. Never modified.
+        With a ``cutout`` column (found ignoring case; the output keeps its name) of shape
+        (n, 3, H, W) (Legacy Survey: 152 x 152), bands g, r, z in nanomaggies. Never
+        modified.
     steps : list, optional
         The steps to run, in order: registered names, ``(name, parameters)`` pairs, or
         `~gpm_astro.base.PreprocessingStep` classes or instances (see `resolve_steps`).

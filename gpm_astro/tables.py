@@ -9,9 +9,9 @@ from astropy.table import Table
 
 from .exceptions import EmptyResultWarning, ParameterError, SchemaError
 
-__all__ = ["require_table", "require_columns", "require_positive_int", "record_step",
-           "package_version", "warn_empty", "missing_mask", "numeric_column", "boolean_column",
-           "provenance"]
+__all__ = ["require_table", "require_columns", "resolve_columns", "with_column_names",
+           "require_positive_int", "record_step", "package_version", "warn_empty",
+           "missing_mask", "numeric_column", "boolean_column", "provenance"]
 
 MISSING_SENTINELS = (-9999, -99)
 
@@ -33,12 +33,97 @@ def require_table(table, argname="table"):
 
 
 def require_columns(table, names, what="this function"):
-    """Raise `SchemaError` naming the missing columns and listing those present."""
+    """Raise `SchemaError` naming the missing columns and listing those present.
+
+    Names are compared exactly; `resolve_columns` is the case-insensitive look-up the public
+    functions use.
+    """
     missing = [n for n in names if n not in table.colnames]
     if missing:
         msg = (f"{what} needs column(s) {missing}, which the table lacks; "
                f"columns present: {table.colnames}")
         raise SchemaError(msg)
+
+
+def resolve_columns(table, names, what="this function"):
+    """Find each wanted column in ``table`` ignoring case; return ``{wanted: table's name}``.
+
+    Archives spell columns their own way (SkyServer's ``specObjID``, ``snMedian_r``, CasJobs'
+    ``BPTCLASS``): a column is found whatever its case, and the table keeps its own names.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+    names : iterable of str
+        The columns wanted, as the caller spells them.
+    what : str
+        Who needs them, for the error message.
+
+    Returns
+    -------
+    dict
+        Each wanted name mapped to the name the table uses for it.
+
+    Raises
+    ------
+    SchemaError
+        A column is missing (the message lists those present), or two columns of the table
+        differ only in case from a wanted name (the message names both): which one was meant
+        cannot be known.
+
+    Examples
+    --------
+    >>> from astropy.table import Table
+    >>> t = Table({"specObjID": [1], "snMedian_r": [9.0], "BPTCLASS": [1]})
+    >>> resolve_columns(t, ["specobjid", "bptclass"])
+    {'specobjid': 'specObjID', 'bptclass': 'BPTCLASS'}
+    >>> resolve_columns(Table({"z": [0.1], "Z": [8.9]}), ["z"])
+    Traceback (most recent call last):
+    ...
+    gpm_astro.exceptions.SchemaError: this function needs column 'z', but the table has ['z', 'Z'], which differ only in case; rename one of them
+    """
+    by_lower = {}
+    for name in table.colnames:
+        by_lower.setdefault(name.lower(), []).append(name)
+    resolved, missing = {}, []
+    for wanted in names:
+        found = by_lower.get(str(wanted).lower(), [])
+        if len(found) > 1:
+            msg = (f"{what} needs column {wanted!r}, but the table has {found}, which differ "
+                   f"only in case; rename one of them")
+            raise SchemaError(msg)
+        if not found:
+            missing.append(wanted)
+        else:
+            resolved[wanted] = found[0]
+    if missing:
+        msg = (f"{what} needs column(s) {missing}, which the table lacks (compared ignoring "
+               f"case); columns present: {table.colnames}")
+        raise SchemaError(msg)
+    return resolved
+
+
+def with_column_names(table, names, what="this function"):
+    """A view of ``table`` whose wanted columns carry the spelling the caller uses.
+
+    A shallow copy (no data copied) with each of ``names`` found by `resolve_columns` and
+    renamed to the caller's spelling, so code written for ``snmedian_r`` reads a table that
+    says ``snMedian_r``. The caller's output is built from the original table, which keeps
+    its own names.
+
+    Raises
+    ------
+    SchemaError
+        As `resolve_columns`.
+    """
+    resolved = resolve_columns(table, names, what)
+    if all(wanted == actual for wanted, actual in resolved.items()):
+        return table
+    view = Table(table, copy=False)
+    for wanted, actual in resolved.items():
+        if wanted != actual:
+            view.rename_column(actual, wanted)
+    return view
 
 
 def require_positive_int(value, name):

@@ -54,7 +54,7 @@ def main(argv=None):
     try:
         return args.func(args) or EXIT_OK
     except GPMAstroError as exc:
-        print(f"gpm-astro: error: {exc}", file=sys.stderr)
+        print(f"gpm-astro: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("gpm-astro: interrupted", file=sys.stderr)
@@ -62,9 +62,15 @@ def main(argv=None):
     except Exception as exc:  # a bug, not bad input: one line, the traceback on request
         if os.environ.get(DEBUG_ENV_VAR):
             raise
-        print(f"gpm-astro: internal error: {type(exc).__name__}: {exc} (a bug in gpm_astro or "
-              f"a plugin; set {DEBUG_ENV_VAR}=1 to see the traceback)", file=sys.stderr)
+        print(f"gpm-astro: internal error: {type(exc).__name__}: {_one_line(exc)} (a bug in "
+              f"gpm_astro or a plugin; set {DEBUG_ENV_VAR}=1 to see the traceback)",
+              file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _one_line(exc):
+    """The message of ``exc`` on one line (library messages quoted in ours may span several)."""
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 def refuse_existing(path, overwrite, what="output"):

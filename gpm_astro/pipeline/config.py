@@ -278,3 +278,57 @@ def config_to_toml(config):
     emit(config, "")
     return "\n".join(lines) + "\n"
 
+
+def check_before_run(cfg):
+    """Check what a run will need before its first stage starts, so that a typo fails at once.
+
+    Resolves every estimator (and mass model) with its parameters, the preprocessing
+    configuration and the keyword arguments of the select and preprocess stages, and checks
+    that the input files of ``source.name = 'files'`` exist.
+
+    Raises
+    ------
+    ParameterError
+        Naming the configuration key, e.g. ``estimators.gpm_resnt.estimator``.
+    """
+    import inspect
+
+    from ..catalog import select_starforming
+    from ..estimation import resolve_estimator
+    from ..exceptions import GPMAstroError
+    from ..preprocessing import preprocess_cutouts, resolve_steps
+
+    def fail(where, exc):
+        raise ParameterError(f"configuration {where}: {exc}") from exc
+
+    for label, entry in cfg["estimators"].items():
+        models = [(f"estimators.{label}", entry)]
+        if entry.get("mass_model"):
+            models.append((f"estimators.{label}.mass_model", entry["mass_model"]))
+        for where, model in models:
+            if not isinstance(model, dict):
+                fail(where, TypeError(f"must be a mapping, got {model!r}"))
+            params = model.get("params") or {}
+            if not isinstance(params, dict):
+                fail(f"{where}.params", TypeError(f"must be a mapping, got {params!r}"))
+            try:
+                resolve_estimator(model.get("estimator", "gpm_resnet_mass"), **params)
+            except (GPMAstroError, TypeError) as exc:
+                fail(where, exc)
+    for section, function in (("select", select_starforming),
+                              ("preprocess", preprocess_cutouts)):
+        accepted = set(inspect.signature(function).parameters) - {"table"}
+        unknown = sorted(set(cfg[section]) - accepted)
+        if unknown:
+            fail(section, ParameterError(f"unknown key(s) {unknown}; valid: {sorted(accepted)}"))
+    try:
+        resolve_steps(cfg["preprocess"].get("steps"),
+                      config=cfg["preprocess"].get("config", "default"))
+    except GPMAstroError as exc:
+        fail("preprocess", exc)
+    source = cfg["source"]
+    if source["name"] == "files":
+        for key in ("labels", "images", "truth"):
+            if source[key] and not Path(source[key]).is_file():
+                fail(f"source.{key}", FileNotFoundError(f"{source[key]!r} is not a file"))
+

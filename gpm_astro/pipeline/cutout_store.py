@@ -1,13 +1,12 @@
 """HDF5 cutout stores written atomically, and the table files the stages exchange."""
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..exceptions import ParameterError
-from ..io import new_file_mode
+from ..io import new_file_mode, partial_file
 
 def write_cutouts(path, cutouts, *, compress=False):
     """Write an (n, 3, H, W) float32 array to an HDF5 file (dataset ``images``), atomically.
@@ -82,8 +81,7 @@ class CutoutWriter:
         import h5py
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part",
-                                         dir=self.path.parent)
+        fd, self._tmp = partial_file(self.path)  # a stale one of a killed run is removed
         os.close(fd)
         self._file = h5py.File(self._tmp, "w")
         chunks = (1,) + self.shape if self.n_rows else None

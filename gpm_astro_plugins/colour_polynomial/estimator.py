@@ -12,7 +12,7 @@ from gpm_astro.base import Estimator
 from gpm_astro.exceptions import GPMAstroError, ParameterError
 from gpm_astro.survey_constants import (ZERO_POINT, flux_to_magnitude, polynomial_design,
                                         polynomial_exponents)
-from gpm_astro.tables import numeric_column, require_columns, require_table
+from gpm_astro.tables import numeric_column, require_table, with_column_names
 
 __all__ = ["ColourPolynomial", "polynomial_terms", "design_matrix", "flux_to_mag"]
 
@@ -113,7 +113,7 @@ class ColourPolynomial(Estimator):
 
     def colours(self, table):
         """Return (g - r, r - z, flag) for every row; flag is ``ok`` or ``nonpositive_flux``."""
-        require_columns(table, list(self.flux_columns), "colour_polynomial")
+        table = with_column_names(table, list(self.flux_columns), "colour_polynomial")
         mags = []
         bad = np.zeros(len(table), dtype=bool)
         for column in self.flux_columns:
@@ -144,7 +144,8 @@ class ColourPolynomial(Estimator):
         """
         require_table(table)
         self._validate()
-        require_columns(table, list(self.flux_columns) + [target], "ColourPolynomial.fit")
+        table = with_column_names(table, list(self.flux_columns) + [target],
+                                  "ColourPolynomial.fit")
         x, y, flags = self.colours(table)
         z_true, z_missing = numeric_column(table[target], "ColourPolynomial.fit")
         usable = (flags == "ok") & ~z_missing

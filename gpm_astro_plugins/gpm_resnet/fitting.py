@@ -8,7 +8,9 @@ import torch
 from tqdm.auto import tqdm
 
 from gpm_astro.exceptions import GPMAstroError, ParameterError, SchemaError
-from gpm_astro.tables import missing_mask, require_columns, require_positive_int, require_table
+from gpm_astro.image_checks import IMAGE_FLAGS
+from gpm_astro.tables import (boolean_column, missing_mask, require_positive_int, require_table,
+                              with_column_names)
 
 from .error_model import ONE_SIGMA, _combined_error, _fit_error_model
 from .model import GPMResNet, InputTransform, get_config
@@ -52,12 +54,10 @@ class FittingMixin:
     def _usable_rows(self, table, target):
         """Indices of rows to train on and the count skipped for each reason."""
         n = len(table)
-        skipped = {"preprocess": 0, "missing_target": 0, "missing_cutout": 0,
-                   "invalid_pixels": 0}
+        skipped = {"preprocess": 0, "missing_target": 0, **dict.fromkeys(IMAGE_FLAGS, 0)}
         use = np.ones(n, dtype=bool)
         if "preprocess_ok" in table.colnames:
-            ok = np.asarray(np.ma.filled(np.ma.asanyarray(table["preprocess_ok"]), False),
-                            dtype=bool)
+            ok = boolean_column(table["preprocess_ok"], f"{type(self).__name__}.fit")
             skipped["preprocess"] = int((~ok).sum())
             use &= ok
         no_target = missing_mask(table[target])
@@ -68,7 +68,7 @@ class FittingMixin:
         for start in range(0, len(rows), 512):
             part = rows[start:start + 512]
             flags = _row_flags(table, part, table["cutout"][part])
-            for reason in ("missing_cutout", "invalid_pixels"):
+            for reason in IMAGE_FLAGS:
                 skipped[reason] += int((flags == reason).sum())
             keep[start:start + 512] = flags == "ok"
         return rows[keep], skipped
@@ -117,7 +117,7 @@ class FittingMixin:
         self._check_params()
         config = self._resolved_config()
         require_table(table)
-        require_columns(table, ["cutout", target], f"{type(self).__name__}.fit")
+        table = with_column_names(table, ["cutout", target], f"{type(self).__name__}.fit")
         bands = _table_bands(table)
         size = _check_cutouts(table, bands)
         config = config.replace(cutout_size=size)
@@ -130,7 +130,7 @@ class FittingMixin:
             val_table, val_skipped = table, None
         else:
             require_table(validation, "validation")
-            require_columns(validation, ["cutout", target], "validation table")
+            validation = with_column_names(validation, ["cutout", target], "validation table")
             if _table_bands(validation) != bands:
                 msg = (f"validation bands {_table_bands(validation)!r} differ from the "
                        f"training bands {bands!r}")

@@ -1,13 +1,16 @@
 """GPM-ResNet's inference engine: cached (optionally compiled, mixed-precision) networks,
 Monte-Carlo DropBlock draws, and `predict` streaming a table in batches."""
 
+import warnings
+
 import numpy as np
 import torch
 from astropy.table import Column, MaskedColumn, Table
 from tqdm.auto import tqdm
 
 from gpm_astro.exceptions import ParameterError
-from gpm_astro.tables import record_step, require_columns, require_positive_int, require_table
+from gpm_astro.tables import (record_step, require_positive_int, require_table,
+                              with_column_names)
 
 from .error_model import _combined_error
 from .model import InputTransform, mixed_precision_copy
@@ -24,6 +27,20 @@ CPU_FORWARD_BATCH = 8
 GPU_FORWARD_BATCH = 64
 # rows loaded and transformed at a time by predict
 LOAD_ROWS = 256
+
+
+def _import_compile_dependencies():
+    """Import what ``torch.compile`` loads on its first call, without torch's own noise.
+
+    Its inductor backend imports ``torch.utils.mkldnn``, whose modules use the deprecated
+    ``torch.jit.script_method`` and so raise DeprecationWarnings from inside torch that a user
+    cannot act on. Importing that module once here, with exactly that warning silenced, keeps
+    predict(compile=True) quiet; any other warning still shows.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script_method` is deprecated",
+                                category=DeprecationWarning)
+        import torch.utils.mkldnn  # noqa: F401
 
 
 class InferenceMixin:
@@ -60,6 +77,7 @@ class InferenceMixin:
             trunk = torch.nn.Sequential(model.ilo, *model.dho[:split])
             tail = torch.nn.Sequential(*model.dho[split:], model.pg)
             if compile_model:
+                _import_compile_dependencies()
                 trunk = torch.compile(trunk)
                 if not mc:
                     # a compiled graph does not follow DropBlock's Monte-Carlo switch, so the
@@ -170,7 +188,7 @@ class InferenceMixin:
         """
         self._check_fitted()
         require_table(table)
-        require_columns(table, ["cutout"], f"{type(self).__name__}.predict")
+        table = with_column_names(table, ["cutout"], f"{type(self).__name__}.predict")
         bands = _table_bands(table)
         _check_cutouts(table, bands, self.config_.cutout_size)
         transform = InputTransform(self.config_, bands)
@@ -216,5 +234,6 @@ class InferenceMixin:
         record_step(out, f"{self.name}.predict", precision=precision, compile=compile_model,
                     mc_passes=self.mc_passes, n_ensemble=len(self.models_),
                     batch_size=batch_size, err_scale=self.err_scale_,
-                    err_constant=self.err_constant_, n_predicted=int((~unpredicted).sum()))
+                    err_constant=self.err_constant_, n_predicted=int((~unpredicted).sum()),
+                    weights_check=getattr(self, "weights_check_", "trained in this session"))
         return out

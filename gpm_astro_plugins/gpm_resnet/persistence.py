@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 from astropy.table import Table
 
-from gpm_astro.exceptions import WeightsError
+from gpm_astro.exceptions import GPMAstroError, WeightsError
+from gpm_astro.weights import DIGEST_KEYS
 from gpm_astro.tables import package_version
 
 from .model import GPMResNet, GPMResNetConfig
@@ -41,6 +42,7 @@ class PersistenceMixin:
             "target_standardization": {"mean": self.target_mean_, "std": self.target_std_},
             "uncertainty": {"n_ensemble": len(self.models_), "mc_passes": self.mc_passes,
                             "err_scale": self.err_scale_, "err_constant": self.err_constant_},
+            "caveat": self.caveat,
             "training_data": self.training_summary_,
             "metrics": {"validation": self.validation_metrics_},
             "package_version": package_version(),
@@ -60,11 +62,14 @@ class PersistenceMixin:
         Returns
         -------
         pathlib.Path
-            The weights file. Its sha256 is in the card (``weights_sha256``).
+            The weights file. Its sha256 is in the card (``weights_sha256``); the card embedded
+            in it records ``content_sha256`` (`gpm_astro.weights.model_digest` of the card and
+            every tensor), which `load` checks, so editing either is detected.
         """
         from safetensors.torch import save_file
 
-        from gpm_astro.weights import sha256_of
+        from gpm_astro.io import partial_file
+        from gpm_astro.weights import model_digest, sha256_of
 
         self._check_fitted()
         directory = Path(directory)
@@ -74,11 +79,17 @@ class PersistenceMixin:
         for member, model in enumerate(self.models_):
             for key, value in model.state_dict().items():
                 tensors[f"member{member}.{key}"] = value.detach().cpu().contiguous()
+        card["content_sha256"] = model_digest(card, tensors)
         weights_path = directory / WEIGHTS_FILE
-        tmp = weights_path.with_suffix(".tmp")
-        save_file(tensors, str(tmp), metadata={"format": CARD_FORMAT,
-                                               "model_card": json.dumps(card)})
-        os.replace(tmp, weights_path)
+        handle, tmp = partial_file(weights_path)
+        os.close(handle)
+        try:
+            save_file(tensors, tmp, metadata={"format": CARD_FORMAT,
+                                              "model_card": json.dumps(card)})
+            os.replace(tmp, weights_path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
         card["weights_file"] = WEIGHTS_FILE
         card["weights_sha256"] = sha256_of(weights_path)
         (directory / CARD_FILE).write_text(json.dumps(card, indent=2))
@@ -106,28 +117,36 @@ class PersistenceMixin:
         Returns
         -------
         GPMResNetEstimator
+            With ``weights_check_``: ``"sha256"`` (the file matched a checksum given from
+            outside: ``sha256=`` or the registry), ``"content"`` (the weights and card matched
+            the content checksum the card records) or ``"none"`` (a file saved without one:
+            an `~gpm_astro.exceptions.UnverifiedWeightsWarning` says so). Predictions record it.
 
         Raises
         ------
         WeightsError
-            Missing files, weights whose sha256 differs from the card or registry, or a card
-            for another estimator.
+            Missing files; weights whose sha256 differs from the card or registry; weights or
+            a card that differ from their content checksum (a flipped byte, an edited target
+            mean); a ``model_card.json`` that differs from the card inside the weights file; a
+            card that is not JSON, lacks an entry or is for another estimator.
         """
         from safetensors import safe_open
         from safetensors.torch import load_file
 
-        from gpm_astro.weights import fetch_weights, sha256_of
+        from gpm_astro.weights import (check_model_digest, fetch_weights, read_model_card,
+                                       sha256_of)
 
         path = Path(path_or_name) if isinstance(path_or_name, (str, os.PathLike)) else None
         if path is None:
             raise WeightsError(f"weights must be a path or a name, got {path_or_name!r}")
         card = None
+        verified_by_sha256 = False
         if path.is_dir():
             card_path = path / CARD_FILE
             if not card_path.is_file():
                 raise WeightsError(f"{str(path)!r} has no {CARD_FILE}")
-            card = json.loads(card_path.read_text())
-            weights_path = path / card.get("weights_file", WEIGHTS_FILE)
+            card = read_model_card(card_path.read_text(), str(card_path))
+            weights_path = path / str(card.get("weights_file", WEIGHTS_FILE))
             if not weights_path.is_file():
                 raise WeightsError(f"weights file {str(weights_path)!r} does not exist")
             actual = sha256_of(weights_path)
@@ -139,19 +158,53 @@ class PersistenceMixin:
             weights_path = path
             if sha256 is not None:
                 weights_path = Path(fetch_weights(str(path), sha256=sha256))
+                verified_by_sha256 = True
         else:
             weights_path = Path(fetch_weights(str(path_or_name), sha256=sha256))
+            verified_by_sha256 = True
         try:
             with safe_open(str(weights_path), framework="pt") as handle:
                 metadata = handle.metadata() or {}
             tensors = load_file(str(weights_path))
         except Exception as exc:  # safetensors raises its own error types
             raise WeightsError(f"cannot read weights {str(weights_path)!r}: {exc}") from exc
+        embedded = None
+        if metadata.get("format") == CARD_FORMAT and "model_card" in metadata:
+            embedded = read_model_card(metadata["model_card"], str(weights_path))
         if card is None:
-            if metadata.get("format") != CARD_FORMAT or "model_card" not in metadata:
+            if embedded is None:
                 msg = f"{str(weights_path)!r} holds no {CARD_FORMAT} model card"
                 raise WeightsError(msg)
-            card = json.loads(metadata["model_card"])
+            card = embedded
+        elif embedded is not None and _without_file_keys(card) != _without_file_keys(embedded):
+            changed = sorted(k for k in set(card) | set(embedded)
+                             if k not in DIGEST_KEYS and card.get(k) != embedded.get(k))
+            msg = (f"{str(path / CARD_FILE)!r} differs from the model card inside "
+                   f"{str(weights_path)!r} (entries {changed}); refusing an edited model card")
+            raise WeightsError(msg)
+        elif embedded is not None:
+            card = embedded  # the same content, plus its content_sha256
+        weights_check = check_model_digest(card, tensors, source=str(path_or_name),
+                                           verified_by_sha256=verified_by_sha256)
+        try:
+            estimator = cls._from_card(card, tensors, device, params)
+        except GPMAstroError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            msg = (f"model card of {str(path_or_name)!r} lacks or garbles an entry "
+                   f"({type(exc).__name__}: {exc}); it was not written by save()")
+            raise WeightsError(msg) from exc
+        estimator.weights_check_ = weights_check
+        history_path = weights_path.parent / HISTORY_CSV
+        if history_path.is_file():
+            estimator.history_ = Table.read(str(history_path), format="ascii.csv")
+        else:
+            estimator.history_ = Table(names=("member", "epoch", "train_loss", "val_loss"))
+        return estimator
+
+    @classmethod
+    def _from_card(cls, card, tensors, device, params):
+        """Build the fitted estimator a verified card and its tensors describe."""
         if card.get("output") != cls.output:
             msg = (f"the weights predict {card.get('output')!r} ({card.get('estimator')!r}); "
                    f"{cls.__name__} predicts {cls.output!r}")
@@ -178,13 +231,14 @@ class PersistenceMixin:
         estimator.target_std_ = card["target_standardization"]["std"]
         estimator.err_scale_ = uncertainty["err_scale"]
         estimator.err_constant_ = uncertainty["err_constant"]
+        if card.get("caveat"):  # e.g. "mock sky: not for real galaxies": every prediction says so
+            estimator.caveat = str(card["caveat"])
         estimator.training_summary_ = card["training_data"]
         estimator.validation_metrics_ = card["metrics"]["validation"]
         estimator.models_ = models
         estimator._inference_cache = {}
-        history_path = weights_path.parent / HISTORY_CSV
-        if history_path.is_file():
-            estimator.history_ = Table.read(str(history_path), format="ascii.csv")
-        else:
-            estimator.history_ = Table(names=("member", "epoch", "train_loss", "val_loss"))
         return estimator
+
+
+def _without_file_keys(card):
+    return {key: value for key, value in card.items() if key not in DIGEST_KEYS}

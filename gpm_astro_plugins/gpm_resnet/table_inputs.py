@@ -3,6 +3,8 @@
 import numpy as np
 
 from gpm_astro.exceptions import SchemaError
+from gpm_astro.image_checks import cutout_flags
+from gpm_astro.tables import boolean_column
 
 
 def _table_bands(table):
@@ -24,11 +26,13 @@ def _check_cutouts(table, bands, expected_size=None):
 
 
 def _row_flags(table, rows, images):
-    """Flags of ``rows`` given their loaded images (a masked array or ndarray)."""
+    """Flags of ``rows`` given their loaded images (a masked array or ndarray): the failed
+    preprocessing reason, else the core's verdict on whether the cutout can be a galaxy at all
+    (`gpm_astro.image_checks.cutout_flags`: missing, non-float, non-finite, blank, constant,
+    absurd or no positive flux)."""
     flags = np.full(len(rows), "ok", dtype=object)
     if "preprocess_ok" in table.colnames:
-        ok = np.asarray(np.ma.filled(np.ma.asanyarray(table["preprocess_ok"][rows]), False),
-                        dtype=bool)
+        ok = boolean_column(table["preprocess_ok"][rows], "GPM-ResNet")
         if "preprocess_flag" in table.colnames:
             reasons = np.ma.filled(np.ma.asanyarray(table["preprocess_flag"][rows]).astype(str),
                                    "masked")
@@ -36,9 +40,7 @@ def _row_flags(table, rows, images):
             reasons = np.full(len(rows), "failed", dtype=object)
         for i in np.flatnonzero(~ok):
             flags[i] = f"preprocess:{reasons[i]}"
-    masked = np.ma.getmaskarray(images).reshape(len(rows), -1).any(axis=1)
-    data = np.ma.getdata(images)
-    finite = np.isfinite(data).reshape(len(rows), -1).all(axis=1)
-    flags[(flags == "ok") & masked] = "missing_cutout"
-    flags[(flags == "ok") & ~finite] = "invalid_pixels"
+    unchecked = flags == "ok"
+    if unchecked.any():
+        flags[unchecked] = cutout_flags(images[unchecked])
     return flags

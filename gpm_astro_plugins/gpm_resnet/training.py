@@ -13,6 +13,7 @@ import json
 import math
 import os
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -134,8 +135,9 @@ CHECKPOINT_KEYS = ("config", "n_train", "model", "optimizer", "scheduler", "hist
 
 
 def _bad_checkpoint(path, reason):
-    msg = (f"checkpoint {path!r} cannot be resumed from ({type(reason).__name__}: {reason}); "
-           f"delete it to start over, or train without --resume")
+    first_line = (str(reason).strip().splitlines() or [""])[0]
+    msg = (f"checkpoint {path!r} cannot be resumed from ({type(reason).__name__}: "
+           f"{first_line}); delete it to start over, or train without --resume")
     return WeightsError(msg)
 
 
@@ -143,7 +145,9 @@ def _read_checkpoint(path, device):
     """The state dict of a checkpoint, or `WeightsError` (never torch's unpickling errors)."""
     try:
         # weights_only: tensors and plain containers only, nothing is executed
-        state = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's pickle-protocol remarks
+            state = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
         raise _bad_checkpoint(path, exc) from exc
     if not isinstance(state, dict) or any(key not in state for key in CHECKPOINT_KEYS):

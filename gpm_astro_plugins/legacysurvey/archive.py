@@ -56,7 +56,7 @@ import numpy as np
 from astropy.table import MaskedColumn, Table
 
 from gpm_astro.exceptions import ParameterError, SchemaError
-from gpm_astro.io import writable_directory
+from gpm_astro.io import new_file_mode, partial_file, writable_directory
 from gpm_astro.survey_constants import PIXEL_SCALE_ARCSEC, flux_to_magnitude
 from gpm_astro.tables import record_step
 from gpm_astro.units import nanomaggy
@@ -279,10 +279,17 @@ class ArchiveWriter:
         return self.paths
 
     def _temporary_path(self):
-        return self.directory / f".partial_images_npix{NPIX}_{self._file_start:09d}.h5"
+        return self._partial
 
     def _open(self):
-        self._file = h5py.File(self._temporary_path(), "w", track_order=True)
+        # a hidden partial with this process's id: a run killed half-way leaves one, and the
+        # next writer of the same rows removes it (gpm_astro.io.remove_stale_partials)
+        handle, partial = partial_file(self.directory / f"images_npix{NPIX}_"
+                                                        f"{self._file_start:09d}.h5",
+                                       suffix=".h5")
+        os.close(handle)
+        self._partial = Path(partial)
+        self._file = h5py.File(self._partial, "w", track_order=True)
         for name, (dtype, shape) in ARCHIVE_LAYOUT.items():
             chunks = (1,) + shape if name == "images" else (min(self.rows_per_file, 4096),) + shape
             self._file.create_dataset(name, shape=(0,) + shape, maxshape=(None,) + shape,
@@ -295,6 +302,7 @@ class ArchiveWriter:
         self._file = None
         end = self._file_start + self._file_rows
         final = self.directory / archive_filename(self._file_start, end)
+        os.chmod(self._temporary_path(), new_file_mode())
         os.replace(self._temporary_path(), final)
         self.paths.append(final)
         self._file_start = end

@@ -12,7 +12,7 @@ from astropy.table import Column, MaskedColumn, Table
 from gpm_astro.base import Estimator
 from gpm_astro.exceptions import ParameterError
 from gpm_astro.metrics import TREMONTI_MASS_RANGE, tremonti_mzr
-from gpm_astro.tables import numeric_column, require_columns, require_table
+from gpm_astro.tables import numeric_column, require_table, with_column_names
 
 __all__ = ["MassMetallicity", "tremonti_slope"]
 
@@ -126,7 +126,7 @@ class MassMetallicity(Estimator):
         """Return (logmass, logmass_err, flags) for every row."""
         n = len(table)
         flags = np.full(n, "ok", dtype=object)
-        require_columns(table, list(self.required_columns), "mass_metallicity")
+        table = with_column_names(table, list(self.required_columns), "mass_metallicity")
         if self.mass_estimator is None:
             mass, missing = numeric_column(table[self.mass_column], "mass_metallicity")
             if self.mass_err_column:

@@ -1,0 +1,160 @@
+"""Named regression tests of issue 15 (tampered weights, broken cards and checkpoints) and
+issue 16 item 4 (images that cannot be a galaxy) on a tiny trained GPM-ResNet."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from gpm_astro import predict_metallicity
+from gpm_astro.cli import main
+from gpm_astro.exceptions import UnverifiedWeightsWarning, WeightsError
+from gpm_astro.io import write_table
+from gpm_astro.testing import make_estimator_table
+from gpm_astro.weights import model_digest, sha256_of
+
+from .conftest import SIZE
+
+
+def _load(path, **kwargs):
+    from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
+
+    return GPMResNetEstimator.load(path, device="cpu", progress=False, **kwargs)
+
+
+def _rewrite_card(source, target, edit, *, keep_digest=True):
+    """Copy a bare weights file, editing its embedded card (and re-digesting if asked not to
+    keep the old digest)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(source), framework="pt") as handle:
+        metadata = dict(handle.metadata())
+    tensors = load_file(str(source))
+    card = json.loads(metadata["model_card"])
+    edit(card)
+    if not keep_digest:
+        card.pop("content_sha256", None)
+        if keep_digest is None:
+            card["content_sha256"] = model_digest(card, tensors)
+    metadata["model_card"] = json.dumps(card)
+    save_file(tensors, str(target), metadata=metadata)
+    return target
+
+
+def _shift_mean(card):
+    card["target_standardization"]["mean"] += 1.0
+
+
+# ------------------------------------------------------------------ tampered weights
+
+def test_verified_model_records_how(saved_model):
+    assert _load(saved_model).weights_check_ == "content"
+    bare = saved_model / "model.safetensors"
+    assert _load(bare).weights_check_ == "content"
+    assert _load(bare, sha256=sha256_of(bare)).weights_check_ == "sha256"
+    table = make_estimator_table(2, seed=4, cutout_size=SIZE)
+    out = predict_metallicity(table, estimator="gpm_resnet", weights=str(saved_model),
+                              progress=False)
+    assert out.meta["gpm_astro"]["steps"][-1]["params"]["weights_check"] == "content"
+
+
+def test_bare_safetensors_flipped_byte_refused(saved_model, tmp_path):
+    data = bytearray((saved_model / "model.safetensors").read_bytes())
+    data[-7] ^= 0x10  # inside the last tensor's bytes
+    (tmp_path / "flipped.safetensors").write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="content checksum.*refusing tampered"):
+        _load(tmp_path / "flipped.safetensors")
+
+
+def test_bare_safetensors_edited_embedded_card_refused(saved_model, tmp_path):
+    edited = _rewrite_card(saved_model / "model.safetensors", tmp_path / "edited.safetensors",
+                           _shift_mean)
+    with pytest.raises(WeightsError, match="content checksum"):
+        _load(edited)
+
+
+def test_model_folder_edited_model_card_refused(saved_model, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(saved_model, folder)
+    card = json.loads((folder / "model_card.json").read_text())
+    card["target_standardization"]["mean"] += 0.5
+    (folder / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(WeightsError, match=r"differs from the model card inside.*"
+                                           r"target_standardization"):
+        _load(folder)
+
+
+def test_model_without_checksum_says_so(saved_model, tmp_path):
+    old = _rewrite_card(saved_model / "model.safetensors", tmp_path / "old.safetensors",
+                        lambda card: None, keep_digest=False)
+    with pytest.warns(UnverifiedWeightsWarning, match="has no checksum"):
+        estimator = _load(old)
+    assert estimator.weights_check_ == "none"
+
+
+# ------------------------------------------------------------------ broken cards and checkpoints
+
+def test_broken_model_card_json_decode_error(saved_model, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(saved_model, folder)
+    (folder / "model_card.json").write_text('{"format": "gpm_astro.gpm_resnet/1", ')
+    with pytest.raises(WeightsError, match="not valid JSON"):
+        _load(folder)
+
+
+def test_broken_model_card_key_error(saved_model, tmp_path):
+    lacking = _rewrite_card(saved_model / "model.safetensors", tmp_path / "lacking.safetensors",
+                            lambda card: card.pop("uncertainty"), keep_digest=None)
+    with pytest.raises(WeightsError, match="lacks or garbles an entry.*uncertainty"):
+        _load(lacking)
+
+
+def test_bad_checkpoint_with_resume_is_a_one_line_cli_error(tmp_path, capsys):
+    table = make_estimator_table(12, seed=3, cutout_size=SIZE)
+    write_table(table, tmp_path / "train.h5")
+    (tmp_path / "ckpt" / "member0").mkdir(parents=True)
+    (tmp_path / "ckpt" / "member0" / "checkpoint.pt").write_bytes(b"\x80\x04not a pickle")
+    code = main(["train", str(tmp_path / "train.h5"), "--out", str(tmp_path / "model"),
+                 "--epochs", "1", "--mc-passes", "1", "--checkpoint-dir",
+                 str(tmp_path / "ckpt"), "--resume", "--quiet"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("gpm-astro: error: checkpoint") and err.count("\n") == 1
+    assert "cannot be resumed from" in err and "without --resume" in err
+
+
+# ------------------------------------------------------------------ nonsense in, flag out
+
+NONSENSE = {
+    "all_zero": (lambda c: np.zeros_like(c), "blank_cutout"),
+    "constant": (lambda c: np.full_like(c, 0.3), "constant_cutout"),
+    "huge_1e30": (lambda c: c * np.float32(1e30), "absurd_flux"),
+    "negative": (lambda c: -np.abs(c), "no_positive_flux"),
+    "nan": (lambda c: np.where(np.arange(c.size).reshape(c.shape) == 5, np.nan, c),
+            "invalid_pixels"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NONSENSE))
+def test_gpm_resnet_flags_nonsense_cutouts(saved_model, case):
+    make, flag = NONSENSE[case]
+    table = make_estimator_table(3, seed=4, cutout_size=SIZE)
+    table["cutout"][1] = make(np.asarray(table["cutout"][1]))
+    estimator = _load(saved_model)
+    for out in (predict_metallicity(table, estimator=estimator, progress=False),
+                estimator.predict(table)):
+        assert out["Z_pred_flag"].tolist() == ["ok", flag, "ok"]
+        assert out["Z_pred"].mask.tolist() == [False, True, False]
+
+
+@pytest.mark.parametrize("dtype", [np.int16, bool, np.complex64])
+def test_gpm_resnet_flags_non_float_cutouts(saved_model, dtype):
+    table = make_estimator_table(2, seed=4, cutout_size=SIZE)
+    table["cutout"] = (np.asarray(table["cutout"]) * 100).astype(dtype)
+    estimator = _load(saved_model)
+    for out in (predict_metallicity(table, estimator=estimator, progress=False),
+                estimator.predict(table)):
+        assert out["Z_pred_flag"].tolist() == ["non_float_cutout"] * 2
+        assert out["Z_pred"].mask.all()
