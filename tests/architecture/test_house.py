@@ -171,7 +171,7 @@ class _InMemorySky(base.PipelineSource):
         return np.asarray(full["cutout"])[np.asarray(images["image_row"])]
 
 
-def test_any_registered_pipeline_source_feeds_the_sky_stage(only_by_hand, tmp_path):
+def test_any_registered_pipeline_source_feeds_the_sky_stage(fresh_plugins, tmp_path):
     from astropy.table import Table
 
     from gpm_astro.pipeline import load_config, read_cutouts, run_pipeline
@@ -181,7 +181,7 @@ def test_any_registered_pipeline_source_feeds_the_sky_stage(only_by_hand, tmp_pa
         def gpm_astro_register_data_sources(self, register):
             register(_InMemorySky, name="in_memory_sky")
 
-    only_by_hand.register_plugin(Provider(), name="provider")
+    fresh_plugins.register_plugin(Provider(), name="provider")
     with pytest.raises(ParameterError, match="n_images must be positive"):
         load_config({"source": {"name": "in_memory_sky", "params": {"n_images": 0}}})
     config = {"source": {"name": "in_memory_sky", "params": {"n_images": 12}},
@@ -193,7 +193,7 @@ def test_any_registered_pipeline_source_feeds_the_sky_stage(only_by_hand, tmp_pa
         def gpm_astro_register_estimators(self, register):
             register(_ConstantZ, name="house_constant")
 
-    only_by_hand.register_plugin(Estimators(), name="estimators")
+    fresh_plugins.register_plugin(Estimators(), name="estimators")
     run_pipeline(config, output_dir=tmp_path, progress=False, until="sky")
     images = Table.read(tmp_path / "sky" / "images.fits")
     assert list(images["image_row"]) == list(range(12))
