@@ -57,14 +57,18 @@ class ModelRunner:
         Ablation output folder; models go to ``out/models/<label>/``.
     target : str
         Column of true values.
+    columns : sequence of str, optional
+        Other columns the studies read when present (e.g. the radius and mass columns).
+        These and ``target`` are found whatever their case and carry the spelling given here.
     progress : bool, optional
         Messages and progress bars on standard error.
     """
 
-    def __init__(self, run_dir, out, target, *, progress=True):
+    def __init__(self, run_dir, out, target, *, columns=(), progress=True):
         self.run_dir = Path(run_dir)
         self.out = Path(out)
         self.target = target
+        self.columns = tuple(columns)
         self.progress = progress
         self._splits = {}
 
@@ -73,10 +77,15 @@ class ModelRunner:
 
     def split(self, name, bands=None):
         """A split of the sample, optionally as a band composite (cached)."""
+        from ..tables import with_column_names
         from .data import band_composite, read_split
 
         if name not in self._splits:
-            self._splits[name] = read_split(self.run_dir, name)
+            table = read_split(self.run_dir, name)
+            present = {c.lower() for c in table.colnames}
+            wanted = [self.target] + [c for c in dict.fromkeys(self.columns + KEEP_COLUMNS)
+                                      if c.lower() in present]
+            self._splits[name] = with_column_names(table, wanted, "the ablation studies")
         table = self._splits[name]
         return table if bands is None else band_composite(table, bands)
 

@@ -93,7 +93,9 @@ def run_ablations(output_dir, settings=None, *, quick=False, studies=None, force
             continue
         if runner is None:
             run_dir = prepare_sample(settings["sample"], out, progress=progress)
-            runner = ModelRunner(run_dir, out, settings["target"], progress=progress)
+            runner = ModelRunner(run_dir, out, settings["target"], progress=progress,
+                                 columns=(settings["size"]["column"],
+                                          settings["mzr"]["mass_column"]))
         runner.log(f"{name} ...")
         tic = time.perf_counter()
         table = STUDIES[name](runner, settings)

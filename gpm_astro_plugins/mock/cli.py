@@ -36,7 +36,12 @@ class MockCommand(Command):
         parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     def run(self, args):
+        from gpm_astro.cli import refuse_existing
+
         from .sky import MockSky
+
+        for name in ("labels.fits", "truth.fits"):
+            refuse_existing(Path(args.out) / name, args.overwrite)
 
         sky = MockSky(n_galaxies=args.n, seed=args.seed, blend_rate=args.blend_rate,
                       large_rate=args.large_rate, empty_rate=args.empty_rate,

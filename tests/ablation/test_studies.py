@@ -205,3 +205,23 @@ def test_pipeline_report_gets_the_ablation_section(ablated, tmp_path):
     shutil.copytree(out, tmp_path / "ablation", ignore=shutil.ignore_patterns("models"))
     page = write_report(tmp_path).read_text()
     assert "Ablation studies" in page and "Mass-metallicity relation recovered" in page
+
+
+def test_columns_found_whatever_their_case(tmp_path):
+    from gpm_astro.ablation.models import ModelRunner
+    from gpm_astro.io import write_table
+
+    from .conftest import make_toy_run
+
+    run = make_toy_run(tmp_path / "run", n=8)
+    sample = read_table(run / "sample/sample.fits")
+    sample.rename_columns(["oh_p50", "enclosing_radius", "lgm_tot_p50"],
+                          ["OH_P50", "Enclosing_Radius", "LGM_TOT_P50"])
+    write_table(sample, run / "sample/sample.fits", overwrite=True)
+    runner = ModelRunner(run, tmp_path / "out", "oh_p50",
+                         columns=("enclosing_radius", "lgm_tot_p50"), progress=False)
+    test = runner.split("test")
+    assert {"oh_p50", "enclosing_radius", "lgm_tot_p50"} <= set(test.colnames)
+    assert test["cutout"].shape == (2, 3, 32, 32)
+    with pytest.raises(SchemaError, match="'z_true'"):
+        ModelRunner(run, tmp_path / "out", "z_true", progress=False).split("train")
