@@ -12,6 +12,7 @@ Models are saved as safetensors weights plus a JSON model card and loaded withou
 
 from gpm_astro.base import Estimator
 
+from .disk_inputs import ArchiveFittingMixin
 from .fitting import FittingMixin
 from .inference import InferenceMixin
 from .persistence import CARD_FILE, WEIGHTS_FILE, PersistenceMixin
@@ -19,7 +20,8 @@ from .persistence import CARD_FILE, WEIGHTS_FILE, PersistenceMixin
 __all__ = ["GPMResNetEstimator", "GPMResNetMassEstimator", "WEIGHTS_FILE", "CARD_FILE"]
 
 
-class GPMResNetEstimator(FittingMixin, InferenceMixin, PersistenceMixin, Estimator):
+class GPMResNetEstimator(FittingMixin, ArchiveFittingMixin, InferenceMixin, PersistenceMixin,
+                         Estimator):
     """Z = 12 + log(O/H) from g, r, z cutouts with GPM-ResNet (paper §3).
 
     Parameters

@@ -305,6 +305,15 @@ class LegacySurveyArchive(DataSource):
         finally:
             reader.close()
 
+    def writer(self, directory, *, start=0, rows_per_file=None, extra_columns=()):
+        """An `~gpm_astro_plugins.legacysurvey.archive.ArchiveWriter` into ``directory`` (this
+        source's own layout), e.g. for a cleaned sample that this source then reads back."""
+        from .archive import ROWS_PER_FILE, ArchiveWriter
+
+        return ArchiveWriter(directory, start=start, extra_columns=extra_columns,
+                             rows_per_file=ROWS_PER_FILE if rows_per_file is None
+                             else rows_per_file)
+
     def query(self, **criteria):
         """Return every selected galaxy as one Table (keep selections small: cutouts are
         277 kB each). Criteria as for `iter_query`; an empty selection gives an empty table
