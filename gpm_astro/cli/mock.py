@@ -29,6 +29,11 @@ def add_parser(subparsers):
 def run(args):
     from gpm_astro_plugins.mock import MockSky
 
+    from . import refuse_existing
+
+    for name in ("labels.fits", "truth.fits"):
+        refuse_existing(Path(args.out) / name, args.overwrite)
+
     sky = MockSky(n_galaxies=args.n, seed=args.seed, blend_rate=args.blend_rate,
                   large_rate=args.large_rate, empty_rate=args.empty_rate,
                   bad_pixel_rate=args.bad_pixel_rate, labelled_fraction=args.labelled_fraction,
