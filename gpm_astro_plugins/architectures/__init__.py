@@ -6,8 +6,6 @@ multiplier, and each registered as an estimator trained exactly like GPM-ResNet.
 
 - `networks`: `build_network(name, width=...)` and the reference parameter counts;
 - `estimator`: `ArchitectureEstimator` and one registered subclass per architecture.
+
+Nothing is imported here, so that loading the plugin's entry point does not load torch.
 """
-
-from .networks import ARCHITECTURES, REFERENCE_PARAMETER_COUNTS, build_network
-
-__all__ = ["ARCHITECTURES", "REFERENCE_PARAMETER_COUNTS", "build_network"]
