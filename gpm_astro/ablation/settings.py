@@ -63,6 +63,7 @@ FULL_SETTINGS = {
                                                       n_jobs=-1)},
             "preprocess": {"config": "default", "n_jobs": -1},
             "application": {"max_galaxies": 0},  # the studies need no catalogue
+            "keep_cutouts": False,  # the rendered sky (12.8 GB) goes once preprocessed
             "sample": {"n_galaxies": 25000, "max_fraction": 0.85, "column": "oh_p50",
                        "n_bins": 20, "fractions": [5, 3, 2], "seed": 123},
         },
@@ -94,6 +95,7 @@ QUICK_SETTINGS["sample"]["pipeline"] = {
     "source": {"name": "mock", "params": dict(_MOCK_PARAMS, n_galaxies=800, seed=0, n_jobs=1)},
     "preprocess": {"config": "default", "n_jobs": 1},
     "application": {"max_galaxies": 0},
+    "keep_cutouts": False,
     "sample": {"n_galaxies": 25000, "max_fraction": 0.85, "column": "oh_p50", "n_bins": 10,
                "fractions": [5, 3, 2], "seed": 123},
 }

@@ -21,7 +21,7 @@ from .partitions import plan_fingerprint, plan_partitions, select_input_rows
 from .task import process_partition
 from .worker import EstimatorPlugin, load_estimator
 
-__all__ = ["run_catalogue", "CatalogueRunError"]
+__all__ = ["run_catalogue", "CatalogueRunError", "compute_partitions", "format_summary"]
 
 
 class CatalogueRunError(GPMAstroError):
@@ -63,13 +63,13 @@ def _model_version(instance):
             "target": card.get("target")}
 
 
-def _start_fresh(out):
+def start_fresh(out):
     for name in ("manifest.json",):
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / "partitions", ignore_errors=True)
 
 
-def _summary(manifest, n_partitions, computed_rows, seconds, n_workers, failed):
+def run_summary(manifest, n_partitions, computed_rows, seconds, n_workers, failed):
     flags = {}
     n_rows = 0
     for record in manifest.data["partitions"].values():
@@ -159,7 +159,7 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
     chunk_size = require_positive_int(chunk_size, "chunk_size")
     out = writable_directory(out, "catalogue output folder")
     if restart:
-        _start_fresh(out)
+        start_fresh(out)
     (out / "partitions").mkdir(exist_ok=True)
 
     from ..plugins import get_source
@@ -203,10 +203,12 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
         manifest.start_session(scheduler=address, dashboard=dashboard,
                                n_workers=len(workers), n_todo=len(todo))
         started = time.perf_counter()
-        computed_rows, failed = _compute(dask_client, todo, spec, model, manifest, progress,
-                                         len(partitions), len(done))
+        dask_client.register_plugin(EstimatorPlugin(model))
+        computed_rows, failed = compute_partitions(
+            dask_client, todo, lambda p: (process_partition, p.index, p.rows, spec), manifest,
+            progress=progress, n_partitions=len(partitions), n_done=len(done))
         seconds = time.perf_counter() - started
-    summary = _summary(manifest, len(partitions), computed_rows, seconds, max(1, len(workers)),
+    summary = run_summary(manifest, len(partitions), computed_rows, seconds, max(1, len(workers)),
                        failed)
     summary.update(dashboard=dashboard, scheduler=address, merged=None, out=str(out))
     manifest.end_session(seconds=summary["seconds"], computed_rows=computed_rows,
@@ -226,18 +228,40 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
     return summary
 
 
-def _compute(client, todo, spec, model, manifest, progress, n_partitions, n_done):
+def compute_partitions(client, todo, call_for, manifest, *, progress, n_partitions, n_done,
+                       resources="auto"):
+    """Submit one task per partition, record each in the manifest as it finishes.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    todo : list of Partition
+    call_for : callable
+        ``call_for(partition)`` gives ``(function, *args)`` of its task; the function returns
+        the partition's manifest record (with ``n_rows``).
+    manifest : Manifest
+    progress : bool
+    n_partitions, n_done : int
+        For the progress bar over all partitions.
+    resources : dict, None or "auto"
+        Dask resources of each task; "auto" asks for a GPU where workers have one.
+
+    Returns
+    -------
+    (int, list)
+        Rows computed, and ``{"index", "error"}`` of each failed partition.
+    """
     from distributed import as_completed
     from tqdm.auto import tqdm
 
     if not todo:
         return 0, []
-    client.register_plugin(EstimatorPlugin(model))
-    resources = gpu_resources(client)
+    resources = gpu_resources(client) if resources == "auto" else resources
     token = uuid.uuid4().hex[:8]
     futures = {}
     for partition in todo:
-        future = client.submit(process_partition, partition.index, partition.rows, spec,
+        function, *args = call_for(partition)
+        future = client.submit(function, *args,
                                key=f"gpm-astro-partition-{partition.index:06d}-{token}",
                                pure=False, resources=resources)
         futures[future] = partition

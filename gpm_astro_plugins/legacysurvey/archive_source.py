@@ -128,6 +128,12 @@ class LegacySurveyArchive(DataSource):
 
     name = "legacysurvey_archive"
     provides = ("catalog", "cutouts")
+    file_patterns = ("images_npix*_*_*.h5",)
+
+    @classmethod
+    def read_file(cls, path):
+        """The whole archive file as one Table, cutouts included."""
+        return cls(path=path).query()
 
     def __init__(self, *, path=None, chunk_size=1000, source_type_codes=None, progress=False):
         self.path = path
@@ -304,6 +310,15 @@ class LegacySurveyArchive(DataSource):
                     break
         finally:
             reader.close()
+
+    def writer(self, directory, *, start=0, rows_per_file=None, extra_columns=()):
+        """An `~gpm_astro_plugins.legacysurvey.archive.ArchiveWriter` into ``directory`` (this
+        source's own layout), e.g. for a cleaned sample that this source then reads back."""
+        from .archive import ROWS_PER_FILE, ArchiveWriter
+
+        return ArchiveWriter(directory, start=start, extra_columns=extra_columns,
+                             rows_per_file=ROWS_PER_FILE if rows_per_file is None
+                             else rows_per_file)
 
     def query(self, **criteria):
         """Return every selected galaxy as one Table (keep selections small: cutouts are
