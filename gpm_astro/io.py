@@ -93,7 +93,10 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
     -------
     `~astropy.table.Table`
         The table, numeric columns in native byte order (FITS is big-endian); a FITS file
-        written by `write_table` gets its full ``meta`` and non-FITS units (``nmgy``) back.
+        written by `write_table` gets its full ``meta``, non-FITS units (``nmgy``) and the
+        masks of boolean columns back. In CSV and other plain-text formats, a column holding
+        only ``True`` and ``False`` (how booleans are written there) is read as boolean, empty
+        cells masked, so a ``preprocess_ok`` of ``"False"`` never reads as true.
 
     Raises
     ------
