@@ -12,6 +12,7 @@ import copy
 import numpy as np
 from astropy.table import Table
 
+from ..exceptions import SchemaError
 from ..metrics import binned_statistics, summarize
 from ..survey_constants import TREMONTI_MASS_RANGE, tremonti_metallicity
 
@@ -109,8 +110,6 @@ def size_study(runner, settings):
         One row per bin: ``radius_low``, ``radius_high`` (arcsec), ``n``, ``mu``, ``sigma``,
         ``nmad``, ``median``. Empty bins have n = 0 and NaN statistics.
     """
-    from ..exceptions import SchemaError
-
     result = _reference(runner, settings)
     table = result["predictions"]
     column = settings["size"]["column"]
@@ -121,16 +120,13 @@ def size_study(runner, settings):
     edges = np.asarray(settings["size"]["edges"], dtype=float)
     binned = binned_statistics(table["Z_pred"], table[settings["target"]], table[column],
                                edges, by_name=column)
-    binned.remove_column("quantity")
-    binned.rename_column("bin_low", "radius_low")
-    binned.rename_column("bin_high", "radius_high")
-    for name in ("radius_low", "radius_high"):
-        binned[name].unit = "arcsec"
-    radius = np.ma.filled(np.ma.asanyarray(table[column]).astype(float), np.nan)
-    rows = [dict(zip(binned.colnames, row)) for row in binned]
-    out = _finish(rows, binned.colnames, study="size", settings=settings, runner=runner)
+    binned.rename_columns(["bin_low", "bin_high"], ["radius_low", "radius_high"])
+    names = ["radius_low", "radius_high", "n", "mu", "sigma", "nmad", "median"]
+    out = _finish([dict(zip(names, row)) for row in binned[names]], names, study="size",
+                  settings=settings, runner=runner)
     for name in ("radius_low", "radius_high"):
         out[name].unit = "arcsec"
+    radius = np.ma.filled(np.ma.asanyarray(table[column]).astype(float), np.nan)
     out.meta.update(radius_column=column, n_outside=int(np.sum(
         np.isfinite(radius) & ((radius < edges[0]) | (radius > edges[-1])))),
         n_no_radius=int(np.sum(~np.isfinite(radius))))
@@ -223,8 +219,6 @@ def mzr_study(runner, settings):
         One row per mass bin (dex). ``meta['summary']``: over the galaxies inside Tremonti's
         fitted range, the median and scatter of Z_pred - eq. 5 and of Z_true - eq. 5.
     """
-    from ..exceptions import SchemaError
-
     result = _reference(runner, settings)
     table = result["predictions"]
     mass_column = settings["mzr"]["mass_column"]

@@ -78,8 +78,9 @@ def run(args):
     refuse_existing(args.out, args.overwrite)
     if args.weights is None and args.fit_table is None:
         _refuse_untrained(args.estimator)
-    table = read_table(args.table)
-    fit_table = read_table(args.fit_table) if args.fit_table else None
+    table = read_table(args.table, attach_cutouts=True)
+    fit_table = (read_table(args.fit_table, attach_cutouts=True) if args.fit_table
+                 else None)
     keep = [c for c in table.colnames if c != "cutout"] if args.drop_cutouts else None
     result = predict_metallicity(table, estimator=args.estimator, weights=args.weights,
                                  batch_size=args.batch_size, fit_table=fit_table,

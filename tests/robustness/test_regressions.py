@@ -196,15 +196,27 @@ def test_cli_evaluate_pred_on_a_string_column(tmp_path, capsys):
     assert "column 'Z_pred' must hold real numbers" in _one_line_error(capsys)
 
 
-def test_cli_says_overwrite_as_an_option_before_any_work(tmp_path, capsys):
+@pytest.mark.parametrize("command", ["select", "crossmatch", "predict", "evaluate",
+                                     "preprocess", "mock"])
+def test_cli_says_overwrite_as_an_option_before_any_work(tmp_path, capsys, command):
     table = make_estimator_table(3, seed=2, cutout_size=16)
     write_table(table, tmp_path / "in.h5")
     (tmp_path / "out.h5").write_text("already here")
-    code = main(["predict", str(tmp_path / "in.h5"), str(tmp_path / "out.h5"),
-                 "--estimator", "no_such_estimator"])  # would fail later: the check comes first
-    assert code == 1
+    (tmp_path / "ev").mkdir()
+    (tmp_path / "ev" / "metrics.ecsv").write_text("already here")
+    (tmp_path / "labels.fits").write_text("already here")
+    inputs = str(tmp_path / "in.h5")
+    argv = {"select": ["select", inputs, str(tmp_path / "out.h5")],
+            "crossmatch": ["crossmatch", inputs, inputs, str(tmp_path / "out.h5")],
+            # an unknown estimator would fail later: the check on OUT comes first
+            "predict": ["predict", inputs, str(tmp_path / "out.h5"), "--estimator", "nope"],
+            "evaluate": ["evaluate", inputs, "--out", str(tmp_path / "ev")],
+            "preprocess": ["preprocess", inputs, str(tmp_path / "out.h5")],
+            "mock": ["mock", "--out", str(tmp_path), "--n", "3"]}[command]
+    assert main(argv) == 1
     err = _one_line_error(capsys)
     assert "pass --overwrite" in err and "overwrite=True" not in err
+    assert (tmp_path / "out.h5").read_text() == "already here"
 
 
 def _cutout_table(**meta):
