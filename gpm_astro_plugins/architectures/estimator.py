@@ -104,6 +104,7 @@ class ArchitectureEstimator(Estimator):
     output_unit = "dex"
     required_columns = ("cutout",)
     default_target = "oh_p50"
+    uses_validation = True
 
     def __init__(self, *, width=1.0, recipe="paper", epochs=None, batch_size=None, lr=None,
                  seed=0, device="auto", precision="auto", validation_fraction=0.2,
@@ -118,6 +119,12 @@ class ArchitectureEstimator(Estimator):
         self.precision = precision
         self.validation_fraction = validation_fraction
         self.progress = progress
+
+    def describe(self):
+        """E.g. ``'resnet50 at width 0.25, GPM-ResNet recipe ablation_quick'``."""
+        recipe = self.recipe if isinstance(self.recipe, str) else getattr(
+            self.recipe, "name", None) or dict(self.recipe).get("name", "custom")
+        return f"{self.architecture} at width {self.width:g}, GPM-ResNet recipe {recipe}"
 
     def _resolved_recipe(self):
         recipe = get_config(self.recipe)
