@@ -202,8 +202,11 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
             f"{len(done):,d} already finished, {len(todo):,d} to compute")
         manifest.start_session(scheduler=address, dashboard=dashboard,
                                n_workers=len(workers), n_todo=len(todo))
+        loading = time.perf_counter()
+        if todo:
+            dask_client.register_plugin(EstimatorPlugin(model))
+            log(f"model loaded on the workers in {time.perf_counter() - loading:.1f} s")
         started = time.perf_counter()
-        dask_client.register_plugin(EstimatorPlugin(model))
         computed_rows, failed = compute_partitions(
             dask_client, todo, lambda p: (process_partition, p.index, p.rows, spec), manifest,
             progress=progress, n_partitions=len(partitions), n_done=len(done))

@@ -148,3 +148,23 @@ def test_gpu_workers_get_one_partition_task_per_gpu():
 
     assert gpu_resources(FakeClient({"GPU": 1})) == {"GPU": 1}
     assert gpu_resources(FakeClient({})) is None
+
+
+def test_an_estimator_fitted_in_seconds_on_each_worker(mock_archive, dask_client, tmp_path):
+    from gpm_astro.io import write_table
+
+    train = get_source("legacysurvey_archive")(path=mock_archive).query(cutouts=False)
+    colour = np.asarray(train["mag_g"] - train["mag_r"])
+    train["oh_p50"] = 8.9 - 0.3 * np.nan_to_num(colour)  # a relation the fit can find
+    write_table(train, tmp_path / "train.fits")
+    summary = run_catalogue(mock_archive, tmp_path / "run", estimator="colour_polynomial",
+                            fit_table=tmp_path / "train.fits", estimator_params={"order": 1},
+                            client=dask_client, **run_options())
+    catalogue = read_catalogue(tmp_path / "run")
+    assert summary["n_rows"] == len(_exp_rows(mock_archive)) == len(catalogue)
+    assert set(catalogue["preprocess_flag"]) == {"not_run"}  # no cutout was read or cleaned
+    good = np.asarray(catalogue["Z_pred_flag"]) == "ok"
+    assert good.sum() >= len(catalogue) - 2
+    manifest = _manifest(tmp_path / "run")
+    assert manifest["recipe"]["model"]["fit_table_sha256"]
+    assert manifest["recipe"]["processing"]["reads_cutouts"] is False
