@@ -23,7 +23,7 @@ from astropy.table import Column, MaskedColumn, Table
 from .exceptions import ParameterError, TableIOError
 from .process_pool import process_alive
 
-__all__ = ["read_table", "write_table", "atomic_write_bytes", "new_file_mode",
+__all__ = ["read_table", "write_table", "atomic_write_bytes", "atomic_file", "new_file_mode",
            "writable_directory", "partial_file", "remove_stale_partials", "FORMATS"]
 
 #: File-name endings and the astropy format each one means.
@@ -362,10 +362,23 @@ def atomic_write_bytes(path, data):
     """Write ``data`` to ``path`` through a temporary file in the same folder (atomic)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = partial_file(path)
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    with atomic_file(path) as tmp:
+        with open(tmp, "wb") as handle:
             handle.write(data)
+
+
+@contextlib.contextmanager
+def atomic_file(path, *, suffix=".part"):
+    """Yield the name of a hidden partial file next to ``path`` (see `partial_file`) to write.
+
+    When the block ends normally the file gets the permissions a plain ``open`` gives and
+    replaces ``path`` in one step; when it raises, the partial file is removed. Readers of
+    ``path`` therefore never see a half-written file.
+    """
+    fd, tmp = partial_file(path, suffix=suffix)
+    os.close(fd)
+    try:
+        yield tmp
         os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
