@@ -87,10 +87,13 @@ def test_rerun_computes_only_missing_or_damaged_partitions_with_identical_bytes(
     assert sorted(_manifest(out)["sessions"][-1]["computed"]) == [1, 3]
     assert summary["computed_rows"] == 2 * PARTITION_SIZE
     assert _checksums(out) == _checksums(reference)
-    # another recipe is refused, not mixed in
+    # another recipe is refused, not mixed in; an empty selection is an error, not a catalogue
     with pytest.raises(ParameterError, match="other settings.*input"):
         run_catalogue(mock_archive, out, weights=tiny_model, client=dask_client,
                       **run_options(partition_size=PARTITION_SIZE + 1))
+    with pytest.raises(ParameterError, match="no galaxy of source_type 'PSF'"):
+        run_catalogue(mock_archive, tmp_path / "psf", weights=tiny_model, client=dask_client,
+                      **run_options(source_type="PSF"))
 
 
 def test_unreadable_chunk_gives_flagged_rows_and_the_run_goes_on(reference_run, mock_archive,
