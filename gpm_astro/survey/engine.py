@@ -167,6 +167,10 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
     source_kwargs = {"path": str(Path(images).resolve()), **dict(source_params or {})}
     reader = get_source(source)(**source_kwargs)
     rows = select_input_rows(reader, source_type=source_type)
+    if len(rows) == 0:
+        msg = (f"no galaxy of source_type {source_type!r} in {str(images)!r}; nothing to "
+               f"catalogue")
+        raise ParameterError(msg)
     partitions = plan_partitions(rows, partition_size)
     model = _model_record(estimator, weights, fit_table, fit_target, estimator_params)
     instance = load_estimator(model)  # here first, so a bad model fails before any task
