@@ -182,11 +182,12 @@ def test_any_registered_pipeline_source_feeds_the_sky_stage(fresh_plugins, tmp_p
             register(_InMemorySky, name="in_memory_sky")
 
     fresh_plugins.register_plugin(Provider(), name="provider")
-    with pytest.raises(ParameterError, match="n_images must be positive"):
-        load_config({"source": {"name": "in_memory_sky", "params": {"n_images": 0}}})
-    config = {"source": {"name": "in_memory_sky", "params": {"n_images": 12}},
+    config = {"source": {"name": "in_memory_sky", "params": {"n_images": 0}},
               "estimators": {"c": {"estimator": "house_constant"}},
               "application": {"estimator": None}}
+    with pytest.raises(ParameterError, match="n_images must be positive"):
+        load_config(config)
+    config["source"]["params"]["n_images"] = 12
 
     class Estimators:
         @hookimpl
