@@ -21,7 +21,7 @@ from astropy.io.misc import yaml
 from astropy.table import Column, MaskedColumn, Table
 
 from .exceptions import ParameterError, TableIOError
-from .process_pool import process_alive
+from .process_pool import remove_files_of_dead_processes
 
 __all__ = ["read_table", "write_table", "atomic_write_bytes", "atomic_file", "new_file_mode",
            "writable_directory", "partial_file", "remove_stale_partials", "FORMATS"]
@@ -538,18 +538,4 @@ def remove_stale_partials(path):
     folder = path.parent if str(path.parent) else Path(".")
     # .<name>.<pid>.<8 random characters from tempfile><suffix>
     pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[a-z0-9_]{{8}}(\..*)?$")
-    removed = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        match = pattern.match(entry.name)
-        if match is None or process_alive(int(match.group(1))):
-            continue
-        try:
-            os.unlink(entry.path)
-            removed.append(Path(entry.path))
-        except OSError:  # another writer cleaned it first, or no permission: not ours to force
-            pass
-    return removed
+    return [Path(name) for name in remove_files_of_dead_processes(folder, pattern)]
