@@ -22,7 +22,8 @@ from gpm_astro.base import Estimator
 from gpm_astro.exceptions import GPMAstroError, ParameterError, SchemaError
 from gpm_astro.tables import (missing_mask, record_step, require_columns, require_positive_int,
                               require_table)
-from gpm_astro_plugins.gpm_resnet.model import InputTransform, get_config
+from gpm_astro_plugins.gpm_resnet.fitting import split_validation, training_config
+from gpm_astro_plugins.gpm_resnet.model import InputTransform
 from gpm_astro_plugins.gpm_resnet.table_inputs import _check_cutouts, _row_flags, _table_bands
 from gpm_astro_plugins.gpm_resnet.training import resolve_device, train_network
 
@@ -110,10 +111,8 @@ class ArchitectureEstimator(Estimator):
         return f"{self.architecture} at width {self.width:g}, GPM-ResNet recipe {recipe}"
 
     def _resolved_recipe(self):
-        recipe = get_config(self.recipe)
-        overrides = {k: v for k, v in (("epochs", self.epochs), ("batch_size", self.batch_size),
-                                        ("lr", self.lr)) if v is not None}
-        return recipe.replace(**overrides) if overrides else recipe
+        return training_config(self.recipe, epochs=self.epochs, batch_size=self.batch_size,
+                               lr=self.lr)
 
     def _check_fitted(self):
         if not hasattr(self, "models_"):
@@ -180,10 +179,8 @@ class ArchitectureEstimator(Estimator):
         transform = InputTransform(recipe, bands)
         rows = self._usable_rows(table, target)
         if validation is None:
-            order = np.random.default_rng(self.seed).permutation(len(rows))
-            n_val = max(2, int(round(self.validation_fraction * len(rows))))
-            val_table, val_rows = table, np.sort(rows[order[:n_val]])
-            train_rows = np.sort(rows[order[n_val:]])
+            train_rows, val_rows = split_validation(rows, self.validation_fraction, self.seed)
+            val_table = table
         else:
             require_table(validation, "validation")
             require_columns(validation, ["cutout", target], "validation table")
