@@ -215,8 +215,8 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
             dask_client, todo, lambda p: (process_partition, p.index, p.rows, spec), manifest,
             progress=progress, n_partitions=len(partitions), n_done=len(done))
         seconds = time.perf_counter() - started
-    summary = run_summary(manifest, len(partitions), computed_rows, seconds, max(1, len(workers)),
-                       failed)
+    summary = run_summary(manifest, len(partitions), computed_rows, seconds,
+                          max(1, len(workers)), failed)
     summary.update(dashboard=dashboard, scheduler=address, merged=None, out=str(out))
     manifest.end_session(seconds=summary["seconds"], computed_rows=computed_rows,
                          failed=failed)
