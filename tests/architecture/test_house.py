@@ -279,3 +279,18 @@ def test_run_takes_a_registered_source_by_name(tmp_path, capsys):
                  "--source-param", f"images={files['images']}", "--out", str(out),
                  "--until", "sky", "--quiet"]) == 0
     assert len(read_table(out / "sky" / "images.fits")) == 8
+
+
+def test_fetch_lists_the_registered_sources_and_queries_any_of_them(tmp_path, capsys):
+    from pipeline_fakes import write_fake_sky
+
+    assert main(["fetch"]) == 2
+    listing = capsys.readouterr().out
+    for name in ("mock", "files", "sdss_mpajhu", "legacysurvey_cutouts", "datalab_tap"):
+        assert f"  {name} " in listing
+    (tmp_path / "sky").mkdir()
+    files = write_fake_sky(tmp_path / "sky", n_images=6, n_labelled=4)
+    out = tmp_path / "labels.fits"
+    assert main(["fetch", "source", "files", str(out), "--param", f"labels={files['labels']}",
+                 "--param", f"images={files['images']}", "--query", "table=labels"]) == 0
+    assert len(read_table(out)) == len(read_table(files["labels"]))
