@@ -12,6 +12,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 
 import astropy.units as u
@@ -20,9 +21,9 @@ from astropy.io.misc import yaml
 from astropy.table import Column, MaskedColumn, Table
 
 from .exceptions import ParameterError, TableIOError
-from .process_pool import process_alive
+from .process_pool import remove_files_of_dead_processes
 
-__all__ = ["read_table", "write_table", "atomic_write_bytes", "new_file_mode",
+__all__ = ["read_table", "write_table", "atomic_write_bytes", "atomic_file", "new_file_mode",
            "writable_directory", "partial_file", "remove_stale_partials", "FORMATS"]
 
 #: File-name endings and the astropy format each one means.
@@ -65,8 +66,12 @@ def _check_path(path):
     return Path(path)
 
 
-def read_table(path, *, format=None, **kwargs):
+def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
     """Read a table file into an astropy `~astropy.table.Table`.
+
+    An HDF5 file that holds no astropy table but whose name matches the ``file_patterns`` of a
+    registered data source (e.g. the Legacy Survey archive files ``images_npix152_*.h5``
+    that ``gpm-astro mock`` writes) is read by that source's ``read_file``.
 
     Parameters
     ----------
@@ -74,6 +79,12 @@ def read_table(path, *, format=None, **kwargs):
         The file. Its ending picks the format (see `FORMATS`) unless ``format`` is given.
     format : str, optional
         An astropy format name, e.g. ``"fits"``, ``"ascii.ecsv"``, ``"hdf5"``.
+    attach_cutouts : bool, optional
+        For a table whose cutouts live in a separate store (the pipeline's intermediate
+        tables: ``meta["cutout_store"]``, a path relative to the table's folder, and
+        ``meta["cutout_rows"]``, the column of store rows), add them as the ``cutout`` column,
+        so that a later stage can be rerun on the table alone. Rows with a masked store row
+        get NaN cutouts.
     **kwargs
         Passed to `astropy.table.Table.read` (e.g. ``hdu=``, ``path=`` for HDF5, which defaults
         to ``"data"`` when the file holds that dataset).
@@ -82,7 +93,10 @@ def read_table(path, *, format=None, **kwargs):
     -------
     `~astropy.table.Table`
         The table, numeric columns in native byte order (FITS is big-endian); a FITS file
-        written by `write_table` gets its full ``meta`` and non-FITS units (``nmgy``) back.
+        written by `write_table` gets its full ``meta``, non-FITS units (``nmgy``) and the
+        masks of boolean columns back. In CSV and other plain-text formats, a column holding
+        only ``True`` and ``False`` (how booleans are written there) is read as boolean, empty
+        cells masked, so a ``preprocess_ok`` of ``"False"`` never reads as true.
 
     Raises
     ------
@@ -109,13 +123,63 @@ def read_table(path, *, format=None, **kwargs):
         raise TableIOError(msg)
     if fmt == "hdf5" and "path" not in kwargs and _hdf5_has(path, HDF5_PATH):
         kwargs["path"] = HDF5_PATH
-    with _table_io_errors("read", path, fmt), _large_csv_fields():
+    elif fmt == "hdf5" and "path" not in kwargs:
+        reader = _registered_file_reader(path)
+        if reader is not None:
+            table = reader.read_file(path)
+            return _attach_cutouts(table, path) if attach_cutouts else table
+    with _table_io_errors("read", path, fmt), _large_csv_fields(), warnings.catch_warnings():
+        if fmt == "fits":  # TUNIT strings outside the FITS standard ('dex'): see below
+            warnings.filterwarnings("ignore", message=".* did not parse as fits unit",
+                                    category=u.UnitsWarning)
         table = Table.read(path, format=fmt, **kwargs)
-    if fmt == "fits" and FITS_META_KEYWORD in table.meta:
-        _restore_fits_meta(table, path)
+    if fmt == "fits":
+        _parse_nonstandard_units(table, path)
+        if FITS_META_KEYWORD in table.meta:
+            _restore_fits_meta(table, path)
     if fmt.startswith("ascii.") and fmt != "ascii.ecsv":
         _restore_text_booleans(table)
     _to_native_byte_order(table)
+    return _attach_cutouts(table, path) if attach_cutouts else table
+
+
+def _registered_file_reader(path):
+    """The registered data source whose ``file_patterns`` match the file's name, if any."""
+    import fnmatch
+
+    from .plugins import list_components
+
+    for component in list_components("data_source"):
+        cls = component.cls
+        if any(fnmatch.fnmatch(path.name, pattern) for pattern in cls.file_patterns):
+            return cls
+    return None
+
+
+def _attach_cutouts(table, path):
+    """Add the ``cutout`` column from the store ``meta["cutout_store"]`` names (if any)."""
+    store = table.meta.get("cutout_store")
+    if store is None or "cutout" in table.colnames:
+        return table
+    from .pipeline.cutout_store import read_cutouts
+
+    store_path = Path(path).parent / store
+    rows_column = table.meta.get("cutout_rows", "cutout_row")
+    if not store_path.is_file():
+        msg = (f"the cutouts of {str(path)!r} are kept in {str(store_path)!r}, which does not "
+               f"exist (a run with keep_cutouts = false removes it; rerun that stage)")
+        raise TableIOError(msg)
+    if rows_column not in table.colnames:
+        msg = f"{str(path)!r} names a cutout store but has no {rows_column!r} column"
+        raise TableIOError(msg)
+    rows = np.ma.asanyarray(table[rows_column])
+    valid = ~np.ma.getmaskarray(rows)
+    found = read_cutouts(store_path, np.asarray(np.ma.getdata(rows)[valid], dtype=np.int64))
+    cutouts = np.full((len(table),) + found.shape[1:], np.nan, dtype=np.float32)
+    cutouts[valid] = found
+    table["cutout"] = cutouts
+    table["cutout"].unit = u.nanomaggy
+    table["cutout"].description = f"g, r, z cutout in nanomaggies, from {store}"
     return table
 
 
@@ -215,6 +279,7 @@ def write_table(table, path, *, overwrite=False, format=None, **kwargs):
         kwargs.setdefault("path", HDF5_PATH)
         kwargs.setdefault("serialize_meta", True)
     to_write = _with_fits_meta(table) if fmt == "fits" else table
+    nonstandard = _nonstandard_fits_units(table) if fmt == "fits" else {}
     suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith(".gz") else path.suffix
     try:
         handle, temp_name = partial_file(path, suffix=suffix)
@@ -225,6 +290,8 @@ def write_table(table, path, *, overwrite=False, format=None, **kwargs):
     try:
         with _table_io_errors("write", path, fmt):
             to_write.write(temp_name, format=fmt, overwrite=True, **kwargs)
+            if nonstandard:
+                _write_nonstandard_units(temp_name, nonstandard)
             os.chmod(temp_name, new_file_mode())
             os.replace(temp_name, path)
     finally:
@@ -295,10 +362,23 @@ def atomic_write_bytes(path, data):
     """Write ``data`` to ``path`` through a temporary file in the same folder (atomic)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = partial_file(path)
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    with atomic_file(path) as tmp:
+        with open(tmp, "wb") as handle:
             handle.write(data)
+
+
+@contextlib.contextmanager
+def atomic_file(path, *, suffix=".part"):
+    """Yield the name of a hidden partial file next to ``path`` (see `partial_file`) to write.
+
+    When the block ends normally the file gets the permissions a plain ``open`` gives and
+    replaces ``path`` in one step; when it raises, the partial file is removed. Readers of
+    ``path`` therefore never see a half-written file.
+    """
+    fd, tmp = partial_file(path, suffix=suffix)
+    os.close(fd)
+    try:
+        yield tmp
         os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
@@ -362,6 +442,47 @@ def _with_fits_meta(table):
     return shallow
 
 
+def _nonstandard_fits_units(table):
+    """Column name -> unit string, for the units the FITS standard lacks (``dex``, ``nmgy``)."""
+    units = {}
+    for name in table.colnames:
+        unit = getattr(table[name], "unit", None)
+        if unit is None or isinstance(table[name], u.Quantity):
+            continue
+        try:
+            unit.to_string("fits")
+        except ValueError:
+            units[name] = unit.to_string()
+    return units
+
+
+def _write_nonstandard_units(path, units):
+    """Write TUNITn for units astropy leaves out of a FITS file, so that any reader (TOPCAT,
+    fitsio, astropy) shows them; `read_table` reads them back as units."""
+    from astropy.io import fits
+
+    with fits.open(path, mode="update") as hdus:
+        header = hdus[1].header
+        for index in range(1, header.get("TFIELDS", 0) + 1):
+            name = header.get(f"TTYPE{index}")
+            if name in units:
+                header[f"TUNIT{index}"] = (units[name], "unit outside the FITS standard")
+
+
+def _parse_nonstandard_units(table, path):
+    """In place: a TUNIT the FITS standard lacks but astropy knows (``dex``) becomes that
+    unit; one astropy does not know keeps its UnrecognizedUnit, with astropy's warning."""
+    for name in table.colnames:
+        unit = getattr(table[name], "unit", None)
+        if not isinstance(unit, u.UnrecognizedUnit):
+            continue
+        try:
+            table[name].unit = u.Unit(unit.name)
+        except ValueError:
+            msg = f"{str(path)!r}: column {name!r} has the unknown unit {unit.name!r}"
+            warnings.warn(msg, u.UnitsWarning, stacklevel=3)
+
+
 def _restore_fits_meta(table, path):
     try:
         payload = yaml.load(json.loads(table.meta[FITS_META_KEYWORD]))
@@ -417,18 +538,4 @@ def remove_stale_partials(path):
     folder = path.parent if str(path.parent) else Path(".")
     # .<name>.<pid>.<8 random characters from tempfile><suffix>
     pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[a-z0-9_]{{8}}(\..*)?$")
-    removed = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        match = pattern.match(entry.name)
-        if match is None or process_alive(int(match.group(1))):
-            continue
-        try:
-            os.unlink(entry.path)
-            removed.append(Path(entry.path))
-        except OSError:  # another writer cleaned it first, or no permission: not ours to force
-            pass
-    return removed
+    return [Path(name) for name in remove_files_of_dead_processes(folder, pattern)]

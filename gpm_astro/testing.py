@@ -18,11 +18,9 @@ from astropy.table import Table
 
 from .base import Estimator
 from .exceptions import GPMAstroError, SchemaError
-from .survey_constants import BANDS, PIXEL_SCALE_ARCSEC, tremonti_metallicity
+from .survey_constants import BANDS, CUTOUT_SIZE, PIXEL_SCALE_ARCSEC, tremonti_metallicity
 
 __all__ = ["EstimatorCheckError", "check_estimator", "make_estimator_table", "ESTIMATOR_CHECKS"]
-
-CUTOUT_SIZE = 152
 
 
 class EstimatorCheckError(AssertionError):
@@ -464,8 +462,8 @@ def check_estimator(estimator, *, fit_table=None, predict_table=None, checks=Non
     Examples
     --------
     >>> from gpm_astro.testing import check_estimator
-    >>> from gpm_astro_plugins.mass_metallicity import MassMetallicity
-    >>> "row_order" in check_estimator(MassMetallicity)
+    >>> from gpm_astro.plugins import get_estimator
+    >>> "row_order" in check_estimator(get_estimator("mass_metallicity"))
     True
     """
     is_class = isinstance(estimator, type) and issubclass(estimator, Estimator)

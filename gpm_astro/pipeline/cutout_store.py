@@ -105,6 +105,16 @@ class CutoutWriter:
         return False
 
 
+def with_cutout_store(table, store, rows_column):
+    """Record in ``table.meta`` where its cutouts are: the store's path relative to the table's
+    folder and the column of store rows. `gpm_astro.io.read_table` with ``attach_cutouts=True``
+    (as every command reads its input) then gives the table its ``cutout`` column back, so a
+    stage can be rerun on an intermediate table alone. Returns ``table``."""
+    table.meta["cutout_store"] = store
+    table.meta["cutout_rows"] = rows_column
+    return table
+
+
 def _write_table(table, path):
     from ..io import write_table
 

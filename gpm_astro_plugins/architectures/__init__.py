@@ -8,6 +8,15 @@ multiplier, and each registered as an estimator trained exactly like GPM-ResNet.
 - `estimator`: `ArchitectureEstimator` and one registered subclass per architecture.
 """
 
-from .networks import ARCHITECTURES, REFERENCE_PARAMETER_COUNTS, build_network
+from gpm_astro.lazy import lazy_attributes
+
+#: public name -> the module that defines it (imported on first use: torch loads then)
+_LAZY = {
+    "ARCHITECTURES": ".networks",
+    "REFERENCE_PARAMETER_COUNTS": ".networks",
+    "build_network": ".networks",
+}
 
 __all__ = ["ARCHITECTURES", "REFERENCE_PARAMETER_COUNTS", "build_network"]
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

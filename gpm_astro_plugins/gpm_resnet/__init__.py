@@ -7,8 +7,20 @@
   weights and a model card).
 """
 
-from .estimator import GPMResNetEstimator, GPMResNetMassEstimator
-from .model import NAMED_CONFIGS, GPMResNet, GPMResNetConfig, build_model, get_config
+from gpm_astro.lazy import lazy_attributes
+
+#: public name -> the module that defines it (imported on first use)
+_LAZY = {
+    "GPMResNetEstimator": ".estimator",
+    "GPMResNetMassEstimator": ".estimator",
+    "NAMED_CONFIGS": ".model",
+    "GPMResNet": ".model",
+    "GPMResNetConfig": ".model",
+    "build_model": ".model",
+    "get_config": ".model",
+}
 
 __all__ = ["GPMResNetEstimator", "GPMResNetMassEstimator", "GPMResNet", "GPMResNetConfig",
            "NAMED_CONFIGS", "build_model", "get_config"]
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

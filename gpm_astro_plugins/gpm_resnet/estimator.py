@@ -110,6 +110,14 @@ class GPMResNetEstimator(FittingMixin, ArchiveFittingMixin, InferenceMixin, Pers
     output_unit = "dex"
     required_columns = ("cutout",)
     default_target = "oh_p50"
+    uses_validation = True
+
+    def describe(self):
+        """``GPM-ResNet (<configuration> configuration)``, e.g. ``lite``."""
+        config = self.config if isinstance(self.config, str) else \
+            getattr(self.config, "name", None) or "custom"
+        what = "GPM-ResNet" if self.output == "Z" else "GPM-ResNet stellar mass"
+        return f"{what} ({config} configuration)"
 
     def __init__(self, *, config="paper", epochs=None, batch_size=None, lr=None, seed=0,
                  device="auto", precision="auto", compile=False, n_ensemble=1, mc_passes=10,

@@ -128,6 +128,12 @@ class LegacySurveyArchive(DataSource):
 
     name = "legacysurvey_archive"
     provides = ("catalog", "cutouts")
+    file_patterns = ("images_npix*_*_*.h5",)
+
+    @classmethod
+    def read_file(cls, path):
+        """The whole archive file as one Table, cutouts included."""
+        return cls(path=path).query()
 
     def __init__(self, *, path=None, chunk_size=1000, source_type_codes=None, progress=False):
         self.path = path

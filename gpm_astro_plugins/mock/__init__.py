@@ -6,9 +6,21 @@ table and a Legacy-Survey-like image catalogue in the ssl-legacysurvey HDF5 layo
 truth. ``MockSource`` exposes it as the data source ``mock``. See ``docs/mock_sky.rst``.
 """
 
-from .population import PopulationModel, mzr_tremonti
-from .sky import EXPECTED_FLAG, LABEL_CUTS, TRUTH_CASES, MockSky, MockSkyData
-from .source import MockSource
+from gpm_astro.lazy import lazy_attributes
+
+#: public name -> the module that defines it (imported on first use)
+_LAZY = {
+    "PopulationModel": ".population",
+    "mzr_tremonti": ".population",
+    "EXPECTED_FLAG": ".sky",
+    "LABEL_CUTS": ".sky",
+    "TRUTH_CASES": ".sky",
+    "MockSky": ".sky",
+    "MockSkyData": ".sky",
+    "MockSource": ".source",
+}
 
 __all__ = ["MockSky", "MockSkyData", "MockSource", "PopulationModel", "EXPECTED_FLAG",
            "TRUTH_CASES", "LABEL_CUTS", "mzr_tremonti"]
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -5,11 +5,23 @@ Steps (registered names): ``check_pixels``, ``mask_neighbours`` / ``mask_neighbo
 ``fragment_check_paper``. The configurations are in `CONFIGURATIONS`.
 """
 
-from .common import CheckPixels, SizeLimit
-from .configs import CONFIGURATIONS
-from .noise_aware import BlendCheck, FragmentCheck, MaskNeighbours
-from .paper import PaperFragmentCheck, PaperMaskNeighbours, PhotutilsBlendCheck
+from gpm_astro.lazy import lazy_attributes
+
+#: public name -> the module that defines it (imported on first use)
+_LAZY = {
+    "CheckPixels": ".common",
+    "SizeLimit": ".common",
+    "CONFIGURATIONS": ".configs",
+    "BlendCheck": ".noise_aware",
+    "FragmentCheck": ".noise_aware",
+    "MaskNeighbours": ".noise_aware",
+    "PaperFragmentCheck": ".paper",
+    "PaperMaskNeighbours": ".paper",
+    "PhotutilsBlendCheck": ".paper",
+}
 
 __all__ = ["CONFIGURATIONS", "CheckPixels", "SizeLimit", "MaskNeighbours", "BlendCheck",
            "FragmentCheck", "PaperMaskNeighbours", "PhotutilsBlendCheck",
            "PaperFragmentCheck"]
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
