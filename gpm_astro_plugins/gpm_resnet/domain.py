@@ -68,7 +68,7 @@ def image_quantities(images, bands, pixel_scale=0.262):
     >>> img = np.zeros((1, 3, 40, 40)); img[:, :, 19:21, 19:21] = [[[1.0]], [[2.0]], [[3.0]]]
     >>> q = image_quantities(img, "grz")
     >>> round(float(q["mag_r"][0]), 3), round(float(q["colour_gr"][0]), 3)
-    (20.495, 0.753)
+    (20.242, 0.753)
     """
     images = np.asarray(images, dtype=np.float64)
     n, _, height, width = images.shape
