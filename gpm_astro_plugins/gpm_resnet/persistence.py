@@ -68,7 +68,7 @@ class PersistenceMixin:
         """
         from safetensors.torch import save_file
 
-        from gpm_astro.io import partial_file
+        from gpm_astro.io import atomic_file
         from gpm_astro.weights import model_digest, sha256_of
 
         self._check_fitted()
@@ -81,15 +81,9 @@ class PersistenceMixin:
                 tensors[f"member{member}.{key}"] = value.detach().cpu().contiguous()
         card["content_sha256"] = model_digest(card, tensors)
         weights_path = directory / WEIGHTS_FILE
-        handle, tmp = partial_file(weights_path)
-        os.close(handle)
-        try:
+        with atomic_file(weights_path) as tmp:
             save_file(tensors, tmp, metadata={"format": CARD_FORMAT,
                                               "model_card": json.dumps(card)})
-            os.replace(tmp, weights_path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         card["weights_file"] = WEIGHTS_FILE
         card["weights_sha256"] = sha256_of(weights_path)
         (directory / CARD_FILE).write_text(json.dumps(card, indent=2))

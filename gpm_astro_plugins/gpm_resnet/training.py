@@ -22,7 +22,7 @@ from astropy.table import Table
 from tqdm.auto import tqdm
 
 from gpm_astro.exceptions import GPMAstroError, ParameterError, WeightsError
-from gpm_astro.io import new_file_mode, partial_file
+from gpm_astro.io import atomic_file
 
 __all__ = ["resolve_device", "resolve_precision", "augment_batch", "train_network",
            "TrainingResult", "write_history", "plot_history", "CHECKPOINT_NAME"]
@@ -119,14 +119,8 @@ def _predict_arrays(model, x, batch_size, device, precision):
 
 
 def _atomic_torch_save(obj, path):
-    handle, tmp = partial_file(path)
-    os.close(handle)
-    try:
+    with atomic_file(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 #: Entries every checkpoint written by `train_network` holds.
@@ -350,15 +344,8 @@ def history_table(history):
 def write_history(history, path):
     """Write the history (list of rows or Table) as CSV, atomically."""
     table = history if isinstance(history, Table) else history_table(history)
-    handle, tmp = partial_file(path, suffix=".csv")
-    os.close(handle)
-    try:
+    with atomic_file(path, suffix=".csv") as tmp:
         table.write(tmp, format="ascii.csv", overwrite=True)
-        os.chmod(tmp, new_file_mode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def plot_history(history, path, *, title="GPM-ResNet training"):
