@@ -11,8 +11,8 @@ from sources.conftest import DATA, Reply, fake_service  # noqa: F401 (a fixture)
 from .conftest import run_options
 
 
-def test_cutouts_fetched_into_the_archive_layout_are_catalogued(fake_service, tiny_model,  # noqa: F811
-                                                                 dask_client, tmp_path):
+def test_cutouts_fetched_into_the_archive_layout_are_catalogued(
+        fake_service, tiny_model, dask_client, tmp_path):  # noqa: F811
     fake_service.route("/cutout.fits", Reply((DATA / "legacysurvey_cutout_grz.fits")
                                              .read_bytes(), content_type="image/fits"))
     targets = parse_single_table(DATA / "datalab_tap_sync_result.xml").to_table()
