@@ -148,7 +148,7 @@ def engine_run(archive, out, weights, n_workers, partition_size, chunk_size):
 
 
 def projection(rate_per_core, gpu_rate, preprocess_rate):
-    lines = []
+    lines = [f"  {PAPER_EXP_GALAXIES / rate_per_core / 3600:,.0f} core-hours in all"]
     for cores in (2, 16, 64, 256, 1024):
         hours = PAPER_EXP_GALAXIES / (rate_per_core * cores) / 3600
         lines.append(f"  {cores:5d} CPU cores: {hours:10.1f} h")
@@ -173,18 +173,31 @@ def main(argv=None):
                         help="images through the paper's network for its bare rate (0: skip)")
     parser.add_argument("--device", default="cpu", help="device of the bare paper-network rate")
     parser.add_argument("--seed", type=int, default=4)
-    parser.add_argument("--keep", default=None, help="keep the files in this folder")
+    parser.add_argument("--keep", default=None,
+                        help="work in this folder and keep it (a later run reuses its unique "
+                             "cutouts and model)")
     args = parser.parse_args(argv)
 
-    work = Path(args.keep or tempfile.mkdtemp(prefix="gpm_catalogue_bench_"))
+    work = Path(args.keep or tempfile.mkdtemp(prefix="gpm_catalogue_bench_")).resolve()
     work.mkdir(parents=True, exist_ok=True)
     try:
         print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()}", flush=True)
         started = time.perf_counter()
-        unique = make_unique_archive(work / "unique", args.unique, args.seed)
-        print(f"{args.unique} unique mock galaxies in {time.perf_counter() - started:.0f} s",
-              flush=True)
-        weights = args.weights or fit_lite_model(unique, work / "lite_model")
+        kept = sorted((work / "unique").glob("images_npix152_*.h5"))
+        if kept:  # a --keep folder of an earlier run: the same cutouts and model again
+            unique = kept[0]
+            print(f"reusing {unique}", flush=True)
+        else:
+            unique = make_unique_archive(work / "unique", args.unique, args.seed)
+            print(f"{args.unique} unique mock galaxies in {time.perf_counter() - started:.0f} s",
+                  flush=True)
+        weights = args.weights
+        if weights is None:
+            weights = work / "lite_model"
+            if not (weights / "model_card.json").is_file():
+                fit_lite_model(unique, weights)
+        for name in ("out_1w", "out_2w", "out_2w_large"):  # every run computes from scratch
+            shutil.rmtree(work / name, ignore_errors=True)
         small, large = (make_virtual_archive(unique, work / f"archive_{n}", n)
                         for n in args.rows)
 
@@ -218,7 +231,10 @@ def main(argv=None):
             if args.device != "cpu":
                 paper_gpu = paper_network_rate(unique, args.paper_rows, args.device)
                 print(f"paper network, bare, {args.device}: {paper_gpu:.0f} images/s")
-        preprocess_rate = per_worker / max(1e-9, 1 - per_worker / bare)  # rows/s of the rest
+        # rows/s of everything but inference (reading, cleaning, writing), per core
+        preprocess_rate = 1 / max(1e-9, 1 / per_worker - 1 / bare)
+        print(f"everything but inference (reading, preprocessing, writing): "
+              f"{preprocess_rate:.1f} rows/s a core", flush=True)
         print(f"\nprojection for {PAPER_EXP_GALAXIES:,} EXP galaxies, lite network "
               f"(measured end-to-end rate per core {per_worker:.1f} rows/s):")
         print(projection(per_worker, None, preprocess_rate))

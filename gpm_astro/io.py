@@ -21,9 +21,9 @@ from astropy.io.misc import yaml
 from astropy.table import Column, MaskedColumn, Table
 
 from .exceptions import ParameterError, TableIOError
-from .process_pool import process_alive
+from .process_pool import remove_files_of_dead_processes
 
-__all__ = ["read_table", "write_table", "atomic_write_bytes", "new_file_mode",
+__all__ = ["read_table", "write_table", "atomic_write_bytes", "atomic_file", "new_file_mode",
            "writable_directory", "partial_file", "remove_stale_partials", "FORMATS"]
 
 #: File-name endings and the astropy format each one means.
@@ -362,10 +362,23 @@ def atomic_write_bytes(path, data):
     """Write ``data`` to ``path`` through a temporary file in the same folder (atomic)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = partial_file(path)
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    with atomic_file(path) as tmp:
+        with open(tmp, "wb") as handle:
             handle.write(data)
+
+
+@contextlib.contextmanager
+def atomic_file(path, *, suffix=".part"):
+    """Yield the name of a hidden partial file next to ``path`` (see `partial_file`) to write.
+
+    When the block ends normally the file gets the permissions a plain ``open`` gives and
+    replaces ``path`` in one step; when it raises, the partial file is removed. Readers of
+    ``path`` therefore never see a half-written file.
+    """
+    fd, tmp = partial_file(path, suffix=suffix)
+    os.close(fd)
+    try:
+        yield tmp
         os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
@@ -525,18 +538,4 @@ def remove_stale_partials(path):
     folder = path.parent if str(path.parent) else Path(".")
     # .<name>.<pid>.<8 random characters from tempfile><suffix>
     pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[a-z0-9_]{{8}}(\..*)?$")
-    removed = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        match = pattern.match(entry.name)
-        if match is None or process_alive(int(match.group(1))):
-            continue
-        try:
-            os.unlink(entry.path)
-            removed.append(Path(entry.path))
-        except OSError:  # another writer cleaned it first, or no permission: not ours to force
-            pass
-    return removed
+    return [Path(name) for name in remove_files_of_dead_processes(folder, pattern)]
