@@ -414,7 +414,7 @@ def plot_history(history, path, *, title="GPM-ResNet training"):
     from gpm_astro.evaluation import plain_log_ticks
 
     table = history if isinstance(history, Table) else history_table(history)
-    fig, ax = plt.subplots(figsize=(5, 3.4), dpi=100)
+    fig, ax = plt.subplots(figsize=(6, 3.4), dpi=100)
     ax.plot(table["epoch"], table["train_loss"], label="train", marker=".")
     ax.plot(table["epoch"], table["val_loss"], label="validation", marker=".")
     if len(table):
@@ -426,7 +426,7 @@ def plot_history(history, path, *, title="GPM-ResNet training"):
     ax.set_xlabel("epoch")
     ax.set_ylabel("MSE loss")
     ax.set_title(title)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
