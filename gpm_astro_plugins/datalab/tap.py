@@ -84,7 +84,11 @@ def _number(value, name, low, high):
 
 
 def _types(types):
-    values = [types] if isinstance(types, str) else list(types)
+    # bytes (as FITS and HDF5 tables hold the Tractor type, b"EXP ") read as text
+    values = [types] if isinstance(types, (str, bytes)) else list(types)
+    values = [value.decode("ascii", "replace") if isinstance(value, bytes) else value
+              for value in values]
+    values = [value.strip() if isinstance(value, str) else value for value in values]
     if not values:
         msg = f"types must name at least one of {TRACTOR_TYPES}, got {types!r}"
         raise ParameterError(msg)
