@@ -104,3 +104,26 @@ def test_image_quantities_measure_colour_and_size():
     np.testing.assert_allclose(q["colour_gr"], 2.5 * np.log10(1.0 / 0.6), atol=0.02)
     np.testing.assert_allclose(q["colour_rz"], 2.5 * np.log10(1.4 / 1.0), atol=0.02)
     assert np.all(q["radius_r"] > 0)
+
+
+def test_domain_flag_on_mock_galaxies_fainter_and_farther_than_the_training_set():
+    from gpm_astro_plugins.mock.sky import MockSky
+
+    clean = {"blend_rate": 0, "large_rate": 0, "empty_rate": 0, "bad_pixel_rate": 0,
+             "per_galaxy_floor": False}
+    labelled = MockSky(n_galaxies=200, seed=2, labelled_fraction=1.0, **clean).generate()
+    faint = MockSky(n_galaxies=30, seed=3, labelled_fraction=0.0, **clean).generate()
+    table = labelled.images
+    table["Z_true"] = labelled.truth["Z_true"]
+    # the archive is sorted by flux: split at random
+    table = table[np.random.default_rng(0).permutation(len(table))]
+    config = GPMResNetConfig(name="test", width=0.125, blocks=(1, 1, 1, 1), crop_size=32,
+                             input_scaling="asinh", drop_prob=0.0, epochs=2, batch_size=32,
+                             standardize_target=True, error_head=True, head_hidden=16)
+    estimator = GPMResNetEstimator(config=config, progress=False, predict_batch_size=64)
+    estimator.fit(table[:120], target="Z_true", validation=table[120:160])
+    assert estimator.domain_.redshift_column == "z_phot_median"
+    quiet = np.asarray(estimator.predict(table[160:])["Z_pred_domain_flag"]).astype(str)
+    fired = np.asarray(estimator.predict(faint.images)["Z_pred_domain_flag"]).astype(str)
+    assert np.mean(np.char.startswith(quiet, "out")) <= 0.1
+    assert np.mean(np.char.startswith(fired, "out")) >= 0.9
