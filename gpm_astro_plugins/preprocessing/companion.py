@@ -20,16 +20,16 @@ __all__ = ["companion_residual", "rotational_asymmetry"]
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 
-def companion_residual(image, segment, noise, *, centre, smoothing_fwhm=1.0,
-                       threshold_sigma=3.0, search=1):
+def companion_residual(image, segment, noise, *, centre, smoothing_fwhm=3.0,
+                       threshold_sigma=3.0, search=0.5):
     """Share of the target's flux in the largest piece of its 180-degree rotation residual.
 
     The rotation centre is searched on the half-pixel grid within ``search`` px of
-    ``centre`` (the cutout is centred on the catalogued target), where a rotation is an exact
-    array flip; the centre that leaves the least summed absolute residual over the segment
-    and its rotation is kept. Anchoring at the target keeps a pair from being rotated about
-    its light centre, between the two galaxies, where it looks symmetric. The
-    residual is smoothed (Gaussian of FWHM ``smoothing_fwhm`` px), its positive part above
+    ``centre`` (the cutout is centred on the catalogued target; 0.5 px: nine centres), where
+    a rotation is an exact array flip; the centre that leaves the least summed absolute
+    residual over the segment and its rotation is kept. Anchoring at the target keeps a pair
+    from being rotated about its light centre, between the two galaxies, where it looks
+    symmetric. The residual is smoothed (Gaussian of FWHM ``smoothing_fwhm`` px), its positive part above
     ``threshold_sigma`` times its noise, inside the segment and its rotation, is cut into
     8-connected pieces, and the largest piece's residual flux is compared with the flux of
     the segment.
@@ -68,7 +68,7 @@ def companion_residual(image, segment, noise, *, centre, smoothing_fwhm=1.0,
     height, width = segment.shape
     x0, y0, w, h = cv2.boundingRect(segment.view(np.uint8))
     best = None
-    steps = range(-2 * int(search), 2 * int(search) + 1)
+    steps = range(-int(round(2 * search)), int(round(2 * search)) + 1)
     x_centre, y_centre = int(round(2 * centre[0])), int(round(2 * centre[1]))
     for y_twice in (y_centre + d for d in steps):
         for x_twice in (x_centre + d for d in steps):

@@ -26,7 +26,7 @@ CONFIGURATIONS = {
         ("check_pixels", {}),
         ("mask_neighbours", {}),
         ("size_limit", {"max_radius": 6.0, "region": "flux_fraction"}),
-        ("blend_check", {"contrast": 0.03, "max_companion": 0.1}),
+        ("blend_check", {"contrast": 0.03, "max_companion": 0.12}),
         ("fragment_check", {}),
     ],
     # The default plus a rotational-asymmetry test that catches companions leaving no saddle.
