@@ -25,7 +25,7 @@ nitpicky = False
 # no intersphinx: the documentation builds offline
 
 templates_path = []
-exclude_patterns = ["_build", "_static", "dev", "example_plugin"]
+exclude_patterns = ["_build", "_static", "example_plugin"]
 html_theme = "alabaster"
 html_static_path = ["_static"]
 html_title = f"gpm_astro {version}"

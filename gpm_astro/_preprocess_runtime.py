@@ -8,6 +8,7 @@ temporaries be reused. `gpm_astro.preprocessing` drives it; nothing here knows a
 import atexit
 import functools
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .process_pool import forkserver_pool
+from .process_pool import forkserver_pool, process_alive
 
 _EXECUTORS = {}
 
@@ -103,9 +104,11 @@ class _SharedSlots:
         if os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free > 2 * count * size:
             directory = "/dev/shm"
         self.paths, self.arrays = [], []
+        remove_stale_buffers()
         # a name never used before, so that a worker's kept mapping of a deleted buffer file
-        # can never be mistaken for a new file that happens to get the same random name
-        prefix = f"gpm_astro_batch_{uuid.uuid4().hex}_"
+        # can never be mistaken for a new file that happens to get the same random name; the
+        # process id tells a later run whether the writer is gone (`remove_stale_buffers`)
+        prefix = f"{BUFFER_PREFIX}{os.getpid()}_{uuid.uuid4().hex}_"
         try:
             for _ in range(count):
                 handle, path = tempfile.mkstemp(prefix=prefix, suffix=".f4", dir=directory)
@@ -122,6 +125,43 @@ class _SharedSlots:
             if os.path.exists(path):
                 os.unlink(path)
         self.paths, self.arrays = [], []
+
+
+#: Start of every batch buffer file's name: ``gpm_astro_batch_<pid>_<uuid>_<random>.f4``.
+BUFFER_PREFIX = "gpm_astro_batch_"
+_BUFFER_NAME = re.compile(rf"^{BUFFER_PREFIX}(\d+)_[0-9a-f]{{32}}_.*\.f4$")
+
+
+def remove_stale_buffers(directories=None):
+    """Delete the batch buffer files of processes that no longer run.
+
+    A run killed while preprocessing (SIGKILL, the OOM killer) cannot delete its buffers, and
+    in ``/dev/shm`` they hold RAM; the next run of `preprocess_cutouts` with ``n_jobs > 1``
+    calls this first. Files of live processes (another run going on) are kept.
+
+    Returns
+    -------
+    list of str
+        The files removed.
+    """
+    if directories is None:
+        directories = ["/dev/shm", tempfile.gettempdir()]
+    removed = []
+    for directory in directories:
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            match = _BUFFER_NAME.match(entry.name)
+            if match is None or process_alive(int(match.group(1))):
+                continue
+            try:
+                os.unlink(entry.path)
+                removed.append(entry.path)
+            except OSError:
+                pass
+    return removed
 
 
 def _map_buffer(path, shape, mode):

@@ -233,7 +233,8 @@ def _check_result(result, n_rows, estimator, pred_name):
         raise PluginError(msg)
 
 
-def _attach(table, names, values, masked, errors, err_masked, flags, unit, keep_columns):
+def _attach(table, names, values, masked, errors, err_masked, flags, unit, keep_columns,
+            caveat=None):
     if keep_columns is None:
         out = table.copy(copy_data=False)
     else:
@@ -245,6 +246,10 @@ def _attach(table, names, values, masked, errors, err_masked, flags, unit, keep_
     out[err_name] = MaskedColumn(errors, mask=err_masked, unit=unit,
                                  description="1-sigma uncertainty of the prediction")
     out[flag_name] = Column(flags.astype(str), description="'ok', or why there is no prediction")
+    if caveat:  # e.g. weights trained on the mock sky: every row and the meta say so
+        out[flag_name.replace("_flag", "_caveat", 1)] = Column(
+            np.full(len(out), str(caveat)), description="warning that comes with the prediction")
+        out.meta["caveat"] = str(caveat)
     return out
 
 
@@ -255,7 +260,8 @@ def _record(out, estimator, *, weights, batch_size, suffix, n_predicted, chunk_i
                 estimator_params=params, weights=None if weights is None else str(weights),
                 batch_size=batch_size, suffix=suffix, n_rows=len(out),
                 n_predicted=n_predicted, chunk_index=chunk_index,
-                weights_check=getattr(estimator, "weights_check_", None))
+                weights_check=getattr(estimator, "weights_check_", None),
+                caveat=getattr(estimator, "caveat", None))
 
 
 def predict_metallicity(table, *, estimator="gpm_resnet", weights=None, batch_size=256,
@@ -300,6 +306,8 @@ def predict_metallicity(table, *, estimator="gpm_resnet", weights=None, batch_si
         ``preprocess:<preprocess_flag>`` for rows whose preprocessing failed). An estimator
         with another output (e.g. ``logmstar``) gives ``logmstar_pred`` etc.
         ``meta['gpm_astro']['steps']`` records the estimator, its parameters and the weights.
+        An estimator with a ``caveat`` (e.g. weights trained on the mock sky) adds the column
+        ``Z_pred_caveat`` and ``meta['caveat']``, both holding it.
 
     Raises
     ------
@@ -334,7 +342,8 @@ def predict_metallicity(table, *, estimator="gpm_resnet", weights=None, batch_si
         arrays = _predict_chunk(view, instance, batch_size, bar)
     finally:
         bar.close()
-    out = _attach(table, names, *arrays, unit=instance.output_unit, keep_columns=keep_columns)
+    out = _attach(table, names, *arrays, unit=instance.output_unit, keep_columns=keep_columns,
+                  caveat=getattr(instance, "caveat", None))
     _record(out, instance, weights=weights, batch_size=batch_size, suffix=suffix,
             n_predicted=int((~arrays[1]).sum()))
     if n == 0:
@@ -385,7 +394,8 @@ def iter_predict_metallicity(chunks, *, estimator="gpm_resnet", weights=None, ba
                                        disable=not progress)):
         view, kept = _check_input(table, instance, names, keep_columns)
         arrays = _predict_chunk(view, instance, batch_size, None)
-        out = _attach(table, names, *arrays, unit=instance.output_unit, keep_columns=kept)
+        out = _attach(table, names, *arrays, unit=instance.output_unit, keep_columns=kept,
+                      caveat=getattr(instance, "caveat", None))
         _record(out, instance, weights=weights, batch_size=batch_size, suffix=suffix,
                 n_predicted=int((~arrays[1]).sum()), chunk_index=index)
         yield out

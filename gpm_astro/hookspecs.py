@@ -11,6 +11,11 @@ Each hook receives a ``register`` callable; call it once per class::
     @hookimpl
     def gpm_astro_register_estimators(register):
         register(MyEstimator, name="my_estimator")
+
+A class may also be given by its import path, ``register("my_package.estimator:MyEstimator",
+name="my_estimator")``: its module is then imported only when the component is first used,
+which keeps ``import gpm_astro`` and every look-up of another component light. Only functions
+marked ``@hookimpl`` are called; an unmarked function of the same name is ignored.
 """
 
 import pluggy
@@ -25,8 +30,9 @@ def gpm_astro_register_estimators(register):
     Parameters
     ----------
     register : callable
-        ``register(cls, name=None)``; ``name`` defaults to ``cls.name``. An estimator turns a table
-        of galaxies into predictions of a scalar such as Z = 12 + log(O/H).
+        ``register(cls, name=None)``; ``name`` defaults to ``cls.name``; ``cls`` may be an import
+        path ``"module:ClassName"`` (then ``name`` is required). An estimator turns a table of
+        galaxies into predictions of a scalar such as Z = 12 + log(O/H).
     """
 
 
@@ -65,4 +71,19 @@ def gpm_astro_register_preprocessing_configs(register):
         or a ``(step name, parameters)`` pair. ``preprocess_cutouts(config=name)`` runs them in
         order; the step names are looked up only then, so a configuration may use steps of
         other plugins.
+    """
+
+
+@hookspec
+def gpm_astro_register_commands(register):
+    """Register ``gpm-astro`` subcommands (subclasses of `gpm_astro.base.Command`).
+
+    Parameters
+    ----------
+    register : callable
+        ``register(cls, name=None)``; ``name`` (the subcommand) defaults to ``cls.name``;
+        ``cls`` may be an import path ``"module:ClassName"``. The command line adds one
+        subcommand per registered class: ``add_arguments(parser)`` declares its options and
+        ``run(args)`` does the work and returns the exit code. Import heavy modules inside
+        ``run``, so that ``gpm-astro --help`` stays fast.
     """

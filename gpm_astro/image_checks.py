@@ -23,8 +23,8 @@ import numpy as np
 
 __all__ = ["cutout_flags", "IMAGE_FLAGS", "MAX_PIXEL_FLUX"]
 
-#: Largest |pixel| (nanomaggies) a galaxy cutout can hold: 1e6 nmgy is magnitude 7.5 in one
-#: 0.262" pixel, brighter than any galaxy in the Legacy Surveys by orders of magnitude.
+#: Largest absolute pixel value (nanomaggies) a galaxy cutout can hold: 1e6 nmgy is magnitude
+#: 7.5 in one 0.262" pixel, brighter than any galaxy in the Legacy Surveys by orders of magnitude.
 MAX_PIXEL_FLUX = 1.0e6
 
 #: Every flag `cutout_flags` can give, besides ``ok``.

@@ -20,6 +20,7 @@ from astropy.io.misc import yaml
 from astropy.table import Column, MaskedColumn, Table
 
 from .exceptions import ParameterError, TableIOError
+from .process_pool import process_alive
 
 __all__ = ["read_table", "write_table", "atomic_write_bytes", "new_file_mode",
            "writable_directory", "partial_file", "remove_stale_partials", "FORMATS"]
@@ -64,8 +65,12 @@ def _check_path(path):
     return Path(path)
 
 
-def read_table(path, *, format=None, **kwargs):
+def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
     """Read a table file into an astropy `~astropy.table.Table`.
+
+    An HDF5 file that holds no astropy table but whose name matches the ``file_patterns`` of a
+    registered data source (e.g. the Legacy Survey archive files ``images_npix152_*.h5``
+    that ``gpm-astro mock`` writes) is read by that source's ``read_file``.
 
     Parameters
     ----------
@@ -73,6 +78,12 @@ def read_table(path, *, format=None, **kwargs):
         The file. Its ending picks the format (see `FORMATS`) unless ``format`` is given.
     format : str, optional
         An astropy format name, e.g. ``"fits"``, ``"ascii.ecsv"``, ``"hdf5"``.
+    attach_cutouts : bool, optional
+        For a table whose cutouts live in a separate store (the pipeline's intermediate
+        tables: ``meta["cutout_store"]``, a path relative to the table's folder, and
+        ``meta["cutout_rows"]``, the column of store rows), add them as the ``cutout`` column,
+        so that a later stage can be rerun on the table alone. Rows with a masked store row
+        get NaN cutouts.
     **kwargs
         Passed to `astropy.table.Table.read` (e.g. ``hdu=``, ``path=`` for HDF5, which defaults
         to ``"data"`` when the file holds that dataset).
@@ -108,6 +119,11 @@ def read_table(path, *, format=None, **kwargs):
         raise TableIOError(msg)
     if fmt == "hdf5" and "path" not in kwargs and _hdf5_has(path, HDF5_PATH):
         kwargs["path"] = HDF5_PATH
+    elif fmt == "hdf5" and "path" not in kwargs:
+        reader = _registered_file_reader(path)
+        if reader is not None:
+            table = reader.read_file(path)
+            return _attach_cutouts(table, path) if attach_cutouts else table
     with _table_io_errors("read", path, fmt), _large_csv_fields():
         table = Table.read(path, format=fmt, **kwargs)
     if fmt == "fits" and FITS_META_KEYWORD in table.meta:
@@ -115,6 +131,46 @@ def read_table(path, *, format=None, **kwargs):
     if fmt.startswith("ascii.") and fmt != "ascii.ecsv":
         _restore_text_booleans(table)
     _to_native_byte_order(table)
+    return _attach_cutouts(table, path) if attach_cutouts else table
+
+
+def _registered_file_reader(path):
+    """The registered data source whose ``file_patterns`` match the file's name, if any."""
+    import fnmatch
+
+    from .plugins import list_components
+
+    for component in list_components("data_source"):
+        cls = component.cls
+        if any(fnmatch.fnmatch(path.name, pattern) for pattern in cls.file_patterns):
+            return cls
+    return None
+
+
+def _attach_cutouts(table, path):
+    """Add the ``cutout`` column from the store ``meta["cutout_store"]`` names (if any)."""
+    store = table.meta.get("cutout_store")
+    if store is None or "cutout" in table.colnames:
+        return table
+    from .pipeline.cutout_store import read_cutouts
+
+    store_path = Path(path).parent / store
+    rows_column = table.meta.get("cutout_rows", "cutout_row")
+    if not store_path.is_file():
+        msg = (f"the cutouts of {str(path)!r} are kept in {str(store_path)!r}, which does not "
+               f"exist (a run with keep_cutouts = false removes it; rerun that stage)")
+        raise TableIOError(msg)
+    if rows_column not in table.colnames:
+        msg = f"{str(path)!r} names a cutout store but has no {rows_column!r} column"
+        raise TableIOError(msg)
+    rows = np.ma.asanyarray(table[rows_column])
+    valid = ~np.ma.getmaskarray(rows)
+    found = read_cutouts(store_path, np.asarray(np.ma.getdata(rows)[valid], dtype=np.int64))
+    cutouts = np.full((len(table),) + found.shape[1:], np.nan, dtype=np.float32)
+    cutouts[valid] = found
+    table["cutout"] = cutouts
+    table["cutout"].unit = u.nanomaggy
+    table["cutout"].description = f"g, r, z cutout in nanomaggies, from {store}"
     return table
 
 
@@ -423,7 +479,7 @@ def remove_stale_partials(path):
         return removed
     for entry in entries:
         match = pattern.match(entry.name)
-        if match is None or _process_alive(int(match.group(1))):
+        if match is None or process_alive(int(match.group(1))):
             continue
         try:
             os.unlink(entry.path)
@@ -431,15 +487,3 @@ def remove_stale_partials(path):
         except OSError:  # another writer cleaned it first, or no permission: not ours to force
             pass
     return removed
-
-
-def _process_alive(pid):
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True

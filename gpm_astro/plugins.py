@@ -1,10 +1,17 @@
-"""The plugin manager: finds estimators, preprocessing steps and data sources.
+"""The plugin manager: finds estimators, preprocessing steps, data sources and commands.
 
 Plugins are loaded lazily, on the first look-up, from the ``gpm_astro`` entry-point group
 (our own built-ins are declared there too). The environment variable ``GPM_ASTRO_PLUGINS``,
 a comma-separated list of entry-point names, restricts which plugins load; empty loads none.
+
+The registry is built by calling each hook through pluggy (``pm.hook.<name>``): only
+functions marked ``@gpm_astro.hookimpl`` take part. A plugin may register a class by its
+import path (``"package.module:ClassName"``); the module is then imported only when that
+component is first used, so looking up one estimator does not import every plugin's
+dependencies (torch, GalSim, ...).
 """
 
+import importlib
 import os
 import threading
 import types
@@ -32,6 +39,7 @@ __all__ = [
     "get_configuration",
     "list_components",
     "list_plugins",
+    "add_plugin_commands",
 ]
 
 ENTRY_POINT_GROUP = "gpm_astro"
@@ -43,24 +51,78 @@ KINDS = {
     "preprocessing_step": "gpm_astro_register_preprocessing_steps",
     "data_source": "gpm_astro_register_data_sources",
     "preprocessing_config": "gpm_astro_register_preprocessing_configs",
+    "command": "gpm_astro_register_commands",
 }
 
 
 @dataclass(frozen=True)
 class RegisteredComponent:
-    """One class (or, for a preprocessing configuration, one list of steps) of a plugin."""
+    """One class (or, for a preprocessing configuration, one list of steps) of a plugin.
+
+    ``target`` is the class, or its import path ``"module:qualname"`` (imported by `cls`).
+    """
 
     kind: str
     name: str
-    cls: type
+    target: object
     plugin: str
     package: str
     version: str
     steps: tuple = ()
 
+    @property
+    def class_path(self):
+        """``module.qualname`` of the class, without importing it."""
+        if self.target is None:
+            return None
+        if isinstance(self.target, str):
+            return self.target.replace(":", ".")
+        return f"{self.target.__module__}.{self.target.__qualname__}"
+
+    @property
+    def cls(self):
+        """The class (imported on first use when registered by path); None for a
+        preprocessing configuration.
+
+        Raises
+        ------
+        PluginError
+            If the path does not import, or names something that is not a class of this kind.
+        """
+        if not isinstance(self.target, str):
+            return self.target
+        with _lock:
+            cached = _loaded_classes.get(self.target)
+            if cached is None:
+                cached = _import_class(self.target, self.kind, self.plugin)
+                _loaded_classes[self.target] = cached
+        return cached
+
 
 _lock = threading.RLock()
 _state = {"pm": None, "registry": None}
+_loaded_classes = {}
+
+
+def _check_class(cls, kind, plugin):
+    base = _base_class(kind)
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        msg = (f"plugin {plugin!r} registered {cls!r} as a {kind}, but it is not "
+               f"a subclass of {base.__module__}.{base.__qualname__}")
+        raise PluginError(msg)
+    return cls
+
+
+def _import_class(path, kind, plugin):
+    module_name, _, qualname = path.partition(":")
+    try:
+        obj = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:  # a broken plugin must say who it is
+        msg = f"plugin {plugin!r}: the {kind} {path!r} cannot be imported: {exc}"
+        raise PluginError(msg) from exc
+    return _check_class(obj, kind, plugin)
 
 
 def _base_class(kind):
@@ -70,6 +132,7 @@ def _base_class(kind):
         "estimator": base.Estimator,
         "preprocessing_step": base.PreprocessingStep,
         "data_source": base.DataSource,
+        "command": base.Command,
     }[kind]
 
 
@@ -169,41 +232,55 @@ def register_plugin(plugin, name=None):
         return registered
 
 
+def _hook_implementations(pm, hook_name):
+    """The marked implementations of a hook, with each one's plugin name, through pluggy."""
+    return getattr(pm.hook, hook_name).get_hookimpls()
+
+
 def _build_registry(pm):
     registry = {kind: {} for kind in KINDS}
-    for plugin_name, plugin in pm.list_name_plugin():
-        package, version = _distribution_of(plugin)
-        for kind, hook_name in KINDS.items():
-            impl = getattr(plugin, hook_name, None)
-            if impl is None:
-                continue
+    for kind, hook_name in KINDS.items():
+        for impl in _hook_implementations(pm, hook_name):
+            plugin_name = impl.plugin_name
+            package, version = _distribution_of(impl.plugin)
             if kind == "preprocessing_config":
-                impl(register=_configuration_register(registry[kind], plugin_name, package,
-                                                      version))
+                impl.function(register=_configuration_register(registry[kind], plugin_name,
+                                                               package, version))
                 continue
-            base = _base_class(kind)
-
-            def register(cls, name=None, *, _kind=kind, _base=base, _plugin=plugin_name,
-                         _package=package, _version=version):
-                if not (isinstance(cls, type) and issubclass(cls, _base)):
-                    msg = (f"plugin {_plugin!r} registered {cls!r} as a {_kind}, but it is not "
-                           f"a subclass of {_base.__module__}.{_base.__qualname__}")
-                    raise PluginError(msg)
-                name = name or getattr(cls, "name", None)
-                if not isinstance(name, str) or not name:
-                    msg = f"plugin {_plugin!r} registered {cls.__qualname__} with no name"
-                    raise PluginError(msg)
-                existing = registry[_kind].get(name)
-                if existing is not None:
-                    msg = (f"{_kind} name {name!r} is registered twice: by plugin "
-                           f"{existing.plugin!r} ({existing.cls.__qualname__}) and by plugin "
-                           f"{_plugin!r} ({cls.__qualname__})")
-                    raise DuplicatePluginError(msg)
-                registry[_kind][name] = RegisteredComponent(
-                    _kind, name, cls, _plugin, _package, _version)
-
-            impl(register=register)
+            impl.function(register=_component_register(registry[kind], kind, plugin_name,
+                                                       package, version))
     return registry
+
+
+def _component_register(components, kind, plugin, package, version):
+    """The ``register(cls, name=None)`` a plugin's component hook receives."""
+
+    def register(cls, name=None):
+        if isinstance(cls, str):
+            if ":" not in cls or not name:
+                msg = (f"plugin {plugin!r} registered {cls!r} as a {kind}: a class given by "
+                       f"path must be 'module:ClassName' and come with a name")
+                raise PluginError(msg)
+        else:
+            _check_class(cls, kind, plugin)
+        name = name or getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            label = cls if isinstance(cls, str) else cls.__qualname__
+            msg = f"plugin {plugin!r} registered {label} with no name"
+            raise PluginError(msg)
+        existing = components.get(name)
+        if existing is not None:
+            msg = (f"{kind} name {name!r} is registered twice: by plugin "
+                   f"{existing.plugin!r} ({_short(existing.target)}) and by plugin "
+                   f"{plugin!r} ({_short(cls)})")
+            raise DuplicatePluginError(msg)
+        components[name] = RegisteredComponent(kind, name, cls, plugin, package, version)
+
+    return register
+
+
+def _short(target):
+    return target.rpartition(":")[2] if isinstance(target, str) else target.__qualname__
 
 
 def _configuration_register(configurations, plugin, package, version):
@@ -306,9 +383,46 @@ def list_plugins():
     from astropy.table import Table
 
     rows = [(c.kind, c.name, c.plugin, c.package, c.version,
-             f"{c.cls.__module__}.{c.cls.__qualname__}" if c.cls is not None
+             c.class_path if c.target is not None
              else " -> ".join(step for step, _ in c.steps)) for c in list_components()]
     names = ("kind", "name", "plugin", "package", "version", "class")
     if not rows:
         return Table(names=names, dtype=[str] * len(names))
     return Table(rows=rows, names=names)
+
+
+def add_plugin_commands(subparsers, *, taken=()):
+    """Add the ``gpm-astro`` subcommands that plugins registered (hook
+    ``gpm_astro_register_commands``).
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        What ``parser.add_subparsers()`` returned.
+    taken : iterable of str, optional
+        Subcommand names the core already uses; a plugin command of the same name is an error.
+
+    Returns
+    -------
+    list of str
+        The subcommands added.
+
+    Raises
+    ------
+    PluginError
+        If a plugin's command takes the name of a core command.
+    """
+    added = []
+    taken = set(taken)
+    for component in list_components("command"):
+        if component.name in taken:
+            msg = (f"plugin {component.plugin!r} registered the command {component.name!r}, "
+                   f"which gpm-astro already has")
+            raise PluginError(msg)
+        command = component.cls()
+        parser = subparsers.add_parser(component.name, help=command.help,
+                                       description=command.description or command.help)
+        command.add_arguments(parser)
+        parser.set_defaults(func=command.run)
+        added.append(component.name)
+    return added

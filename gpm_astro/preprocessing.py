@@ -279,16 +279,35 @@ def _prepare(table, pixel_scale):
                f"planes; 152 x 152 for Legacy Survey cutouts), got {shape}")
         raise SchemaError(msg)
     bands = table.meta.get("bands", "grz")
-    if "".join(bands) != "grz":
+    is_text = isinstance(bands, str) or (isinstance(bands, (list, tuple))
+                                         and all(isinstance(b, str) for b in bands))
+    if not is_text or "".join(bands) != "grz":
         msg = f"cutouts must hold the bands 'grz' in that order, table.meta['bands'] is {bands!r}"
         raise SchemaError(msg)
     if pixel_scale is None:
-        pixel_scale = table.meta.get("pixel_scale", _DEFAULT_PIXEL_SCALE)
-    pixel_scale = float(u.Quantity(pixel_scale, u.arcsec).value)
-    if not np.isfinite(pixel_scale) or pixel_scale <= 0:
-        msg = f"pixel_scale must be a positive number of arcsec, got {pixel_scale!r}"
-        raise ParameterError(msg)
-    return _RowCopier(column), pixel_scale, "grz"
+        scale = _arcsec(table.meta.get("pixel_scale", _DEFAULT_PIXEL_SCALE))
+        if scale is None:
+            msg = (f"table.meta['pixel_scale'] must be a positive number of arcsec per pixel, "
+                   f"got {table.meta['pixel_scale']!r}")
+            raise SchemaError(msg)
+    else:
+        scale = _arcsec(pixel_scale)
+        if scale is None:
+            msg = (f"pixel_scale must be a positive number of arcsec (or an angle Quantity), "
+                   f"got {pixel_scale!r}")
+            raise ParameterError(msg)
+    return _RowCopier(column), scale, "grz"
+
+
+def _arcsec(value):
+    """A pixel scale as a positive finite float of arcsec, or None when it is not one."""
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        return None
+    try:
+        scale = float(u.Quantity(value, u.arcsec).value)
+    except (TypeError, ValueError, u.UnitsError):
+        return None
+    return scale if np.isfinite(scale) and scale > 0 else None
 
 
 class _RowCopier:

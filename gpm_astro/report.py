@@ -140,7 +140,7 @@ def _dict_table(pairs, headers):
 
 def render_report(*, title, metrics=None, figures=(), counts=(), catalogue=None,
                   n_catalogue=None, timings=None, config=None, summary=None, notes=(),
-                  max_image_width=None):
+                  max_image_width=None, sections=()):
     """Assemble the report page from its parts (everything already computed).
 
     Parameters
@@ -167,6 +167,9 @@ def render_report(*, title, metrics=None, figures=(), counts=(), catalogue=None,
         Extra paragraphs (plain text).
     max_image_width : int, optional
         Shrink wider figures to this many pixels (a small copy of the report).
+    sections : sequence of str
+        HTML fragments placed after the catalogue (e.g. the ablation studies,
+        `gpm_astro.ablation.report_section.ablation_section`).
 
     Returns
     -------
@@ -209,6 +212,7 @@ def render_report(*, title, metrics=None, figures=(), counts=(), catalogue=None,
         parts.append(table_to_html(catalogue, formats={"ra": ".5f", "dec": ".5f",
                                                        "z_phot_median": ".3f", "mag_r": ".2f",
                                                        "Z_pred": ".3f", "Z_pred_err": ".3f"}))
+    parts.extend(section for section in sections if section)
     for note in notes:
         parts.append(f"<p>{html.escape(note)}</p>")
     if timings:
@@ -350,12 +354,17 @@ def write_report(output_dir, path=None, *, config=None, timings=None, title=None
             for entry in json.loads(listing.read_text()):
                 figures.append(dict(entry, path=out / folder / entry["file"]))
     catalogue_full = _read(out / "catalogue/catalogue.ecsv")
+    sections = []
+    if (out / "ablation").is_dir():  # `gpm-astro ablate --out RUN/ablation` was run
+        from .ablation.report_section import ablation_section
+
+        sections.append(ablation_section(out / "ablation", max_image_width=max_image_width))
     catalogue = catalogue_full[:catalogue_rows] if catalogue_full is not None else None
     page = render_report(
         title=title or "gpm_astro run report", metrics=metrics, figures=figures,
         counts=_counts(out), catalogue=catalogue,
         n_catalogue=len(catalogue_full) if catalogue_full is not None else None,
         timings=timings, config=config, summary=_summary(metrics),
-        max_image_width=max_image_width)
+        max_image_width=max_image_width, sections=sections)
     atomic_write_bytes(path, page.encode("utf-8"))
     return path

@@ -464,8 +464,8 @@ def check_estimator(estimator, *, fit_table=None, predict_table=None, checks=Non
     Examples
     --------
     >>> from gpm_astro.testing import check_estimator
-    >>> from gpm_astro_plugins.mass_metallicity import MassMetallicity
-    >>> "row_order" in check_estimator(MassMetallicity)
+    >>> from gpm_astro.plugins import get_estimator
+    >>> "row_order" in check_estimator(get_estimator("mass_metallicity"))
     True
     """
     is_class = isinstance(estimator, type) and issubclass(estimator, Estimator)

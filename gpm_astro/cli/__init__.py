@@ -2,7 +2,9 @@
 
 Each module in this package that defines ``add_parser(subparsers)`` contributes one
 subcommand; ``add_parser`` must set ``func`` (called with the parsed args, returning an exit
-code) through ``parser.set_defaults(func=...)``.
+code) through ``parser.set_defaults(func=...)``. Plugins add their own subcommands the same way
+through the hook ``gpm_astro_register_commands`` (e.g. ``gpm-astro mock`` comes from the mock
+plugin).
 """
 
 import argparse
@@ -37,6 +39,9 @@ def build_parser():
         module = importlib.import_module(f"{__name__}.{info.name}")
         if hasattr(module, "add_parser"):
             module.add_parser(subparsers)
+    from ..plugins import add_plugin_commands
+
+    add_plugin_commands(subparsers, taken=subparsers.choices)
     return parser
 
 

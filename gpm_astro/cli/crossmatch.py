@@ -31,7 +31,7 @@ def run(args):
 
     refuse_existing(args.output, args.overwrite)
     labels = read_table(args.labels)
-    images = read_table(args.images)
+    images = read_table(args.images, attach_cutouts=True)
     image_id = args.image_id.split(",") if args.image_id else None
     out = crossmatch(labels, images, radius=args.radius * u.arcsec,
                      one_to_one=args.one_to_one, label_id=args.label_id, image_id=image_id)

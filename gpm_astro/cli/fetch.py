@@ -1,5 +1,8 @@
-"""``gpm-astro fetch``: download cutouts, the label catalogue or an image catalogue.
+"""``gpm-astro fetch``: query a registered data source and write what it returns.
 
+    gpm-astro fetch                       list the registered data sources
+    gpm-astro fetch source NAME OUT --param key=value ...
+                                          any registered source: NAME(**params).query()
     gpm-astro fetch cutouts TABLE OUT     Legacy Survey cutouts for the ra/dec of TABLE
     gpm-astro fetch labels OUT            SDSS DR8 MPA-JHU labels from SkyServer
     gpm-astro fetch catalog OUT --type EXP --brickid-min 1 --brickid-max 5000
@@ -41,6 +44,20 @@ def add_parser(subparsers):
                     "MPA-JHU label catalogue (SkyServer) or Legacy Survey DR9 sources with "
                     "photometric redshifts (Data Lab TAP).")
     kinds = parser.add_subparsers(title="what", metavar="WHAT")
+
+    generic = kinds.add_parser(
+        "source", help="query any registered data source (`gpm-astro fetch` lists them)",
+        description="Build the registered data source NAME with the --param values and write "
+                    "the table its query() returns to OUT.")
+    generic.add_argument("name", metavar="NAME", help="registered data source")
+    generic.add_argument("output", metavar="OUT", help="output table file")
+    generic.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                         help="source parameter; VALUE is read as JSON when it parses; "
+                              "repeatable")
+    generic.add_argument("--query", action="append", default=[], metavar="KEY=VALUE",
+                         help="keyword of query(); repeatable")
+    generic.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    generic.set_defaults(func=run_source)
 
     cutouts = kinds.add_parser(
         "cutouts", help="g, r, z cutouts for the rows of a table",
@@ -93,9 +110,33 @@ def add_parser(subparsers):
 
     def show_help(args):
         parser.print_help()
+        print("\nregistered data sources (gpm-astro fetch source NAME OUT --param k=v):")
+        for component in list_sources():
+            print(f"  {component.name:<24} {component.plugin:<18} {component.class_path}")
         return 2
 
     parser.set_defaults(func=show_help)
+
+
+def list_sources():
+    """The registered data sources, from the plugin registry."""
+    from ..plugins import list_components
+
+    return list_components("data_source")
+
+
+def run_source(args):
+    from ..io import write_table
+    from ..plugins import get_source
+    from . import refuse_existing
+    from .predict import parse_params
+
+    refuse_existing(args.output, args.overwrite)
+    source = get_source(args.name)(**parse_params(args.param))
+    result = source.query(**parse_params(args.query))
+    write_table(result, args.output, overwrite=args.overwrite)
+    print(f"{len(result)} rows of {args.name} -> {args.output}")
+    return 0
 
 
 def _print_flags(table, column):

@@ -47,14 +47,40 @@ def parse_params(pairs):
     return params
 
 
+def _refuse_untrained(name):
+    """Stop with command-line advice when ``name`` needs training and got no way to get it."""
+    from ..exceptions import ParameterError
+    from ..plugins import get_estimator
+    from ..weights import list_weights
+
+    cls = get_estimator(name)
+    if not getattr(cls, "requires_fit", True):
+        return
+    lines = [f"the estimator {name!r} must be trained before it predicts; give one of:"]
+    if callable(getattr(cls, "load", None)):
+        entries = [row for row in list_weights() if row["estimator"] == name]
+        for row in entries:
+            lines.append(f"  --weights {row['name']:<22s} {row['description']}")
+        if not entries:
+            lines.append("  --weights NAME   (no weights are registered for it; "
+                         "see gpm_astro.weights)")
+        lines.append("  --weights DIR    a model saved by `gpm-astro train TABLE --out DIR` "
+                     "(or a demo's estimate/models/<label>)")
+    lines.append("  --fit-table TABLE [--fit-target COLUMN]   train it on TABLE first")
+    raise ParameterError("\n".join(lines))
+
+
 def run(args):
     from ..estimation import predict_metallicity
     from ..io import read_table, write_table
     from . import refuse_existing
 
     refuse_existing(args.out, args.overwrite)
-    table = read_table(args.table)
-    fit_table = read_table(args.fit_table) if args.fit_table else None
+    if args.weights is None and args.fit_table is None:
+        _refuse_untrained(args.estimator)
+    table = read_table(args.table, attach_cutouts=True)
+    fit_table = (read_table(args.fit_table, attach_cutouts=True) if args.fit_table
+                 else None)
     keep = [c for c in table.colnames if c != "cutout"] if args.drop_cutouts else None
     result = predict_metallicity(table, estimator=args.estimator, weights=args.weights,
                                  batch_size=args.batch_size, fit_table=fit_table,

@@ -34,7 +34,7 @@ def run(args):
     from ..preprocessing import preprocess_cutouts
 
     refuse_existing(args.output, args.overwrite)
-    table = read_table(args.input)
+    table = read_table(args.input, attach_cutouts=True)
     batch = {} if args.batch_size is None else {"batch_size": args.batch_size}
     cleaned = preprocess_cutouts(table, config=args.config, n_jobs=args.jobs,
                                  progress=not args.quiet, **batch)

@@ -45,8 +45,6 @@ def make_catalogue(predictions):
     Examples
     --------
     >>> from astropy.table import Table
-
-from ..survey_constants import flux_to_magnitude
     >>> from gpm_astro.pipeline import make_catalogue
     >>> t = Table({"ra": [1.0], "dec": [2.0], "release": [9010], "brickid": [5], "objid": [7],
     ...            "z_phot_median": [0.1], "flux_r": [10.0], "Z_pred": [8.9],

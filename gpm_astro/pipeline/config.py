@@ -14,11 +14,14 @@ DEFAULT_CONFIG = {
     # a later run that needs one makes it again from the configuration
     "keep_cutouts": True,
     "source": {
-        # "mock": build the embedded mock sky; "files": read your own tables
+        # a registered data source that can feed a run (gpm_astro.base.PipelineSource), e.g.
+        # "mock" (the embedded mock sky) or "files" (your own tables)
         "name": "mock",
-        # keyword arguments of the mock sky (gpm_astro_plugins.mock.MockSky)
+        # keyword arguments of that source (e.g. the mock sky's); n_jobs: worker processes
+        # drawing the cutouts
         "params": {"n_galaxies": 4000, "seed": 0},
-        # for name = "files": a label table, and an image catalogue with a `cutout` column
+        # passed to the source when set, e.g. for name = "files": a label table, and an
+        # image catalogue with a `cutout` column
         "labels": None,
         "images": None,
         # optional: a truth table (one row per image, with brickid, objid) for the noise floor
@@ -121,6 +124,10 @@ def load_config(config=None, **overrides):
     merged = _merge(DEFAULT_CONFIG, user, "")
     if "estimators" in user:  # a user's list of estimators replaces the default list
         merged["estimators"] = copy.deepcopy(user["estimators"])
+    source = user.get("source") or {}
+    if source.get("name", merged["source"]["name"]) != DEFAULT_CONFIG["source"]["name"] \
+            and "params" not in source:  # the default params are the default source's
+        merged["source"]["params"] = {}
     _validate(merged)
     return merged
 
@@ -160,14 +167,9 @@ def _read_config_file(path):
 
 
 def _validate(cfg):
-    source = cfg["source"]
-    if source["name"] not in ("mock", "files"):
-        msg = f"source.name must be 'mock' or 'files', got {source['name']!r}"
-        raise ParameterError(msg)
-    if source["name"] == "files" and not (source["labels"] and source["images"]):
-        msg = (f"source.name = 'files' needs source.labels and source.images, got "
-               f"labels={source['labels']!r}, images={source['images']!r}")
-        raise ParameterError(msg)
+    from .sources import make_pipeline_source
+
+    make_pipeline_source(cfg["source"])  # the source exists, feeds a run, takes its params
     if not isinstance(cfg["keep_cutouts"], bool):
         msg = f"keep_cutouts must be true or false, got {cfg['keep_cutouts']!r}"
         raise ParameterError(msg)
@@ -275,4 +277,58 @@ def config_to_toml(config):
 
     emit(config, "")
     return "\n".join(lines) + "\n"
+
+
+def check_before_run(cfg):
+    """Check what a run will need before its first stage starts, so that a typo fails at once.
+
+    Resolves every estimator (and mass model) with its parameters, the preprocessing
+    configuration and the keyword arguments of the select and preprocess stages, and checks
+    that the input files of ``source.name = 'files'`` exist.
+
+    Raises
+    ------
+    ParameterError
+        Naming the configuration key, e.g. ``estimators.gpm_resnt.estimator``.
+    """
+    import inspect
+
+    from ..catalog import select_starforming
+    from ..estimation import resolve_estimator
+    from ..exceptions import GPMAstroError
+    from ..preprocessing import preprocess_cutouts, resolve_steps
+
+    def fail(where, exc):
+        raise ParameterError(f"configuration {where}: {exc}") from exc
+
+    for label, entry in cfg["estimators"].items():
+        models = [(f"estimators.{label}", entry)]
+        if entry.get("mass_model"):
+            models.append((f"estimators.{label}.mass_model", entry["mass_model"]))
+        for where, model in models:
+            if not isinstance(model, dict):
+                fail(where, TypeError(f"must be a mapping, got {model!r}"))
+            params = model.get("params") or {}
+            if not isinstance(params, dict):
+                fail(f"{where}.params", TypeError(f"must be a mapping, got {params!r}"))
+            try:
+                resolve_estimator(model.get("estimator", "gpm_resnet_mass"), **params)
+            except (GPMAstroError, TypeError) as exc:
+                fail(where, exc)
+    for section, function in (("select", select_starforming),
+                              ("preprocess", preprocess_cutouts)):
+        accepted = set(inspect.signature(function).parameters) - {"table"}
+        unknown = sorted(set(cfg[section]) - accepted)
+        if unknown:
+            fail(section, ParameterError(f"unknown key(s) {unknown}; valid: {sorted(accepted)}"))
+    try:
+        resolve_steps(cfg["preprocess"].get("steps"),
+                      config=cfg["preprocess"].get("config", "default"))
+    except GPMAstroError as exc:
+        fail("preprocess", exc)
+    source = cfg["source"]
+    if source["name"] == "files":
+        for key in ("labels", "images", "truth"):
+            if source[key] and not Path(source[key]).is_file():
+                fail(f"source.{key}", FileNotFoundError(f"{source[key]!r} is not a file"))
 

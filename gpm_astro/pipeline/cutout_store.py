@@ -1,13 +1,12 @@
 """HDF5 cutout stores written atomically, and the table files the stages exchange."""
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..exceptions import ParameterError
-from ..io import new_file_mode
+from ..io import new_file_mode, partial_file
 
 def write_cutouts(path, cutouts, *, compress=False):
     """Write an (n, 3, H, W) float32 array to an HDF5 file (dataset ``images``), atomically.
@@ -82,8 +81,7 @@ class CutoutWriter:
         import h5py
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part",
-                                         dir=self.path.parent)
+        fd, self._tmp = partial_file(self.path)  # a stale one of a killed run is removed
         os.close(fd)
         self._file = h5py.File(self._tmp, "w")
         chunks = (1,) + self.shape if self.n_rows else None
@@ -105,6 +103,16 @@ class CutoutWriter:
         elif os.path.exists(self._tmp):
             os.unlink(self._tmp)
         return False
+
+
+def with_cutout_store(table, store, rows_column):
+    """Record in ``table.meta`` where its cutouts are: the store's path relative to the table's
+    folder and the column of store rows. `gpm_astro.io.read_table` with ``attach_cutouts=True``
+    (as every command reads its input) then gives the table its ``cutout`` column back, so a
+    stage can be rerun on an intermediate table alone. Returns ``table``."""
+    table.meta["cutout_store"] = store
+    table.meta["cutout_rows"] = rows_column
+    return table
 
 
 def _write_table(table, path):

@@ -8,81 +8,86 @@ from ..exceptions import ParameterError, SchemaError
 from ..process_pool import forkserver_pool, resolve_n_jobs
 from ..survey_constants import BANDS, CUTOUT_SHAPE, PIXEL_SCALE_ARCSEC
 from ..tables import record_step
-from .cutout_store import CutoutWriter, _read_table, _write_table, read_cutouts
+from .cutout_store import (CutoutWriter, _read_table, _write_table, read_cutouts,
+                           with_cutout_store)
+from .sources import make_pipeline_source, source_parameters
 
 
 class DataStages:
     """Stages ``sky`` to ``sample`` of `gpm_astro.pipeline.Pipeline` (a mixin)."""
 
-    def _stage_sky(self):
-        source = self.config["source"]
-        if source["name"] == "mock":
-            self._build_mock_sky(source["params"])
-            return
-        labels = _read_table(source["labels"])
-        images = _read_table(source["images"])
-        truth = _read_table(source["truth"]) if source["truth"] else None
-        if "cutout" not in images.colnames:
-            msg = (f"the image catalogue needs a 'cutout' column (n, 3, 152, 152) of g, r, z "
-                   f"nanomaggies; columns present: {images.colnames}")
+    def _stage_sky(self, chunk_size=100):
+        """Ask the configured data source for its tables, then for the cutouts chunk by chunk
+        (bounded memory; ``source.params.n_jobs`` worker processes), into the cutout store."""
+        from tqdm.auto import tqdm
+
+        config = self.config["source"]
+        n_jobs = resolve_n_jobs(config["params"].get("n_jobs", 1))
+        source = make_pipeline_source(config)
+        self.log(f"  reading the tables of data source {config['name']!r} ...")
+        tables = source.pipeline_tables()
+        labels, catalogue, truth = tables.labels, tables.images, tables.truth
+        if "cutout" in catalogue.colnames:
+            catalogue = catalogue.copy(copy_data=False)
+            catalogue.remove_column("cutout")
+        catalogue["image_row"] = np.arange(len(catalogue))
+        if truth is not None and len(truth) != len(catalogue):
+            msg = (f"data source {config['name']!r} returned a truth table of {len(truth)} rows "
+                   f"for {len(catalogue)} image rows; they must match row by row")
             raise SchemaError(msg)
-        cutouts = np.asarray(images["cutout"], dtype=np.float32)
-        catalogue = images.copy(copy_data=False)
-        catalogue.remove_column("cutout")
-        with CutoutWriter(self.path("sky/cutouts.h5"), len(cutouts), cutouts.shape[1:]) as out:
-            out.write(0, cutouts)
-        self._write_sky(labels, catalogue, truth, images.meta)
+
+        def chunk_of(start):
+            cut = slice(start, start + chunk_size)
+            return catalogue[cut], (truth[cut] if truth is not None else None)
+
+        def checked(cutouts, n_rows):
+            cutouts = np.asarray(cutouts, dtype=np.float32)
+            if cutouts.shape != (n_rows,) + CUTOUT_SHAPE:
+                msg = (f"data source {config['name']!r} returned cutouts of shape "
+                       f"{cutouts.shape} for {n_rows} rows; expected (n, 3, 152, 152) of g, "
+                       f"r, z nanomaggies")
+                raise SchemaError(msg)
+            return cutouts
+
+        starts = list(range(0, len(catalogue), chunk_size))
+        bar = tqdm(total=len(catalogue), desc=f"cutouts of {config['name']}", unit="cutout",
+                   disable=not self.progress, file=sys.stderr)
+        with CutoutWriter(self.path("sky/cutouts.h5"), len(catalogue), CUTOUT_SHAPE) as out:
+            if n_jobs == 1:
+                for start in starts:
+                    rows, truth_rows = chunk_of(start)
+                    out.write(start, checked(source.pipeline_cutouts(rows, truth_rows),
+                                             len(rows)))
+                    bar.update(len(rows))
+            else:
+                with forkserver_pool(n_jobs) as pool:
+                    pending = []
+                    for start in starts + [None] * (2 * n_jobs):
+                        if start is not None:  # keep at most 2 chunks per worker in flight
+                            rows, truth_rows = chunk_of(start)
+                            pending.append((start, len(rows), pool.submit(
+                                source.pipeline_cutouts, rows, truth_rows)))
+                        if pending and (start is None or len(pending) > 2 * n_jobs):
+                            done_start, n_rows, future = pending.pop(0)
+                            out.write(done_start, checked(future.result(), n_rows))
+                            bar.update(n_rows)
+        bar.close()
+        self._write_sky(labels, catalogue, truth, catalogue.meta)
 
     def _write_sky(self, labels, catalogue, truth, meta):
-        source = self.config["source"]
-        catalogue["image_row"] = np.arange(len(catalogue))
+        config = self.config["source"]
         catalogue.meta.setdefault("bands", meta.get("bands", BANDS))
         catalogue.meta.setdefault("pixel_scale", meta.get("pixel_scale", PIXEL_SCALE_ARCSEC))
-        record_step(catalogue, "pipeline.sky", source=source["name"],
-                    params=source["params"] if source["name"] == "mock" else source)
+        record_step(catalogue, "pipeline.sky", source=config["name"],
+                    params=source_parameters(config))
         self.log(f"  {len(labels):,} label rows, {len(catalogue):,} image-catalogue rows")
         _write_table(labels, self.path("sky/labels.fits"))
         if truth is not None:
             _write_table(truth, self.path("sky/truth.fits"))
         elif self.path("sky/truth.fits").exists():
             self.path("sky/truth.fits").unlink()
-        _write_table(catalogue, self.path("sky/images.fits"))
-
-    def _build_mock_sky(self, params, chunk_size=100):
-        """Draw the mock catalogues, then render the cutouts chunk by chunk (bounded memory)."""
-        from tqdm.auto import tqdm
-
-        from ..plugins import get_source
-
-        params = dict(params)
-        n_jobs = resolve_n_jobs(params.pop("n_jobs", 1))
-        sky = get_source("mock")(**params)
-        self.log(f"  drawing the mock catalogues ({sky.n_galaxies:,} galaxies) ...")
-        labels, catalogue, truth = sky.catalog()
-        starts = list(range(0, len(catalogue), chunk_size))
-        bar = tqdm(total=len(catalogue), desc="render mock cutouts", unit="cutout",
-                   disable=not self.progress, file=sys.stderr)
-        with CutoutWriter(self.path("sky/cutouts.h5"), len(catalogue), CUTOUT_SHAPE) as out:
-            if n_jobs == 1:
-                for start in starts:
-                    cut = slice(start, start + chunk_size)
-                    out.write(start, sky.render(catalogue[cut], truth[cut]))
-                    bar.update(len(catalogue[cut]))
-            else:
-                with forkserver_pool(n_jobs) as pool:
-                    pending = []
-                    for start in starts + [None] * (2 * n_jobs):
-                        if start is not None:  # keep at most 2 chunks per worker in flight
-                            cut = slice(start, start + chunk_size)
-                            pending.append((start, pool.submit(sky.render, catalogue[cut],
-                                                               truth[cut])))
-                        if pending and (start is None or len(pending) > 2 * n_jobs):
-                            done_start, future = pending.pop(0)
-                            cutouts = future.result()
-                            out.write(done_start, cutouts)
-                            bar.update(len(cutouts))
-        bar.close()
-        self._write_sky(labels, catalogue, truth, catalogue.meta)
+        _write_table(with_cutout_store(catalogue, "cutouts.h5", "image_row"),
+                     self.path("sky/images.fits"))
 
     def _stage_select(self):
         from ..catalog import select_starforming
@@ -106,7 +111,8 @@ class DataStages:
         n_matched = int(np.sum(np.asarray(matched["matched"])))
         self.log(f"  {n_matched:,} of {len(labels):,} labels have an image within "
                  f"{cfg['radius_arcsec']} arcsec")
-        _write_table(matched, self.path("crossmatch/matched.fits"))
+        _write_table(with_cutout_store(matched, "../sky/cutouts.h5", "image_row"),
+                     self.path("crossmatch/matched.fits"))
 
     def _application_rows(self, images, matched):
         """Rows of the image catalogue that get a catalogue entry (and why the others not)."""
@@ -171,7 +177,8 @@ class DataStages:
         flags = np.asarray(result["preprocess_flag"]).astype(str)
         counts = dict(zip(*np.unique(flags, return_counts=True)))
         self.log(f"  {name}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
-        _write_table(result, self.path(f"preprocess/{name}.fits"))
+        _write_table(with_cutout_store(result, f"{name}_cutouts.h5", "cutout_row"),
+                     self.path(f"preprocess/{name}.fits"))
 
     def _empty_preprocessed(self, table):
         result = table.copy()
@@ -215,4 +222,5 @@ class DataStages:
                     fractions=cfg["fractions"], seed=cfg["seed"])
         self.log(f"  {len(parts[0]):,} train, {len(parts[1]):,} validation, "
                  f"{len(parts[2]):,} test galaxies")
-        _write_table(result, self.path("sample/sample.fits"))
+        _write_table(with_cutout_store(result, "../preprocess/labelled_cutouts.h5",
+                                       "cutout_row"), self.path("sample/sample.fits"))

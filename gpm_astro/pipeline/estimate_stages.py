@@ -26,9 +26,8 @@ class EstimateStages:
         return part
 
     def _fit(self, estimator, table, target, validation=None):
-        """Fit on the rows with a usable target (the others are counted in the log)."""
-        import inspect
-
+        """Fit on the rows with a usable target (the others are counted in the log); the
+        validation split goes to an estimator that declares ``uses_validation``."""
         from ..tables import missing_mask
 
         usable = ~missing_mask(table[target])
@@ -36,11 +35,8 @@ class EstimateStages:
             self.log(f"  {int((~usable).sum())} training rows lack {target!r}; fitting on "
                      f"{int(usable.sum())}")
         kwargs = {"target": target}
-        params = inspect.signature(estimator.fit).parameters
-        if validation is not None and "validation" in params:
+        if validation is not None and getattr(estimator, "uses_validation", False):
             kwargs["validation"] = validation[~missing_mask(validation[target])]
-        if "progress" in params:
-            kwargs["progress"] = self.progress
         fitted = estimator.fit(table[usable], **kwargs)
         return fitted if fitted is not None else estimator
 

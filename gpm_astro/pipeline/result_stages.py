@@ -116,22 +116,20 @@ class ResultStages:
         return app if app is not None else next(iter(self.config["estimators"]))
 
     def _describe(self, label):
-        entry = self.config["estimators"].get(label, {})
-        name = entry.get("estimator", label)
-        params = entry.get("params") or {}
-        if name == "gpm_resnet":
-            text = f"GPM-ResNet ({params.get('config', 'default')} configuration)"
-        elif name == "colour_polynomial":
-            text = f"colour polynomial, order {params.get('order', '?')}"
-        elif name == "mass_metallicity":
-            if entry.get("mass_model"):
-                text = "mass-metallicity relation, mass from an image GPM-ResNet"
-            else:
-                column = params.get("mass_column", "lgm_tot_p50")
-                text = f"mass-metallicity relation, mass from {column}"
-        else:
-            text = name
-        return text
+        """The estimator's own `~gpm_astro.base.Estimator.describe` of a configured label."""
+        from ..estimation import resolve_estimator
+
+        entry = self.config["estimators"].get(label)
+        if entry is None:
+            return label
+        estimator = resolve_estimator(entry["estimator"], **(entry.get("params") or {}))
+        if not entry.get("mass_model"):
+            return estimator.describe()
+        mass_entry = entry["mass_model"]
+        mass_model = resolve_estimator(mass_entry.get("estimator", "gpm_resnet_mass"),
+                                       **(mass_entry.get("params") or {}))
+        estimator.set_params(mass_column=mass_model.output_column)
+        return f"{estimator.describe()}, from the images: {mass_model.describe()}"
 
     def _stage_catalogue(self):
         from ..pipeline_figures import catalogue_figures

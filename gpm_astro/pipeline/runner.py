@@ -10,7 +10,7 @@ from astropy.table import Table
 
 from ..exceptions import ParameterError
 from ..io import atomic_write_bytes, writable_directory
-from .config import STAGE_NAMES, load_config
+from .config import STAGE_NAMES, check_before_run, load_config
 from .data_stages import DataStages
 from .estimate_stages import EstimateStages
 from .result_stages import ResultStages
@@ -62,6 +62,7 @@ class Pipeline(DataStages, EstimateStages, ResultStages):
         if not self.config["output_dir"]:
             msg = "no output folder: give output_dir (command line: --out DIR)"
             raise ParameterError(msg)
+        check_before_run(self.config)  # a typo fails now, not after hours of earlier stages
         self.out = Path(self.config["output_dir"])
         self.force = force
         self.progress = progress

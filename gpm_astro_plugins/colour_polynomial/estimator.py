@@ -16,6 +16,9 @@ from gpm_astro.tables import numeric_column, require_table, with_column_names
 
 __all__ = ["ColourPolynomial", "polynomial_terms", "design_matrix", "flux_to_mag"]
 
+#: file and format of a saved polynomial
+MODEL_FILE = "colour_polynomial.json"
+MODEL_FORMAT = "gpm_astro.colour_polynomial/1"
 #: AB zero point of Legacy Survey nanomaggies
 NANOMAGGY_ZERO_POINT = ZERO_POINT
 #: AB magnitude of a flux in nanomaggies; NaN where the flux is not positive and finite
@@ -123,7 +126,11 @@ class ColourPolynomial(Estimator):
         flags = np.where(bad, "nonpositive_flux", "ok").astype(object)
         return g - r, r - z, flags
 
-    def fit(self, table, *, target="oh_p50"):
+    def describe(self):
+        """``colour polynomial, order N``."""
+        return f"colour polynomial, order {self.order}"
+
+    def fit(self, table, *, target="oh_p50", validation=None):
         """Least-squares fit of the polynomial to ``target`` on the usable rows of ``table``.
 
         Rows with a non-positive or missing flux, or a missing target, are left out.
@@ -199,3 +206,65 @@ class ColourPolynomial(Estimator):
             "Z_pred_err": MaskedColumn(errors, mask=~good, unit="dex"),
             "Z_pred_flag": Column(flags.astype(str)),
         })
+
+    def save(self, directory):
+        """Write the fitted polynomial to ``directory/colour_polynomial.json``.
+
+        Returns
+        -------
+        pathlib.Path
+            The file written; `load` reads it (or its folder) back.
+        """
+        import json
+        from pathlib import Path
+
+        from gpm_astro.io import atomic_write_bytes
+
+        if not hasattr(self, "coef_"):
+            raise GPMAstroError("this ColourPolynomial is not fitted: nothing to save")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {"format": MODEL_FORMAT, "params": {k: (list(v) if isinstance(v, tuple) else v)
+                                                   for k, v in self.get_params().items()},
+                 "coef": self.coef_.tolist(), "terms": [list(t) for t in self.terms_],
+                 "residual_sigma": self.residual_sigma_, "coef_cov": self.coef_cov_.tolist(),
+                 "colour_range": self.colour_range_.tolist(), "n_train": self.n_train_,
+                 "target": self.target_}
+        path = directory / MODEL_FILE
+        atomic_write_bytes(path, json.dumps(state, indent=1).encode())
+        return path
+
+    @classmethod
+    def load(cls, path, **params):
+        """Read a polynomial written by `save` (the file or its folder).
+
+        Raises
+        ------
+        WeightsError
+            If the file is missing or is not a saved colour polynomial.
+        """
+        import json
+        from pathlib import Path
+
+        from gpm_astro.exceptions import WeightsError
+
+        path = Path(path)
+        path = path / MODEL_FILE if path.is_dir() else path
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise WeightsError(f"cannot read a colour polynomial from {str(path)!r}: {exc}") \
+                from exc
+        if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
+            msg = f"{str(path)!r} is not a saved colour polynomial ({MODEL_FORMAT})"
+            raise WeightsError(msg)
+        saved = dict(state["params"], flux_columns=tuple(state["params"]["flux_columns"]))
+        estimator = cls(**{**saved, **params})
+        estimator.coef_ = np.asarray(state["coef"])
+        estimator.terms_ = [tuple(t) for t in state["terms"]]
+        estimator.residual_sigma_ = float(state["residual_sigma"])
+        estimator.coef_cov_ = np.asarray(state["coef_cov"])
+        estimator.colour_range_ = np.asarray(state["colour_range"])
+        estimator.n_train_ = int(state["n_train"])
+        estimator.target_ = state["target"]
+        return estimator

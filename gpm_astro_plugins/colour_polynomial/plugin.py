@@ -5,6 +5,5 @@ from gpm_astro import hookimpl
 
 @hookimpl
 def gpm_astro_register_estimators(register):
-    from .estimator import ColourPolynomial
-
-    register(ColourPolynomial, name="colour_polynomial")
+    register("gpm_astro_plugins.colour_polynomial.estimator:ColourPolynomial",
+             name="colour_polynomial")

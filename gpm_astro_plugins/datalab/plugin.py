@@ -5,6 +5,4 @@ from gpm_astro import hookimpl
 
 @hookimpl
 def gpm_astro_register_data_sources(register):
-    from .tap import DataLabTAP
-
-    register(DataLabTAP, name="datalab_tap")
+    register("gpm_astro_plugins.datalab.tap:DataLabTAP", name="datalab_tap")

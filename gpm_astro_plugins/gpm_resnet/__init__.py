@@ -7,8 +7,31 @@
   weights and a model card).
 """
 
-from .estimator import GPMResNetEstimator, GPMResNetMassEstimator
-from .model import NAMED_CONFIGS, GPMResNet, GPMResNetConfig, build_model, get_config
+
+#: public name -> the module that defines it (imported on first use)
+_LAZY = {
+    "GPMResNetEstimator": ".estimator",
+    "GPMResNetMassEstimator": ".estimator",
+    "NAMED_CONFIGS": ".model",
+    "GPMResNet": ".model",
+    "GPMResNetConfig": ".model",
+    "build_model": ".model",
+    "get_config": ".model",
+}
 
 __all__ = ["GPMResNetEstimator", "GPMResNetMassEstimator", "GPMResNet", "GPMResNetConfig",
            "NAMED_CONFIGS", "build_model", "get_config"]
+
+
+def __getattr__(name):
+    """Import a public name's module on first use (the plugin's entry point stays light)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

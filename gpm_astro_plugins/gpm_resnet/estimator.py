@@ -12,6 +12,7 @@ Models are saved as safetensors weights plus a JSON model card and loaded withou
 
 from gpm_astro.base import Estimator
 
+from .disk_inputs import ArchiveFittingMixin
 from .fitting import FittingMixin
 from .inference import InferenceMixin
 from .persistence import CARD_FILE, WEIGHTS_FILE, PersistenceMixin
@@ -19,7 +20,8 @@ from .persistence import CARD_FILE, WEIGHTS_FILE, PersistenceMixin
 __all__ = ["GPMResNetEstimator", "GPMResNetMassEstimator", "WEIGHTS_FILE", "CARD_FILE"]
 
 
-class GPMResNetEstimator(FittingMixin, InferenceMixin, PersistenceMixin, Estimator):
+class GPMResNetEstimator(FittingMixin, ArchiveFittingMixin, InferenceMixin, PersistenceMixin,
+                         Estimator):
     """Z = 12 + log(O/H) from g, r, z cutouts with GPM-ResNet (paper §3).
 
     Parameters
@@ -99,6 +101,14 @@ class GPMResNetEstimator(FittingMixin, InferenceMixin, PersistenceMixin, Estimat
     output_unit = "dex"
     required_columns = ("cutout",)
     default_target = "oh_p50"
+    uses_validation = True
+
+    def describe(self):
+        """``GPM-ResNet (<configuration> configuration)``, e.g. ``lite``."""
+        config = self.config if isinstance(self.config, str) else \
+            getattr(self.config, "name", None) or "custom"
+        what = "GPM-ResNet" if self.output == "Z" else "GPM-ResNet stellar mass"
+        return f"{what} ({config} configuration)"
 
     def __init__(self, *, config="lite", epochs=None, batch_size=None, lr=None, seed=0,
                  device="auto", precision="auto", compile=False, n_ensemble=1, mc_passes=10,

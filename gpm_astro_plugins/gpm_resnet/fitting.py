@@ -147,6 +147,15 @@ class FittingMixin:
         val_x = self._network_input(val_table, val_rows, transform, "validation input")
         train_y = np.asarray(np.ma.getdata(table[target][train_rows]), dtype=np.float64)
         val_y = np.asarray(np.ma.getdata(val_table[target][val_rows]), dtype=np.float64)
+        summary = {"n_rows": len(table), "skipped": skipped, "validation_skipped": val_skipped,
+                   "bands": bands, "cutout_size": size}
+        return self._fit_inputs(train_x, train_y, val_x, val_y, config=config, target=target,
+                                summary=summary)
+
+    def _fit_inputs(self, train_x, train_y, val_x, val_y, *, config, target, summary,
+                    num_workers=0):
+        """Train the ensemble on network inputs (arrays, or datasets read from disk), then
+        calibrate the errors on the validation inputs. Returns self."""
         if config.standardize_target:
             mean, std = float(train_y.mean()), float(train_y.std())
             std = std if std > 0 else 1.0
@@ -166,7 +175,7 @@ class FittingMixin:
                 model, train_x, scale(train_y), val_x, scale(val_y), config=config,
                 seed=member_seed, device=self.device, precision=self._training_precision(),
                 deterministic=self.deterministic, checkpoint_dir=member_dir,
-                resume=self.resume, progress=self.progress)
+                resume=self.resume, progress=self.progress, num_workers=num_workers)
             model.cpu().eval()
             models.append(model)
             history = result.history
@@ -177,7 +186,7 @@ class FittingMixin:
         from astropy.table import vstack
 
         self.config_ = config
-        self.bands_ = bands
+        self.bands_ = summary["bands"]
         self.target_ = target
         self.target_mean_, self.target_std_ = mean, std
         self.models_ = models
@@ -200,12 +209,14 @@ class FittingMixin:
 
         self.validation_metrics_ = summarize(value, val_y, err)
         self.training_summary_ = {
-            "n_rows": len(table), "n_train": int(len(train_rows)),
-            "n_validation": int(len(val_rows)), "skipped": skipped,
-            "validation_skipped": val_skipped, "target": target,
+            "n_rows": summary["n_rows"], "n_train": int(len(train_y)),
+            "n_validation": int(len(val_y)), "skipped": summary["skipped"],
+            "validation_skipped": summary["validation_skipped"], "target": target,
             "target_mean": float(train_y.mean()), "target_std": float(train_y.std()),
             "target_range": [float(train_y.min()), float(train_y.max())],
             "best_epochs": best_epochs, "seed": int(self.seed), "n_ensemble": self.n_ensemble,
-            "bands": bands, "cutout_size": size,
+            "bands": summary["bands"], "cutout_size": summary["cutout_size"],
+            **{k: v for k, v in summary.items() if k not in (
+                "n_rows", "skipped", "validation_skipped", "bands", "cutout_size")},
         }
         return self

@@ -1,6 +1,8 @@
 """GPM-ResNet's inference engine: cached (optionally compiled, mixed-precision) networks,
 Monte-Carlo DropBlock draws, and `predict` streaming a table in batches."""
 
+import warnings
+
 import numpy as np
 import torch
 from astropy.table import Column, MaskedColumn, Table
@@ -25,6 +27,20 @@ CPU_FORWARD_BATCH = 8
 GPU_FORWARD_BATCH = 64
 # rows loaded and transformed at a time by predict
 LOAD_ROWS = 256
+
+
+def _import_compile_dependencies():
+    """Import what ``torch.compile`` loads on its first call, without torch's own noise.
+
+    Its inductor backend imports ``torch.utils.mkldnn``, whose modules use the deprecated
+    ``torch.jit.script_method`` and so raise DeprecationWarnings from inside torch that a user
+    cannot act on. Importing that module once here, with exactly that warning silenced, keeps
+    predict(compile=True) quiet; any other warning still shows.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script_method` is deprecated",
+                                category=DeprecationWarning)
+        import torch.utils.mkldnn  # noqa: F401
 
 
 class InferenceMixin:
@@ -61,6 +77,7 @@ class InferenceMixin:
             trunk = torch.nn.Sequential(model.ilo, *model.dho[:split])
             tail = torch.nn.Sequential(*model.dho[split:], model.pg)
             if compile_model:
+                _import_compile_dependencies()
                 trunk = torch.compile(trunk)
                 if not mc:
                     # a compiled graph does not follow DropBlock's Monte-Carlo switch, so the

@@ -42,6 +42,7 @@ class PersistenceMixin:
             "target_standardization": {"mean": self.target_mean_, "std": self.target_std_},
             "uncertainty": {"n_ensemble": len(self.models_), "mc_passes": self.mc_passes,
                             "err_scale": self.err_scale_, "err_constant": self.err_constant_},
+            "caveat": self.caveat,
             "training_data": self.training_summary_,
             "metrics": {"validation": self.validation_metrics_},
             "package_version": package_version(),
@@ -230,6 +231,8 @@ class PersistenceMixin:
         estimator.target_std_ = card["target_standardization"]["std"]
         estimator.err_scale_ = uncertainty["err_scale"]
         estimator.err_constant_ = uncertainty["err_constant"]
+        if card.get("caveat"):  # e.g. "mock sky: not for real galaxies": every prediction says so
+            estimator.caveat = str(card["caveat"])
         estimator.training_summary_ = card["training_data"]
         estimator.validation_metrics_ = card["metrics"]["validation"]
         estimator.models_ = models

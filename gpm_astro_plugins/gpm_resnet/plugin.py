@@ -1,12 +1,11 @@
 """Entry point of the gpm_resnet plugin: registers the ``gpm_resnet`` and ``gpm_resnet_mass``
-estimators. torch loads only when a hook runs."""
+estimators. torch loads only when one of them is used."""
 
 from gpm_astro import hookimpl
 
 
 @hookimpl
 def gpm_astro_register_estimators(register):
-    from .estimator import GPMResNetEstimator, GPMResNetMassEstimator
-
-    register(GPMResNetEstimator, name="gpm_resnet")
-    register(GPMResNetMassEstimator, name="gpm_resnet_mass")
+    register("gpm_astro_plugins.gpm_resnet.estimator:GPMResNetEstimator", name="gpm_resnet")
+    register("gpm_astro_plugins.gpm_resnet.estimator:GPMResNetMassEstimator",
+             name="gpm_resnet_mass")

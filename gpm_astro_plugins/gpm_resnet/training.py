@@ -160,17 +160,35 @@ def _state_copy(model):
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
+def _training_batches(train_x, batches, num_workers):
+    """Yield ``(index, x)`` per batch: from memory, or from a torch ``Dataset`` (e.g. HDF5 rows
+    on disk) through a ``DataLoader`` whose ``num_workers`` processes read ahead. The batches
+    hold the same rows in both cases, so the training is the same."""
+    if not isinstance(train_x, torch.utils.data.Dataset):
+        for index in batches:
+            yield index, train_x[index]
+        return
+    # its own generator: seeding the reading workers must not draw from the global stream
+    # that DropBlock draws from
+    loader = torch.utils.data.DataLoader(train_x, sampler=batches, batch_size=None,
+                                         num_workers=num_workers,
+                                         generator=torch.Generator().manual_seed(0))
+    yield from zip(batches, loader)
+
+
 def train_network(model, train_x, train_y, val_x, val_y, *, config, seed=0, device="auto",
                   precision="auto", deterministic=False, checkpoint_dir=None, resume=False,
-                  progress=True, callback=None):
+                  progress=True, callback=None, num_workers=0):
     """Train ``model`` in place and leave it holding the best-validation weights.
 
     Parameters
     ----------
     model : GPMResNet
         Freshly built (or to be overwritten by the checkpoint when resuming).
-    train_x, val_x : numpy.ndarray
-        (n, c, s, s) float32 network input.
+    train_x, val_x : numpy.ndarray or torch.utils.data.Dataset
+        (n, c, s, s) float32 network input, in memory or read from disk batch by batch (a
+        dataset indexed by an increasing array of rows or a slice, such as
+        `gpm_astro_plugins.gpm_resnet.disk_inputs.ArchiveInputs`).
     train_y, val_y : numpy.ndarray
         (n,) float32 labels in the scale the network learns (standardised or raw).
     config : GPMResNetConfig
@@ -192,6 +210,8 @@ def train_network(model, train_x, train_y, val_x, val_y, *, config, seed=0, devi
     callback : callable or None
         ``callback(epoch, row)`` after each epoch (after the checkpoint is written); used by
         tests to interrupt a run.
+    num_workers : int
+        Processes reading training batches ahead when ``train_x`` is a dataset on disk.
 
     Returns
     -------
@@ -264,11 +284,11 @@ def train_network(model, train_x, train_y, val_x, val_y, *, config, seed=0, devi
             model.set_drop_progress(fraction)
             model.train()
             total, count = 0.0, 0
-            for start in range(0, n_train, config.batch_size):
-                index = np.sort(order[start:start + config.batch_size])
-                if len(index) < 2:  # BatchNorm cannot train on one sample
-                    continue
-                x = torch.as_tensor(train_x[index])
+            batches = [np.sort(order[start:start + config.batch_size])
+                       for start in range(0, n_train, config.batch_size)]
+            batches = [b for b in batches if len(b) >= 2]  # BatchNorm needs two samples
+            for index, x in _training_batches(train_x, batches, num_workers):
+                x = torch.as_tensor(x)
                 if config.augment:
                     x = augment_batch(x, generator)
                 x = x.to(device)

@@ -56,7 +56,7 @@ import numpy as np
 from astropy.table import MaskedColumn, Table
 
 from gpm_astro.exceptions import ParameterError, SchemaError
-from gpm_astro.io import writable_directory
+from gpm_astro.io import new_file_mode, partial_file, writable_directory
 from gpm_astro.survey_constants import PIXEL_SCALE_ARCSEC, flux_to_magnitude
 from gpm_astro.tables import record_step
 from gpm_astro.units import nanomaggy
@@ -210,6 +210,9 @@ class ArchiveWriter:
         Galaxies per file; the archive uses 1,000,000.
     compression : str or None, optional
         h5py compression of every dataset (e.g. ``"gzip"``); None (default) as in the archive.
+    extra_columns : sequence of str, optional
+        More table columns to store as datasets of their own (numbers, booleans, strings),
+        e.g. the labels and preprocessing flags of a cleaned training sample.
 
     Raises
     ------
@@ -228,7 +231,8 @@ class ArchiveWriter:
     ['images_npix152_000000000_000000003.h5', 'images_npix152_000000003_000000004.h5']
     """
 
-    def __init__(self, directory, *, start=0, rows_per_file=ROWS_PER_FILE, compression=None):
+    def __init__(self, directory, *, start=0, rows_per_file=ROWS_PER_FILE, compression=None,
+                 extra_columns=()):
         if int(start) != start or start < 0:
             msg = f"start must be a non-negative integer, got {start!r}"
             raise ParameterError(msg)
@@ -239,6 +243,12 @@ class ArchiveWriter:
         self.start = int(start)
         self.rows_per_file = int(rows_per_file)
         self.compression = compression
+        self.extra_columns = tuple(extra_columns)
+        clash = sorted(set(self.extra_columns) & (set(ARCHIVE_LAYOUT) | {"cutout"}))
+        if clash:
+            msg = f"extra_columns {clash} are archive datasets already"
+            raise ParameterError(msg)
+        self._extra_types = None
         self.paths = []
         self._file = None
         self._file_start = self.start
@@ -256,6 +266,7 @@ class ArchiveWriter:
     def append(self, table):
         """Write the rows of ``table`` (see `table_to_archive_columns`); returns self."""
         columns = table_to_archive_columns(table)
+        columns.update(self._extra_values(table))
         n_rows = len(table)
         done = 0
         while done < n_rows:
@@ -272,6 +283,20 @@ class ArchiveWriter:
                 self._finish_file()
         return self
 
+    def _extra_values(self, table):
+        values = {}
+        for name in self.extra_columns:
+            array = _column_values(table, name)
+            if array.dtype.kind in "USO":
+                array = np.array([v.decode() if isinstance(v, bytes) else str(v)
+                                  for v in array.ravel()], dtype=object).reshape(array.shape)
+            values[name] = array
+        if self._extra_types is None:
+            self._extra_types = {
+                name: (h5py.string_dtype() if v.dtype.kind == "O" else v.dtype, v.shape[1:])
+                for name, v in values.items()}
+        return values
+
     def close(self):
         """Finish the current file. Returns the list of paths written."""
         if self._file is not None:
@@ -279,11 +304,18 @@ class ArchiveWriter:
         return self.paths
 
     def _temporary_path(self):
-        return self.directory / f".partial_images_npix{NPIX}_{self._file_start:09d}.h5"
+        return self._partial
 
     def _open(self):
-        self._file = h5py.File(self._temporary_path(), "w", track_order=True)
-        for name, (dtype, shape) in ARCHIVE_LAYOUT.items():
+        # a hidden partial with this process's id: a run killed half-way leaves one, and the
+        # next writer of the same rows removes it (gpm_astro.io.remove_stale_partials)
+        handle, partial = partial_file(self.directory / f"images_npix{NPIX}_"
+                                                        f"{self._file_start:09d}.h5",
+                                       suffix=".h5")
+        os.close(handle)
+        self._partial = Path(partial)
+        self._file = h5py.File(self._partial, "w", track_order=True)
+        for name, (dtype, shape) in {**ARCHIVE_LAYOUT, **(self._extra_types or {})}.items():
             chunks = (1,) + shape if name == "images" else (min(self.rows_per_file, 4096),) + shape
             self._file.create_dataset(name, shape=(0,) + shape, maxshape=(None,) + shape,
                                       dtype=dtype, chunks=chunks, compression=self.compression,
@@ -295,6 +327,7 @@ class ArchiveWriter:
         self._file = None
         end = self._file_start + self._file_rows
         final = self.directory / archive_filename(self._file_start, end)
+        os.chmod(self._temporary_path(), new_file_mode())
         os.replace(self._temporary_path(), final)
         self.paths.append(final)
         self._file_start = end
@@ -307,14 +340,15 @@ class ArchiveWriter:
             self._temporary_path().unlink(missing_ok=True)
 
 
-def write_archive(table, directory, *, start=0, rows_per_file=ROWS_PER_FILE, compression=None):
+def write_archive(table, directory, *, start=0, rows_per_file=ROWS_PER_FILE, compression=None,
+                  extra_columns=()):
     """Write a Table to archive files in one call. Returns the list of paths.
 
     Parameters
     ----------
     table : astropy.table.Table
         Catalogue with cutouts (see `table_to_archive_columns`).
-    directory, start, rows_per_file, compression
+    directory, start, rows_per_file, compression, extra_columns
         As for `ArchiveWriter`.
 
     Returns
@@ -322,7 +356,7 @@ def write_archive(table, directory, *, start=0, rows_per_file=ROWS_PER_FILE, com
     list of pathlib.Path
     """
     with ArchiveWriter(directory, start=start, rows_per_file=rows_per_file,
-                       compression=compression) as writer:
+                       compression=compression, extra_columns=extra_columns) as writer:
         writer.append(table)
     return writer.paths
 
@@ -573,6 +607,9 @@ def _chunk_to_table(chunk, handle):
             table[name] = _source_type_strings(values, codes)
             table[name].description = _DESCRIPTIONS[name]
         else:
+            if values.dtype.kind == "O":  # variable-length strings of extra columns
+                values = np.array([v.decode() if isinstance(v, bytes) else str(v)
+                                   for v in values.ravel()]).reshape(values.shape)
             table[name] = values
             if name in _UNITS:
                 table[name].unit = _UNITS[name]

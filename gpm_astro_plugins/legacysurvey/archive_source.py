@@ -128,6 +128,12 @@ class LegacySurveyArchive(DataSource):
 
     name = "legacysurvey_archive"
     provides = ("catalog", "cutouts")
+    file_patterns = ("images_npix*_*_*.h5",)
+
+    @classmethod
+    def read_file(cls, path):
+        """The whole archive file as one Table, cutouts included."""
+        return cls(path=path).query()
 
     def __init__(self, *, path=None, chunk_size=1000, source_type_codes=None, progress=False):
         self.path = path
@@ -262,8 +268,9 @@ class LegacySurveyArchive(DataSource):
 
         h5py reads scattered rows one at a time (about 8 ms a cutout measured, against about
         0.2 ms in contiguous slices), so in each file the rows are either streamed from the
-        file's start up to the last selected row and filtered, or read scattered, whichever
-        reads less (a scattered row counted as `SCATTER_COST` contiguous ones).
+        first to the last selected row and filtered, or read scattered, whichever reads less
+        (a scattered row counted as `SCATTER_COST` contiguous ones). No row outside that span
+        is read, so a damaged row elsewhere in the file does not stop the read.
         """
         from tqdm.auto import tqdm
 
@@ -276,7 +283,7 @@ class LegacySurveyArchive(DataSource):
                 lo, hi = np.searchsorted(selected, [offset, offset + length])
                 local = selected[lo:hi] - offset
                 if len(local):
-                    if local[-1] + 1 <= SCATTER_COST * len(local):
+                    if local[-1] - local[0] + 1 <= SCATTER_COST * len(local):
                         parts = self._stream_file(file_path, offset, local, chunk_size, read)
                     else:
                         parts = self._tag(iter_archive(file_path, chunk_size=chunk_size,
@@ -289,10 +296,12 @@ class LegacySurveyArchive(DataSource):
             bar.close()
 
     def _stream_file(self, file_path, offset, local, chunk_size, read):
-        """Read one file contiguously from its start and keep the rows in ``local``."""
-        reader = iter_archive(file_path, chunk_size=chunk_size, **read)
+        """Read one file contiguously from the first to the last row of ``local``; keep those."""
+        first = int(local[0])
+        reader = iter_archive(file_path, chunk_size=chunk_size,
+                              rows=slice(first, int(local[-1]) + 1), **read)
         try:
-            for chunk in self._tag(reader, offset):
+            for chunk in self._tag(reader, offset + first):
                 rows = np.asarray(chunk["archive_row"]) - offset
                 keep = np.isin(rows, local, assume_unique=True)
                 if keep.any():
@@ -301,6 +310,15 @@ class LegacySurveyArchive(DataSource):
                     break
         finally:
             reader.close()
+
+    def writer(self, directory, *, start=0, rows_per_file=None, extra_columns=()):
+        """An `~gpm_astro_plugins.legacysurvey.archive.ArchiveWriter` into ``directory`` (this
+        source's own layout), e.g. for a cleaned sample that this source then reads back."""
+        from .archive import ROWS_PER_FILE, ArchiveWriter
+
+        return ArchiveWriter(directory, start=start, extra_columns=extra_columns,
+                             rows_per_file=ROWS_PER_FILE if rows_per_file is None
+                             else rows_per_file)
 
     def query(self, **criteria):
         """Return every selected galaxy as one Table (keep selections small: cutouts are

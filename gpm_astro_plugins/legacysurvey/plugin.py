@@ -6,8 +6,7 @@ from gpm_astro import hookimpl
 
 @hookimpl
 def gpm_astro_register_data_sources(register):
-    from .archive_source import LegacySurveyArchive
-    from .cutouts import LegacySurveyCutouts
-
-    register(LegacySurveyCutouts, name="legacysurvey_cutouts")
-    register(LegacySurveyArchive, name="legacysurvey_archive")
+    register("gpm_astro_plugins.legacysurvey.cutouts:LegacySurveyCutouts",
+             name="legacysurvey_cutouts")
+    register("gpm_astro_plugins.legacysurvey.archive_source:LegacySurveyArchive",
+             name="legacysurvey_archive")

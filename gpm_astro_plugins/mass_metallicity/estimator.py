@@ -100,7 +100,15 @@ class MassMetallicity(Estimator):
             raise ParameterError(msg)
         return estimator
 
-    def fit(self, table, *, target="oh_p50"):
+    def describe(self):
+        """``mass-metallicity relation, mass from <column or estimator>``."""
+        if self.mass_estimator is None:
+            return f"mass-metallicity relation, mass from {self.mass_column}"
+        estimator = self.mass_estimator
+        label = estimator.describe() if isinstance(estimator, Estimator) else repr(estimator)
+        return f"mass-metallicity relation, mass from the estimator {label}"
+
+    def fit(self, table, *, target="oh_p50", validation=None):
         """Nothing to learn from ``table``; resolves the mass estimator (loading its weights).
 
         Returns

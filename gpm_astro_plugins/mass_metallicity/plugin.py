@@ -5,6 +5,5 @@ from gpm_astro import hookimpl
 
 @hookimpl
 def gpm_astro_register_estimators(register):
-    from .estimator import MassMetallicity
-
-    register(MassMetallicity, name="mass_metallicity")
+    register("gpm_astro_plugins.mass_metallicity.estimator:MassMetallicity",
+             name="mass_metallicity")

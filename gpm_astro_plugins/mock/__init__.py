@@ -6,9 +6,32 @@ table and a Legacy-Survey-like image catalogue in the ssl-legacysurvey HDF5 layo
 truth. ``MockSource`` exposes it as the data source ``mock``. See ``docs/mock_sky.rst``.
 """
 
-from .population import PopulationModel, mzr_tremonti
-from .sky import EXPECTED_FLAG, LABEL_CUTS, TRUTH_CASES, MockSky, MockSkyData
-from .source import MockSource
+
+#: public name -> the module that defines it (imported on first use)
+_LAZY = {
+    "PopulationModel": ".population",
+    "mzr_tremonti": ".population",
+    "EXPECTED_FLAG": ".sky",
+    "LABEL_CUTS": ".sky",
+    "TRUTH_CASES": ".sky",
+    "MockSky": ".sky",
+    "MockSkyData": ".sky",
+    "MockSource": ".source",
+}
 
 __all__ = ["MockSky", "MockSkyData", "MockSource", "PopulationModel", "EXPECTED_FLAG",
            "TRUTH_CASES", "LABEL_CUTS", "mzr_tremonti"]
+
+
+def __getattr__(name):
+    """Import a public name's module on first use (the plugin's entry point stays light)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

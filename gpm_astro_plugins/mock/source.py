@@ -1,6 +1,6 @@
 """The ``mock`` data source: the mock sky behind the `gpm_astro.base.DataSource` interface."""
 
-from gpm_astro.base import DataSource
+from gpm_astro.base import PipelineSource, PipelineTables
 from gpm_astro.exceptions import ParameterError
 
 from .sky import MockSky
@@ -10,12 +10,13 @@ __all__ = ["MockSource"]
 _TABLES = ("images", "labels", "truth")
 
 
-class MockSource(MockSky, DataSource):
+class MockSource(MockSky, PipelineSource):
     """Data source ``mock``: labels, image catalogue with cutouts, and truth of a `MockSky`.
 
     Takes exactly `MockSky`'s parameters. ``query(table=...)`` returns one of the three tables
     (the sky is generated once and kept); ``iter_query(table="images", chunk_size=...)`` draws
-    the cutouts chunk by chunk, with bounded memory.
+    the cutouts chunk by chunk, with bounded memory. As a `~gpm_astro.base.PipelineSource` it
+    feeds a run: the catalogues first, then the cutouts of any chunk of rows.
 
     Examples
     --------
@@ -58,6 +59,23 @@ class MockSource(MockSky, DataSource):
         whole = labels if table == "labels" else truth
         for start in range(0, len(whole), chunk_size):
             yield whole[start:start + chunk_size]
+
+
+    def check_params(self):
+        """Check the parameters (counts, rates, seed) without drawing anything."""
+        self._validate()
+
+    def pipeline_tables(self):
+        """The label table, the image catalogue (no cutouts) and the truth."""
+        labels, images, truth = self.catalog()
+        return PipelineTables(labels=labels, images=images, truth=truth)
+
+    def pipeline_cutouts(self, images, truth=None):
+        """Draw the cutouts of ``images`` rows from their ``truth`` rows."""
+        if truth is None:
+            msg = "the mock sky draws a cutout from its truth row; pass the matching truth rows"
+            raise ParameterError(msg)
+        return self.render(images, truth)
 
 
 def _check_table(table):

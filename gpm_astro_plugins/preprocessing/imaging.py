@@ -27,6 +27,8 @@ __all__ = [
 
 #: Legacy Survey viewer RGB: band -> (RGB plane, scale); plane 0 = R holds z, 2 = B holds g.
 LS_RGB_SCALES = {"g": (2, 6.0), "r": (1, 3.4), "z": (0, 2.2)}
+#: |flux| (nanomaggies) above which `ls_rgb` clips a pixel: its planes saturate long before
+RGB_FLUX_LIMIT = np.float32(1e10)
 
 #: Weights of the (R, G, B) planes of the viewer RGB (R = z, G = r, B = g) in the grey image.
 #: ``luminance`` is the ITU-R BT.601 luminance of that RGB (what the paper describes);
@@ -59,6 +61,9 @@ def ls_rgb(images, *, bands="grz", q=20.0, offset=0.03, scales=None):
     """
     scales = LS_RGB_SCALES if scales is None else scales
     images = finite_or_zero(images)
+    # far beyond any real flux every plane saturates (0 or 1); clipping there leaves the RGB
+    # unchanged and keeps the float32 arithmetic below finite for absurd inputs (1e30)
+    np.clip(images, -RGB_FLUX_LIMIT, RGB_FLUX_LIMIT, out=images)
     n, _, height, width = images.shape
     rgb = np.zeros((n, 3, height, width), np.float32)
     planes = []

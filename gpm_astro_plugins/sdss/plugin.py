@@ -5,6 +5,4 @@ from gpm_astro import hookimpl
 
 @hookimpl
 def gpm_astro_register_data_sources(register):
-    from .mpajhu import SDSSMPAJHU
-
-    register(SDSSMPAJHU, name="sdss_mpajhu")
+    register("gpm_astro_plugins.sdss.mpajhu:SDSSMPAJHU", name="sdss_mpajhu")

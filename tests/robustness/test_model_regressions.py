@@ -14,22 +14,7 @@ from gpm_astro.io import write_table
 from gpm_astro.testing import make_estimator_table
 from gpm_astro.weights import model_digest, sha256_of
 
-SIZE = 16
-
-
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory):
-    """A 1-epoch GPM-ResNet on 16 px cutouts, saved once for the module."""
-    from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
-    from gpm_astro_plugins.gpm_resnet.model import GPMResNetConfig
-
-    config = GPMResNetConfig(name="test", width=0.125, blocks=(1, 1, 1, 1), input_size=None,
-                             epochs=1, batch_size=8, head_hidden=8, standardize_target=True)
-    table = make_estimator_table(24, seed=3, cutout_size=SIZE)
-    estimator = GPMResNetEstimator(config=config, mc_passes=1, progress=False).fit(table)
-    folder = tmp_path_factory.mktemp("model")
-    estimator.save(folder)
-    return folder
+from .conftest import SIZE
 
 
 def _load(path, **kwargs):

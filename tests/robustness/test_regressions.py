@@ -3,6 +3,8 @@ result or a raw library exception; each must now give a correct result, a flagge
 clear package error (a `GPMAstroError` subclass)."""
 
 
+import json
+
 import astropy.units as u
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ from astropy.table import Column, MaskedColumn, Table
 
 from gpm_astro import crossmatch, predict_metallicity, select_starforming
 from gpm_astro.cli import main
-from gpm_astro.exceptions import SchemaError
+from gpm_astro.exceptions import ParameterError, SchemaError
 from gpm_astro.io import read_table, write_table
 from gpm_astro.testing import make_estimator_table
 
@@ -194,12 +196,75 @@ def test_cli_evaluate_pred_on_a_string_column(tmp_path, capsys):
     assert "column 'Z_pred' must hold real numbers" in _one_line_error(capsys)
 
 
-def test_cli_says_overwrite_as_an_option_before_any_work(tmp_path, capsys):
+@pytest.mark.parametrize("command", ["select", "crossmatch", "predict", "evaluate",
+                                     "preprocess", "mock"])
+def test_cli_says_overwrite_as_an_option_before_any_work(tmp_path, capsys, command):
     table = make_estimator_table(3, seed=2, cutout_size=16)
     write_table(table, tmp_path / "in.h5")
     (tmp_path / "out.h5").write_text("already here")
-    code = main(["predict", str(tmp_path / "in.h5"), str(tmp_path / "out.h5"),
-                 "--estimator", "no_such_estimator"])  # would fail later: the check comes first
-    assert code == 1
+    (tmp_path / "ev").mkdir()
+    (tmp_path / "ev" / "metrics.ecsv").write_text("already here")
+    (tmp_path / "labels.fits").write_text("already here")
+    inputs = str(tmp_path / "in.h5")
+    argv = {"select": ["select", inputs, str(tmp_path / "out.h5")],
+            "crossmatch": ["crossmatch", inputs, inputs, str(tmp_path / "out.h5")],
+            # an unknown estimator would fail later: the check on OUT comes first
+            "predict": ["predict", inputs, str(tmp_path / "out.h5"), "--estimator", "nope"],
+            "evaluate": ["evaluate", inputs, "--out", str(tmp_path / "ev")],
+            "preprocess": ["preprocess", inputs, str(tmp_path / "out.h5")],
+            "mock": ["mock", "--out", str(tmp_path), "--n", "3"]}[command]
+    assert main(argv) == 1
     err = _one_line_error(capsys)
     assert "pass --overwrite" in err and "overwrite=True" not in err
+    assert (tmp_path / "out.h5").read_text() == "already here"
+
+
+def _cutout_table(**meta):
+    table = make_estimator_table(2, seed=2, cutout_size=16)
+    table.meta.update(meta)
+    return table
+
+
+@pytest.mark.parametrize("meta, error, match", [
+    ({"bands": 5}, SchemaError, r"bands 'grz'.*5"),
+    ({"pixel_scale": "abc"}, SchemaError, r"meta\['pixel_scale'\].*'abc'"),
+    ({"pixel_scale": None}, SchemaError, r"meta\['pixel_scale'\].*None"),
+])
+def test_preprocess_cutouts_bad_meta(meta, error, match):
+    from gpm_astro import preprocess_cutouts
+
+    with pytest.raises(error, match=match):
+        preprocess_cutouts(_cutout_table(**meta), progress=False)
+
+
+def test_preprocess_cutouts_pixel_scale_in_metres():
+    from gpm_astro import preprocess_cutouts
+
+    with pytest.raises(ParameterError, match=r"pixel_scale must be.*Quantity 1\. m"):
+        preprocess_cutouts(_cutout_table(), pixel_scale=1 * u.m, progress=False)
+
+
+# ------------------------------------------------------------------ configuration found early
+
+@pytest.mark.parametrize("config, match", [
+    ({"estimators": {"z": {"estimator": "gpm_resnt"}}, "application": {"estimator": "z"}},
+     r"estimators\.z: no estimator named 'gpm_resnt'; known: .*gpm_resnet"),
+    ({"estimators": {"z": {"estimator": "colour_polynomial", "params": {"ordr": 2}}},
+      "application": {"estimator": "z"}}, r"estimators\.z: .*no parameter\(s\) \['ordr'\]"),
+    ({"preprocess": {"config": "nope"}}, r"preprocess: config must be one of"),
+    ({"select": {"zmin": 0.01}}, r"select: unknown key\(s\) \['zmin'\]"),
+])
+def test_run_config_mistakes_found_before_the_first_stage(tmp_path, config, match):
+    from gpm_astro.pipeline import Pipeline
+
+    with pytest.raises(ParameterError, match=match):
+        Pipeline(config, output_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # no stage ran
+
+
+def test_cli_run_config_typo_is_one_line(tmp_path, capsys):
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"estimators": {"z": {"estimator": "gpm_resnt"}},
+                                  "application": {"estimator": "z"}}))
+    assert main(["run", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 1
+    assert "no estimator named 'gpm_resnt'" in _one_line_error(capsys)

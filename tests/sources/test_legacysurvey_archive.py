@@ -109,21 +109,29 @@ def test_selection_scans_without_images_then_reads_cheaply(tmp_path, monkeypatch
 
     def spy(path, **kwargs):
         rows = kwargs.get("rows")
-        seen.append((kwargs.get("cutouts", True), None if rows is None else list(rows)))
+        rows = rows if rows is None or isinstance(rows, slice) else list(rows)
+        seen.append((kwargs.get("cutouts", True), rows))
         return original(path, **kwargs)
 
     monkeypatch.setattr(module, "iter_archive", spy)
     source = LegacySurveyArchive(path=path, chunk_size=8)
-    # dense (one row in six): the scan reads no image, then the file is streamed once
+    # dense (one row in six): the scan reads no image, then the file is streamed once, from
+    # the first to the last selected row
     table = source.query(source_type="SER")
-    assert seen == [(False, None), (True, None)]
+    assert seen == [(False, None), (True, slice(5, 36))]
     assert list(table["archive_row"]) == [5, 11, 17, 23, 29, 35]
     assert np.all(table["cutout"][:, 1, 7, 7] == table["archive_row"])
-    # sparse (one late row): read scattered, not by streaming 39 rows
+    # one late row: only that row is read, not the 38 before it
     seen.clear()
     table = source.query(rows=[38])
-    assert seen == [(True, [38])]
+    assert seen == [(True, slice(38, 39))]
     assert list(table["archive_row"]) == [38] and table["cutout"][0, 0, 0, 0] == 38
+    # sparse (two rows far apart for the cost of a scattered read): read scattered
+    seen.clear()
+    monkeypatch.setattr(module, "SCATTER_COST", 1)
+    table = source.query(rows=[3, 38])
+    assert seen == [(True, [3, 38])]
+    assert list(table["archive_row"]) == [3, 38] and list(table["cutout"][:, 0, 0, 0]) == [3, 38]
 
 
 def test_empty_selection_keeps_schema(archive_dir):

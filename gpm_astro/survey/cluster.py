@@ -1,0 +1,66 @@
+"""Where the work runs: a local Dask cluster sized to the machine, or an existing scheduler."""
+
+import contextlib
+import os
+
+__all__ = ["open_client", "local_cores", "gpu_resources"]
+
+
+def local_cores():
+    """CPU cores this process may use (the affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def open_client(*, client=None, scheduler=None, n_workers=None, threads_per_worker=1,
+                processes=True, dashboard_address=":8787"):
+    """Yield a `distributed.Client`: the one given, one connected to ``scheduler``, or one on
+    a new `distributed.LocalCluster` (closed on exit).
+
+    Parameters
+    ----------
+    client : distributed.Client, optional
+        Used as is and left open.
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://host:8786``, or a scheduler file path ending
+        in ``.json``), e.g. one that ``dask-jobqueue`` or ``dask scheduler`` started.
+    n_workers : int, optional
+        Local workers; default one per core.
+    threads_per_worker : int, optional
+        Tasks a local worker runs at a time.
+    processes : bool, optional
+        Local workers as processes (default) or as threads of this process.
+    dashboard_address : str, optional
+        Where the local dashboard listens (``":0"``: any free port).
+    """
+    from distributed import Client, LocalCluster
+
+    if client is not None:
+        yield client
+        return
+    if scheduler is not None:
+        kwargs = ({"scheduler_file": scheduler} if str(scheduler).endswith(".json")
+                  else {"address": scheduler})
+        with Client(**kwargs) as remote:
+            yield remote
+        return
+    n_workers = local_cores() if n_workers is None else n_workers
+    with LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                      processes=processes, dashboard_address=dashboard_address) as cluster, \
+            Client(cluster) as local:
+        yield local
+
+
+def gpu_resources(client):
+    """``{"GPU": 1}`` when the cluster's workers advertise a ``GPU`` resource, else None.
+
+    Workers started with ``--resources GPU=1`` (one per GPU) then run one partition task at a
+    time each, and the estimator on them predicts on their GPU.
+    """
+    workers = client.scheduler_info().get("workers", {})
+    if any("GPU" in (w.get("resources") or {}) for w in workers.values()):
+        return {"GPU": 1}
+    return None

@@ -1,0 +1,304 @@
+"""`run_catalogue`: the application catalogue of a whole survey, on Dask, resumable.
+
+The client plans partitions (row ranges of the image source), checks the manifest, registers
+the estimator plugin (the model is loaded once per worker), submits one task per partition
+that is not finished yet, and records each partition in the manifest as it completes. It never
+touches a cutout itself.
+"""
+
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from ..exceptions import GPMAstroError, ParameterError
+from ..io import writable_directory
+from ..tables import require_positive_int
+from .cluster import gpu_resources, open_client
+from .manifest import Manifest, file_sha256
+from .partitions import plan_fingerprint, plan_partitions, select_input_rows
+from .task import process_partition
+from .worker import EstimatorPlugin, load_estimator
+
+__all__ = ["run_catalogue", "CatalogueRunError", "compute_partitions", "format_summary"]
+
+
+class CatalogueRunError(GPMAstroError):
+    """Some partitions failed; the others are written and recorded, a rerun retries these."""
+
+
+def _model_record(estimator, weights, fit_table, fit_target, params):
+    """The estimator part of the recipe, with checksums of the files it reads."""
+    record = {"estimator": estimator, "weights": None if weights is None else str(weights),
+              "fit_table": None if fit_table is None else str(Path(fit_table).resolve()),
+              "fit_target": fit_target, "params": dict(params or {})}
+    if weights is not None:
+        path = Path(weights)
+        card = path / "model_card.json"
+        if card.is_file():
+            import json
+
+            record["weights"] = str(path.resolve())
+            record["weights_sha256"] = json.loads(card.read_text()).get("weights_sha256")
+        elif path.is_file():
+            record["weights"] = str(path.resolve())
+            record["weights_sha256"] = file_sha256(path)
+    if fit_table is not None:
+        record["fit_table_sha256"] = file_sha256(fit_table)
+    return record
+
+
+def _model_version(instance):
+    """What the loaded estimator says about itself (its model card, when it has one)."""
+    card = getattr(instance, "model_card", None)
+    if not callable(card):
+        return {"class": type(instance).__name__}
+    try:
+        card = card()
+    except GPMAstroError:
+        return {"class": type(instance).__name__}
+    return {"class": type(instance).__name__, "package_version": card.get("package_version"),
+            "architecture": card.get("architecture", {}).get("name"),
+            "target": card.get("target")}
+
+
+def start_fresh(out):
+    for name in ("manifest.json",):
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / "partitions", ignore_errors=True)
+
+
+def run_summary(manifest, n_partitions, computed_rows, seconds, n_workers, failed):
+    flags = {}
+    n_rows = 0
+    for record in manifest.data["partitions"].values():
+        n_rows += record["n_rows"]
+        for flag, count in record["flags"].items():
+            flags[flag] = flags.get(flag, 0) + count
+    rate = computed_rows / seconds if seconds > 0 else 0.0
+    return {"n_partitions": n_partitions, "n_finished": len(manifest.data["partitions"]),
+            "n_failed": len(failed), "failed": failed, "n_rows": n_rows,
+            "flags": dict(sorted(flags.items(), key=lambda kv: -kv[1])),
+            "computed_rows": computed_rows, "seconds": round(seconds, 3),
+            "rows_per_second": round(rate, 2), "n_workers": n_workers,
+            "rows_per_second_per_worker": round(rate / max(1, n_workers), 2)}
+
+
+def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_table=None,
+                  fit_target=None, estimator_params=None, source="legacysurvey_archive",
+                  source_params=None, source_type="EXP", partition_size=10_000,
+                  chunk_size=256, preprocess="default", preprocess_jobs=1, client=None,
+                  scheduler=None, n_workers=None, threads_per_worker=1, processes=True,
+                  dashboard_address=":8787", restart=False, merge=None, progress=True,
+                  log=None):
+    """Predict Z for every selected galaxy of an image source, partition by partition.
+
+    Parameters
+    ----------
+    images : str or path-like
+        The image source's location: an archive directory or file (``legacysurvey_archive``,
+        e.g. what ``gpm-astro mock`` or the cutout service's ``output=`` writes).
+    out : str or path-like
+        Output folder: ``partitions/part-NNNNNN.parquet``, ``manifest.json`` and, with
+        ``merge``, the merged catalogue. A rerun into the same folder computes only the
+        partitions not finished yet.
+    estimator : str, optional
+        Registered estimator name.
+    weights : str or path-like, optional
+        Saved model (directory or file) or registered weights name.
+    fit_table : str or path-like, optional
+        Table file to fit the estimator on first (e.g. ``colour_polynomial``), on each worker.
+    fit_target : str, optional
+        Target column of that fit.
+    estimator_params : dict, optional
+        Estimator constructor keywords.
+    source : str, optional
+        Registered data source that reads ``images`` (needs ``select_rows`` and ``query(rows=,
+        cutouts=)``, and tables with ``archive_row``).
+    source_params : dict, optional
+        More keywords of the source.
+    source_type : str or None, optional
+        Tractor type to catalogue (the paper: ``"EXP"``); None for every row.
+    partition_size : int, optional
+        Input rows per partition (one task, one file).
+    chunk_size : int, optional
+        Rows a task reads and processes at a time (bounds a worker's memory).
+    preprocess : str, optional
+        Preprocessing configuration.
+    preprocess_jobs : int, optional
+        Processes each task's `preprocess_cutouts` may use (``n_jobs``; for GPU workers).
+    client, scheduler, n_workers, threads_per_worker, processes, dashboard_address
+        Where to run; see `gpm_astro.survey.cluster.open_client`.
+    restart : bool, optional
+        Discard the folder's manifest and partitions first.
+    merge : str or path-like, optional
+        When every partition is finished, also write them as one catalogue file (``.fits``
+        or ``.ecsv``; relative names go in ``out``).
+    progress : bool, optional
+        Progress bar over partitions.
+    log : callable, optional
+        Receives the messages (dashboard address, summary); default print to stderr.
+
+    Returns
+    -------
+    dict
+        The summary: ``n_rows``, ``flags`` (``Z_pred_flag`` value -> count), ``seconds``,
+        ``rows_per_second``, ``rows_per_second_per_worker``, ``n_partitions``,
+        ``n_finished``, ``failed``, ``dashboard``, ``scheduler``, ``merged``.
+
+    Raises
+    ------
+    ParameterError
+        Bad options, an unreadable source, or an output folder holding another recipe.
+    CatalogueRunError
+        Some partitions failed (the others are kept; a rerun retries only the failed ones).
+    """
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    partition_size = require_positive_int(partition_size, "partition_size")
+    chunk_size = require_positive_int(chunk_size, "chunk_size")
+    out = writable_directory(out, "catalogue output folder")
+    if restart:
+        start_fresh(out)
+    (out / "partitions").mkdir(exist_ok=True)
+
+    from ..plugins import get_source
+
+    source_kwargs = {"path": str(Path(images).resolve()), **dict(source_params or {})}
+    reader = get_source(source)(**source_kwargs)
+    rows = select_input_rows(reader, source_type=source_type)
+    partitions = plan_partitions(rows, partition_size)
+    model = _model_record(estimator, weights, fit_table, fit_target, estimator_params)
+    instance = load_estimator(model)  # here first, so a bad model fails before any task
+    if getattr(instance, "output_column", None) != "Z_pred":
+        msg = (f"estimator {estimator!r} predicts {getattr(instance, 'output_column', None)!r}"
+               f"; the catalogue needs a metallicity estimator (Z_pred)")
+        raise ParameterError(msg)
+    spec = {"source": source, "source_params": source_kwargs, "chunk_size": chunk_size,
+            "preprocess": preprocess, "preprocess_jobs": preprocess_jobs,
+            "cutouts": "cutout" in getattr(instance, "required_columns", ()),
+            "out": str(out)}
+    recipe = {"input": {"source": source, "params": source_kwargs, "source_type": source_type,
+                        "n_rows": int(len(rows)), "partition_size": partition_size,
+                        "n_partitions": len(partitions),
+                        "plan_sha256": plan_fingerprint(rows, partition_size)},
+              "model": {**model, "version": _model_version(instance)},
+              "processing": {"preprocess": preprocess, "chunk_size": chunk_size,
+                             "reads_cutouts": spec["cutouts"]}}
+    del instance
+    manifest = Manifest(out, recipe).open()
+    done = manifest.finished()
+    todo = [p for p in partitions if p.index not in done]
+
+    with open_client(client=client, scheduler=scheduler, n_workers=n_workers,
+                     threads_per_worker=threads_per_worker, processes=processes,
+                     dashboard_address=dashboard_address) as dask_client:
+        dashboard = dask_client.dashboard_link
+        address = dask_client.scheduler.address
+        workers = dask_client.scheduler_info(n_workers=-1).get("workers", {})
+        log(f"gpm-astro catalogue: scheduler {address}, {len(workers)} worker(s)")
+        log(f"dashboard: {dashboard}")
+        log(f"{len(rows):,d} galaxies in {len(partitions):,d} partitions; "
+            f"{len(done):,d} already finished, {len(todo):,d} to compute")
+        manifest.start_session(scheduler=address, dashboard=dashboard,
+                               n_workers=len(workers), n_todo=len(todo))
+        started = time.perf_counter()
+        dask_client.register_plugin(EstimatorPlugin(model))
+        computed_rows, failed = compute_partitions(
+            dask_client, todo, lambda p: (process_partition, p.index, p.rows, spec), manifest,
+            progress=progress, n_partitions=len(partitions), n_done=len(done))
+        seconds = time.perf_counter() - started
+    summary = run_summary(manifest, len(partitions), computed_rows, seconds, max(1, len(workers)),
+                       failed)
+    summary.update(dashboard=dashboard, scheduler=address, merged=None, out=str(out))
+    manifest.end_session(seconds=summary["seconds"], computed_rows=computed_rows,
+                         failed=failed)
+    log(format_summary(summary))
+    if failed:
+        msg = (f"{len(failed)} partition(s) failed ({failed[0]['error']}); the others are "
+               f"written; run the same command again to retry them")
+        raise CatalogueRunError(msg)
+    if merge is not None:
+        from .merge import merge_catalogue
+
+        target = Path(merge)
+        target = target if target.is_absolute() else out / target
+        summary["merged"] = str(merge_catalogue(out, target))
+        log(f"merged catalogue: {summary['merged']}")
+    return summary
+
+
+def compute_partitions(client, todo, call_for, manifest, *, progress, n_partitions, n_done,
+                       resources="auto"):
+    """Submit one task per partition, record each in the manifest as it finishes.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    todo : list of Partition
+    call_for : callable
+        ``call_for(partition)`` gives ``(function, *args)`` of its task; the function returns
+        the partition's manifest record (with ``n_rows``).
+    manifest : Manifest
+    progress : bool
+    n_partitions, n_done : int
+        For the progress bar over all partitions.
+    resources : dict, None or "auto"
+        Dask resources of each task; "auto" asks for a GPU where workers have one.
+
+    Returns
+    -------
+    (int, list)
+        Rows computed, and ``{"index", "error"}`` of each failed partition.
+    """
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    if not todo:
+        return 0, []
+    resources = gpu_resources(client) if resources == "auto" else resources
+    token = uuid.uuid4().hex[:8]
+    futures = {}
+    for partition in todo:
+        function, *args = call_for(partition)
+        future = client.submit(function, *args,
+                               key=f"gpm-astro-partition-{partition.index:06d}-{token}",
+                               pure=False, resources=resources)
+        futures[future] = partition
+    computed_rows, failed = 0, []
+    bar = tqdm(total=n_partitions, initial=n_done, desc="partitions", unit="partition",
+               disable=not progress)
+    try:
+        for future in as_completed(futures):
+            partition = futures.pop(future)
+            if future.status == "error":
+                error = future.exception()
+                failed.append({"index": partition.index,
+                               "error": f"{type(error).__name__}: {error}"})
+            else:
+                result = future.result()
+                manifest.record(partition.index, result)
+                computed_rows += result["n_rows"]
+            future.release()
+            bar.update(1)
+    finally:
+        bar.close()
+    return computed_rows, failed
+
+
+def format_summary(summary):
+    """The end-of-run summary as text: rows, rows flagged by reason, throughput."""
+    lines = [f"catalogue: {summary['n_rows']:,d} rows in {summary['n_finished']:,d} of "
+             f"{summary['n_partitions']:,d} partitions"]
+    ok = summary["flags"].get("ok", 0)
+    lines.append(f"  predicted: {ok:,d}")
+    for flag, count in summary["flags"].items():
+        if flag != "ok":
+            lines.append(f"  flagged {flag}: {count:,d}")
+    lines.append(f"this session: {summary['computed_rows']:,d} rows in {summary['seconds']:.1f} s "
+                 f"= {summary['rows_per_second']:.1f} rows/s "
+                 f"({summary['rows_per_second_per_worker']:.1f} per worker, "
+                 f"{summary['n_workers']} worker(s))")
+    if summary["failed"]:
+        lines.append(f"failed partitions: {[f['index'] for f in summary['failed']]}")
+    return "\n".join(lines)

@@ -1,0 +1,55 @@
+"""Merge a finished catalogue's partitions into one FITS or ECSV file."""
+
+from pathlib import Path
+
+from ..exceptions import ParameterError
+from ..io import write_table
+from .manifest import MANIFEST_FILE, Manifest
+from .parquet import read_catalogue
+
+__all__ = ["merge_catalogue"]
+
+
+def merge_catalogue(directory, target, *, overwrite=True):
+    """Write every partition of a finished run as one catalogue file.
+
+    Parameters
+    ----------
+    directory : str or path-like
+        The run's output folder.
+    target : str or path-like
+        ``.fits`` or ``.ecsv`` (any format `gpm_astro.io.write_table` knows).
+    overwrite : bool, optional
+        Replace ``target`` if it exists.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ParameterError
+        If the run is not finished (a partition missing from the manifest or on disk).
+    """
+    import json
+
+    directory = Path(directory)
+    manifest_path = directory / MANIFEST_FILE
+    if not manifest_path.is_file():
+        msg = f"no {MANIFEST_FILE} in {str(directory)!r}: not a catalogue run folder"
+        raise ParameterError(msg)
+    data = json.loads(manifest_path.read_text())
+    expected = data["recipe"]["input"]["n_partitions"]
+    manifest = Manifest(directory, data["recipe"]).open()
+    finished = manifest.finished()
+    if len(finished) != expected:
+        missing = sorted(set(range(expected)) - finished)
+        msg = (f"the run in {str(directory)!r} is not finished: {len(missing)} of {expected} "
+               f"partitions missing (first: {missing[:5]}); run it again before merging")
+        raise ParameterError(msg)
+    catalogue = read_catalogue(directory)
+    catalogue.meta["gpm_astro_run"] = {"manifest": str(manifest_path),
+                                       "n_partitions": expected,
+                                       "versions": data.get("versions", {})}
+    write_table(catalogue, target, overwrite=overwrite)
+    return Path(target)

@@ -1,0 +1,224 @@
+"""The per-partition task: read rows lazily, clean, predict, write one Parquet file.
+
+A task runs on a Dask worker. It reads its partition ``chunk_size`` rows at a time through
+the data source, runs the very same public functions a user calls on a small table
+(`gpm_astro.preprocess_cutouts`, `gpm_astro.predict_metallicity`,
+`gpm_astro.pipeline.make_catalogue`), keeps only the small catalogue columns, and writes the
+partition atomically. Only one chunk of cutouts is in memory at a time.
+
+Rows that cannot be read (a corrupt HDF5 chunk, an I/O error) are read again one by one; a row
+that still fails keeps its place with ``preprocess_flag = "unreadable"`` and
+``Z_pred_flag = "preprocess:unreadable"`` (its catalogue columns too when they can be read
+without the image), and the error is returned for the manifest. Every input row of the
+partition is in the output exactly once, in input order; the task checks this before writing.
+"""
+
+import contextlib
+import os
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Column, MaskedColumn, Table, vstack
+
+from ..exceptions import GPMAstroError
+from .parquet import CATALOGUE_SCHEMA, write_partition
+
+__all__ = ["UNREADABLE", "process_partition", "catalogue_rows"]
+
+#: preprocess_flag of a row whose data could not be read
+UNREADABLE = "unreadable"
+#: the input-row column every source's tables carry
+ROW_COLUMN = "archive_row"
+# per-chunk numbers dropped from the steps recorded in a partition's meta
+_CHUNK_PARAMS = ("n_rows", "n_predicted", "chunk_index")
+
+
+def catalogue_rows(table, estimator, *, preprocess="default", preprocess_jobs=1,
+                   predict_lock=None):
+    """Catalogue rows for a table of input rows: clean, predict, keep Table 2's columns.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        Input rows with ``archive_row`` and the source's catalogue columns (and ``cutout``
+        when the estimator needs images).
+    estimator : gpm_astro.base.Estimator
+        A ready (loaded or fitted) estimator.
+    preprocess : str, optional
+        Preprocessing configuration, when the estimator reads cutouts.
+    preprocess_jobs : int, optional
+        Processes `preprocess_cutouts` may use (``n_jobs``).
+    predict_lock : threading.Lock, optional
+        Held while predicting (an estimator serves one thread at a time).
+
+    Returns
+    -------
+    astropy.table.Table
+        ``archive_row`` and the columns of `gpm_astro.pipeline.CATALOGUE_COLUMNS`.
+    """
+    from ..estimation import predict_metallicity
+    from ..pipeline import make_catalogue
+    from ..preprocessing import preprocess_cutouts
+
+    if "cutout" in getattr(estimator, "required_columns", ()):
+        table = preprocess_cutouts(table, config=preprocess, n_jobs=preprocess_jobs,
+                                   progress=False)
+    keep = [name for name in table.colnames if name != "cutout"]
+    with predict_lock or contextlib.nullcontext():
+        predicted = predict_metallicity(table, estimator=estimator, keep_columns=keep,
+                                        progress=False)
+    catalogue = make_catalogue(predicted)
+    if "preprocess_flag" not in catalogue.colnames:  # an estimator that reads no cutout
+        catalogue["preprocess_flag"] = Column(np.full(len(catalogue), "not_run"),
+                                              description="cutout preprocessing was not run")
+    catalogue.add_column(Column(np.asarray(table[ROW_COLUMN], dtype=np.int64),
+                                name=ROW_COLUMN, description="row number in the input"),
+                         index=0)
+    return catalogue
+
+
+def _unreadable_rows(rows, columns, template):
+    """Catalogue rows for unreadable input rows: catalogue columns when known, else masked."""
+    n = len(rows)
+    out = Table()
+    for name, type_name in CATALOGUE_SCHEMA.items():
+        like = template[name] if template is not None and name in template.colnames else None
+        if name == ROW_COLUMN:
+            out[name] = Column(np.asarray(rows, np.int64), description="row number in the input")
+        elif columns is not None and name in columns.colnames:
+            out[name] = MaskedColumn(columns[name])
+        elif name == "Z_pred_flag":
+            out[name] = Column(np.full(n, f"preprocess:{UNREADABLE}"))
+        elif name == "preprocess_flag":
+            out[name] = Column(np.full(n, UNREADABLE))
+        else:
+            dtype = np.dtype(type_name if type_name != "string" else "U1")
+            out[name] = MaskedColumn(np.zeros(n, dtype), mask=np.ones(n, bool))
+        if like is not None:
+            out[name].unit, out[name].description = like.unit, like.description
+    return out
+
+
+def _read(source, rows, cutouts):
+    """Read ``rows``; on an I/O error read them one by one. Returns (table, bad, errors)."""
+    try:
+        return source.query(rows=rows, cutouts=cutouts), [], []
+    except OSError as exc:
+        first_error = f"{type(exc).__name__}: {exc}"
+    good, bad, errors = [], [], []
+    for row in rows:
+        try:
+            good.append(source.query(rows=[int(row)], cutouts=cutouts))
+        except OSError as exc:
+            bad.append(int(row))
+            errors.append({"row": int(row), "error": f"{type(exc).__name__}: {exc}"})
+    if not errors:  # the chunk failed as a whole but every row reads alone
+        errors.append({"rows": [int(rows[0]), int(rows[-1])], "error": first_error,
+                       "recovered": True})
+    table = vstack(good, metadata_conflicts="silent") if good else None
+    return table, bad, errors
+
+
+def _catalogue_columns_of(source, rows):
+    """The catalogue columns of rows whose images cannot be read (None if those fail too)."""
+    try:
+        table = source.query(rows=list(map(int, rows)), cutouts=False)
+    except OSError:
+        return None
+    if "flux_r" in table.colnames and "mag_r" not in table.colnames:
+        return None
+    return table
+
+
+def _partition_meta(first_meta, index, rows):
+    info = dict(first_meta.get("gpm_astro", {})) if first_meta else {}
+    info.pop("date", None)  # no clock in a partition file: a recomputed one is identical
+    steps = []
+    for step in info.get("steps", []):
+        params = {k: v for k, v in step.get("params", {}).items() if k not in _CHUNK_PARAMS}
+        steps.append({"step": step.get("step"), "params": params})
+    info["steps"] = steps
+    return {"gpm_astro": info, "partition": {"index": index, "n_rows": len(rows),
+                                             "first_row": int(rows[0]),
+                                             "last_row": int(rows[-1])}}
+
+
+def process_partition(index, rows, spec, estimator=None):
+    """Compute and write the catalogue of one partition (runs on a Dask worker).
+
+    Parameters
+    ----------
+    index : int
+        The partition's index (names its file).
+    rows : numpy.ndarray of int64
+        Its input rows, increasing.
+    spec : dict
+        ``source`` (registered name), ``source_params``, ``chunk_size``, ``preprocess``,
+        ``preprocess_jobs``, ``cutouts`` (read images or not) and ``out`` (the run folder).
+    estimator : gpm_astro.base.Estimator, optional
+        Default: the one `gpm_astro.survey.worker.EstimatorPlugin` loaded on this worker
+        (used under its lock).
+
+    Returns
+    -------
+    dict
+        ``file`` (relative to the run folder), ``n_rows``, ``first_row``, ``last_row``,
+        ``sha256``, ``flags`` (``Z_pred_flag`` value -> count), ``read_errors``,
+        ``seconds``, ``host``, ``pid`` and ``worker``.
+
+    Raises
+    ------
+    GPMAstroError
+        If the rows written would not be exactly the partition's input rows.
+    """
+    from ..plugins import get_source
+    from .manifest import file_sha256
+    from .worker import worker_estimator
+
+    started = time.perf_counter()
+    estimator, lock = worker_estimator() if estimator is None else (estimator, None)
+    source = get_source(spec["source"])(**spec["source_params"])
+    rows = np.asarray(rows, dtype=np.int64)
+    parts, read_errors, first_meta, template = [], [], None, None
+    chunk = int(spec["chunk_size"])
+    for start in range(0, len(rows), chunk):
+        chunk_rows = rows[start:start + chunk]
+        table, bad, errors = _read(source, chunk_rows, spec["cutouts"])
+        read_errors.extend(errors)
+        if table is not None and len(table):
+            part = catalogue_rows(table, estimator, preprocess=spec["preprocess"],
+                                  preprocess_jobs=spec["preprocess_jobs"], predict_lock=lock)
+            first_meta = first_meta or part.meta
+            template = template or part
+            parts.append(part)
+        if bad:
+            parts.append((bad, _catalogue_columns_of(source, bad)))
+    tables = [_unreadable_rows(p[0], p[1], template) if isinstance(p, tuple) else p
+              for p in parts]
+    catalogue = vstack(tables, metadata_conflicts="silent", join_type="exact")
+    catalogue = catalogue[np.argsort(np.asarray(catalogue[ROW_COLUMN]), kind="stable")]
+    written = np.asarray(catalogue[ROW_COLUMN], dtype=np.int64)
+    if len(written) != len(rows) or np.any(written != rows):
+        msg = (f"partition {index}: the catalogue rows ({len(written)}) are not exactly the "
+               f"input rows ({len(rows)}); refusing to write it")
+        raise GPMAstroError(msg)
+    catalogue.meta = _partition_meta(first_meta, index, rows)
+    directory = Path(spec["out"]) / "partitions"
+    path = write_partition(catalogue, directory / f"part-{index:06d}.parquet")
+    flags, counts = np.unique(np.asarray(catalogue["Z_pred_flag"], dtype=str),
+                              return_counts=True)
+    worker = None
+    try:
+        from distributed import get_worker
+
+        worker = get_worker().address
+    except ValueError:  # called outside a worker
+        pass
+    return {"file": f"partitions/{path.name}", "n_rows": int(len(rows)),
+            "first_row": int(rows[0]), "last_row": int(rows[-1]),
+            "sha256": file_sha256(path),
+            "flags": {str(f): int(c) for f, c in zip(flags, counts)},
+            "read_errors": read_errors, "seconds": round(time.perf_counter() - started, 3),
+            "host": socket.gethostname(), "pid": os.getpid(), "worker": worker}

@@ -1,0 +1,23 @@
+"""Built-in plugin ``files``: your own label table and image catalogue, as a data source."""
+
+
+#: public name -> the module that defines it (imported on first use)
+_LAZY = {
+    "TableFiles": ".source",
+}
+
+__all__ = ["TableFiles"]
+
+
+def __getattr__(name):
+    """Import a public name's module on first use (the plugin's entry point stays light)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

@@ -1,0 +1,150 @@
+"""The catalogue engine: exactly-once rows, resume, corrupt data, merge, schema."""
+
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from gpm_astro.exceptions import ParameterError
+from gpm_astro.io import read_table
+from gpm_astro.plugins import get_source
+from gpm_astro.survey import merge_catalogue, read_catalogue, run_catalogue
+from gpm_astro.survey.parquet import partition_files
+
+from .conftest import PARTITION_SIZE, corrupt_image_chunk, run_options
+
+
+def _manifest(out):
+    return json.loads((out / "manifest.json").read_text())
+
+
+def _checksums(out):
+    return {k: v["sha256"] for k, v in _manifest(out)["partitions"].items()}
+
+
+def _exp_rows(archive):
+    return get_source("legacysurvey_archive")(path=archive).select_rows(source_type="EXP")
+
+
+def test_every_selected_row_appears_exactly_once_flagged_rows_included(reference_run,
+                                                                       mock_archive):
+    out, summary = reference_run
+    expected = _exp_rows(mock_archive)
+    catalogue = read_catalogue(out)
+    rows = np.asarray(catalogue["archive_row"])
+    assert rows.tolist() == expected.tolist()  # each selected row once, in input order
+    flags = np.asarray(catalogue["Z_pred_flag"], dtype=str)
+    assert (flags != "ok").any() and (flags == "ok").any()  # flagged rows are kept
+    assert np.all(catalogue["Z_pred"].mask == (flags != "ok"))
+    # the manifest's accounting agrees with the files, partition by partition
+    manifest = _manifest(out)
+    n_partitions = -(-len(expected) // PARTITION_SIZE)
+    assert sorted(manifest["partitions"]) == [f"{i:06d}" for i in range(n_partitions)]
+    assert sum(p["n_rows"] for p in manifest["partitions"].values()) == len(expected)
+    assert summary["n_rows"] == len(expected) and summary["n_failed"] == 0
+    assert sum(summary["flags"].values()) == len(expected)
+    assert summary["flags"]["ok"] == int((flags == "ok").sum())
+    assert manifest["sessions"][0]["scheduler"].startswith("inproc://")
+    assert manifest["recipe"]["model"]["weights_sha256"]
+    assert {"gpm-astro", "dask", "pyarrow", "torch"} <= set(manifest["versions"])
+
+
+# dask's own parquet reader calls a pandas keyword that pandas 3.1 deprecates
+@pytest.mark.filterwarnings("ignore:The inplace keyword")
+def test_partitions_carry_units_and_descriptions_for_every_reader(reference_run):
+    import dask.dataframe as dd
+    import pyarrow.parquet as pq
+
+    out, _ = reference_run
+    first = partition_files(out)[0]
+    schema = pq.read_schema(first)
+    z_field = schema.field("Z_pred")
+    assert z_field.metadata[b"unit"] == b"dex"
+    assert b"metallicity" in z_field.metadata[b"description"]
+    assert schema.field("ra").metadata[b"unit"] == b"deg"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # astropy finds every string width and unit it needs
+        table = Table.read(first, format="parquet")  # astropy's own reader
+    assert table["Z_pred"].unit == "dex" and table["ra"].unit == "deg"
+    frame = dd.read_parquet(str(out / "partitions")).compute()
+    assert len(frame) == len(read_catalogue(out))
+    assert frame["archive_row"].is_monotonic_increasing
+
+
+def test_rerun_computes_only_missing_or_damaged_partitions_with_identical_bytes(
+        reference_run, mock_archive, tiny_model, dask_client, tmp_path):
+    reference, _ = reference_run
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    files = partition_files(out)
+    files[1].unlink()  # lost
+    files[3].write_bytes(b"not parquet")  # damaged
+    summary = run_catalogue(mock_archive, out, weights=tiny_model, client=dask_client,
+                            **run_options())
+    assert sorted(_manifest(out)["sessions"][-1]["computed"]) == [1, 3]
+    assert summary["computed_rows"] == 2 * PARTITION_SIZE
+    assert _checksums(out) == _checksums(reference)
+    # another recipe is refused, not mixed in
+    with pytest.raises(ParameterError, match="other settings.*input"):
+        run_catalogue(mock_archive, out, weights=tiny_model, client=dask_client,
+                      **run_options(partition_size=PARTITION_SIZE + 1))
+
+
+def test_unreadable_chunk_gives_flagged_rows_and_the_run_goes_on(reference_run, mock_archive,
+                                                                tiny_model, dask_client,
+                                                                tmp_path):
+    archive = tmp_path / "archive"
+    shutil.copytree(mock_archive, archive)
+    (archive_file,) = archive.glob("images_npix152_*.h5")
+    bad_row = int(_exp_rows(archive)[4])
+    corrupt_image_chunk(archive_file, bad_row)
+    out = tmp_path / "run"
+    summary = run_catalogue(archive, out, weights=tiny_model, client=dask_client,
+                            **run_options())
+    assert summary["n_failed"] == 0 and summary["flags"]["preprocess:unreadable"] == 1
+    catalogue = read_catalogue(out)
+    reference = read_catalogue(reference_run[0])
+    assert catalogue["archive_row"].tolist() == reference["archive_row"].tolist()
+    bad = np.flatnonzero(np.asarray(catalogue["archive_row"]) == bad_row)[0]
+    assert catalogue["preprocess_flag"][bad] == "unreadable"
+    assert catalogue["Z_pred_flag"][bad] == "preprocess:unreadable"
+    assert catalogue["Z_pred"].mask[bad]
+    assert catalogue["ra"][bad] == reference["ra"][bad]  # its catalogue columns were read
+    errors = [e for p in _manifest(out)["partitions"].values() for e in p["read_errors"]]
+    assert [e["row"] for e in errors] == [bad_row] and "OSError" in errors[0]["error"]
+    others = np.arange(len(catalogue)) != bad
+    assert np.array_equal(np.ma.getdata(catalogue["Z_pred"])[others],
+                          np.ma.getdata(reference["Z_pred"])[others], equal_nan=True)
+
+
+def test_merge_writes_one_fits_or_ecsv_catalogue(reference_run, tmp_path):
+    out, _ = reference_run
+    catalogue = read_catalogue(out)
+    for name in ("catalogue.fits", "catalogue.ecsv"):
+        merged = read_table(merge_catalogue(out, tmp_path / name))
+        assert merged["archive_row"].tolist() == catalogue["archive_row"].tolist()
+        assert merged["Z_pred"].unit == "dex"
+        assert np.array_equal(np.ma.filled(merged["Z_pred"], np.nan),
+                              np.ma.filled(catalogue["Z_pred"], np.nan), equal_nan=True)
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(out, unfinished)
+    partition_files(unfinished)[0].unlink()
+    with pytest.raises(ParameterError, match="not finished: 1 of"):
+        merge_catalogue(unfinished, tmp_path / "never.fits")
+
+
+def test_gpu_workers_get_one_partition_task_per_gpu():
+    from gpm_astro.survey.cluster import gpu_resources
+
+    class FakeClient:
+        def __init__(self, resources):
+            self.resources = resources
+
+        def scheduler_info(self, n_workers=-1):
+            return {"workers": {"tcp://a:1": {"resources": self.resources}}}
+
+    assert gpu_resources(FakeClient({"GPU": 1})) == {"GPU": 1}
+    assert gpu_resources(FakeClient({})) is None
