@@ -8,6 +8,25 @@ multiplier, and each registered as an estimator trained exactly like GPM-ResNet.
 - `estimator`: `ArchitectureEstimator` and one registered subclass per architecture.
 """
 
-from .networks import ARCHITECTURES, REFERENCE_PARAMETER_COUNTS, build_network
+#: public name -> the module that defines it (imported on first use: torch loads then)
+_LAZY = {
+    "ARCHITECTURES": ".networks",
+    "REFERENCE_PARAMETER_COUNTS": ".networks",
+    "build_network": ".networks",
+}
 
 __all__ = ["ARCHITECTURES", "REFERENCE_PARAMETER_COUNTS", "build_network"]
+
+
+def __getattr__(name):
+    """Import a public name's module on first use (the plugin's entry point stays light)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
