@@ -21,11 +21,11 @@ FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 
 def companion_residual(image, segment, noise, *, centre, smoothing_fwhm=3.0,
-                       threshold_sigma=3.0, search=0.5):
+                       threshold_sigma=3.0, search=1.0):
     """Share of the target's flux in the largest piece of its 180-degree rotation residual.
 
     The rotation centre is searched on the half-pixel grid within ``search`` px of
-    ``centre`` (the cutout is centred on the catalogued target; 0.5 px: nine centres), where
+    ``centre`` (the cutout is centred on the catalogued target; 1 px: 25 centres), where
     a rotation is an exact array flip; the centre that leaves the least summed absolute
     residual over the segment and its rotation is kept. Anchoring at the target keeps a pair
     from being rotated about its light centre, between the two galaxies, where it looks
@@ -65,24 +65,7 @@ def companion_residual(image, segment, noise, *, centre, smoothing_fwhm=3.0,
     """
     if not segment.any() or not (math.isfinite(noise) and noise > 0):
         return math.nan, math.nan
-    height, width = segment.shape
-    x0, y0, w, h = cv2.boundingRect(segment.view(np.uint8))
-    best = None
-    steps = range(-int(round(2 * search)), int(round(2 * search)) + 1)
-    x_centre, y_centre = int(round(2 * centre[0])), int(round(2 * centre[1]))
-    for y_twice in (y_centre + d for d in steps):
-        for x_twice in (x_centre + d for d in steps):
-            xa = max(min(x0, x_twice - (x0 + w - 1)), 0)
-            ya = max(min(y0, y_twice - (y0 + h - 1)), 0)
-            xb, yb = x_twice - xa + 1, y_twice - ya + 1
-            if xb <= xa or yb <= ya or xb > width or yb > height:
-                continue
-            window = (slice(ya, yb), slice(xa, xb))
-            flux, seg = image[window], segment[window]
-            union = seg | seg[::-1, ::-1]
-            difference = float(np.abs(flux - flux[::-1, ::-1])[union].sum())
-            if best is None or difference < best[0]:
-                best = (difference, window, union)
+    best = _best_rotation(image, segment, centre, search)
     if best is None:
         return math.nan, math.nan
     _, window, union = best
@@ -109,6 +92,59 @@ def companion_residual(image, segment, noise, *, centre, smoothing_fwhm=3.0,
     area = int(stats[largest + 1, cv2.CC_STAT_AREA])
     return (float(fluxes[largest]) / max(total, 1e-30),
             float(fluxes[largest]) / (noise * math.sqrt(2.0 * area)))
+
+
+def _rotation_residual(image, segment, box, x_twice, y_twice):
+    """(summed |image - rotation| over the segment and its rotation, window, union) for the
+    rotation about (x_twice / 2, y_twice / 2); None when the window leaves the image."""
+    height, width = segment.shape
+    x0, y0, w, h = box
+    xa = max(min(x0, x_twice - (x0 + w - 1)), 0)
+    ya = max(min(y0, y_twice - (y0 + h - 1)), 0)
+    xb, yb = x_twice - xa + 1, y_twice - ya + 1
+    if xb <= xa or yb <= ya or xb > width or yb > height:
+        return None
+    window = (slice(ya, yb), slice(xa, xb))
+    flux, seg = image[window], segment[window]
+    union = seg | seg[::-1, ::-1]
+    difference = flux - flux[::-1, ::-1]
+    np.abs(difference, out=difference)
+    return float(np.sum(difference, where=union)), window, union
+
+
+def _best_rotation(image, segment, centre, search):
+    """The half-pixel centre within ``search`` px of ``centre`` that leaves the least residual,
+    found by descent: from the nearest half-pixel centre, move to the best of the eight
+    neighbours until none is better (each centre is evaluated once)."""
+    box = cv2.boundingRect(segment.view(np.uint8))
+    start = (int(round(2 * centre[0])), int(round(2 * centre[1])))
+    reach = int(round(2 * search))
+    seen = {}
+
+    def value(point):
+        if point not in seen:
+            inside = max(abs(point[0] - start[0]), abs(point[1] - start[1])) <= reach
+            seen[point] = _rotation_residual(image, segment, box, *point) if inside else None
+        return seen[point]
+
+    current = start
+    if value(current) is None:
+        candidates = [(dx, dy) for dx in range(-reach, reach + 1)
+                      for dy in range(-reach, reach + 1)]
+        found = [(value((start[0] + dx, start[1] + dy)), (start[0] + dx, start[1] + dy))
+                 for dx, dy in candidates]
+        found = [(v, point) for v, point in found if v is not None]
+        if not found:
+            return None
+        current = min(found, key=lambda item: item[0][0])[1]
+    while True:
+        neighbours = [(current[0] + dx, current[1] + dy) for dx in (-1, 0, 1)
+                      for dy in (-1, 0, 1) if dx or dy]
+        better = [point for point in neighbours
+                  if value(point) is not None and value(point)[0] < value(current)[0]]
+        if not better:
+            return value(current)
+        current = min(better, key=lambda point: value(point)[0])
 
 
 def _asymmetry_window(segment, box, x_twice, y_twice):

@@ -424,7 +424,10 @@ class BlendCheck(PreprocessingStep):
         xb = min(int(math.ceil(max(x0 + w - 1, 2 * centre[0] - x0))) + margin + 1, width)
         ya = max(int(math.floor(min(y0, 2 * centre[1] - (y0 + h - 1)))) - margin, 0)
         yb = min(int(math.ceil(max(y0 + h - 1, 2 * centre[1] - y0))) + margin + 1, height)
-        combined = np.tensordot(weights, np.nan_to_num(image[:, ya:yb, xa:xb]), axes=1)
+        crop = image[:, ya:yb, xa:xb]
+        if not np.isfinite(crop).all():
+            crop = np.nan_to_num(crop)
+        combined = np.tensordot(weights, crop, axes=1)
         combined -= np.float32(np.dot(weights, band_sky))
         return companion_residual(combined.astype(np.float32), segment[ya:yb, xa:xb], noise,
                                   centre=(centre[0] - xa, centre[1] - ya))
@@ -437,7 +440,10 @@ class BlendCheck(PreprocessingStep):
         pad = max(w, h) // 2 + 8
         ya, yb = max(y0 - pad, 0), min(y0 + h + pad, height)
         xa, xb = max(x0 - pad, 0), min(x0 + w + pad, width)
-        combined = np.tensordot(weights, np.nan_to_num(image[:, ya:yb, xa:xb]), axes=1)
+        crop = image[:, ya:yb, xa:xb]
+        if not np.isfinite(crop).all():
+            crop = np.nan_to_num(crop)
+        combined = np.tensordot(weights, crop, axes=1)
         combined -= np.float32(np.dot(weights, band_sky))
         return rotational_asymmetry(combined.astype(np.float32), segment[ya:yb, xa:xb],
                                     noise, refine_above=self.max_asymmetry)
