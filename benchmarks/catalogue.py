@@ -148,7 +148,7 @@ def engine_run(archive, out, weights, n_workers, partition_size, chunk_size):
 
 
 def projection(rate_per_core, gpu_rate, preprocess_rate):
-    lines = []
+    lines = [f"  {PAPER_EXP_GALAXIES / rate_per_core / 3600:,.0f} core-hours in all"]
     for cores in (2, 16, 64, 256, 1024):
         hours = PAPER_EXP_GALAXIES / (rate_per_core * cores) / 3600
         lines.append(f"  {cores:5d} CPU cores: {hours:10.1f} h")
@@ -218,7 +218,10 @@ def main(argv=None):
             if args.device != "cpu":
                 paper_gpu = paper_network_rate(unique, args.paper_rows, args.device)
                 print(f"paper network, bare, {args.device}: {paper_gpu:.0f} images/s")
-        preprocess_rate = per_worker / max(1e-9, 1 - per_worker / bare)  # rows/s of the rest
+        # rows/s of everything but inference (reading, cleaning, writing), per core
+        preprocess_rate = 1 / max(1e-9, 1 / per_worker - 1 / bare)
+        print(f"everything but inference (reading, preprocessing, writing): "
+              f"{preprocess_rate:.1f} rows/s a core", flush=True)
         print(f"\nprojection for {PAPER_EXP_GALAXIES:,} EXP galaxies, lite network "
               f"(measured end-to-end rate per core {per_worker:.1f} rows/s):")
         print(projection(per_worker, None, preprocess_rate))

@@ -27,5 +27,8 @@ nitpicky = False
 templates_path = []
 exclude_patterns = ["_build", "_static", "example_plugin"]
 html_theme = "alabaster"
+# a page wide enough for 100-character code lines; longer ones wrap instead of being cut off
+html_theme_options = {"page_width": "1240px", "body_max_width": "none"}
 html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 html_title = f"gpm_astro {version}"

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .process_pool import forkserver_pool, process_alive
+from .process_pool import forkserver_pool, remove_files_of_dead_processes
 
 _EXECUTORS = {}
 
@@ -148,19 +148,7 @@ def remove_stale_buffers(directories=None):
         directories = ["/dev/shm", tempfile.gettempdir()]
     removed = []
     for directory in directories:
-        try:
-            entries = list(os.scandir(directory))
-        except OSError:
-            continue
-        for entry in entries:
-            match = _BUFFER_NAME.match(entry.name)
-            if match is None or process_alive(int(match.group(1))):
-                continue
-            try:
-                os.unlink(entry.path)
-                removed.append(entry.path)
-            except OSError:
-                pass
+        removed += remove_files_of_dead_processes(directory, _BUFFER_NAME)
     return removed
 
 

@@ -15,6 +15,7 @@ from astropy.table import Column, MaskedColumn, Table
 
 from .exceptions import EmptyResultWarning, ParameterError, SchemaError
 from .tables import missing_mask, provenance, record_step, require_table, resolve_columns
+from .units import in_degrees
 
 __all__ = ["select_starforming", "crossmatch", "MATCH_FLAGS"]
 
@@ -506,12 +507,7 @@ def _coordinates(table, ra_column, dec_column, what):
             raise SchemaError(msg)
         # a plain ndarray: a MaskedColumn's data keeps its unit, and data * unit is deg2
         values = np.array(np.ma.getdata(data), dtype=np.float64, subok=False)
-        if unit is not None and unit != u.dimensionless_unscaled:
-            if not unit.is_equivalent(u.deg):
-                msg = (f"{what} column {name!r} has unit {unit!r}, which is not an angle; "
-                       f"give degrees (or no unit, read as degrees)")
-                raise SchemaError(msg)
-            values = (values * unit).to_value(u.deg)
+        values = in_degrees(values, unit, f"{what} column {name!r}")
         valid &= ~np.ma.getmaskarray(data) & np.isfinite(values)
         arrays.append(values)
     ra, dec = arrays

@@ -23,6 +23,7 @@ from .survey_constants import TREMONTI_MASS_RANGE, flux_to_magnitude, tremonti_m
 from .tables import numeric_column, record_step, require_columns, require_table
 
 __all__ = ["evaluate", "plot_residual_density", "plot_z_distributions", "plot_colour_colour",
+           "plain_log_ticks",
            "plot_mzr_recovery", "plot_catalogue_distributions"]
 
 DPI = 100
@@ -144,6 +145,45 @@ def _finish(fig, path):
     return fig
 
 
+#: Axis name of each quantity the figures show (matplotlib mathtext).
+Z_AXIS = "12 + log(O/H)"
+MASS_AXIS = r"$\log\,(M_*/M_\odot)$"
+
+
+def _with_column(text, column):
+    """``text (column)``, or ``text`` alone when the column's name adds nothing."""
+    return text if column is None or column in text else f"{text} ({column})"
+
+
+def plain_log_ticks(axis):
+    """Label a log-scaled axis (or colour bar axis) 1, 2, 5, 10, 20, ... (no ``2x10^0``).
+
+    Parameters
+    ----------
+    axis : matplotlib.axis.Axis
+        E.g. ``ax.yaxis`` or ``colorbar.ax.yaxis``.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    def plain(value, _):
+        return f"{value:g}"
+
+    def minor(value, _):  # labelled only when the axis spans less than a decade
+        low, high = sorted(axis.get_view_interval())
+        return f"{value:.2g}" if low > 0 and high < 10 * low else ""
+
+    axis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(plain))
+    axis.set_minor_formatter(FuncFormatter(minor))
+
+
+def _legend_above(ax, **kwargs):
+    """A legend above the axes, where it covers no data."""
+    kwargs.setdefault("fontsize", 8)
+    return ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), borderaxespad=0.0,
+                     frameon=False, **kwargs)
+
+
 def _binned_percentiles(x, y, edges, min_count=5):
     """Centres, median and 16th/84th percentiles of y in bins of x (NaN where sparse)."""
     centres = 0.5 * (edges[1:] + edges[:-1])
@@ -157,7 +197,8 @@ def _binned_percentiles(x, y, edges, min_count=5):
 
 
 def plot_residual_density(table, *, pred="Z_pred", true="oh_p50", bins=40, value_range=None,
-                          title=None, label="Z", path=None):
+                          residual_range=None, title=None, label="Z", axis_name=None,
+                          note=None, path=None):
     """Fig. 9 of the paper for one estimator.
 
     Top: density of the residual ``pred - true`` against the true value, with the zero line.
@@ -174,11 +215,19 @@ def plot_residual_density(table, *, pred="Z_pred", true="oh_p50", bins=40, value
     bins : int, optional
         Bins per axis of the 2-D histograms.
     value_range : (float, float), optional
-        Axis range of true and predicted values; default: the 0.5-99.5 percentiles.
+        Axis range of true and predicted values; default: the full range of both. Give the
+        same range to figures that are to be compared.
+    residual_range : float, optional
+        Half-width (dex) of the residual axis; default 4 sigma (at least 0.1). Give the same
+        value to figures that are to be compared.
     title : str, optional
         Figure title, e.g. the estimator's name.
     label : str, optional
-        Name of the quantity on the axes (``Z`` or ``log M*``).
+        Short name of the quantity (``Z`` or ``log M*``): axes read ``Z_pred``, ``Z_true``.
+    axis_name : str, optional
+        What the quantity is, for the value axes; default ``12 + log(O/H)`` for ``Z``.
+    note : str, optional
+        A line of text under the title (e.g. which mass the model was trained on).
     path : str or path-like, optional
         Save the figure there (PNG by its extension).
 
@@ -195,7 +244,6 @@ def plot_residual_density(table, *, pred="Z_pred", true="oh_p50", bins=40, value
     """
     from matplotlib import colormaps
     from matplotlib.colors import ListedColormap, LogNorm
-    from matplotlib.ticker import FuncFormatter
 
     require_columns(table, [pred, true], "plot_residual_density")
     p, t = _values(table[pred]), _values(table[true])
@@ -207,9 +255,16 @@ def plot_residual_density(table, *, pred="Z_pred", true="oh_p50", bins=40, value
     stats = summarize(p, t)
     delta = p - t
     if value_range is None:
-        value_range = tuple(np.percentile(np.concatenate([p, t]), [0.5, 99.5]))
+        both = np.concatenate([p, t])
+        pad = 0.02 * (both.max() - both.min()) or 0.05
+        value_range = (both.min() - pad, both.max() + pad)
     lo, hi = value_range
-    d_lim = max(4 * stats["sigma"], 0.1) if np.isfinite(stats["sigma"]) else 0.5
+    if residual_range is not None:
+        d_lim = float(residual_range)
+    else:
+        d_lim = max(4 * stats["sigma"], 0.1) if np.isfinite(stats["sigma"]) else 0.5
+    if axis_name is None:
+        axis_name = Z_AXIS if label == "Z" else label
 
     # Blues without its near-white end, so single galaxies stay visible
     cmap = ListedColormap(colormaps["Blues"](np.linspace(0.3, 1.0, 256)))
@@ -218,7 +273,8 @@ def plot_residual_density(table, *, pred="Z_pred", true="oh_p50", bins=40, value
     top.hist2d(t, delta, bins=bins, range=[[lo, hi], [-d_lim, d_lim]], cmap=cmap,
                norm=LogNorm(), cmin=1)
     top.axhline(0, color="k", lw=0.8)
-    top.set_ylabel(f"{label}_pred - {label}_true")
+    top.set_ylabel(f"{label}_pred - {label}_true (dex)")
+    top.set_ylim(-d_lim, d_lim)
     top.text(0.02, 0.96, f"mu = {stats['mu']:+.4f}\nsigma = {stats['sigma']:.4f}\n"
              f"NMAD = {stats['nmad']:.4f}\nN = {stats['n']}", transform=top.transAxes,
              va="top", fontsize=8, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
@@ -231,17 +287,18 @@ def plot_residual_density(table, *, pred="Z_pred", true="oh_p50", bins=40, value
     bottom.plot(centres, lines[2], color="C3", lw=1.5, ls="--")
     bottom.set_xlim(lo, hi)
     bottom.set_ylim(lo, hi)
-    bottom.set_xlabel(f"{label}_true ({true})")
-    bottom.set_ylabel(f"{label}_pred ({pred})")
+    bottom.set_xlabel(_with_column(f"{label}_true: {axis_name}", true))
+    bottom.set_ylabel(_with_column(f"{label}_pred: {axis_name}", pred))
     bottom.legend(loc="lower right", fontsize=8)
-    fig.colorbar(image, ax=bottom, label="galaxies per bin",
-                 format=FuncFormatter(lambda value, _: f"{value:g}"))
+    colorbar = fig.colorbar(image, ax=bottom, label="galaxies per bin")
+    plain_log_ticks(colorbar.ax.yaxis)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title if note is None else f"{title}\n{note}",
+                     fontsize="large" if note is None else "medium")
     return _finish(fig, path)
 
 
-def plot_z_distributions(parts, *, column="oh_p50", bins=30, path=None):
+def plot_z_distributions(parts, *, column="oh_p50", bins=30, xlabel=None, path=None):
     """Fig. 8: the distribution of Z in each part of the sample (e.g. train, validation, test).
 
     Parameters
@@ -252,6 +309,8 @@ def plot_z_distributions(parts, *, column="oh_p50", bins=30, path=None):
         The column to histogram.
     bins : int, optional
         Number of bins, shared by all parts.
+    xlabel : str, optional
+        Label of the Z axis; default ``12 + log(O/H) (column)``.
     path : str or path-like, optional
         Save the figure there.
 
@@ -274,9 +333,10 @@ def plot_z_distributions(parts, *, column="oh_p50", bins=30, path=None):
     ax = fig.subplots()
     for (label, _), v in zip(items, values):
         ax.hist(v, bins=edges, histtype="step", lw=1.5, label=f"{label} (N = {v.size})")
-    ax.set_xlabel(f"Z = 12 + log(O/H) ({column})")
+    ax.set_xlabel(xlabel or _with_column(Z_AXIS, column))
     ax.set_ylabel("galaxies")
-    ax.legend(fontsize=8)
+    longest = max(len(label) for label, _ in items)
+    _legend_above(ax, ncols=1 if longest > 24 else min(len(items), 3))
     return _finish(fig, path)
 
 
@@ -323,7 +383,7 @@ def plot_colour_colour(table, *, z_column="oh_p50", flux_columns=("flux_g", "flu
         lo, hi = np.percentile(z[good], [2, 98])
         points = ax.scatter(x[good], y[good], c=z[good], s=4, cmap="coolwarm", vmin=lo, vmax=hi,
                             rasterized=True)
-        fig.colorbar(points, ax=ax, label=f"Z ({z_column})")
+        fig.colorbar(points, ax=ax, label=_with_column(Z_AXIS, z_column))
         xl, xh = np.percentile(x[good], [0.5, 99.5])
         yl, yh = np.percentile(y[good], [0.5, 99.5])
         ax.set_xlim(xl - 0.05, xh + 0.05)
@@ -361,7 +421,7 @@ def plot_mzr_recovery(table, *, pred="Z_pred", mass="lgm_tot_p50", true=None, bi
     require_columns(table, [pred, mass] + ([true] if true else []), "plot_mzr_recovery")
     m, p = _values(table[mass]), _values(table[pred])
     edges = np.arange(8.5, 11.501, 0.25) if bins is None else np.asarray(bins, dtype=float)
-    fig = _figure(5.5, 4.0)
+    fig = _figure(5.5, 4.6)
     ax = fig.subplots()
     good = np.isfinite(m) & np.isfinite(p)
     ax.scatter(m[good], p[good], s=2, color="0.75", rasterized=True, label="predictions")
@@ -374,11 +434,16 @@ def plot_mzr_recovery(table, *, pred="Z_pred", mass="lgm_tot_p50", true=None, bi
                         label=f"16th-84th percentile {name}")
     grid = np.linspace(*TREMONTI_MASS_RANGE, 100)
     ax.plot(grid, tremonti_metallicity(grid), "k--", label="Tremonti et al. (2004)")
-    ax.set_xlabel(f"log M* / Msun ({mass})")
-    ax.set_ylabel("Z = 12 + log(O/H)")
+    ax.set_xlabel(_with_column(MASS_AXIS, mass))
+    ax.set_ylabel(Z_AXIS)
     ax.set_xlim(edges[0], edges[-1])
-    ax.legend(fontsize=7, loc="lower right")
+    _legend_above(ax, ncols=2, fontsize=7)
     return _finish(fig, path)
+
+
+#: Axis labels of the catalogue columns (the column name when not listed).
+CATALOGUE_AXES = {"z_phot_median": "photometric redshift, z_phot_median",
+                  "mag_r": "r magnitude, mag_r (mag)", "Z_pred": f"Z_pred: {Z_AXIS}"}
 
 
 def plot_catalogue_distributions(table, *, columns=("z_phot_median", "mag_r", "Z_pred"),
@@ -414,7 +479,7 @@ def plot_catalogue_distributions(table, *, columns=("z_phot_median", "mag_r", "Z
             require_columns(table, [column], "plot_catalogue_distributions")
             values = _values(table[column])
         data[column] = values[np.isfinite(values)]
-    fig = _figure(3.6 * len(columns), 3.4)
+    fig = _figure(max(3.6 * len(columns), 5.4), 3.8)
     axes = np.atleast_1d(fig.subplots(1, len(columns)))
     for i, (ax, (column, values)) in enumerate(zip(axes, data.items())):
         edges = np.histogram_bin_edges(values, bins=bins) if values.size else bins
@@ -431,7 +496,7 @@ def plot_catalogue_distributions(table, *, columns=("z_phot_median", "mag_r", "Z
             if ref.size:
                 ax.axvline(np.median(ref), color="C1", ls=":",
                            label=f"median {np.median(ref):.2f}")
-        ax.set_xlabel(column)
+        ax.set_xlabel(CATALOGUE_AXES.get(column, column))
         ax.set_ylabel("density")
-        ax.legend(fontsize=7)
+        _legend_above(ax, fontsize=7, ncols=2)
     return _finish(fig, path)

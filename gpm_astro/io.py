@@ -12,6 +12,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 
 import astropy.units as u
@@ -20,9 +21,9 @@ from astropy.io.misc import yaml
 from astropy.table import Column, MaskedColumn, Table
 
 from .exceptions import ParameterError, TableIOError
-from .process_pool import process_alive
+from .process_pool import remove_files_of_dead_processes
 
-__all__ = ["read_table", "write_table", "atomic_write_bytes", "new_file_mode",
+__all__ = ["read_table", "write_table", "atomic_write_bytes", "atomic_file", "new_file_mode",
            "writable_directory", "partial_file", "remove_stale_partials", "FORMATS"]
 
 #: File-name endings and the astropy format each one means.
@@ -92,7 +93,10 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
     -------
     `~astropy.table.Table`
         The table, numeric columns in native byte order (FITS is big-endian); a FITS file
-        written by `write_table` gets its full ``meta`` and non-FITS units (``nmgy``) back.
+        written by `write_table` gets its full ``meta``, non-FITS units (``nmgy``) and the
+        masks of boolean columns back. In CSV and other plain-text formats, a column holding
+        only ``True`` and ``False`` (how booleans are written there) is read as boolean, empty
+        cells masked, so a ``preprocess_ok`` of ``"False"`` never reads as true.
 
     Raises
     ------
@@ -124,10 +128,15 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
         if reader is not None:
             table = reader.read_file(path)
             return _attach_cutouts(table, path) if attach_cutouts else table
-    with _table_io_errors("read", path, fmt), _large_csv_fields():
+    with _table_io_errors("read", path, fmt), _large_csv_fields(), warnings.catch_warnings():
+        if fmt == "fits":  # TUNIT strings outside the FITS standard ('dex'): see below
+            warnings.filterwarnings("ignore", message=".* did not parse as fits unit",
+                                    category=u.UnitsWarning)
         table = Table.read(path, format=fmt, **kwargs)
-    if fmt == "fits" and FITS_META_KEYWORD in table.meta:
-        _restore_fits_meta(table, path)
+    if fmt == "fits":
+        _parse_nonstandard_units(table, path)
+        if FITS_META_KEYWORD in table.meta:
+            _restore_fits_meta(table, path)
     if fmt.startswith("ascii.") and fmt != "ascii.ecsv":
         _restore_text_booleans(table)
     _to_native_byte_order(table)
@@ -270,6 +279,7 @@ def write_table(table, path, *, overwrite=False, format=None, **kwargs):
         kwargs.setdefault("path", HDF5_PATH)
         kwargs.setdefault("serialize_meta", True)
     to_write = _with_fits_meta(table) if fmt == "fits" else table
+    nonstandard = _nonstandard_fits_units(table) if fmt == "fits" else {}
     suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith(".gz") else path.suffix
     try:
         handle, temp_name = partial_file(path, suffix=suffix)
@@ -280,6 +290,8 @@ def write_table(table, path, *, overwrite=False, format=None, **kwargs):
     try:
         with _table_io_errors("write", path, fmt):
             to_write.write(temp_name, format=fmt, overwrite=True, **kwargs)
+            if nonstandard:
+                _write_nonstandard_units(temp_name, nonstandard)
             os.chmod(temp_name, new_file_mode())
             os.replace(temp_name, path)
     finally:
@@ -350,10 +362,23 @@ def atomic_write_bytes(path, data):
     """Write ``data`` to ``path`` through a temporary file in the same folder (atomic)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = partial_file(path)
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    with atomic_file(path) as tmp:
+        with open(tmp, "wb") as handle:
             handle.write(data)
+
+
+@contextlib.contextmanager
+def atomic_file(path, *, suffix=".part"):
+    """Yield the name of a hidden partial file next to ``path`` (see `partial_file`) to write.
+
+    When the block ends normally the file gets the permissions a plain ``open`` gives and
+    replaces ``path`` in one step; when it raises, the partial file is removed. Readers of
+    ``path`` therefore never see a half-written file.
+    """
+    fd, tmp = partial_file(path, suffix=suffix)
+    os.close(fd)
+    try:
+        yield tmp
         os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
@@ -417,6 +442,47 @@ def _with_fits_meta(table):
     return shallow
 
 
+def _nonstandard_fits_units(table):
+    """Column name -> unit string, for the units the FITS standard lacks (``dex``, ``nmgy``)."""
+    units = {}
+    for name in table.colnames:
+        unit = getattr(table[name], "unit", None)
+        if unit is None or isinstance(table[name], u.Quantity):
+            continue
+        try:
+            unit.to_string("fits")
+        except ValueError:
+            units[name] = unit.to_string()
+    return units
+
+
+def _write_nonstandard_units(path, units):
+    """Write TUNITn for units astropy leaves out of a FITS file, so that any reader (TOPCAT,
+    fitsio, astropy) shows them; `read_table` reads them back as units."""
+    from astropy.io import fits
+
+    with fits.open(path, mode="update") as hdus:
+        header = hdus[1].header
+        for index in range(1, header.get("TFIELDS", 0) + 1):
+            name = header.get(f"TTYPE{index}")
+            if name in units:
+                header[f"TUNIT{index}"] = (units[name], "unit outside the FITS standard")
+
+
+def _parse_nonstandard_units(table, path):
+    """In place: a TUNIT the FITS standard lacks but astropy knows (``dex``) becomes that
+    unit; one astropy does not know keeps its UnrecognizedUnit, with astropy's warning."""
+    for name in table.colnames:
+        unit = getattr(table[name], "unit", None)
+        if not isinstance(unit, u.UnrecognizedUnit):
+            continue
+        try:
+            table[name].unit = u.Unit(unit.name)
+        except ValueError:
+            msg = f"{str(path)!r}: column {name!r} has the unknown unit {unit.name!r}"
+            warnings.warn(msg, u.UnitsWarning, stacklevel=3)
+
+
 def _restore_fits_meta(table, path):
     try:
         payload = yaml.load(json.loads(table.meta[FITS_META_KEYWORD]))
@@ -472,18 +538,4 @@ def remove_stale_partials(path):
     folder = path.parent if str(path.parent) else Path(".")
     # .<name>.<pid>.<8 random characters from tempfile><suffix>
     pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[a-z0-9_]{{8}}(\..*)?$")
-    removed = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        match = pattern.match(entry.name)
-        if match is None or process_alive(int(match.group(1))):
-            continue
-        try:
-            os.unlink(entry.path)
-            removed.append(Path(entry.path))
-        except OSError:  # another writer cleaned it first, or no permission: not ours to force
-            pass
-    return removed
+    return [Path(name) for name in remove_files_of_dead_processes(folder, pattern)]

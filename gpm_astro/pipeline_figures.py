@@ -75,7 +75,8 @@ def evaluation_figures(predictions, sample, folder, *, target="oh_p50", main=Non
     z_pred = _values(main_table["Z_pred"])
     parts = {f"Z_true ({tgt}), test": Table({"Z": z_true}),
              f"Z_pred, {describe(main)}": Table({"Z": z_pred})}
-    add(evaluation.plot_z_distributions(parts, column="Z", bins=25), "fig08_z_distribution",
+    add(evaluation.plot_z_distributions(parts, column="Z", bins=25, xlabel=evaluation.Z_AXIS),
+        "fig08_z_distribution",
         f"Fig. 8 style: distribution of Z_pred ({describe(main)}) and Z_true ({tgt}) on the "
         f"{int(np.isfinite(z_true).sum())} test galaxies.")
     split = np.asarray(sample["split"]).astype(str)
@@ -84,35 +85,39 @@ def evaluation_figures(predictions, sample, folder, *, target="oh_p50", main=Non
         f"The uniform-in-Z sample: {target} of the training, validation and test sets (equal "
         f"counts per bin where the pool holds enough galaxies, all of them where it does not).")
 
-    # Fig. 9: residual density for every estimator (and the mock's noise floor)
-    value_range = tuple(np.nanpercentile(z_true, [0.5, 99.5])) if np.isfinite(z_true).any() \
-        else None
+    # Fig. 9: residual density for every estimator (and the mock's noise floor), all on the
+    # same axes so that they can be compared panel by panel
+    value_range, residual_range = _common_ranges(predictions, target, noise_floor, z_true)
+    common = {"value_range": value_range, "residual_range": residual_range}
     letters = iter("abcdefghijklmnopqrstuvwxyz")
     for label, table in predictions.items():
         true = table.meta.get("target", target)
         if np.isfinite(_values(table["Z_pred"])).any():
             fig = evaluation.plot_residual_density(table, pred="Z_pred", true=true,
-                                                   value_range=value_range,
-                                                   title=f"({next(letters)}) {describe(label)}")
+                                                   title=f"({next(letters)}) {describe(label)}",
+                                                   **common)
             add(fig, f"fig09_{label}",
                 f"Fig. 9 style, {describe(label)}: residual density (top) and Z_pred against "
                 f"{true} (bottom; one-to-one line, running median and 16th-84th percentiles) "
-                f"on the test set.")
+                f"on the test set. Every Fig. 9 panel has the same axes.")
         mass_column = table.meta.get("mass_column")
         mass_target = table.meta.get("mass_target")
         if mass_column and mass_target and mass_column in table.colnames:
-            fig = evaluation.plot_residual_density(table, pred=mass_column, true=mass_target,
-                                                   label="log M*",
-                                                   title=f"stellar mass from the images "
-                                                         f"({label})")
+            kind = MASS_KINDS.get(mass_target, mass_target)
+            fig = evaluation.plot_residual_density(
+                table, pred=mass_column, true=mass_target, label="log M*",
+                axis_name=evaluation.MASS_AXIS,
+                title=f"stellar mass from the images ({label})",
+                note=f"trained on the {kind}, as in the paper (Sect. 4.6)")
             add(fig, f"fig09_{label}_mass",
                 f"Fig. 9 style for the image mass model behind {describe(label)}: "
-                f"{mass_column} against {mass_target} on the test set.")
+                f"{mass_column} against {mass_target} on the test set. "
+                + MASS_NOTES.get(mass_target, ""))
     if noise_floor is not None:
         table = Table({"Z_best": noise_floor, tgt: main_table[tgt]})
         fig = evaluation.plot_residual_density(table, pred="Z_best", true=tgt,
-                                               value_range=value_range,
-                                               title=f"({next(letters)}) mock noise floor")
+                                               title=f"({next(letters)}) mock noise floor",
+                                               **common)
         add(fig, "fig09_noise_floor",
             "Fig. 9 style for the mock's noise floor: the best prediction the mock's images "
             "allow (Z_best, from the generative model) against the labels.")
@@ -130,8 +135,45 @@ def evaluation_figures(predictions, sample, folder, *, target="oh_p50", main=Non
             "fig13_mass_metallicity",
             f"Fig. 13 style: the mass-metallicity relation recovered through Z_pred "
             f"({describe(main)}) and through the labels ({tgt}), median and 16th-84th "
-            f"percentiles in bins of {mass}, against Tremonti et al. (2004).")
+            f"percentiles in bins of the {MASS_KINDS.get(mass, mass)} ({mass}), against "
+            f"Tremonti et al. (2004), whose relation is in total stellar mass.")
     return figures
+
+
+#: What the MPA-JHU mass columns measure.
+MASS_KINDS = {"lgm_tot_p50": "total stellar mass", "lgm_fib_p50": "fibre stellar mass"}
+#: Why a mass figure shows the mass it shows.
+MASS_NOTES = {
+    "lgm_fib_p50": "The paper (Sect. 4.6) trains its image mass model on the MPA-JHU fibre "
+                   "mass lgm_fib_p50 (the stellar mass inside the 3-arcsec SDSS fibre) and "
+                   "feeds it to Tremonti et al.'s relation, which was fitted on total masses; "
+                   "the pipeline follows the paper. Fibre masses lie below total masses, so "
+                   "this route is biased low in Z; mzr_catalogue_mass uses the total mass "
+                   "lgm_tot_p50 instead.",
+}
+
+
+def _common_ranges(predictions, target, noise_floor, z_true):
+    """One value range (Z_true's full range, widened to most predictions) and one residual
+    half-width (4 sigma of the widest estimator) for every Fig. 9 panel."""
+    values = [z_true[np.isfinite(z_true)]]
+    widths = []
+    for table in list(predictions.values()) + ([None] if noise_floor is not None else []):
+        if table is None:
+            pred, true = _values(noise_floor), z_true
+        else:
+            pred, true = _values(table["Z_pred"]), _values(table[table.meta.get("target",
+                                                                                target)])
+        good = np.isfinite(pred) & np.isfinite(true)
+        if good.sum() > 1:
+            values.append(np.percentile(pred[good], [0.5, 99.5]))
+            widths.append(4 * float(np.std(pred[good] - true[good])))
+    values = np.concatenate(values)
+    if not values.size:
+        return None, None
+    pad = 0.02 * (values.max() - values.min()) or 0.05
+    residual = max(widths + [0.1]) if widths else None
+    return (float(values.min() - pad), float(values.max() + pad)), residual
 
 
 def catalogue_figures(catalogue, labelled, folder, *, target="oh_p50", n_training=None):
@@ -176,7 +218,7 @@ def catalogue_figures(catalogue, labelled, folder, *, target="oh_p50", n_trainin
     edges = np.linspace(both.min(), both.max(), 31)  # one binning for both distributions
     fig = evaluation.plot_catalogue_distributions(
         predicted, columns=("Z_pred",), reference=reference,
-        reference_label=f"star-forming labels ({target})", bins=edges)
+        reference_label=f"labels ({target})", bins=edges)
     extra = f"; {n_training} of them trained the model" if n_training else ""
     figures.append({"name": "fig16_catalogue_vs_labels",
                     "file": save_figure(fig, folder, "fig16_catalogue_vs_labels"),

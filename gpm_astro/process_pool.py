@@ -20,7 +20,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 from .exceptions import ParameterError
 
-__all__ = ["forkserver_pool", "resolve_n_jobs", "process_alive"]
+__all__ = ["forkserver_pool", "resolve_n_jobs", "process_alive",
+           "remove_files_of_dead_processes"]
 
 #: Seconds between two checks of the parent where no pidfd can be opened.
 PARENT_POLL_SECONDS = 0.5
@@ -38,6 +39,39 @@ def process_alive(pid):
         return True
     return True
 
+
+
+def remove_files_of_dead_processes(directory, pattern):
+    """Delete the files in ``directory`` written by processes that no longer run.
+
+    Parameters
+    ----------
+    directory : str or path-like
+        Folder to scan (not recursively); an unreadable or missing one removes nothing.
+    pattern : re.Pattern
+        Matches the names of the files to consider; its first group is the writer's process id.
+
+    Returns
+    -------
+    list of str
+        The files removed. A file another process removed first, or that may not be removed,
+        is left alone.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None or process_alive(int(match.group(1))):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed.append(entry.path)
+        except OSError:  # another process cleaned it first, or no permission: not ours to force
+            pass
+    return removed
 
 def _exit_when_gone(pid):
     """In a worker: end this process as soon as process ``pid`` ends."""

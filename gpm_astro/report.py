@@ -19,19 +19,32 @@ from .tables import package_version
 __all__ = ["write_report", "render_report", "table_to_html", "image_to_data_uri"]
 
 _CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;
-margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1500px;
+margin:1.5em auto;padding:0 1.2em;color:#222;line-height:1.45}
 h1{font-size:1.6em;border-bottom:2px solid #345;padding-bottom:.2em}
-h2{font-size:1.25em;margin-top:1.8em;color:#234}
+h2{font-size:1.25em;margin-top:1.6em;color:#234}
 table{border-collapse:collapse;margin:.6em 0;font-size:.88em}
 th,td{border:1px solid #ccc;padding:.25em .55em;text-align:right}
 th{background:#eef2f6}td.text,th.text{text-align:left}
-figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #ddd}
-figcaption{font-size:.85em;color:#444;margin-top:.3em}
-pre{background:#f6f8fa;padding:.8em;overflow-x:auto;font-size:.8em}
+.scroll{overflow-x:auto;max-width:100%}
+.columns{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,440px),1fr));
+gap:0 2em;align-items:start}
+.figures{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,400px),1fr));
+gap:1.2em;align-items:start}
+.figures figure.wide{grid-column:1/-1}
+figure{margin:0}figure img{width:100%;height:auto;border:1px solid #ddd}
+figcaption{font-size:.82em;color:#444;margin-top:.3em}
+pre{background:#f6f8fa;padding:.8em;overflow-x:auto;font-size:.8em;white-space:pre-wrap;
+word-break:break-word}
+details summary{cursor:pointer;font-weight:bold;color:#234;margin:1em 0 .4em}
 .summary{background:#f3f8f1;border-left:4px solid #5a8;padding:.6em 1em}
 .meta{color:#666;font-size:.85em}
 """
+
+#: Catalogue columns shown as plain integers (identifiers: no thousands separators).
+ID_COLUMNS = ("release", "brickid", "objid", "specobjid")
+#: Figures at least this much wider than tall take a whole row of the figure grid.
+WIDE_ASPECT = 1.8
 
 
 def image_to_data_uri(path, *, max_width=None):
@@ -81,6 +94,8 @@ def _format(value, fmt=None):
             return format(float(value), fmt.lstrip("{").rstrip("}").lstrip(":"))
         return f"{float(value):.4g}"
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if fmt:
+            return format(int(value), fmt.lstrip("{").rstrip("}").lstrip(":"))
         return f"{int(value):,}" if abs(int(value)) >= 10000 else str(int(value))
     return html.escape(str(value))
 
@@ -186,45 +201,81 @@ def render_report(*, title, metrics=None, figures=(), counts=(), catalogue=None,
     if summary:
         parts.append(f"<div class='summary'>{summary}</div>")
     if metrics is not None:
+        parts.append("<section>")
         parts.append("<h2>Accuracy on the test set</h2>")
         parts.append("<p>On &delta; = Z<sub>pred</sub> &minus; Z<sub>true</sub>: &mu; = mean, "
                      "&sigma; = standard deviation, NMAD = 1.4826 &times; median(|&delta; "
                      "&minus; median(&delta;)|), all computed once on the whole test set "
                      "(paper eq. 3). Coverage: fraction of galaxies with |&delta;| &lt; "
                      "Z<sub>pred_err</sub> (0.683 for calibrated 1&sigma; errors).</p>")
-        parts.append(table_to_html(metrics))
-    if counts:
-        parts.append("<h2>Galaxies through the stages</h2>")
-        parts.append(_dict_table(counts, ("stage", "galaxies")))
+        parts.append(f"<div class='scroll'>{table_to_html(metrics)}</div></section>")
     if figures:
-        parts.append("<h2>Figures</h2>")
+        parts.append("<h2>Figures</h2><div class='figures'>")
         for figure in figures:
+            data = Path(figure["path"]).read_bytes()
+            css = " class='wide'" if _png_aspect(data) >= WIDE_ASPECT else ""
             uri = image_to_data_uri(figure["path"], max_width=max_image_width)
             caption = html.escape(figure.get("caption", ""))
-            parts.append(f"<figure><img src='{uri}' alt='{html.escape(figure.get('name', ''))}'>"
+            parts.append(f"<figure{css}><img src='{uri}' "
+                         f"alt='{html.escape(figure.get('name', ''))}'>"
                          f"<figcaption>{caption}</figcaption></figure>")
+        parts.append("</div>")
     if catalogue is not None:
         total = n_catalogue if n_catalogue is not None else len(catalogue)
-        parts.append(f"<h2>Catalogue ({total:,} galaxies; first {len(catalogue)} shown)</h2>")
+        parts.append(f"<h2>Catalogue ({total:,} galaxies; {len(catalogue)} shown)</h2>")
         parts.append("<p>Columns of the paper's Table 2 plus the 1&sigma; error and the flags; "
-                     "the full table is in <code>catalogue/catalogue.fits</code> and "
+                     "galaxies with a Z<sub>pred</sub> first, then a few of those without one "
+                     "(Z_pred_flag says why). The full table, in catalogue order, is in "
+                     "<code>catalogue/catalogue.fits</code> and "
                      "<code>catalogue/catalogue.ecsv</code>.</p>")
-        parts.append(table_to_html(catalogue, formats={"ra": ".5f", "dec": ".5f",
-                                                       "z_phot_median": ".3f", "mag_r": ".2f",
-                                                       "Z_pred": ".3f", "Z_pred_err": ".3f"}))
+        formats = {"ra": ".5f", "dec": ".5f", "z_phot_median": ".3f", "mag_r": ".2f",
+                   "Z_pred": ".3f", "Z_pred_err": ".3f"}
+        formats.update({name: "d" for name in ID_COLUMNS})
+        parts.append(f"<div class='scroll'>{table_to_html(catalogue, formats=formats)}</div>")
     parts.extend(section for section in sections if section)
     for note in notes:
         parts.append(f"<p>{html.escape(note)}</p>")
+    if counts or timings or config is not None:
+        parts.append("<div class='columns'>")
+    if counts:
+        parts.append("<section><h2>Galaxies through the stages</h2>")
+        parts.append(f"<div class='scroll'>{_dict_table(counts, ('stage', 'galaxies'))}</div>"
+                     "</section>")
     if timings:
-        parts.append("<h2>Stage timings</h2>")
+        parts.append("<section><h2>Stage timings</h2>")
         parts.append(_dict_table([(k, f"{v:.1f} s") for k, v in timings.items()],
-                                 ("stage", "time")))
+                                 ("stage", "time")) + "</section>")
     if config is not None:
-        parts.append("<h2>Configuration of this run</h2>")
-        parts.append("<pre>" + html.escape(json.dumps(config, indent=2, default=str))
-                     + "</pre>")
+        parts.append("<section><details><summary>Configuration of this run</summary><pre>"
+                     + html.escape(json.dumps(config, indent=2, default=str))
+                     + "</pre></details></section>")
+    if counts or timings or config is not None:
+        parts.append("</div>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _png_aspect(data):
+    """Width / height of a PNG from its header (1.0 when it is not a PNG)."""
+    import struct
+
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
+        return 1.0
+    width, height = struct.unpack(">II", data[16:24])
+    return width / height if height else 1.0
+
+
+def _catalogue_preview(catalogue, rows, without=3):
+    """The first ``rows`` galaxies with a Z_pred, then up to ``without`` of those without."""
+    if catalogue is None:
+        return None
+    if "Z_pred_flag" not in catalogue.colnames:
+        return catalogue[:rows]
+    ok = np.asarray(catalogue["Z_pred_flag"]).astype(str) == "ok"
+    n_without = min(int((~ok).sum()), without, rows)
+    chosen = np.concatenate([np.flatnonzero(ok)[:rows - n_without],
+                             np.flatnonzero(~ok)[:n_without]])
+    return catalogue[chosen]
 
 
 def _read(path):
@@ -359,7 +410,7 @@ def write_report(output_dir, path=None, *, config=None, timings=None, title=None
         from .ablation.report_section import ablation_section
 
         sections.append(ablation_section(out / "ablation", max_image_width=max_image_width))
-    catalogue = catalogue_full[:catalogue_rows] if catalogue_full is not None else None
+    catalogue = _catalogue_preview(catalogue_full, catalogue_rows)
     page = render_report(
         title=title or "gpm_astro run report", metrics=metrics, figures=figures,
         counts=_counts(out), catalogue=catalogue,

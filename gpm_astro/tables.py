@@ -234,7 +234,7 @@ def numeric_column(column, what):
                f"e.g. {_example(values)!r}")
         raise SchemaError(msg)
     missing = missing_mask(data)
-    values = values.astype(np.float64)
+    values = np.array(values, dtype=np.float64)  # a plain array, never a Column with a unit
     values[missing] = np.nan
     return values, missing
 

@@ -122,3 +122,39 @@ def test_full_demo_gpm_resnet_beats_the_colour_polynomial(tmp_path):
     assert sigma["gpm_resnet"] < sigma["colour_polynomial_2"]
     assert sigma["gpm_resnet"] < sigma["colour_polynomial_3"]
     assert sigma["noise_floor"] < sigma["gpm_resnet"]
+
+
+def test_report_renders_in_a_browser_with_every_image_and_no_horizontal_scroll(small_demo,
+                                                                                 tmp_path):
+    """Headless Chromium: the page renders, every image loads, nothing wider than 1,400 px.
+
+    Skipped only where Chromium is missing and CI is not set; .ci/run installs it (Debian's
+    ``chromium`` package), so in CI a missing browser is a failure.
+    """
+    from report_browser import browser_checks, find_chromium, screenshot
+
+    out, _ = small_demo
+    chromium = find_chromium()
+    if chromium is None:
+        reason = ("no Chromium to render the report (apt-get install chromium, or set "
+                  "GPM_ASTRO_CHROMIUM to a Chrome/Chromium executable)")
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must have it (.ci/run installs it)")
+        pytest.skip(reason)
+    figures = []
+    for folder in ("evaluate", "catalogue"):
+        figures += json.loads((out / folder / "figures.json").read_text())
+    checks = browser_checks(chromium, out / "report.html", tmp_path, width=1400)
+    assert checks["images"] == len(figures) > 0
+    assert checks["broken"] == []
+    assert checks["scroll_width"] <= checks["client_width"] == 1400, checks
+    # figures side by side (three to a row at 1,400 px), not one long column
+    assert checks["figure_rows"] <= 0.5 * len(figures), checks
+    shot = screenshot(chromium, out / "report.html", tmp_path / "report.png",
+                      height=min(checks["height"], 16000))
+    assert shot.stat().st_size > 50_000
+    keep = os.environ.get("GPM_ASTRO_SCREENSHOT_DIR")
+    if keep:
+        import shutil
+
+        shutil.copyfile(shot, os.path.join(keep, "report_1400px.png"))

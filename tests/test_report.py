@@ -69,7 +69,7 @@ def test_write_report_embeds_every_figure_and_the_tables(run_folder):
     # the metrics as written by the run, the summary, config, timings, catalogue rows
     for text in ("0.0871", "0.1234", "0.0612", "GPM-ResNet (lite configuration)",
                  "&quot;n_galaxies&quot;: 321", "1.5 s", "My run",
-                 "Catalogue (20 galaxies; first 5 shown)", "preprocess:blended",
+                 "Catalogue (20 galaxies; 5 shown)", "preprocess:blended",
                  "Z distributions &lt;test&gt;"):
         assert text in page, text
     assert "Lowest scatter" in page and "noise floor" in page
@@ -120,3 +120,20 @@ def test_a_small_copy_shrinks_the_figures(run_folder, tmp_path):
 
     widths = [Image.open(io.BytesIO(base64.b64decode(i))).width for i in images]
     assert widths == [20, 200, 20]
+
+
+def test_catalogue_preview_shows_predicted_galaxies_first_and_plain_ids(tmp_path):
+    (tmp_path / "evaluate").mkdir()
+    (tmp_path / "catalogue").mkdir()
+    _metrics().write(tmp_path / "evaluate/metrics.ecsv")
+    flags = ["preprocess:too_large"] * 11 + ["ok"] * 4
+    catalogue = Table({"brickid": np.arange(15) + 500_000, "objid": np.arange(15) + 12_000,
+                       "Z_pred": MaskedColumn(np.full(15, 9.0), mask=[f != "ok" for f in flags]),
+                       "Z_pred_flag": flags})
+    catalogue.write(tmp_path / "catalogue/catalogue.ecsv")
+    page = write_report(tmp_path, catalogue_rows=6).read_text()
+    shown = re.findall(r"<td>(5000\d\d)</td><td>(120\d\d)</td>", page)
+    # predicted galaxies first, then three without a prediction; no "500,011"
+    assert shown == [("500011", "12011"), ("500012", "12012"), ("500013", "12013"),
+                     ("500000", "12000"), ("500001", "12001"), ("500002", "12002")]
+    assert "500,0" not in page

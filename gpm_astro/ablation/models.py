@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 
+import numpy as np
+
 from ..exceptions import ParameterError
 
 __all__ = ["ModelRunner", "KEEP_COLUMNS", "log"]
@@ -75,8 +77,10 @@ class ModelRunner:
     def log(self, message):
         log(message, self.progress)
 
-    def split(self, name, bands=None):
-        """A split of the sample, optionally as a band composite (cached)."""
+    def split(self, name, bands=None, within=None):
+        """A split of the sample (cached), optionally as a band composite and restricted to
+        rows with ``low <= column < high`` (``within = (column, low, high, closed)``;
+        ``closed`` includes ``high``)."""
         from ..tables import with_column_names
         from .data import band_composite, read_split
 
@@ -87,6 +91,10 @@ class ModelRunner:
                                       if c.lower() in present]
             self._splits[name] = with_column_names(table, wanted, "the ablation studies")
         table = self._splits[name]
+        if within is not None:
+            column, low, high, closed = within
+            values = np.ma.filled(np.ma.asanyarray(table[column]).astype(float), np.nan)
+            table = table[(values >= low) & ((values < high) | (closed & (values == high)))]
         return table if bands is None else band_composite(table, bands)
 
     @property
@@ -99,7 +107,7 @@ class ModelRunner:
         stat = path.stat()
         return [str(path.resolve()), stat.st_size, int(stat.st_mtime)]
 
-    def result(self, label, estimator, params, *, bands=None):
+    def result(self, label, estimator, params, *, bands=None, within=None):
         """Fit ``estimator(**params)`` on the training split and predict the test split.
 
         Parameters
@@ -112,6 +120,9 @@ class ModelRunner:
             Its constructor parameters.
         bands : str, optional
             Train and test on the band composite of these bands (`band_composite`).
+        within : tuple, optional
+            ``(column, low, high, closed)``: train, validate and test on the rows of each split
+            inside that range only (see `split`).
 
         Returns
         -------
@@ -122,7 +133,8 @@ class ModelRunner:
         """
         from ..io import read_table, write_table
 
-        key = _fingerprint(estimator, params, bands, self.target, self.sample_fingerprint())
+        key = _fingerprint(estimator, params, bands, within, self.target,
+                           self.sample_fingerprint())
         folder = self.out / "models" / label
         summary_path, predictions_path = folder / "result.json", folder / "predictions.ecsv"
         if summary_path.is_file() and predictions_path.is_file():
@@ -130,8 +142,8 @@ class ModelRunner:
             if summary.get("key") == key:
                 self.log(f"{label}: trained before, predictions read back")
                 return dict(summary, predictions=read_table(predictions_path))
-        fitted, seconds = self._fit(label, estimator, params, bands)
-        test = self.split("test", bands)
+        fitted, seconds = self._fit(label, estimator, params, bands, within)
+        test = self.split("test", bands, within)
         predictions = fitted.predict(test)
         for column in (self.target,) + KEEP_COLUMNS:
             if column in test.colnames and column not in predictions.colnames:
@@ -139,9 +151,9 @@ class ModelRunner:
         predictions.meta.update(label=label, estimator=estimator, target=self.target,
                                 bands=bands or str(test.meta.get("bands", "grz")))
         summary = {"key": key, "label": label, "estimator": estimator,
-                   "params": copy.deepcopy(params), "bands": bands,
+                   "params": copy.deepcopy(params), "bands": bands, "within": within,
                    "n_parameters": count_parameters(fitted), "train_seconds": seconds,
-                   "n_train": int(len(self.split("train")))}
+                   "n_train": int(len(self.split("train", within=within)))}
         folder.mkdir(parents=True, exist_ok=True)
         write_table(predictions, predictions_path, overwrite=True)
         from ..io import atomic_write_bytes
@@ -149,7 +161,7 @@ class ModelRunner:
         atomic_write_bytes(summary_path, json.dumps(summary, indent=1, default=str).encode())
         return dict(summary, predictions=predictions)
 
-    def _fit(self, label, estimator, params, bands):
+    def _fit(self, label, estimator, params, bands, within=None):
         from ..plugins import get_estimator
 
         cls = get_estimator(estimator)
@@ -161,8 +173,8 @@ class ModelRunner:
         except TypeError as exc:
             msg = f"cannot build estimator {estimator!r} for {label!r} from {params!r}: {exc}"
             raise ParameterError(msg) from exc
-        train = self.split("train", bands)
-        validation = self.split("validation", bands)
+        train = self.split("train", bands, within)
+        validation = self.split("validation", bands, within)
         self.log(f"{label}: training {estimator} on {len(train)} galaxies"
                  + (f" (bands {bands})" if bands else ""))
         tic = time.perf_counter()

@@ -30,7 +30,8 @@ Sections
 ``bands``
     ``sets``: band combinations, e.g. ``g``, ``gz``, ``grz``.
 ``size``
-    ``column`` (enclosing-circle radius, arcsec) and the bin ``edges``.
+    ``column`` (enclosing-circle radius, arcsec), the bin ``edges``, and ``retrain``: score
+    the reference in each bin (false, the default) or train one model per bin (true).
 ``mzr``
     ``mass_column`` (true log M*) and the bin ``edges`` (dex).
 """
@@ -75,7 +76,7 @@ FULL_SETTINGS = {
                       "params": {"width": 1.0, "recipe": "paper", "seed": 0}},
     "resolution": {"sizes": [16, 32, 64, 128, 152]},
     "bands": {"sets": ["g", "r", "z", "gr", "gz", "rz", "grz"]},
-    "size": {"column": "enclosing_radius", "edges": [0, 1, 2, 3, 4, 5, 6]},
+    "size": {"column": "enclosing_radius", "edges": [0, 1, 2, 3, 4, 5, 6], "retrain": False},
     "mzr": {"mass_column": "lgm_tot_p50",
             "edges": [8.5 + 0.25 * i for i in range(13)]},
 }
@@ -165,6 +166,9 @@ def validate_settings(settings):
         msg = f"bands.sets must be a list of 1-3 distinct band letters each, got {sets!r}"
         raise ParameterError(msg)
     _edges(settings["size"]["edges"], "size.edges")
+    if not isinstance(settings["size"]["retrain"], bool):
+        raise ParameterError(f"size.retrain must be true or false, got "
+                             f"{settings['size']['retrain']!r}")
     _edges(settings["mzr"]["edges"], "mzr.edges")
     sample = settings["sample"]
     if sample["run_dir"] is None and not isinstance(sample["pipeline"], (dict, str)):

@@ -56,18 +56,17 @@ def _refuse_untrained(name):
     cls = get_estimator(name)
     if not getattr(cls, "requires_fit", True):
         return
-    lines = [f"the estimator {name!r} must be trained before it predicts; give one of:"]
+    options = []
     if callable(getattr(cls, "load", None)):
-        entries = [row for row in list_weights() if row["estimator"] == name]
-        for row in entries:
-            lines.append(f"  --weights {row['name']:<22s} {row['description']}")
-        if not entries:
-            lines.append("  --weights NAME   (no weights are registered for it; "
-                         "see gpm_astro.weights)")
-        lines.append("  --weights DIR    a model saved by `gpm-astro train TABLE --out DIR` "
-                     "(or a demo's estimate/models/<label>)")
-    lines.append("  --fit-table TABLE [--fit-target COLUMN]   train it on TABLE first")
-    raise ParameterError("\n".join(lines))
+        for row in list_weights():
+            if row["estimator"] == name:  # the description's first sentence
+                options.append(f"--weights {row['name']} ({row['description'].split('. ')[0]})")
+        options.append("--weights DIR (a model saved by `gpm-astro train TABLE --out DIR`, "
+                       "or a run's estimate/models/<label>)")
+    options.append("--fit-table TABLE [--fit-target COLUMN] (train it on TABLE first)")
+    msg = (f"the estimator {name!r} must be trained before it predicts; give "
+           + "; or ".join(options))
+    raise ParameterError(msg)
 
 
 def run(args):

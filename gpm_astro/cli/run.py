@@ -34,6 +34,13 @@ def add_parser(subparsers):
                         help="configuration file (.toml, .yaml, .yml or .json)")
     parser.add_argument("--out", metavar="DIR",
                         help="output folder (overrides output_dir in the configuration)")
+    parser.add_argument("--source", metavar="NAME",
+                        help="the data source: a registered source that can feed a run "
+                             "(`gpm-astro plugins`; e.g. mock, files); overrides [source] "
+                             "name, and its params unless --source-param is given")
+    parser.add_argument("--source-param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a parameter of --source (VALUE read as JSON when it parses); "
+                             "repeatable, e.g. --source-param n_galaxies=500")
     parser.add_argument("--force", action="store_true",
                         help="rerun every stage, even those whose outputs exist")
     parser.add_argument("--until", choices=STAGE_NAMES, metavar="STAGE",
@@ -52,10 +59,14 @@ def run(args):
     if args.example_config:
         sys.stdout.write(config_to_toml(DEFAULT_CONFIG))
         return EXIT_OK
-    if args.config is None:
-        args._parser.error("give a configuration file (or --example-config to print one)")
+    if args.config is None and args.source is None:
+        args._parser.error("give a configuration file or --source (or --example-config to "
+                           "print one)")
+    config = args.config
+    if args.source is not None or args.source_param:
+        config = _with_source(args)
     try:
-        result = run_pipeline(args.config, output_dir=args.out, force=args.force,
+        result = run_pipeline(config, output_dir=args.out, force=args.force,
                               progress=not args.quiet, until=args.until)
     except OSError as exc:  # disk full, permission denied, unreadable input file
         print(f"gpm-astro run: error: {exc}", file=sys.stderr)
@@ -65,3 +76,18 @@ def run(args):
     if "report" in result:
         print(f"report: {result['report']}")
     return EXIT_OK
+
+
+def _with_source(args):
+    """The configuration with ``--source`` / ``--source-param`` applied."""
+    from ..pipeline import load_config
+    from .predict import parse_params
+
+    config = load_config(args.config, output_dir=args.out)
+    params = parse_params(args.source_param)
+    if args.source is not None and args.source != config["source"]["name"]:
+        config["source"] = {"name": args.source, "params": params, "labels": None,
+                            "images": None, "truth": None}
+    else:
+        config["source"]["params"].update(params)
+    return config

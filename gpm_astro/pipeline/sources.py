@@ -50,14 +50,13 @@ def make_pipeline_source(config):
     from ..plugins import get_source
 
     name = config.get("name")
-    names = pipeline_source_names()
     try:
         cls = get_source(name) if isinstance(name, str) else None
     except UnknownPluginError:
         cls = None
     if cls is None or not issubclass(cls, PipelineSource):
         msg = (f"source.name must name a registered data source that can feed the pipeline "
-               f"(one of {names}), got {name!r}")
+               f"(one of {pipeline_source_names()}), got {name!r}")
         raise ParameterError(msg)
     params = source_parameters(config)
     try:

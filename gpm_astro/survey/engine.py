@@ -167,6 +167,10 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
     source_kwargs = {"path": str(Path(images).resolve()), **dict(source_params or {})}
     reader = get_source(source)(**source_kwargs)
     rows = select_input_rows(reader, source_type=source_type)
+    if len(rows) == 0:
+        msg = (f"no galaxy of source_type {source_type!r} in {str(images)!r}; nothing to "
+               f"catalogue")
+        raise ParameterError(msg)
     partitions = plan_partitions(rows, partition_size)
     model = _model_record(estimator, weights, fit_table, fit_target, estimator_params)
     instance = load_estimator(model)  # here first, so a bad model fails before any task
@@ -202,14 +206,17 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
             f"{len(done):,d} already finished, {len(todo):,d} to compute")
         manifest.start_session(scheduler=address, dashboard=dashboard,
                                n_workers=len(workers), n_todo=len(todo))
+        loading = time.perf_counter()
+        if todo:
+            dask_client.register_plugin(EstimatorPlugin(model))
+            log(f"model loaded on the workers in {time.perf_counter() - loading:.1f} s")
         started = time.perf_counter()
-        dask_client.register_plugin(EstimatorPlugin(model))
         computed_rows, failed = compute_partitions(
             dask_client, todo, lambda p: (process_partition, p.index, p.rows, spec), manifest,
             progress=progress, n_partitions=len(partitions), n_done=len(done))
         seconds = time.perf_counter() - started
-    summary = run_summary(manifest, len(partitions), computed_rows, seconds, max(1, len(workers)),
-                       failed)
+    summary = run_summary(manifest, len(partitions), computed_rows, seconds,
+                          max(1, len(workers)), failed)
     summary.update(dashboard=dashboard, scheduler=address, merged=None, out=str(out))
     manifest.end_session(seconds=summary["seconds"], computed_rows=computed_rows,
                          failed=failed)

@@ -12,14 +12,12 @@ depends on the clock, so recomputing a partition gives the same bytes.
 """
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from astropy.table import MaskedColumn, Table
 
-from ..io import new_file_mode
+from ..io import atomic_file
 from ..tables import _plain
 
 __all__ = ["CATALOGUE_SCHEMA", "write_partition", "read_partition", "read_catalogue",
@@ -115,16 +113,8 @@ def write_partition(table, path, *, columns=CATALOGUE_SCHEMA):
 
     path = Path(path)
     arrow = _arrow_table(table, columns)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         pq.write_table(arrow, tmp, compression="zstd")
-        os.chmod(tmp, new_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

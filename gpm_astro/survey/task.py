@@ -124,12 +124,9 @@ def _read(source, rows, cutouts):
 def _catalogue_columns_of(source, rows):
     """The catalogue columns of rows whose images cannot be read (None if those fail too)."""
     try:
-        table = source.query(rows=list(map(int, rows)), cutouts=False)
+        return source.query(rows=list(map(int, rows)), cutouts=False)
     except OSError:
         return None
-    if "flux_r" in table.colnames and "mag_r" not in table.colnames:
-        return None
-    return table
 
 
 def _partition_meta(first_meta, index, rows):

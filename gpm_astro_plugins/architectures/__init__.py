@@ -8,6 +8,8 @@ multiplier, and each registered as an estimator trained exactly like GPM-ResNet.
 - `estimator`: `ArchitectureEstimator` and one registered subclass per architecture.
 """
 
+from gpm_astro.lazy import lazy_attributes
+
 #: public name -> the module that defines it (imported on first use: torch loads then)
 _LAZY = {
     "ARCHITECTURES": ".networks",
@@ -17,16 +19,4 @@ _LAZY = {
 
 __all__ = ["ARCHITECTURES", "REFERENCE_PARAMETER_COUNTS", "build_network"]
 
-
-def __getattr__(name):
-    """Import a public name's module on first use (the plugin's entry point stays light)."""
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -1,5 +1,5 @@
-"""What every architecture of this plugin shares: the regression-network interface, channel
-rounding and weight initialisation.
+"""What every architecture of this plugin shares: the regression-network interface, the
+convolution-BatchNorm-activation block, channel rounding and weight initialisation.
 
 GPM-ResNet's training loop (`gpm_astro_plugins.gpm_resnet.training.train_network`) calls
 ``set_drop_progress`` on the network it trains, and its estimator ``set_mc_dropout`` for
@@ -8,7 +8,8 @@ Monte-Carlo passes; these networks have no DropBlock, so both do nothing here.
 
 from torch import nn
 
-__all__ = ["RegressionNetwork", "make_divisible", "count_parameters", "init_weights"]
+__all__ = ["RegressionNetwork", "conv_bn_act", "make_divisible", "count_parameters",
+           "init_weights"]
 
 
 class RegressionNetwork(nn.Module):
@@ -37,6 +38,16 @@ def make_divisible(value, divisor=8, min_value=None):
     if rounded < 0.9 * value:
         rounded += divisor
     return int(rounded)
+
+
+def conv_bn_act(in_channels, out_channels, kernel=3, stride=1, groups=1, activation=nn.ReLU6,
+                eps=1e-5):
+    """Convolution (no bias), BatchNorm and an activation (none when ``activation`` is None)."""
+    layers = [nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2,
+                        groups=groups, bias=False), nn.BatchNorm2d(out_channels, eps=eps)]
+    if activation is not None:
+        layers.append(activation(inplace=True))
+    return nn.Sequential(*layers)
 
 
 def count_parameters(model):

@@ -11,8 +11,7 @@ ImageNet model's (tested).
 import torch
 from torch import nn
 
-from .common import RegressionNetwork, init_weights, make_divisible
-from .mobilenet import conv_bn_act
+from .common import RegressionNetwork, conv_bn_act, init_weights, make_divisible
 
 __all__ = ["EfficientNetB0", "MBConv", "SqueezeExcitation", "EFFICIENTNET_B0_SETTING"]
 

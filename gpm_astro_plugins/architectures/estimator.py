@@ -20,10 +20,11 @@ from astropy.table import Column, MaskedColumn, Table
 
 from gpm_astro.base import Estimator
 from gpm_astro.exceptions import GPMAstroError, ParameterError, SchemaError
-from gpm_astro.image_checks import cutout_flags
-from gpm_astro.tables import (boolean_column, missing_mask, record_step, require_columns,
-                              require_positive_int, require_table)
-from gpm_astro_plugins.gpm_resnet.model import InputTransform, get_config
+from gpm_astro.tables import (missing_mask, record_step, require_columns, require_positive_int,
+                              require_table)
+from gpm_astro_plugins.gpm_resnet.fitting import split_validation, training_config
+from gpm_astro_plugins.gpm_resnet.model import InputTransform
+from gpm_astro_plugins.gpm_resnet.table_inputs import _check_cutouts, _row_flags, _table_bands
 from gpm_astro_plugins.gpm_resnet.training import resolve_device, train_network
 
 from .common import count_parameters
@@ -35,23 +36,6 @@ __all__ = ["ArchitectureEstimator", "ResNet34Estimator", "ResNet50Estimator",
 
 ONE_SIGMA = 0.6827
 FORWARD_BATCH = 64
-
-
-def _row_flags(table, rows, images):
-    """``ok``, ``preprocess:<reason>``, or the core's verdict on whether the cutout can be a
-    galaxy at all (`gpm_astro.image_checks.cutout_flags`), per row."""
-    flags = np.full(len(rows), "ok", dtype=object)
-    if "preprocess_ok" in table.colnames:
-        ok = boolean_column(table["preprocess_ok"][rows], "preprocess_ok")
-        reasons = (np.ma.filled(np.ma.asanyarray(table["preprocess_flag"][rows]).astype(str),
-                                "masked") if "preprocess_flag" in table.colnames
-                   else np.full(len(rows), "failed", dtype=object))
-        for i in np.flatnonzero(~ok):
-            flags[i] = f"preprocess:{reasons[i]}"
-    unchecked = flags == "ok"
-    if unchecked.any():
-        flags[unchecked] = cutout_flags(images[unchecked])
-    return flags
 
 
 class ArchitectureEstimator(Estimator):
@@ -104,6 +88,7 @@ class ArchitectureEstimator(Estimator):
     output_unit = "dex"
     required_columns = ("cutout",)
     default_target = "oh_p50"
+    uses_validation = True
 
     def __init__(self, *, width=1.0, recipe="paper", epochs=None, batch_size=None, lr=None,
                  seed=0, device="auto", precision="auto", validation_fraction=0.2,
@@ -119,11 +104,15 @@ class ArchitectureEstimator(Estimator):
         self.validation_fraction = validation_fraction
         self.progress = progress
 
+    def describe(self):
+        """E.g. ``'resnet50 at width 0.25, GPM-ResNet recipe ablation_quick'``."""
+        recipe = self.recipe if isinstance(self.recipe, str) else getattr(
+            self.recipe, "name", None) or dict(self.recipe).get("name", "custom")
+        return f"{self.architecture} at width {self.width:g}, GPM-ResNet recipe {recipe}"
+
     def _resolved_recipe(self):
-        recipe = get_config(self.recipe)
-        overrides = {k: v for k, v in (("epochs", self.epochs), ("batch_size", self.batch_size),
-                                        ("lr", self.lr)) if v is not None}
-        return recipe.replace(**overrides) if overrides else recipe
+        return training_config(self.recipe, epochs=self.epochs, batch_size=self.batch_size,
+                               lr=self.lr)
 
     def _check_fitted(self):
         if not hasattr(self, "models_"):
@@ -137,7 +126,8 @@ class ArchitectureEstimator(Estimator):
         keep = np.ones(len(rows), dtype=bool)
         for start in range(0, len(rows), 512):
             part = rows[start:start + 512]
-            keep[start:start + 512] = _row_flags(table, part, table["cutout"][part]) == "ok"
+            flags = _row_flags(table, part, table["cutout"][part], what=type(self).__name__)
+            keep[start:start + 512] = flags == "ok"
         return rows[keep]
 
     def _network_input(self, table, rows, transform):
@@ -150,17 +140,8 @@ class ArchitectureEstimator(Estimator):
 
     @staticmethod
     def _bands(table, expected_size=None):
-        bands = str(table.meta.get("bands", "grz"))
-        shape = table["cutout"].shape
-        if len(shape) != 4 or shape[1] != len(bands) or shape[2] != shape[3]:
-            msg = (f"cutout column must have shape (n, {len(bands)}, S, S) for bands "
-                   f"{bands!r}, got {shape!r}")
-            raise SchemaError(msg)
-        if expected_size is not None and shape[2] != expected_size:
-            msg = (f"this model was trained on {expected_size} x {expected_size} px cutouts, "
-                   f"got {shape[2]} x {shape[3]}")
-            raise SchemaError(msg)
-        return bands, int(shape[2])
+        bands = _table_bands(table)
+        return bands, _check_cutouts(table, bands, expected_size)
 
     def fit(self, table, *, target=None, validation=None):
         """Train on the rows of ``table`` with a usable cutout and target.
@@ -198,10 +179,8 @@ class ArchitectureEstimator(Estimator):
         transform = InputTransform(recipe, bands)
         rows = self._usable_rows(table, target)
         if validation is None:
-            order = np.random.default_rng(self.seed).permutation(len(rows))
-            n_val = max(2, int(round(self.validation_fraction * len(rows))))
-            val_table, val_rows = table, np.sort(rows[order[:n_val]])
-            train_rows = np.sort(rows[order[n_val:]])
+            train_rows, val_rows = split_validation(rows, self.validation_fraction, self.seed)
+            val_table = table
         else:
             require_table(validation, "validation")
             require_columns(validation, ["cutout", target], "validation table")
@@ -289,7 +268,7 @@ class ArchitectureEstimator(Estimator):
         for start in range(0, n, batch_size):
             rows = np.arange(start, min(start + batch_size, n))
             images = table["cutout"][rows]
-            flags[rows] = _row_flags(table, rows, images)
+            flags[rows] = _row_flags(table, rows, images, what=type(self).__name__)
             good = flags[rows] == "ok"
             if good.any():
                 x = transform(np.ma.getdata(images)[good]).numpy()

@@ -9,23 +9,13 @@ count equals the reference ImageNet model's (tested).
 
 from torch import nn
 
-from .common import RegressionNetwork, init_weights, make_divisible
+from .common import RegressionNetwork, conv_bn_act, init_weights, make_divisible
 
 __all__ = ["MobileNetV2", "InvertedResidual", "MOBILENET_V2_SETTING"]
 
 #: (expansion t, output channels c, repeats n, first stride s) of each stage
 MOBILENET_V2_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
                         (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
-
-
-def conv_bn_act(in_channels, out_channels, kernel=3, stride=1, groups=1, activation=nn.ReLU6,
-                eps=1e-5):
-    """Convolution (no bias), BatchNorm and an activation (none when ``activation`` is None)."""
-    layers = [nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2,
-                        groups=groups, bias=False), nn.BatchNorm2d(out_channels, eps=eps)]
-    if activation is not None:
-        layers.append(activation(inplace=True))
-    return nn.Sequential(*layers)
 
 
 class InvertedResidual(nn.Module):

@@ -7,6 +7,7 @@
   weights and a model card).
 """
 
+from gpm_astro.lazy import lazy_attributes
 
 #: public name -> the module that defines it (imported on first use)
 _LAZY = {
@@ -22,16 +23,4 @@ _LAZY = {
 __all__ = ["GPMResNetEstimator", "GPMResNetMassEstimator", "GPMResNet", "GPMResNetConfig",
            "NAMED_CONFIGS", "build_model", "get_config"]
 
-
-def __getattr__(name):
-    """Import a public name's module on first use (the plugin's entry point stays light)."""
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -18,15 +18,30 @@ from .table_inputs import _check_cutouts, _row_flags, _table_bands
 from .training import resolve_device, resolve_precision, train_network
 
 
+def training_config(config, *, epochs=None, batch_size=None, lr=None):
+    """The configuration ``config`` (a name, dict or `GPMResNetConfig`) with the training values
+    that are not None put in its place."""
+    config = get_config(config)
+    overrides = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr))
+                 if v is not None}
+    return config.replace(**overrides) if overrides else config
+
+
+def split_validation(rows, fraction, seed):
+    """``(train_rows, validation_rows)``: ``fraction`` of ``rows`` (at least 2) held out at
+    random by ``seed``, each part sorted."""
+    order = np.random.default_rng(seed).permutation(len(rows))
+    n_val = max(2, int(round(fraction * len(rows))))
+    return np.sort(rows[order[n_val:]]), np.sort(rows[order[:n_val]])
+
+
 class FittingMixin:
     """`fit` and its checks, for `GPMResNetEstimator`."""
 
     # ------------------------------------------------------------------ checks
     def _resolved_config(self):
-        config = get_config(self.config)
-        overrides = {k: v for k, v in (("epochs", self.epochs), ("batch_size", self.batch_size),
-                                        ("lr", self.lr)) if v is not None}
-        return config.replace(**overrides) if overrides else config
+        return training_config(self.config, epochs=self.epochs, batch_size=self.batch_size,
+                               lr=self.lr)
 
     def _check_params(self):
         for name in ("n_ensemble", "mc_passes"):
@@ -124,9 +139,7 @@ class FittingMixin:
         transform = InputTransform(config, bands)
         rows, skipped = self._usable_rows(table, target)
         if validation is None:
-            order = np.random.default_rng(self.seed).permutation(len(rows))
-            n_val = max(2, int(round(self.validation_fraction * len(rows))))
-            val_rows, train_rows = np.sort(rows[order[:n_val]]), np.sort(rows[order[n_val:]])
+            train_rows, val_rows = split_validation(rows, self.validation_fraction, self.seed)
             val_table, val_skipped = table, None
         else:
             require_table(validation, "validation")

@@ -25,14 +25,14 @@ def _check_cutouts(table, bands, expected_size=None):
     return int(shape[2])
 
 
-def _row_flags(table, rows, images):
+def _row_flags(table, rows, images, *, what="GPM-ResNet"):
     """Flags of ``rows`` given their loaded images (a masked array or ndarray): the failed
     preprocessing reason, else the core's verdict on whether the cutout can be a galaxy at all
     (`gpm_astro.image_checks.cutout_flags`: missing, non-float, non-finite, blank, constant,
-    absurd or no positive flux)."""
+    absurd or no positive flux). ``what`` names the caller in an error on ``preprocess_ok``."""
     flags = np.full(len(rows), "ok", dtype=object)
     if "preprocess_ok" in table.colnames:
-        ok = boolean_column(table["preprocess_ok"][rows], "GPM-ResNet")
+        ok = boolean_column(table["preprocess_ok"][rows], what)
         if "preprocess_flag" in table.colnames:
             reasons = np.ma.filled(np.ma.asanyarray(table["preprocess_flag"][rows]).astype(str),
                                    "masked")

@@ -367,6 +367,9 @@ def plot_history(history, path, *, title="GPM-ResNet training"):
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    from gpm_astro.evaluation import plain_log_ticks
 
     table = history if isinstance(history, Table) else history_table(history)
     fig, ax = plt.subplots(figsize=(5, 3.4), dpi=100)
@@ -376,6 +379,8 @@ def plot_history(history, path, *, title="GPM-ResNet training"):
         best = int(np.argmin(table["val_loss"]))
         ax.axvline(table["epoch"][best], color="grey", ls=":", label="best epoch")
     ax.set_yscale("log")
+    plain_log_ticks(ax.yaxis)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("MSE loss")
     ax.set_title(title)

@@ -33,13 +33,12 @@ import json
 import warnings
 from pathlib import Path
 
-import astropy.units as u
 import numpy as np
 from astropy import config as _config
 from astropy.io import fits
 from astropy.table import Column, Table
 
-from gpm_astro.exceptions import ParameterError, RemoteServiceError, SchemaError
+from gpm_astro.exceptions import ParameterError, RemoteServiceError
 from gpm_astro.remote import (
     HTTPStatusError,
     MalformedResponseError,
@@ -52,6 +51,7 @@ from gpm_astro.remote import (
 from gpm_astro.survey_constants import BANDS, CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
 from gpm_astro.tables import (numeric_column, record_step, require_columns, require_table,
                               warn_empty)
+from gpm_astro.units import in_degrees
 
 __all__ = ["Conf", "conf", "LegacySurveyCutouts", "CUTOUT_FLAGS", "FINAL_FLAGS", "KEEPS_IMAGE",
            "TRANSIENT_FLAGS", "parse_cutout", "zero_cube_flag"]
@@ -286,13 +286,7 @@ class LegacySurveyCutouts(RemoteDataSource):
             # strings or 2-D columns: SchemaError; masked, NaN or sentinel values: NaN
             values, _ = numeric_column(column, "legacysurvey_cutouts")
             unit = getattr(column, "unit", None)
-            if unit is not None and unit != u.dimensionless_unscaled:
-                if not unit.is_equivalent(u.deg):
-                    msg = (f"legacysurvey_cutouts: column {name!r} has unit {unit}, which is not "
-                           f"an angle; give degrees")
-                    raise SchemaError(msg)
-                values = (values * unit).to_value(u.deg)
-            coords.append(values)
+            coords.append(in_degrees(values, unit, f"legacysurvey_cutouts: column {name!r}"))
         ra, dec = coords
         valid = np.isfinite(ra) & np.isfinite(dec) & (ra >= 0) & (ra < 360) & (np.abs(dec) <= 90)
         return ra, dec, valid

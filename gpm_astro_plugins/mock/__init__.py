@@ -6,6 +6,7 @@ table and a Legacy-Survey-like image catalogue in the ssl-legacysurvey HDF5 layo
 truth. ``MockSource`` exposes it as the data source ``mock``. See ``docs/mock_sky.rst``.
 """
 
+from gpm_astro.lazy import lazy_attributes
 
 #: public name -> the module that defines it (imported on first use)
 _LAZY = {
@@ -22,16 +23,4 @@ _LAZY = {
 __all__ = ["MockSky", "MockSkyData", "MockSource", "PopulationModel", "EXPECTED_FLAG",
            "TRUTH_CASES", "LABEL_CUTS", "mzr_tremonti"]
 
-
-def __getattr__(name):
-    """Import a public name's module on first use (the plugin's entry point stays light)."""
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -13,6 +13,7 @@ import numpy as np
 
 from gpm_astro.base import PreprocessingStep, StepResult
 
+from .asymmetry import rotational_asymmetry
 from .common import OK, check_choice, check_positive
 from .companion import companion_residual, rotational_asymmetry
 from .imaging import (ellipse_from_moments, ellipse_mask, finite_or_zero, image_centre,

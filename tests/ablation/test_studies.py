@@ -225,3 +225,24 @@ def test_columns_found_whatever_their_case(tmp_path):
     assert test["cutout"].shape == (2, 3, 32, 32)
     with pytest.raises(SchemaError, match="'z_true'"):
         ModelRunner(run, tmp_path / "out", "z_true", progress=False).split("train")
+
+
+def test_size_study_with_one_model_per_bin(ablated, tmp_path):
+    from gpm_astro.ablation.models import ModelRunner
+    from gpm_astro.ablation.studies import size_study
+
+    out, settings, _ = ablated
+    settings = load_settings(dict(settings, size={"edges": [0, 3, 6], "retrain": True}))
+    runner = ModelRunner(settings["sample"]["run_dir"], tmp_path, "oh_p50",
+                         columns=("enclosing_radius",), progress=False)
+    table = size_study(runner, settings)
+    assert list(table["radius_low"]) == [0, 3] and table.meta["retrain"] is True
+    radius = np.asarray(runner.split("train")["enclosing_radius"])
+    assert list(table["n_train"]) == [np.sum(radius < 3), np.sum(radius >= 3)]
+    for row in table:
+        card = json.loads((tmp_path / "models" / row["model"] / "result.json").read_text())
+        assert card["n_train"] == row["n_train"] and card["within"][0] == "enclosing_radius"
+    test_radius = np.asarray(runner.split("test")["enclosing_radius"])
+    assert table["n"].sum() == len(test_radius)
+    with pytest.raises(ParameterError, match="size.retrain"):
+        load_settings({"size": {"retrain": "yes"}})

@@ -263,3 +263,23 @@ def test_intermediate_tables_of_a_run_keep_their_cutouts(tmp_path):
     assert "cutout" not in read_table(out / "sample/sample.fits").colnames
     assert main(["preprocess", str(out / "sky/images.fits"), str(tmp_path / "again.fits"),
                  "--config", "paper", "--quiet"]) == 0
+
+
+def test_run_takes_a_registered_source_by_name(tmp_path, capsys):
+    from pipeline_fakes import write_fake_sky
+
+    from astropy.table import Table
+
+    (tmp_path / "sky").mkdir()
+    files = write_fake_sky(tmp_path / "sky", n_images=8, n_labelled=4)
+    assert main(["run", "--source", "nope", "--out", str(tmp_path / "x")]) == 1
+    assert "'nope'" in capsys.readouterr().err
+    out = tmp_path / "run"
+    config = tmp_path / "run.json"
+    config.write_text('{"estimators": {"c": {"estimator": "colour_polynomial"}}, '
+                      '"application": {"estimator": null}}')
+    assert main(["run", str(config), "--source", "files",
+                 "--source-param", f"labels={files['labels']}",
+                 "--source-param", f"images={files['images']}", "--out", str(out),
+                 "--until", "sky", "--quiet"]) == 0
+    assert len(Table.read(out / "sky" / "images.fits")) == 8

@@ -66,10 +66,10 @@ def test_predict_without_weights_names_the_command_line_options(tmp_path, capsys
         unregister_weights("caveat_test_model")
     err = capsys.readouterr().err
     assert code == 1
-    assert re.search(rf"--weights caveat_test_model +{CAVEAT}; a test entry", err)
+    assert re.search(rf"--weights caveat_test_model \({CAVEAT}; a test entry\)", err)
     assert "--weights DIR" in err and "--fit-table TABLE" in err
     assert ".load(" not in err  # no Python advice in a shell
     code = main(["predict", str(tmp_path / "in.fits"), str(tmp_path / "out.fits"),
                  "--estimator", "colour_polynomial"])
     err = capsys.readouterr().err
-    assert code == 1 and "--fit-table TABLE" in err and "--weights" not in err
+    assert code == 1 and "--fit-table TABLE" in err and "caveat_test_model" not in err

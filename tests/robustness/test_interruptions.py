@@ -23,8 +23,9 @@ import pytest
 from gpm_astro.io import write_table
 from gpm_astro.testing import make_estimator_table
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="reads /proc and /dev/shm")
+pytestmark = [pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                 reason="reads /proc and /dev/shm"),
+              pytest.mark.slow]
 
 PARTIAL = re.compile(r"^\..+\.\d+\.[a-z0-9_]{8}(\..*)?$")
 
@@ -151,12 +152,12 @@ def test_sigkill_preprocess_with_jobs(tmp_path):
 
 
 def test_sigkill_train(tmp_path):
-    table = make_estimator_table(32, seed=1, cutout_size=32)
+    table = make_estimator_table(24, seed=1, cutout_size=32)
     write_table(table, tmp_path / "train.h5")
     checkpoint = tmp_path / "ckpt" / "member0" / "checkpoint.pt"
     stale = _plant_stale_partial(checkpoint)
     args = ["train", str(tmp_path / "train.h5"), "--out", str(tmp_path / "model"),
-            "--epochs", "3", "--batch-size", "16", "--mc-passes", "1", "--device", "cpu",
+            "--epochs", "2", "--batch-size", "16", "--mc-passes", "1", "--device", "cpu",
             "--checkpoint-dir", str(tmp_path / "ckpt"), "--quiet"]
     pid, started = _kill_when(args, lambda _: checkpoint.exists())
     _rerun(args + ["--resume"])
@@ -166,7 +167,7 @@ def test_sigkill_train(tmp_path):
 
 
 def test_sigkill_predict(tmp_path, saved_model):
-    table = make_estimator_table(64, seed=2, cutout_size=16)
+    table = make_estimator_table(24, seed=2, cutout_size=16)
     write_table(table, tmp_path / "in.h5")
     stale = _plant_stale_partial(tmp_path / "out.h5")
     args = ["predict", str(tmp_path / "in.h5"), str(tmp_path / "out.h5"),

@@ -87,10 +87,13 @@ def test_rerun_computes_only_missing_or_damaged_partitions_with_identical_bytes(
     assert sorted(_manifest(out)["sessions"][-1]["computed"]) == [1, 3]
     assert summary["computed_rows"] == 2 * PARTITION_SIZE
     assert _checksums(out) == _checksums(reference)
-    # another recipe is refused, not mixed in
+    # another recipe is refused, not mixed in; an empty selection is an error, not a catalogue
     with pytest.raises(ParameterError, match="other settings.*input"):
         run_catalogue(mock_archive, out, weights=tiny_model, client=dask_client,
                       **run_options(partition_size=PARTITION_SIZE + 1))
+    with pytest.raises(ParameterError, match="no galaxy of source_type 'PSF'"):
+        run_catalogue(mock_archive, tmp_path / "psf", weights=tiny_model, client=dask_client,
+                      **run_options(source_type="PSF"))
 
 
 def test_unreadable_chunk_gives_flagged_rows_and_the_run_goes_on(reference_run, mock_archive,
@@ -151,3 +154,23 @@ def test_gpu_workers_get_one_partition_task_per_gpu():
 
     assert gpu_resources(FakeClient({"GPU": 1})) == {"GPU": 1}
     assert gpu_resources(FakeClient({})) is None
+
+
+def test_an_estimator_fitted_in_seconds_on_each_worker(mock_archive, dask_client, tmp_path):
+    from gpm_astro.io import write_table
+
+    train = get_source("legacysurvey_archive")(path=mock_archive).query(cutouts=False)
+    colour = np.asarray(train["mag_g"] - train["mag_r"])
+    train["oh_p50"] = 8.9 - 0.3 * np.nan_to_num(colour)  # a relation the fit can find
+    write_table(train, tmp_path / "train.fits")
+    summary = run_catalogue(mock_archive, tmp_path / "run", estimator="colour_polynomial",
+                            fit_table=tmp_path / "train.fits", estimator_params={"order": 1},
+                            client=dask_client, **run_options())
+    catalogue = read_catalogue(tmp_path / "run")
+    assert summary["n_rows"] == len(_exp_rows(mock_archive)) == len(catalogue)
+    assert set(catalogue["preprocess_flag"]) == {"not_run"}  # no cutout was read or cleaned
+    good = np.asarray(catalogue["Z_pred_flag"]) == "ok"
+    assert good.sum() >= len(catalogue) - 2
+    manifest = _manifest(tmp_path / "run")
+    assert manifest["recipe"]["model"]["fit_table_sha256"]
+    assert manifest["recipe"]["processing"]["reads_cutouts"] is False

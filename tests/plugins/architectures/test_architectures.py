@@ -8,9 +8,9 @@ from gpm_astro.base import Estimator
 from gpm_astro.exceptions import GPMAstroError, ParameterError
 from gpm_astro.plugins import get_estimator
 from gpm_astro.testing import check_estimator, make_estimator_table
-from gpm_astro_plugins.architectures import (ARCHITECTURES, REFERENCE_PARAMETER_COUNTS,
-                                             build_network)
 from gpm_astro_plugins.architectures.common import count_parameters, make_divisible
+from gpm_astro_plugins.architectures.networks import (ARCHITECTURES, REFERENCE_PARAMETER_COUNTS,
+                                                      build_network)
 
 # torchvision's ImageNet models (3 channels, 1000 classes), from its model documentation
 TORCHVISION_COUNTS = {"resnet34": 21_797_672, "resnet50": 25_557_032, "resnet101": 44_549_160,
@@ -79,3 +79,10 @@ def test_fit_predict_records_what_the_studies_need():
     assert estimator.n_parameters_ == count_parameters(estimator.models_[0]) > 0
     assert estimator.training_seconds_ > 0 and len(estimator.history_) == 1
     assert estimator.recipe_.input_size == 32 and estimator.err_constant_ > 0
+
+
+def test_describe_and_validation_use():
+    cls = get_estimator("densenet121")
+    assert cls.uses_validation
+    assert cls(width=0.5).describe() == "densenet121 at width 0.5, GPM-ResNet recipe paper"
+    assert cls(recipe=TINY_RECIPE).describe().endswith("recipe custom")

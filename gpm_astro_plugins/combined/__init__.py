@@ -1,0 +1,1 @@
+"""The ``combined`` data source: labels from one registered source, images from another."""
