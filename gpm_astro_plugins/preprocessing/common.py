@@ -144,10 +144,12 @@ class CheckPixels(PreprocessingStep):
             if saturated[i]:
                 continue
             plane = images[i, band]
-            sample = plane[::3, ::3]
+            sample = plane[::3, ::3].astype(np.float64)  # absurd values must not overflow
             median = float(np.median(sample))
-            noise = 1.4826 * float(np.median(np.abs(sample - median)))
-            if not (noise > 0 and high[i, band] - median >= self.saturation_min_sigma * noise):
+            with np.errstate(over="ignore", invalid="ignore"):
+                noise = 1.4826 * float(np.median(np.abs(sample - median)))
+                height = float(high[i, band]) - median
+            if not (noise > 0 and height >= self.saturation_min_sigma * noise):
                 continue
             top = near_top[i, band].reshape(plane.shape).view(np.uint8)
             _, labels = cv2.connectedComponents(top, connectivity=8)
