@@ -173,18 +173,31 @@ def main(argv=None):
                         help="images through the paper's network for its bare rate (0: skip)")
     parser.add_argument("--device", default="cpu", help="device of the bare paper-network rate")
     parser.add_argument("--seed", type=int, default=4)
-    parser.add_argument("--keep", default=None, help="keep the files in this folder")
+    parser.add_argument("--keep", default=None,
+                        help="work in this folder and keep it (a later run reuses its unique "
+                             "cutouts and model)")
     args = parser.parse_args(argv)
 
-    work = Path(args.keep or tempfile.mkdtemp(prefix="gpm_catalogue_bench_"))
+    work = Path(args.keep or tempfile.mkdtemp(prefix="gpm_catalogue_bench_")).resolve()
     work.mkdir(parents=True, exist_ok=True)
     try:
         print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()}", flush=True)
         started = time.perf_counter()
-        unique = make_unique_archive(work / "unique", args.unique, args.seed)
-        print(f"{args.unique} unique mock galaxies in {time.perf_counter() - started:.0f} s",
-              flush=True)
-        weights = args.weights or fit_lite_model(unique, work / "lite_model")
+        kept = sorted((work / "unique").glob("images_npix152_*.h5"))
+        if kept:  # a --keep folder of an earlier run: the same cutouts and model again
+            unique = kept[0]
+            print(f"reusing {unique}", flush=True)
+        else:
+            unique = make_unique_archive(work / "unique", args.unique, args.seed)
+            print(f"{args.unique} unique mock galaxies in {time.perf_counter() - started:.0f} s",
+                  flush=True)
+        weights = args.weights
+        if weights is None:
+            weights = work / "lite_model"
+            if not (weights / "model_card.json").is_file():
+                fit_lite_model(unique, weights)
+        for name in ("out_1w", "out_2w", "out_2w_large"):  # every run computes from scratch
+            shutil.rmtree(work / name, ignore_errors=True)
         small, large = (make_virtual_archive(unique, work / f"archive_{n}", n)
                         for n in args.rows)
 

@@ -136,6 +136,15 @@ def _base_class(kind):
     }[kind]
 
 
+def _packages_distributions():
+    """Top-level package -> distributions, read once per registry build (reading it scans
+    every installed distribution's file list: about a second)."""
+    cached = _state.get("distributions")
+    if cached is None:
+        cached = _state["distributions"] = metadata.packages_distributions()
+    return cached
+
+
 def _distribution_of(plugin):
     """Return (package, version) of the distribution a plugin object comes from."""
     if isinstance(plugin, types.ModuleType):
@@ -143,7 +152,7 @@ def _distribution_of(plugin):
     else:  # a class or an instance: the module that defines it (not the class name)
         module = getattr(plugin, "__module__", None) or type(plugin).__module__
     top = module.split(".")[0]
-    dists = metadata.packages_distributions().get(top, [])
+    dists = _packages_distributions().get(top, [])
     if dists:
         dist = dists[0]
         try:
@@ -203,6 +212,7 @@ def reset_plugins():
     with _lock:
         _state["pm"] = None
         _state["registry"] = None
+        _state["distributions"] = None
 
 
 def register_plugin(plugin, name=None):

@@ -18,11 +18,9 @@ from astropy.table import Table
 
 from .base import Estimator
 from .exceptions import GPMAstroError, SchemaError
-from .survey_constants import BANDS, PIXEL_SCALE_ARCSEC, tremonti_metallicity
+from .survey_constants import BANDS, CUTOUT_SIZE, PIXEL_SCALE_ARCSEC, tremonti_metallicity
 
 __all__ = ["EstimatorCheckError", "check_estimator", "make_estimator_table", "ESTIMATOR_CHECKS"]
-
-CUTOUT_SIZE = 152
 
 
 class EstimatorCheckError(AssertionError):

@@ -2,10 +2,10 @@
 
 EPILOG = """\
 examples:
-  gpm-astro train train.fits --out models/lite
-  gpm-astro train train.fits --validation val.fits --out models/paper --config paper
-  gpm-astro train train.fits --out models/mass --estimator gpm_resnet_mass --epochs 20
-  gpm-astro train train.fits --out models/lite --checkpoint-dir ckpt --resume
+  gpm-astro train train.fits --out models/lite --config lite
+  gpm-astro train train.fits --validation val.fits --out models/paper
+  gpm-astro train train.fits --out models/mass --estimator gpm_resnet_mass --config lite
+  gpm-astro train train.fits --out models/lite --config lite --checkpoint-dir ckpt --resume
 """
 
 #: options of this command that are estimator parameters: option dest -> parameter name
@@ -42,8 +42,10 @@ def add_parser(subparsers):
                         help="estimator parameter; VALUE is read as JSON when it parses; "
                              "repeatable")
     gpm = parser.add_argument_group("GPM-ResNet parameters (passed when given)")
-    gpm.add_argument("--config", default=None, choices=("lite", "paper"),
-                     help="network and training defaults (GPM-ResNet's default: lite)")
+    gpm.add_argument("--config", default=None, choices=("paper", "paper_recipe", "lite"),
+                     help="network and training defaults: paper (GPM-ResNet's default: the "
+                          "paper's), paper_recipe (the paper's network, the tuned training) "
+                          "or lite (the fast CPU variant)")
     gpm.add_argument("--validation-fraction", type=float, default=None)
     gpm.add_argument("--epochs", type=int, default=None)
     gpm.add_argument("--batch-size", type=int, default=None)

@@ -57,7 +57,8 @@ from astropy.table import MaskedColumn, Table
 
 from gpm_astro.exceptions import ParameterError, SchemaError
 from gpm_astro.io import new_file_mode, partial_file, writable_directory
-from gpm_astro.survey_constants import PIXEL_SCALE_ARCSEC, flux_to_magnitude
+from gpm_astro.survey_constants import BANDS as SURVEY_BANDS
+from gpm_astro.survey_constants import CUTOUT_SIZE, PIXEL_SCALE_ARCSEC, flux_to_magnitude
 from gpm_astro.tables import record_step
 from gpm_astro.units import nanomaggy
 
@@ -77,8 +78,8 @@ __all__ = [
     "write_archive",
 ]
 
-BANDS = "grz"
-NPIX = 152
+BANDS = SURVEY_BANDS
+NPIX = CUTOUT_SIZE
 PIXEL_SCALE = PIXEL_SCALE_ARCSEC
 ROWS_PER_FILE = 1_000_000
 FILENAME_PATTERN = re.compile(r"images_npix(\d+)_(\d{9})_(\d{9})\.h5$")

@@ -13,6 +13,7 @@ import pytest
 from gpm_astro import base, hookimpl, plugins
 from gpm_astro.cli import main
 from gpm_astro.exceptions import ParameterError, PluginError
+from gpm_astro.io import read_table
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -172,8 +173,6 @@ class _InMemorySky(base.PipelineSource):
 
 
 def test_any_registered_pipeline_source_feeds_the_sky_stage(fresh_plugins, tmp_path):
-    from astropy.table import Table
-
     from gpm_astro.pipeline import load_config, read_cutouts, run_pipeline
 
     class Provider:
@@ -182,11 +181,12 @@ def test_any_registered_pipeline_source_feeds_the_sky_stage(fresh_plugins, tmp_p
             register(_InMemorySky, name="in_memory_sky")
 
     fresh_plugins.register_plugin(Provider(), name="provider")
-    with pytest.raises(ParameterError, match="n_images must be positive"):
-        load_config({"source": {"name": "in_memory_sky", "params": {"n_images": 0}}})
-    config = {"source": {"name": "in_memory_sky", "params": {"n_images": 12}},
+    config = {"source": {"name": "in_memory_sky", "params": {"n_images": 0}},
               "estimators": {"c": {"estimator": "house_constant"}},
               "application": {"estimator": None}}
+    with pytest.raises(ParameterError, match="n_images must be positive"):
+        load_config(config)
+    config["source"]["params"]["n_images"] = 12
 
     class Estimators:
         @hookimpl
@@ -195,7 +195,7 @@ def test_any_registered_pipeline_source_feeds_the_sky_stage(fresh_plugins, tmp_p
 
     fresh_plugins.register_plugin(Estimators(), name="estimators")
     run_pipeline(config, output_dir=tmp_path, progress=False, until="sky")
-    images = Table.read(tmp_path / "sky" / "images.fits")
+    images = read_table(tmp_path / "sky" / "images.fits")
     assert list(images["image_row"]) == list(range(12))
     _, full, _ = _InMemorySky(n_images=12)._sky()
     np.testing.assert_array_equal(read_cutouts(tmp_path / "sky" / "cutouts.h5", [3, 7]),
@@ -213,7 +213,6 @@ def test_the_pipeline_describes_estimators_by_their_own_describe():
 def test_the_stages_compose_on_files_by_hand(tmp_path, capsys):
     """mock -> select -> crossmatch -> preprocess -> train -> predict -> evaluate, each command
     reading what the one before it wrote (the archive files of ``gpm-astro mock`` included)."""
-    from astropy.table import Table
 
     def run(*argv):
         assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
@@ -231,12 +230,12 @@ def test_the_stages_compose_on_files_by_hand(tmp_path, capsys):
         "--estimator", "colour_polynomial", "--weights", tmp_path / "model", "--no-progress")
     run("evaluate", tmp_path / "pred.fits", "--out", tmp_path / "evaluation")
     capsys.readouterr()
-    predictions = Table.read(tmp_path / "pred.fits")
-    selected = Table.read(tmp_path / "selected.fits")
+    predictions = read_table(tmp_path / "pred.fits")
+    selected = read_table(tmp_path / "selected.fits")
     assert len(predictions) == len(selected) > 10  # every label row, in order
     assert list(predictions["specobjid"]) == list(selected["specobjid"])
     n_predicted = int((predictions["Z_pred_flag"] == "ok").sum())
-    metrics = Table.read(tmp_path / "evaluation" / "metrics.ecsv")
+    metrics = read_table(tmp_path / "evaluation" / "metrics.ecsv")
     assert metrics["n"][0] == n_predicted > 10
     assert 0 < metrics["sigma"][0] < 0.5
 
@@ -244,7 +243,6 @@ def test_the_stages_compose_on_files_by_hand(tmp_path, capsys):
 def test_intermediate_tables_of_a_run_keep_their_cutouts(tmp_path):
     from pipeline_fakes import write_fake_sky
 
-    from gpm_astro.io import read_table
     from gpm_astro.pipeline import read_cutouts, run_pipeline
 
     (tmp_path / "sky").mkdir()
@@ -268,8 +266,6 @@ def test_intermediate_tables_of_a_run_keep_their_cutouts(tmp_path):
 def test_run_takes_a_registered_source_by_name(tmp_path, capsys):
     from pipeline_fakes import write_fake_sky
 
-    from astropy.table import Table
-
     (tmp_path / "sky").mkdir()
     files = write_fake_sky(tmp_path / "sky", n_images=8, n_labelled=4)
     assert main(["run", "--source", "nope", "--out", str(tmp_path / "x")]) == 1
@@ -282,4 +278,19 @@ def test_run_takes_a_registered_source_by_name(tmp_path, capsys):
                  "--source-param", f"labels={files['labels']}",
                  "--source-param", f"images={files['images']}", "--out", str(out),
                  "--until", "sky", "--quiet"]) == 0
-    assert len(Table.read(out / "sky" / "images.fits")) == 8
+    assert len(read_table(out / "sky" / "images.fits")) == 8
+
+
+def test_fetch_lists_the_registered_sources_and_queries_any_of_them(tmp_path, capsys):
+    from pipeline_fakes import write_fake_sky
+
+    assert main(["fetch"]) == 2
+    listing = capsys.readouterr().out
+    for name in ("mock", "files", "sdss_mpajhu", "legacysurvey_cutouts", "datalab_tap"):
+        assert f"  {name} " in listing
+    (tmp_path / "sky").mkdir()
+    files = write_fake_sky(tmp_path / "sky", n_images=6, n_labelled=4)
+    out = tmp_path / "labels.fits"
+    assert main(["fetch", "source", "files", str(out), "--param", f"labels={files['labels']}",
+                 "--param", f"images={files['images']}", "--query", "table=labels"]) == 0
+    assert len(read_table(out)) == len(read_table(files["labels"]))

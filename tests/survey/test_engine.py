@@ -174,3 +174,20 @@ def test_an_estimator_fitted_in_seconds_on_each_worker(mock_archive, dask_client
     manifest = _manifest(tmp_path / "run")
     assert manifest["recipe"]["model"]["fit_table_sha256"]
     assert manifest["recipe"]["processing"]["reads_cutouts"] is False
+
+
+def test_a_running_scheduler_is_used_by_its_address(reference_run, mock_archive, tiny_model,
+                                                    tmp_path):
+    from distributed import LocalCluster
+
+    out = tmp_path / "run"
+    shutil.copytree(reference_run[0], out)
+    partition_files(out)[0].unlink()
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                      dashboard_address=":0") as cluster:
+        summary = run_catalogue(mock_archive, out, weights=tiny_model,
+                                scheduler=cluster.scheduler_address, **run_options())
+    session = _manifest(out)["sessions"][-1]
+    assert session["scheduler"] == cluster.scheduler_address
+    assert session["computed"] == [0] and summary["scheduler"].startswith("tcp://")
+    assert _checksums(out) == _checksums(reference_run[0])

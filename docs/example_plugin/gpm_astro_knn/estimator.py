@@ -68,8 +68,10 @@ class NearestNeighbourZ(Estimator):
                 msg = f"{name} must be a positive integer, got {value!r}"
                 raise ParameterError(msg)
 
-    def fit(self, table, *, target="oh_p50"):
-        """Store the colours and metallicities of the usable training rows. Returns self."""
+    def fit(self, table, *, target="oh_p50", validation=None):
+        """Store the colours and metallicities of the usable training rows (a nearest-neighbour
+        lookup learns nothing from validation rows: ``uses_validation`` stays False). Returns
+        self."""
         self._check_params()
         require_table(table)
         require_columns(table, (target,), what="nearest_neighbour_z fit")
