@@ -194,6 +194,9 @@ def process_partition(index, rows, spec, estimator=None):
             parts.append((bad, _catalogue_columns_of(source, bad)))
     tables = [_unreadable_rows(p[0], p[1], template) if isinstance(p, tuple) else p
               for p in parts]
+    # the written columns only: an estimator's extra columns (GPM-ResNet's Z_pred_domain) are
+    # absent from a chunk where no row reached it, and are not written anyway
+    tables = [t[[name for name in CATALOGUE_SCHEMA if name in t.colnames]] for t in tables]
     catalogue = vstack(tables, metadata_conflicts="silent", join_type="exact")
     catalogue = catalogue[np.argsort(np.asarray(catalogue[ROW_COLUMN]), kind="stable")]
     written = np.asarray(catalogue[ROW_COLUMN], dtype=np.int64)
