@@ -188,8 +188,11 @@ def _uses_images(estimator):
 
 
 def _predict_chunk(table, estimator, batch_size, progress_bar):
-    """Predict every row of ``table``; return (values, errors, flags) arrays of len(table)."""
+    """Predict every row of ``table``: values, their mask, errors, their mask, flags (arrays of
+    len(table)) and the estimator's extra ``{output}_pred_*`` columns (e.g. GPM-ResNet's domain
+    score), name -> (values, mask)."""
     n = len(table)
+    extras = {}
     values = np.full(n, np.nan)
     errors = np.full(n, np.nan)
     masked = np.ones(n, dtype=bool)
@@ -214,10 +217,28 @@ def _predict_chunk(table, estimator, batch_size, progress_bar):
             errors[rows] = np.ma.filled(err.astype(float), np.nan)
             masked[rows] = np.ma.getmaskarray(value) | ~np.isfinite(values[rows])
             flags[rows] = np.asarray(result[f"{pred_name}_flag"]).astype(str)
+            _collect_extras(extras, result, pred_name, rows, n)
         if progress_bar is not None:
             progress_bar.update(stop - start)
     err_masked = masked | ~np.isfinite(errors)
-    return values, masked, errors, err_masked, flags
+    return values, masked, errors, err_masked, flags, extras
+
+
+def _collect_extras(extras, result, pred_name, rows, n):
+    """Copy the result's extra ``{pred_name}_*`` columns into ``extras`` at ``rows``."""
+    standard = {pred_name, f"{pred_name}_err", f"{pred_name}_flag"}
+    for name in result.colnames:
+        if name in standard or not name.startswith(f"{pred_name}_"):
+            continue
+        column = np.ma.asanyarray(result[name])
+        tail = name[len(pred_name):]
+        if tail not in extras:
+            kind = column.dtype.kind
+            empty = np.full(n, np.nan) if kind in "fiub" else np.full(n, "", dtype=object)
+            extras[tail] = (empty, np.ones(n, dtype=bool), result[name].description)
+        data, mask, _ = extras[tail]
+        data[rows] = np.ma.getdata(column)
+        mask[rows] = np.ma.getmaskarray(column)
 
 
 def _check_result(result, n_rows, estimator, pred_name):
@@ -233,8 +254,8 @@ def _check_result(result, n_rows, estimator, pred_name):
         raise PluginError(msg)
 
 
-def _attach(table, names, values, masked, errors, err_masked, flags, unit, keep_columns,
-            caveat=None):
+def _attach(table, names, values, masked, errors, err_masked, flags, extras, unit,
+            keep_columns, suffix="", caveat=None):
     if keep_columns is None:
         out = table.copy(copy_data=False)
     else:
@@ -246,6 +267,12 @@ def _attach(table, names, values, masked, errors, err_masked, flags, unit, keep_
     out[err_name] = MaskedColumn(errors, mask=err_masked, unit=unit,
                                  description="1-sigma uncertainty of the prediction")
     out[flag_name] = Column(flags.astype(str), description="'ok', or why there is no prediction")
+    for tail, (data, mask, description) in extras.items():
+        target = f"{pred_name[:len(pred_name) - len(suffix)]}{tail}{suffix}"
+        if data.dtype == object:
+            out[target] = Column(data.astype(str), description=description)
+        else:
+            out[target] = MaskedColumn(data, mask=mask, description=description)
     if caveat:  # e.g. weights trained on the mock sky: every row and the meta say so
         out[flag_name.replace("_flag", "_caveat", 1)] = Column(
             np.full(len(out), str(caveat)), description="warning that comes with the prediction")
@@ -343,7 +370,7 @@ def predict_metallicity(table, *, estimator="gpm_resnet", weights=None, batch_si
     finally:
         bar.close()
     out = _attach(table, names, *arrays, unit=instance.output_unit, keep_columns=keep_columns,
-                  caveat=getattr(instance, "caveat", None))
+                  suffix=suffix, caveat=getattr(instance, "caveat", None))
     _record(out, instance, weights=weights, batch_size=batch_size, suffix=suffix,
             n_predicted=int((~arrays[1]).sum()))
     if n == 0:
@@ -395,7 +422,7 @@ def iter_predict_metallicity(chunks, *, estimator="gpm_resnet", weights=None, ba
         view, kept = _check_input(table, instance, names, keep_columns)
         arrays = _predict_chunk(view, instance, batch_size, None)
         out = _attach(table, names, *arrays, unit=instance.output_unit, keep_columns=kept,
-                      caveat=getattr(instance, "caveat", None))
+                      suffix=suffix, caveat=getattr(instance, "caveat", None))
         _record(out, instance, weights=weights, batch_size=batch_size, suffix=suffix,
                 n_predicted=int((~arrays[1]).sum()), chunk_index=index)
         yield out

@@ -172,7 +172,7 @@ def plain_log_ticks(axis):
         low, high = sorted(axis.get_view_interval())
         return f"{value:.2g}" if low > 0 and high < 10 * low else ""
 
-    axis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0), numticks=20))
     axis.set_major_formatter(FuncFormatter(plain))
     axis.set_minor_formatter(FuncFormatter(minor))
 
@@ -293,8 +293,10 @@ def plot_residual_density(table, *, pred="Z_pred", true="oh_p50", bins=40, value
     colorbar = fig.colorbar(image, ax=bottom, label="galaxies per bin")
     plain_log_ticks(colorbar.ax.yaxis)
     if title:
-        fig.suptitle(title if note is None else f"{title}\n{note}",
-                     fontsize="large" if note is None else "medium")
+        import textwrap
+
+        text = "\n".join(textwrap.wrap(title, 48) + ([note] if note else []))
+        fig.suptitle(text, fontsize="large" if "\n" not in text else "medium")
     return _finish(fig, path)
 
 

@@ -18,7 +18,8 @@ from .exceptions import ParameterError
 from .survey_constants import TREMONTI_MASS_RANGE
 from .survey_constants import tremonti_metallicity as tremonti_mzr
 
-__all__ = ["NMAD_SCALE", "nmad", "summarize", "error_calibration", "binned_statistics",
+__all__ = ["NMAD_SCALE", "nmad", "summarize", "error_calibration", "reliability_curve",
+           "binned_statistics",
            "valid_pairs", "tremonti_mzr", "TREMONTI_MASS_RANGE"]
 
 #: Consistency constant: NMAD equals sigma for a normal distribution.
@@ -111,6 +112,42 @@ def error_calibration(pred, true, err):
     if pred_v.size == 0:
         return float("nan")
     return float(np.mean(np.abs(pred_v - true_v) < err_v))
+
+
+def reliability_curve(pred, true, err, levels=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.6827, 0.8,
+                                                0.9, 0.95)):
+    """Observed against nominal coverage of Gaussian intervals built from the errors.
+
+    Parameters
+    ----------
+    pred, true, err : array_like
+        Predictions, true values and per-galaxy 1-sigma errors.
+    levels : sequence of float, optional
+        Nominal probabilities p in (0, 1); the interval is ``pred +- k * err`` with
+        k = Phi^-1((1 + p) / 2).
+
+    Returns
+    -------
+    numpy.ndarray
+        (len(levels), 2): nominal p and the observed fraction inside (NaN with no usable row).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpm_astro.metrics import reliability_curve
+    >>> delta = np.random.default_rng(0).normal(0, 0.1, 20000)
+    >>> curve = reliability_curve(delta, np.zeros(20000), np.full(20000, 0.1), [0.5, 0.9])
+    >>> np.round(curve[:, 1], 2).tolist()
+    [0.5, 0.9]
+    """
+    from scipy.stats import norm
+
+    (pred_v, true_v, err_v), _ = valid_pairs(pred, true, err)
+    ratio = np.abs(pred_v - true_v) / err_v
+    levels = np.asarray(levels, dtype=float)
+    factors = norm.ppf((1.0 + levels) / 2.0)
+    observed = [float(np.mean(ratio < k)) if ratio.size else float("nan") for k in factors]
+    return np.column_stack([levels, observed])
 
 
 def summarize(pred, true, err=None):

@@ -59,6 +59,12 @@ def test_demo_writes_catalogue_metrics_figures_and_report(small_demo):
     err = np.asarray(catalogue["Z_pred_err"][ok], float)
     assert np.all(np.isfinite(z)) and np.all((z > 7.0) & (z < 10.0))
     assert np.all(np.isfinite(err)) and np.all(err > 0)
+    # every prediction says whether it lies in the training domain; the catalogue counts them
+    domain = np.asarray(catalogue["Z_pred_domain_flag"][ok]).astype(str)
+    assert all(flag == "in" or flag.startswith("out:") for flag in domain)
+    share = catalogue.meta["outside_training_domain"]
+    assert share["n_predicted"] == int(ok.sum())
+    assert share["fraction"] == pytest.approx(np.mean(np.char.startswith(domain, "out")))
     # rows without a prediction keep their place and say why
     for flag, pre in zip(catalogue["Z_pred_flag"][~ok], catalogue["preprocess_flag"][~ok]):
         assert flag == f"preprocess:{pre}" or pre == "ok"

@@ -179,7 +179,10 @@ def test_catalogue_has_the_paper_columns_and_every_application_galaxy(fake_run):
     from gpm_astro.io import read_table
 
     catalogue = read_table(out / "catalogue/catalogue.fits")
-    assert tuple(catalogue.colnames) == CATALOGUE_COLUMNS
+    # the fake run's estimator has no domain model: the two domain columns are left out
+    assert tuple(catalogue.colnames) == tuple(
+        c for c in CATALOGUE_COLUMNS if c not in ("Z_pred_domain", "Z_pred_domain_flag"))
+    assert "outside_training_domain" not in catalogue.meta
     images = read_table(out / "sky/images.fits")
     matched = read_table(out / "crossmatch/matched.fits")
     labelled_rows = set(np.asarray(matched["image_row"][matched["matched"]]))
@@ -295,9 +298,13 @@ def test_make_catalogue_derives_mag_r_and_keeps_row_order():
         "Z_pred": MaskedColumn([8.8, 0.0, 0.0], mask=[False, True, True]),
         "Z_pred_err": MaskedColumn([0.1, 0.0, 0.0], mask=[False, True, True]),
         "Z_pred_flag": ["ok", "preprocess:blended", "preprocess:invalid_pixels"],
-        "preprocess_flag": ["ok", "blended", "invalid_pixels"], "extra": [1, 2, 3]})
+        "preprocess_flag": ["ok", "blended", "invalid_pixels"], "extra": [1, 2, 3],
+        "Z_pred_domain": MaskedColumn([1.7, 0.0, 0.0], mask=[False, True, True]),
+        "Z_pred_domain_flag": ["out:mag_r", "", ""]})
     catalogue = make_catalogue(predictions)
     assert tuple(catalogue.colnames) == CATALOGUE_COLUMNS
+    assert catalogue.meta["outside_training_domain"] == {"n_predicted": 1, "n_outside": 1,
+                                                         "fraction": 1.0}
     assert catalogue["mag_r"][0] == pytest.approx(17.5)
     assert list(catalogue["mag_r"].mask) == [False, True, True]
     assert list(catalogue["objid"]) == [5, 6, 7]

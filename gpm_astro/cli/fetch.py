@@ -16,6 +16,9 @@ from ..survey_constants import CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
 
 def _add_remote_options(parser):
     group = parser.add_argument_group("network")
+    group.add_argument("--server", default=None, metavar="URL",
+                       help="base URL of the service, e.g. a mirror (default: the source's "
+                            "conf.server, which an astropy configuration file can also set)")
     group.add_argument("--no-cache", dest="cache", action="store_false",
                        help="do not read or write the disk cache of responses")
     group.add_argument("--cache-dir", default=None, metavar="DIR",
@@ -29,6 +32,26 @@ def _add_remote_options(parser):
     group.add_argument("--no-progress", dest="progress", action="store_false",
                        help="hide the progress bar")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+
+
+def _at_server(source, url):
+    """Point ``source`` at ``url`` (its ``conf.server``) while the block runs; None: as is."""
+    import contextlib
+    from urllib.parse import urlparse
+
+    from ..exceptions import ParameterError
+
+    if url is None:
+        return contextlib.nullcontext()
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        msg = f"--server must be an http(s) URL such as https://mirror.example.org, got {url!r}"
+        raise ParameterError(msg)
+    conf = getattr(source, "conf", None)
+    if conf is None or not hasattr(conf, "server"):
+        msg = f"data source {getattr(source, 'name', source)!r} has no server to point elsewhere"
+        raise ParameterError(msg)
+    return conf.set_temp("server", url)
 
 
 def _remote_kwargs(args):
@@ -56,6 +79,9 @@ def add_parser(subparsers):
                               "repeatable")
     generic.add_argument("--query", action="append", default=[], metavar="KEY=VALUE",
                          help="keyword of query(); repeatable")
+    generic.add_argument("--server", default=None, metavar="URL",
+                         help="base URL of the service, for a source served over HTTP (e.g. "
+                              "a mirror; default: the source's conf.server)")
     generic.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     generic.set_defaults(func=run_source)
 
@@ -67,12 +93,18 @@ def add_parser(subparsers):
                     "any other OUT is a table file with a `cutout` column.")
     cutouts.add_argument("table", metavar="TABLE", help="table with ra, dec (deg)")
     cutouts.add_argument("output", metavar="OUT", help="output file")
-    cutouts.add_argument("--ra-column", default="ra")
-    cutouts.add_argument("--dec-column", default="dec")
-    cutouts.add_argument("--layer", default="ls-dr9")
+    cutouts.add_argument("--ra-column", default="ra", metavar="NAME",
+                         help="column of TABLE with the right ascension, deg (default: ra)")
+    cutouts.add_argument("--dec-column", default="dec", metavar="NAME",
+                         help="column of TABLE with the declination, deg (default: dec)")
+    cutouts.add_argument("--layer", default="ls-dr9",
+                         help="Legacy Survey viewer layer (default: %(default)s)")
     cutouts.add_argument("--pixel-scale", type=float, default=PIXEL_SCALE_ARCSEC,
-                         metavar="ARCSEC")
-    cutouts.add_argument("--size", type=int, default=CUTOUT_SIZE, metavar="PIX")
+                         metavar="ARCSEC",
+                         help="arcsec per pixel (default: %(default)s, the survey's native "
+                              "scale)")
+    cutouts.add_argument("--size", type=int, default=CUTOUT_SIZE, metavar="PIX",
+                         help="cutout side in pixels (default: %(default)s)")
     _add_remote_options(cutouts)
     cutouts.set_defaults(func=run_cutouts)
 
@@ -81,8 +113,12 @@ def add_parser(subparsers):
         description="Download galSpecInfo + galSpecExtra + SpecObjAll.snMedian_r from SkyServer "
                     "in specObjID chunks, as `gpm-astro select` expects.")
     labels.add_argument("output", metavar="OUT", help="output table file")
-    labels.add_argument("--plates-per-chunk", type=int, default=200)
-    labels.add_argument("--specobjid-min", type=int, default=None)
+    labels.add_argument("--plates-per-chunk", type=int, default=200, metavar="N",
+                        help="SDSS plates per SkyServer query (default: %(default)s; fewer "
+                             "if the server times out)")
+    labels.add_argument("--specobjid-min", type=int, default=None, metavar="ID",
+                        help="first specObjID to read (with --specobjid-max; default: the "
+                             "whole catalogue)")
     labels.add_argument("--specobjid-max", type=int, default=None,
                         help="exclusive upper bound")
     _add_remote_options(labels)
@@ -100,11 +136,15 @@ def add_parser(subparsers):
                          help="first brick id (default 1, or none with --cone)")
     catalog.add_argument("--brickid-max", type=int, default=None,
                          help="last brick id (default 662174, or none with --cone)")
-    catalog.add_argument("--bricks-per-chunk", type=int, default=5000)
-    catalog.add_argument("--mag-r-max", type=float, default=None)
+    catalog.add_argument("--bricks-per-chunk", type=int, default=5000, metavar="N",
+                         help="brick ids per query or job (default: %(default)s)")
+    catalog.add_argument("--mag-r-max", type=float, default=None, metavar="MAG",
+                         help="keep sources brighter than this r magnitude (default: all)")
     catalog.add_argument("--cone", type=float, nargs=3, default=None,
                          metavar=("RA", "DEC", "RADIUS"), help="degrees")
-    catalog.add_argument("--mode", choices=("auto", "sync", "async"), default="auto")
+    catalog.add_argument("--mode", choices=("auto", "sync", "async"), default="auto",
+                         help="TAP mode: sync (one request), async (a UWS job, for long "
+                              "queries) or auto (async when the query is large; default)")
     _add_remote_options(catalog)
     catalog.set_defaults(func=run_catalog)
 
@@ -133,7 +173,8 @@ def run_source(args):
 
     refuse_existing(args.output, args.overwrite)
     source = get_source(args.name)(**parse_params(args.param))
-    result = source.query(**parse_params(args.query))
+    with _at_server(source, args.server):
+        result = source.query(**parse_params(args.query))
     write_table(result, args.output, overwrite=args.overwrite)
     print(f"{len(result)} rows of {args.name} -> {args.output}")
     return 0
@@ -159,8 +200,9 @@ def run_cutouts(args):
     source = get_source("legacysurvey_cutouts")(
         layer=args.layer, pixel_scale=args.pixel_scale, size=args.size, **_remote_kwargs(args))
     to_hdf5 = Path(args.output).suffix.lower() in (".h5", ".hdf5")
-    result = source.query(targets, output=args.output if to_hdf5 else None,
-                          ra_column=args.ra_column, dec_column=args.dec_column)
+    with _at_server(source, args.server):
+        result = source.query(targets, output=args.output if to_hdf5 else None,
+                              ra_column=args.ra_column, dec_column=args.dec_column)
     if not to_hdf5:
         write_table(result, args.output, overwrite=args.overwrite)
     print(f"{len(result)} rows -> {args.output}; cutout_flag counts:")
@@ -182,7 +224,8 @@ def run_labels(args):
     source = get_source("sdss_mpajhu")(
         plates_per_chunk=args.plates_per_chunk,
         specobjid_range=None if bounds[0] is None else bounds, **_remote_kwargs(args))
-    result = source.query()
+    with _at_server(source, args.server):
+        result = source.query()
     write_table(result, args.output, overwrite=args.overwrite)
     print(f"{len(result)} label rows -> {args.output}")
     return 0
@@ -203,7 +246,8 @@ def run_catalog(args):
         bricks_per_chunk=args.bricks_per_chunk, mag_r_max=args.mag_r_max,
         cone=None if args.cone is None else tuple(args.cone), mode=args.mode,
         **_remote_kwargs(args))
-    result = source.query()
+    with _at_server(source, args.server):
+        result = source.query()
     write_table(result, args.output, overwrite=args.overwrite)
     print(f"{len(result)} sources -> {args.output}")
     return 0

@@ -2,10 +2,10 @@
 
 EPILOG = """\
 examples:
-  gpm-astro train train.fits --out models/lite
-  gpm-astro train train.fits --validation val.fits --out models/paper --config paper
-  gpm-astro train train.fits --out models/mass --estimator gpm_resnet_mass --epochs 20
-  gpm-astro train train.fits --out models/lite --checkpoint-dir ckpt --resume
+  gpm-astro train train.fits --out models/lite --config lite
+  gpm-astro train train.fits --validation val.fits --out models/paper
+  gpm-astro train train.fits --out models/mass --estimator gpm_resnet_mass --config lite
+  gpm-astro train train.fits --out models/lite --config lite --checkpoint-dir ckpt --resume
 """
 
 #: options of this command that are estimator parameters: option dest -> parameter name
@@ -42,18 +42,34 @@ def add_parser(subparsers):
                         help="estimator parameter; VALUE is read as JSON when it parses; "
                              "repeatable")
     gpm = parser.add_argument_group("GPM-ResNet parameters (passed when given)")
-    gpm.add_argument("--config", default=None, choices=("lite", "paper"),
-                     help="network and training defaults (GPM-ResNet's default: lite)")
-    gpm.add_argument("--validation-fraction", type=float, default=None)
-    gpm.add_argument("--epochs", type=int, default=None)
-    gpm.add_argument("--batch-size", type=int, default=None)
+    gpm.add_argument("--config", default=None, choices=("paper", "paper_recipe", "lite"),
+                     help="network and training defaults: paper (GPM-ResNet's default: the "
+                          "paper's), paper_recipe (the paper's network, the tuned training) "
+                          "or lite (the fast CPU variant)")
+    gpm.add_argument("--validation-fraction", type=float, default=None, metavar="F",
+                     help="share of TABLE held out for choosing the best epoch and "
+                          "calibrating the errors when --validation is not given "
+                          "(estimator default 0.2)")
+    gpm.add_argument("--epochs", type=int, default=None, metavar="N",
+                     help="passes over the training set (default: the configuration's)")
+    gpm.add_argument("--batch-size", type=int, default=None, metavar="N",
+                     help="galaxies per training step (default: the configuration's)")
     gpm.add_argument("--lr", type=float, default=None, help="initial learning rate")
-    gpm.add_argument("--seed", type=int, default=None)
+    gpm.add_argument("--seed", type=int, default=None,
+                     help="seed of initialisation, validation split, shuffling and "
+                          "augmentation (estimator default 0)")
     gpm.add_argument("--device", default=None, help="auto, cpu, cuda")
-    gpm.add_argument("--precision", default=None, choices=("auto", "fp32", "bf16"))
-    gpm.add_argument("--n-ensemble", type=int, default=None)
-    gpm.add_argument("--mc-passes", type=int, default=None)
-    gpm.add_argument("--deterministic", action="store_true", default=None)
+    gpm.add_argument("--precision", default=None, choices=("auto", "fp32", "bf16"),
+                     help="arithmetic while training: auto (bf16 on a GPU, fp32 on a CPU), "
+                          "fp32 or bf16")
+    gpm.add_argument("--n-ensemble", type=int, default=None, metavar="N",
+                     help="networks trained from different seeds and averaged; their spread "
+                          "is part of Z_pred_err (estimator default 1)")
+    gpm.add_argument("--mc-passes", type=int, default=None, metavar="N",
+                     help="Monte-Carlo DropBlock passes per network at prediction, for "
+                          "Z_pred_err (estimator default 10; 1 = one deterministic pass)")
+    gpm.add_argument("--deterministic", action="store_true", default=None,
+                     help="deterministic kernels (bit-reproducible training, slower)")
     gpm.add_argument("--checkpoint-dir", default=None, help="write a checkpoint every epoch here")
     gpm.add_argument("--resume", action="store_true", default=None,
                      help="continue from the checkpoint in --checkpoint-dir")

@@ -14,7 +14,10 @@ _KEEP_COLUMNS = ("specobjid", "ra", "dec", "release", "brickid", "objid", "z", "
 
 # the paper's Table 2 columns, then our quality columns
 CATALOGUE_COLUMNS = ("ra", "dec", "release", "brickid", "objid", "z_phot_median", "mag_r",
-                     "Z_pred", "Z_pred_err", "Z_pred_flag", "preprocess_flag")
+                     "Z_pred", "Z_pred_err", "Z_pred_flag", "Z_pred_domain",
+                     "Z_pred_domain_flag", "preprocess_flag")
+#: quality columns a catalogue has only when the estimator gives them
+_OPTIONAL_COLUMNS = ("Z_pred_domain", "Z_pred_domain_flag", "preprocess_flag")
 _CATALOGUE_SOURCE_COLUMNS = ("ra", "dec", "release", "brickid", "objid", "z_phot_median",
                              "mag_r", "flux_r", "source_type", "preprocess_ok",
                              "preprocess_flag", "enclosing_radius", "cutout_row")
@@ -36,6 +39,9 @@ def make_catalogue(predictions):
     astropy.table.Table
         Columns `CATALOGUE_COLUMNS` in that order, one row per input row in input order, with
         units and descriptions. ``mag_r`` is masked where ``flux_r`` is not positive.
+        ``Z_pred_domain``, ``Z_pred_domain_flag`` and ``preprocess_flag`` appear when the
+        predictions have them; with the domain flag, ``meta['outside_training_domain']``
+        counts the predicted galaxies outside the model's training domain.
 
     Raises
     ------
@@ -75,6 +81,8 @@ def make_catalogue(predictions):
         "Z_pred_err": "1-sigma uncertainty of Z_pred",
         "Z_pred_flag": "'ok', or why Z_pred is missing",
         "preprocess_flag": "outcome of cutout preprocessing ('ok' or the rejection reason)",
+        "Z_pred_domain": "distance from the model's training domain (above 1: outside it)",
+        "Z_pred_domain_flag": "'in', or 'out:' and the domain checks the galaxy fails",
     }
     units = {"ra": u.deg, "dec": u.deg, "mag_r": u.mag, "Z_pred": u.dex, "Z_pred_err": u.dex}
     for name in CATALOGUE_COLUMNS:
@@ -82,7 +90,7 @@ def make_catalogue(predictions):
             flux = np.ma.filled(np.ma.asanyarray(predictions["flux_r"]).astype(float), np.nan)
             mag = flux_to_magnitude(getattr(flux, "value", flux))
             column = MaskedColumn(mag, mask=~np.isfinite(mag))
-        elif name == "preprocess_flag" and name not in predictions.colnames:
+        elif name in _OPTIONAL_COLUMNS and name not in predictions.colnames:
             continue
         else:
             column = predictions[name]
@@ -92,4 +100,11 @@ def make_catalogue(predictions):
             column.unit = units[name]
         column.description = descriptions[name]
         out[name] = column
+    if "Z_pred_domain_flag" in out.colnames:
+        flags = np.asarray(out["Z_pred_domain_flag"]).astype(str)
+        predicted = ~np.ma.getmaskarray(np.ma.asanyarray(out["Z_pred"]))
+        outside = int(np.sum(predicted & np.char.startswith(flags, "out")))
+        out.meta["outside_training_domain"] = {
+            "n_predicted": int(predicted.sum()), "n_outside": outside,
+            "fraction": outside / max(int(predicted.sum()), 1)}
     return out

@@ -235,6 +235,15 @@ def _toml_value(value):
     raise ParameterError(msg)
 
 
+#: What the top-level keys mean, written above them by `config_to_toml`.
+_TOP_LEVEL_COMMENTS = {
+    "output_dir": "output folder, relative to where gpm-astro runs (e.g. output_dir = "
+                  "\"my_run\"); --out DIR overrides it",
+    "keep_cutouts": "keep the HDF5 cutout stores (the bulk of the disk); false removes each "
+                    "once no later stage reads it",
+}
+
+
 def config_to_toml(config):
     """Write a configuration as TOML text (unset values become comments).
 
@@ -257,13 +266,16 @@ def config_to_toml(config):
     """
     lines = ["# gpm-astro run configuration; every key is optional (defaults shown).",
              "# Sections: source, select, crossmatch, preprocess, sample, estimators,",
-             "# application, evaluate, report. Run: gpm-astro run THIS_FILE --out DIR", ""]
+             "# application, evaluate, report. Run: gpm-astro run THIS_FILE (--out DIR",
+             "# overrides output_dir)", ""]
 
     def emit(table, prefix):
         scalars = {k: v for k, v in table.items() if not isinstance(v, dict) or not v
                    or k == "params"}
         nested = {k: v for k, v in table.items() if k not in scalars}
         for key, value in scalars.items():
+            if not prefix and key in _TOP_LEVEL_COMMENTS:
+                lines.append(f"# {_TOP_LEVEL_COMMENTS[key]}")
             if value is None:
                 lines.append(f"# {key} = (unset)")
             elif isinstance(value, dict) and not value:

@@ -142,6 +142,11 @@ class ResultStages:
         _write_table(catalogue, self.path("catalogue/catalogue.fits"))
         _write_table(catalogue, self.path("catalogue/catalogue.ecsv"))
         self.log(f"  catalogue of {len(catalogue):,} galaxies written")
+        domain = catalogue.meta.get("outside_training_domain")
+        if domain:
+            self.log(f"  {domain['n_outside']:,} of {domain['n_predicted']:,} predicted "
+                     f"galaxies ({100 * domain['fraction']:.1f} %) lie outside the model's "
+                     f"training domain (Z_pred_domain_flag)")
         figures = []
         if self.config["evaluate"]["figures"]:
             sample = _read_table(self.path("sample/sample.fits"))

@@ -60,7 +60,8 @@ class Pipeline(DataStages, EstimateStages, ResultStages):
     def __init__(self, config=None, *, output_dir=None, force=False, progress=True):
         self.config = load_config(config, output_dir=str(output_dir) if output_dir else None)
         if not self.config["output_dir"]:
-            msg = "no output folder: give output_dir (command line: --out DIR)"
+            msg = ("no output folder: set output_dir in the configuration (e.g. output_dir = "
+                   "\"my_run\", relative to the current folder) or give --out DIR")
             raise ParameterError(msg)
         check_before_run(self.config)  # a typo fails now, not after hours of earlier stages
         self.out = Path(self.config["output_dir"])

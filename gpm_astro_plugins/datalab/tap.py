@@ -16,9 +16,12 @@ import io
 import numbers
 import re
 import threading
+import warnings
 
+import astropy.units as u
 import numpy as np
 from astropy import config as _config
+from astropy.io.votable.exceptions import VOWarning
 from astropy.table import Table, vstack
 
 from gpm_astro.exceptions import ParameterError, RemoteServiceError
@@ -84,7 +87,11 @@ def _number(value, name, low, high):
 
 
 def _types(types):
-    values = [types] if isinstance(types, str) else list(types)
+    # bytes (as FITS and HDF5 tables hold the Tractor type, b"EXP ") read as text
+    values = [types] if isinstance(types, (str, bytes)) else list(types)
+    values = [value.decode("ascii", "replace") if isinstance(value, bytes) else value
+              for value in values]
+    values = [value.strip() if isinstance(value, str) else value for value in values]
     if not values:
         msg = f"types must name at least one of {TRACTOR_TYPES}, got {types!r}"
         raise ParameterError(msg)
@@ -296,7 +303,11 @@ class DataLabTAP(RemoteDataSource):
             from gpm_astro.remote import RemoteResponse
 
             buffer = io.BytesIO()
-            table.write(buffer, format="votable")
+            with warnings.catch_warnings():  # the cache's own copy: nanomaggy is no VOUnit,
+                # but the unit reads back (as nmgy); astropy's notes about it are noise here
+                warnings.simplefilter("ignore", u.UnitsWarning)
+                warnings.simplefilter("ignore", VOWarning)
+                table.write(buffer, format="votable")
             self._cache_store(key, RemoteResponse(f"{self.server}#{key}", 200, {},
                                                   buffer.getvalue()))
         return table

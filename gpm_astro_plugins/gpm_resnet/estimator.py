@@ -1,11 +1,14 @@
 """GPM-ResNet as a gpm_astro estimator: fit on a table of cutouts, predict Z with errors.
 
-The per-galaxy error ``Z_pred_err`` comes from the spread of stochastic passes: Monte-Carlo
-DropBlock (``mc_passes`` forward passes with DropBlock active) and/or an ensemble of
-``n_ensemble`` independently initialised networks. The raw spread is scaled by one factor fitted
-on the validation set so that 68.3 % of validation galaxies have ``|pred - true| < err``
-(``calibrate_errors=True``). With neither MC passes nor an ensemble, the error is the
-68.3rd percentile of ``|pred - true|`` on the validation set, the same for every galaxy.
+The per-galaxy error ``Z_pred_err`` comes from the network's error head (configurations with
+``error_head``: a predicted variance per galaxy, plus the spread of an ensemble), or else from
+the spread of stochastic passes: Monte-Carlo DropBlock (``mc_passes`` forward passes with
+DropBlock active) and/or an ensemble of ``n_ensemble`` independently initialised networks. The
+raw error is calibrated on the validation rows, which train no weight and are never reported
+on (``calibrate_errors=True``): ``hypot(a * raw, b)``, scaled so that 68.3 % of them have
+``|pred - true| < err``. With none of these, the error is the 68.3rd percentile of
+``|pred - true|`` on the validation set, the same for every galaxy. Every prediction also gets
+a domain-of-applicability score and flag (`domain`).
 
 Models are saved as safetensors weights plus a JSON model card and loaded without unpickling.
 """
@@ -27,8 +30,10 @@ class GPMResNetEstimator(FittingMixin, ArchiveFittingMixin, InferenceMixin, Pers
     Parameters
     ----------
     config : str, dict or GPMResNetConfig, optional
-        ``"lite"`` (default; trains on a CPU in minutes), ``"paper"`` (the paper's network and
-        training), or a custom configuration.
+        ``"paper"`` (default: the paper's network and training, 23.8 M parameters, for a GPU),
+        ``"paper_recipe"`` (the same network trained with the recipe measured on the mock sky),
+        ``"lite"`` (the fast CPU variant: trains on 2 cores in minutes), or a custom
+        configuration (`GPMResNetConfig`, or a dict of its fields).
     epochs, batch_size, lr : int, int, float, optional
         Override the configuration's training defaults.
     seed : int, optional
@@ -74,8 +79,9 @@ class GPMResNetEstimator(FittingMixin, ArchiveFittingMixin, InferenceMixin, Pers
     target_mean_, target_std_ : float
         Label standardisation (0 and 1 when the configuration does not standardise).
     err_scale_ : float or None
-        Factor on the stochastic spread (None for the constant error model); the error is
-        ``hypot(err_scale_ * spread, err_constant_)``.
+        Factor on the spread (the error head's predicted sigma, or the stochastic spread; None
+        for the constant error model); the error is ``hypot(err_scale_ * spread,
+        err_constant_)``, fitted on the validation rows (the calibration split).
     err_constant_ : float or None
         Error (dex) added in quadrature to the scaled spread, or the whole error when there is
         no stochastic spread.
@@ -87,6 +93,9 @@ class GPMResNetEstimator(FittingMixin, ArchiveFittingMixin, InferenceMixin, Pers
         mu, sigma, nmad, coverage on the validation rows.
     bands_ : str
         Bands of the training table, in cutout order.
+    domain_ : DomainModel or None
+        The training domain (`gpm_astro_plugins.gpm_resnet.domain`): predictions get
+        ``Z_pred_domain`` and ``Z_pred_domain_flag`` from it.
 
     Examples
     --------
@@ -110,7 +119,7 @@ class GPMResNetEstimator(FittingMixin, ArchiveFittingMixin, InferenceMixin, Pers
         what = "GPM-ResNet" if self.output == "Z" else "GPM-ResNet stellar mass"
         return f"{what} ({config} configuration)"
 
-    def __init__(self, *, config="lite", epochs=None, batch_size=None, lr=None, seed=0,
+    def __init__(self, *, config="paper", epochs=None, batch_size=None, lr=None, seed=0,
                  device="auto", precision="auto", compile=False, n_ensemble=1, mc_passes=10,
                  validation_fraction=0.2, calibrate_errors=True, deterministic=False,
                  checkpoint_dir=None, resume=False, predict_batch_size="auto", progress=True):

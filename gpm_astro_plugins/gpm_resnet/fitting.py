@@ -12,6 +12,7 @@ from gpm_astro.image_checks import IMAGE_FLAGS
 from gpm_astro.tables import (boolean_column, missing_mask, require_positive_int, require_table,
                               with_column_names)
 
+from .domain import DomainModel, image_quantities, table_redshift
 from .error_model import ONE_SIGMA, _combined_error, _fit_error_model
 from .model import GPMResNet, InputTransform, get_config
 from .table_inputs import _check_cutouts, _row_flags, _table_bands
@@ -90,7 +91,7 @@ class FittingMixin:
 
     def _network_input(self, table, rows, transform, desc):
         """Transformed images of ``rows`` as one float32 array (built batch by batch)."""
-        size = transform.config.input_size or transform.config.cutout_size
+        size = transform.config.network_input_size
         out = np.empty((len(rows), len(transform.config.bands), size, size), dtype=np.float32)
         step = 256
         for start in tqdm(range(0, len(rows), step), desc=desc, unit="batch",
@@ -98,6 +99,28 @@ class FittingMixin:
             part = rows[start:start + step]
             out[start:start + step] = transform(np.ma.getdata(table["cutout"][part])).numpy()
         return out
+
+    def _train_features(self, x):
+        """Penultimate-layer features of the first member, untransformed view, fp32."""
+        _, trunk, tail, _, _ = self._inference_parts(0, torch.device("cpu"), "fp32", False)
+        rows = []
+        with torch.inference_mode():
+            for start in range(0, len(x), 256):
+                rows.append(tail(trunk(torch.as_tensor(x[start:start + 256]))).float())
+        return torch.cat(rows).numpy()
+
+    def _domain_quantities(self, table, train_rows, bands):
+        """The training rows' `domain.image_quantities` and redshift, and the redshift
+        column (None without one)."""
+        parts = []
+        for start in range(0, len(train_rows), 256):
+            part = train_rows[start:start + 256]
+            parts.append(image_quantities(np.ma.getdata(table["cutout"][part]), bands))
+        quantities = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        redshift, column = table_redshift(table, train_rows)
+        if redshift is not None:
+            quantities["redshift"] = redshift
+        return quantities, column
 
     # ------------------------------------------------------------------ fit
     def fit(self, table, *, target=None, validation=None):
@@ -163,12 +186,16 @@ class FittingMixin:
         summary = {"n_rows": len(table), "skipped": skipped, "validation_skipped": val_skipped,
                    "bands": bands, "cutout_size": size}
         return self._fit_inputs(train_x, train_y, val_x, val_y, config=config, target=target,
-                                summary=summary)
+                                summary=summary,
+                                domain_quantities=self._domain_quantities(table, train_rows,
+                                                                          bands))
 
     def _fit_inputs(self, train_x, train_y, val_x, val_y, *, config, target, summary,
-                    num_workers=0):
+                    num_workers=0, domain_quantities=None):
         """Train the ensemble on network inputs (arrays, or datasets read from disk), then
-        calibrate the errors on the validation inputs. Returns self."""
+        calibrate the errors on the validation inputs and, given the training rows' domain
+        quantities (`domain.image_quantities` and redshift), fit the domain model. Returns
+        self."""
         if config.standardize_target:
             mean, std = float(train_y.mean()), float(train_y.std())
             std = std if std > 0 else 1.0
@@ -206,8 +233,13 @@ class FittingMixin:
         self._inference_cache = {}
         self.history_ = vstack(histories) if len(histories) > 1 else histories[0]
         self.err_scale_, self.err_constant_ = None, None
-        value, spread = self._predict_array(val_x, precision=self._inference_precision(),
-                                            compile=False)
+        value, spread, val_features = self._predict_array(
+            val_x, precision=self._inference_precision(), compile=False, features=True)
+        self.domain_ = None
+        if domain_quantities is not None:
+            quantities, column = domain_quantities
+            self.domain_ = DomainModel.fit(quantities, self._train_features(train_x),
+                                           val_features, redshift_column=column)
         residual = np.abs(value - val_y)
         if self._has_spread():
             if self.calibrate_errors:

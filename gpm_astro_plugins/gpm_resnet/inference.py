@@ -15,7 +15,9 @@ from gpm_astro.tables import (record_step, require_positive_int, require_table,
 from .error_model import _combined_error
 from .model import InputTransform, mixed_precision_copy
 from .table_inputs import _check_cutouts, _row_flags, _table_bands
-from .training import _autocast, resolve_device, resolve_precision
+from .domain import image_quantities, table_redshift
+from .training import (LOG_VARIANCE_RANGE, _autocast, dihedral_view, resolve_device,
+                       resolve_precision)
 
 # bottlenecks kept wholly in fp32 by precision="mixed" (besides the ILO block, the next
 # bottleneck's input convolutions and the head); 1 keeps max |dZ| < 0.005 dex on a trained
@@ -48,8 +50,17 @@ class InferenceMixin:
 
     # ------------------------------------------------------------------ inference
     def _has_spread(self):
+        """Whether galaxies get their own spread (error head, ensemble or MC DropBlock)."""
         drop = bool(self.config_.drop_stages) and self.config_.drop_prob > 0
-        return self.n_ensemble > 1 or (self.mc_passes > 1 and drop)
+        return (self.config_.error_head or self.n_ensemble > 1
+                or (self.mc_passes > 1 and drop))
+
+    def _mc_passes(self):
+        """Monte-Carlo DropBlock passes drawn per member (none with an error head)."""
+        drop = bool(self.config_.drop_stages) and self.config_.drop_prob > 0
+        if self.config_.error_head or not drop or self.mc_passes <= 1:
+            return 0
+        return self.mc_passes
 
     def _inference_precision(self, requested=None):
         """``requested`` (default: the estimator's ``precision``) resolved for this device;
@@ -59,8 +70,11 @@ class InferenceMixin:
         return "mixed" if requested == "mixed" else resolve_precision(requested, device)
 
     def _inference_parts(self, member, device, precision, compile_model):
-        """(trunk, tail) modules of one network placed for inference, cached."""
-        mc = self._has_spread() and self.mc_passes > 1
+        """(model, trunk, tail, head, channels_last) of one network placed for inference, cached.
+
+        ``trunk`` runs up to the first stage with DropBlock, ``tail`` from there to the
+        penultimate-layer features, ``head`` the last linear layer."""
+        mc = self._mc_passes() > 0
         key = (member, str(device), precision, bool(compile_model), mc)
         cache = self.__dict__.setdefault("_inference_cache", {})
         if key not in cache:
@@ -75,7 +89,8 @@ class InferenceMixin:
                           if any(getattr(m, "dropblock", None) is not None for m in stage)),
                          len(model.dho))
             trunk = torch.nn.Sequential(model.ilo, *model.dho[:split])
-            tail = torch.nn.Sequential(*model.dho[split:], model.pg)
+            tail = torch.nn.Sequential(*model.dho[split:], *model.pg[:-1])
+            head = model.pg[-1]
             if compile_model:
                 _import_compile_dependencies()
                 trunk = torch.compile(trunk)
@@ -83,7 +98,7 @@ class InferenceMixin:
                     # a compiled graph does not follow DropBlock's Monte-Carlo switch, so the
                     # stochastic tail stays eager when MC passes are drawn
                     tail = torch.compile(tail)
-            cache[key] = (model, trunk, tail, channels_last)
+            cache[key] = (model, trunk, tail, head, channels_last)
         return cache[key]
 
     def _forward_batch_size(self, device):
@@ -95,59 +110,89 @@ class InferenceMixin:
             raise ParameterError(msg)
         return int(value)
 
-    def _predict_array(self, x, *, precision, compile, offset=0):
-        """Value and spread (target units) for network input ``x``.
+    def _predict_array(self, x, *, precision, compile, offset=0, features=False):
+        """Value, spread (target units) and, if asked, features for network input ``x``.
 
-        The value is the mean over ensemble members of the deterministic pass (DropBlock off),
-        so a row's value never depends on the other rows of its batch. The spread is the
-        standard deviation over all stochastic draws: ``mc_passes`` DropBlock passes per
-        member (or the members' deterministic passes when ``mc_passes`` is 1).
+        The value is the mean over ensemble members of the deterministic pass (DropBlock off;
+        averaged over the eight flips and rotations with test-time augmentation), so a row's
+        value never depends on the other rows of its batch. The spread is, with an error head,
+        sqrt(mean of the members' predicted variances + variance of their values); otherwise
+        the standard deviation over all stochastic draws: ``mc_passes`` DropBlock passes per
+        member (or the members' deterministic passes when ``mc_passes`` is 1). ``features``
+        asks for the first member's penultimate-layer features (untransformed cutout).
         """
         device = resolve_device(self.device)
-        passes = self.mc_passes if self._has_spread() and self.mc_passes > 1 else 0
-        values, spreads = [], []
+        passes = self._mc_passes()
+        values, spreads, feature_rows = [], [], []
         batch = self._forward_batch_size(device)
         cuda_devices = [device] if device.type == "cuda" else []
         for start in range(0, len(x), batch):
             xb = torch.as_tensor(x[start:start + batch]).to(device)
-            deterministic, draws = [], []
+            deterministic, variances, draws = [], [], []
             # MC passes draw from a stream seeded by (seed, row offset): reproducible output
             with torch.random.fork_rng(devices=cuda_devices):
                 torch.manual_seed(int(np.random.SeedSequence(
                     [int(self.seed), offset + start]).generate_state(1)[0]))
                 for member in range(len(self.models_)):
-                    det, mc = self._member_draws(member, xb, device, precision, compile,
-                                                 passes)
+                    det, log_variance, mc, member_features = self._member_draws(
+                        member, xb, device, precision, compile, passes,
+                        features and member == 0)
                     deterministic.append(det)
+                    variances.append(log_variance)
                     draws.extend(mc)
+                    if member_features is not None:
+                        feature_rows.append(member_features)
             det = torch.stack(deterministic).double().numpy()
             det = det * self.target_std_ + self.target_mean_
             values.append(det.mean(axis=0))
-            if draws:
+            if self.config_.error_head:
+                variance = np.exp(torch.stack(variances).double().numpy()).mean(axis=0)
+                spreads.append(np.sqrt(variance * self.target_std_ ** 2 + det.var(axis=0)))
+            elif draws:
                 draws = torch.stack(draws).double().numpy() * self.target_std_
                 spreads.append(draws.std(axis=0))
             else:
                 spreads.append(det.std(axis=0))
         if not values:
-            return np.empty(0), np.empty(0)
-        return np.concatenate(values), np.concatenate(spreads)
+            out = (np.empty(0), np.empty(0))
+            width = self.config_.head_hidden
+            return out + (np.empty((0, width), np.float32),) if features else out
+        out = (np.concatenate(values), np.concatenate(spreads))
+        if features:
+            out = out + (torch.cat(feature_rows).numpy(),)
+        return out
 
-    def _member_draws(self, member, xb, device, precision, compile_model, passes):
-        """Deterministic output and ``passes`` DropBlock draws (network scale) of one member."""
-        model, trunk, tail, channels_last = self._inference_parts(
+    def _member_draws(self, member, xb, device, precision, compile_model, passes,
+                      features=False):
+        """One member's deterministic value, log-variance (None without an error head),
+        ``passes`` DropBlock draws (network scale) and, if asked, features."""
+        model, trunk, tail, head, channels_last = self._inference_parts(
             member, device, precision, compile_model)
-        xin = xb.contiguous(memory_format=torch.channels_last) if channels_last else xb
+        views = range(8) if self.config_.test_time_augmentation else range(1)
         draws = []
+        outputs, kept = [], None
         with torch.inference_mode(), _autocast(device, precision):
-            features = trunk(xin)
-            deterministic = tail(features).float().squeeze(1).cpu()
+            for view in views:
+                xv = dihedral_view(xb, view)
+                xin = xv.contiguous(memory_format=torch.channels_last) if channels_last else xv
+                hidden = trunk(xin)
+                last = tail(hidden)
+                outputs.append(head(last).float().cpu())
+                if view == 0:
+                    trunk_features, kept = hidden, last.float().cpu()
             model.set_mc_dropout(True)
             try:
                 for _ in range(passes):
-                    draws.append(tail(features).float().squeeze(1).cpu())
+                    draws.append(head(tail(trunk_features)).float()[:, 0].cpu())
             finally:
                 model.set_mc_dropout(False)
-        return deterministic, draws
+        output = torch.stack(outputs).mean(dim=0)
+        log_variance = None
+        if self.config_.error_head:
+            # the average variance over the views, as a log
+            variances = torch.stack(outputs)[:, :, 1].clamp(*LOG_VARIANCE_RANGE).exp()
+            log_variance = variances.mean(dim=0).log()
+        return output[:, 0], log_variance, draws, (kept if features else None)
 
     def predict(self, table, *, batch_size=None, precision=None, compile=None, progress=None):
         """Predict one value and its 1-sigma error per row, streaming the table in batches.
@@ -177,7 +222,10 @@ class InferenceMixin:
         astropy.table.Table
             ``len(table)`` rows in order: ``{output}_pred`` (masked where no prediction),
             ``{output}_pred_err``, ``{output}_pred_flag`` (``ok``, ``preprocess:<reason>``,
-            ``missing_cutout`` or ``invalid_pixels``).
+            ``missing_cutout`` or ``invalid_pixels``), and for models with a domain model
+            (`gpm_astro_plugins.gpm_resnet.domain`) ``{output}_pred_domain`` (a score, above 1
+            outside the training domain) and ``{output}_pred_domain_flag`` (``in`` or
+            ``out:<checks>``).
 
         Raises
         ------
@@ -205,6 +253,10 @@ class InferenceMixin:
         values = np.full(n, np.nan)
         errors = np.full(n, np.nan)
         flags = np.full(n, "ok", dtype=object)
+        domain = getattr(self, "domain_", None)
+        scores = np.full(n, np.nan)
+        domain_flags = np.full(n, "", dtype=object)
+        redshift, _ = table_redshift(table) if domain is not None else (None, None)
         for start in tqdm(range(0, n, batch_size), desc=f"predict {self.name}", unit="batch",
                           disable=not progress or n <= batch_size):
             rows = np.arange(start, min(start + batch_size, n))
@@ -214,10 +266,18 @@ class InferenceMixin:
             good = batch_flags == "ok"
             if not good.any():
                 continue
-            x = transform(np.ma.getdata(images)[good]).numpy()
-            value, spread = self._predict_array(x, precision=precision, compile=compile_model,
-                                                offset=start)
+            raw = np.ma.getdata(images)[good]
+            x = transform(raw).numpy()
+            value, spread, *features = self._predict_array(
+                x, precision=precision, compile=compile_model, offset=start,
+                features=domain is not None)
             values[rows[good]] = value
+            if domain is not None:
+                quantities = image_quantities(raw, bands)
+                if redshift is not None:
+                    quantities["redshift"] = redshift[rows[good]]
+                scores[rows[good]], domain_flags[rows[good]] = domain.score(quantities,
+                                                                            features[0])
             if self.err_scale_ is not None:
                 errors[rows[good]] = _combined_error(spread, self.err_scale_,
                                                      self.err_constant_)
@@ -231,9 +291,18 @@ class InferenceMixin:
         out[f"{column}_err"] = MaskedColumn(errors, mask=unpredicted, unit=self.output_unit,
                                             description="1-sigma error (calibrated spread)")
         out[f"{column}_flag"] = Column(flags.astype(str), description="ok or reason")
+        if domain is not None:
+            out[f"{column}_domain"] = MaskedColumn(
+                scores, mask=unpredicted,
+                description="distance from the training domain (above 1: outside)")
+            out[f"{column}_domain_flag"] = Column(
+                np.where(unpredicted, "", domain_flags).astype(str),
+                description="'in', or 'out:' and the checks failed (see docs/gpm_resnet.rst)")
         record_step(out, f"{self.name}.predict", precision=precision, compile=compile_model,
                     mc_passes=self.mc_passes, n_ensemble=len(self.models_),
                     batch_size=batch_size, err_scale=self.err_scale_,
                     err_constant=self.err_constant_, n_predicted=int((~unpredicted).sum()),
-                    weights_check=getattr(self, "weights_check_", "trained in this session"))
+                    weights_check=getattr(self, "weights_check_", "trained in this session"),
+                    n_outside_domain=int(np.sum(np.char.startswith(
+                        domain_flags.astype(str), "out"))) if domain is not None else None)
         return out

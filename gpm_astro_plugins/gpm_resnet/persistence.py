@@ -12,6 +12,7 @@ from gpm_astro.exceptions import GPMAstroError, WeightsError
 from gpm_astro.weights import DIGEST_KEYS
 from gpm_astro.tables import package_version
 
+from .domain import DomainModel
 from .model import GPMResNet, GPMResNetConfig
 from .training import HISTORY_CSV, HISTORY_PNG, plot_history, write_history
 
@@ -41,7 +42,10 @@ class PersistenceMixin:
                       "input_size": self.config_.input_size, "flux_unit": "nanomaggy"},
             "target_standardization": {"mean": self.target_mean_, "std": self.target_std_},
             "uncertainty": {"n_ensemble": len(self.models_), "mc_passes": self.mc_passes,
-                            "err_scale": self.err_scale_, "err_constant": self.err_constant_},
+                            "err_scale": self.err_scale_, "err_constant": self.err_constant_,
+                            "error_model": self._error_model_name(),
+                            "calibration_split": "validation"},
+            "domain": None if getattr(self, "domain_", None) is None else self.domain_.to_card(),
             "caveat": self.caveat,
             "training_data": self.training_summary_,
             "metrics": {"validation": self.validation_metrics_},
@@ -50,6 +54,13 @@ class PersistenceMixin:
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"),
         }
+
+    def _error_model_name(self):
+        if self.config_.error_head:
+            return "error head (predicted variance), scaled on the validation rows"
+        if self._has_spread():
+            return "Monte-Carlo DropBlock / ensemble spread, scaled on the validation rows"
+        return "constant: 68.3rd percentile of the validation |residual|"
 
     def save(self, directory):
         """Write ``model.safetensors``, ``model_card.json`` and the loss history (CSV, PNG).
@@ -79,6 +90,9 @@ class PersistenceMixin:
         for member, model in enumerate(self.models_):
             for key, value in model.state_dict().items():
                 tensors[f"member{member}.{key}"] = value.detach().cpu().contiguous()
+        if getattr(self, "domain_", None) is not None:
+            for key, value in self.domain_.tensors().items():
+                tensors[key] = torch.as_tensor(value).contiguous()
         card["content_sha256"] = model_digest(card, tensors)
         weights_path = directory / WEIGHTS_FILE
         with atomic_file(weights_path) as tmp:
@@ -230,6 +244,11 @@ class PersistenceMixin:
         estimator.training_summary_ = card["training_data"]
         estimator.validation_metrics_ = card["metrics"]["validation"]
         estimator.models_ = models
+        estimator.domain_ = None
+        if card.get("domain") is not None:
+            estimator.domain_ = DomainModel.from_card(
+                card["domain"], {k: v.numpy() for k, v in tensors.items()
+                                 if k.startswith("domain.")})
         estimator._inference_cache = {}
         return estimator
 

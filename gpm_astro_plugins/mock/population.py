@@ -70,7 +70,11 @@ class PopulationModel:
         dZ / d(sSFR offset from the main sequence), dex per dex (fundamental metallicity
         relation); negative: at fixed mass, more star-forming galaxies are metal-poorer.
     intrinsic_scatter : float
-        sigma of Z about MZR + FMR term, dex.
+        sigma of Z about MZR + FMR term at log M* = 10, dex.
+    scatter_mass_slope : float
+        The scatter is ``intrinsic_scatter * 10 ** (scatter_mass_slope * (10 - log M*))``:
+        larger in low-mass galaxies, as observed (Tremonti et al. 2004), so that some galaxies
+        are harder to measure than others.
     ssfr_scatter : float
         sigma of the sSFR offset from the main sequence, dex.
     labelled_mass_mean, labelled_mass_sigma : float
@@ -88,6 +92,7 @@ class PopulationModel:
 
     fmr_slope: float = -0.30
     intrinsic_scatter: float = 0.07
+    scatter_mass_slope: float = 0.4
     ssfr_scatter: float = 0.40
     labelled_mass_mean: float = 9.4
     labelled_mass_sigma: float = 1.0
@@ -108,6 +113,11 @@ class PopulationModel:
     clean_max_hlr: float = 1.1
     large_min_hlr: float = 3.0
     large_max_hlr: float = 8.0
+
+    def scatter_at(self, logmstar):
+        """sigma (dex) of Z about MZR + FMR term at stellar mass ``logmstar``."""
+        return self.intrinsic_scatter * 10 ** (self.scatter_mass_slope
+                                               * (10.0 - np.asarray(logmstar, dtype=float)))
 
     def as_dict(self):
         """Return the coefficients as a plain dict (for table meta)."""
@@ -177,7 +187,7 @@ class PopulationModel:
             x[bad] = rng.normal(mean, sigma, bad.sum())
             bad = (x < lo) | (x > hi)
         d = rng.normal(0.0, self.ssfr_scatter, m)
-        eps = rng.normal(0.0, self.intrinsic_scatter, m)
+        eps = rng.normal(0.0, 1.0, m) * self.scatter_at(x)
         metallicity = mzr_tremonti(x) + self.fmr_slope * d + eps
         log_ssfr = -10.0 - 0.24 * (x - 10.0) + d
         # morphology

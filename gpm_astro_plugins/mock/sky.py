@@ -8,6 +8,7 @@ prediction Z_best, ...). See ``docs/mock_sky.rst`` for the model and the numbers
 import json
 from dataclasses import dataclass, field
 
+import astropy.units as u
 import numpy as np
 from astropy.table import Table
 
@@ -20,8 +21,10 @@ from gpm_astro.tables import record_step, require_positive_int
 from .catalogues import (EXPECTED_FLAG, LABEL_CUTS, TRUTH_CASES, _add_cutouts, _draw_observing,
                          _empty_population, _image_catalog, _label_table, _truth_table)
 from .noise_floor import _noise_floor_predictor
+from .noise_floor import per_galaxy_floor as _galaxy_floors
 from .population import PopulationModel, image_features
-from .rendering import NPIX, PIXEL_SCALE, CutoutRenderer, _counts_per_nanomaggy, _render_one
+from .rendering import (MOFFAT_BETA, NPIX, PIXEL_SCALE, CutoutRenderer, _counts_per_nanomaggy,
+                        _render_one)
 
 __all__ = ["MockSky", "MockSkyData", "EXPECTED_FLAG", "TRUTH_CASES", "LABEL_CUTS",
            "polynomial_design"]
@@ -129,8 +132,19 @@ class MockSky(Configurable):
         are non-galaxy spectra (QSO, STAR).
     astrometric_offset : float
         Per-axis sigma (arcsec) of the label-minus-image position offset.
+    clumpy_rate : float
+        Fraction of galaxies whose disc is clumpy: HII-region knots (GalSim ``RandomKnots``)
+        and two spiral arms, as star-forming discs have. The truth table records
+        ``knot_fraction``, ``arm_fraction`` and ``n_knots`` of each (0 for smooth discs).
+    knot_fraction : float
+        Share of a clumpy disc's r-band light in its knots (bluer than the disc).
+    arm_fraction : float
+        Share of a clumpy disc's light in its spiral arms.
     population : PopulationModel, optional
         Coefficients of the galaxy model; None uses the documented defaults.
+    per_galaxy_floor : bool
+        Compute each galaxy's own noise floor, the truth column ``Z_floor`` (a Fisher-matrix
+        calculation, `gpm_astro_plugins.mock.measurement`: ~2 ms a galaxy); False leaves it NaN.
     progress : bool
         Show a progress bar while drawing cutouts.
 
@@ -154,7 +168,8 @@ class MockSky(Configurable):
     def __init__(self, n_galaxies=1000, seed=0, *, blend_rate=0.10, large_rate=0.08,
                  empty_rate=0.06, bad_pixel_rate=0.06, labelled_fraction=0.6,
                  label_defect_rate=0.2, label_only_fraction=0.05, astrometric_offset=0.15,
-                 population=None, progress=False):
+                 clumpy_rate=0.5, knot_fraction=0.25, arm_fraction=0.1, population=None,
+                 per_galaxy_floor=True, progress=False):
         self.n_galaxies = n_galaxies
         self.seed = seed
         self.blend_rate = blend_rate
@@ -165,7 +180,11 @@ class MockSky(Configurable):
         self.label_defect_rate = label_defect_rate
         self.label_only_fraction = label_only_fraction
         self.astrometric_offset = astrometric_offset
+        self.clumpy_rate = clumpy_rate
+        self.knot_fraction = knot_fraction
+        self.arm_fraction = arm_fraction
         self.population = population
+        self.per_galaxy_floor = per_galaxy_floor
         self.progress = progress
 
     # -- validation --------------------------------------------------------------------
@@ -179,7 +198,8 @@ class MockSky(Configurable):
             msg = f"seed must be a non-negative integer, got {self.seed!r}"
             raise ParameterError(msg)
         for name in ("blend_rate", "large_rate", "empty_rate", "bad_pixel_rate",
-                     "labelled_fraction", "label_defect_rate", "label_only_fraction"):
+                     "labelled_fraction", "label_defect_rate", "label_only_fraction",
+                     "clumpy_rate", "knot_fraction", "arm_fraction"):
             value = getattr(self, name)
             if not isinstance(value, (int, float, np.number)) or not 0.0 <= value <= 1.0:
                 msg = f"{name} must be a number in [0, 1], got {value!r}"
@@ -188,6 +208,10 @@ class MockSky(Configurable):
         if total > 1.0 + 1e-12:
             msg = (f"blend_rate + large_rate + empty_rate + bad_pixel_rate must not exceed 1, "
                    f"got {total!r}")
+            raise ParameterError(msg)
+        if self.knot_fraction + self.arm_fraction > 0.9:
+            msg = (f"knot_fraction + arm_fraction must not exceed 0.9 (the smooth disc keeps "
+                   f"the rest), got {self.knot_fraction!r} + {self.arm_fraction!r}")
             raise ParameterError(msg)
         if not np.isfinite(self.astrometric_offset) or self.astrometric_offset < 0:
             msg = (f"astrometric_offset must be a non-negative number, got "
@@ -241,9 +265,22 @@ class MockSky(Configurable):
                 z_best[rows] = predictor(image_features({k: v[rows] for k, v in gal.items()}))
 
         observing = _draw_observing(rng, n)
+        z_floor = np.full(n, np.nan)
+        if self.per_galaxy_floor:
+            for faint in (False, True):
+                rows = np.flatnonzero(labelled != faint)
+                if len(rows):
+                    z_floor[rows] = _galaxy_floors(
+                        population, faint, {k: v[rows] for k, v in gal.items()},
+                        {k: v[rows] for k, v in observing.items()}, pixel_scale=PIXEL_SCALE,
+                        gains=_counts_per_nanomaggy(), moffat_beta=MOFFAT_BETA)
         images = _image_catalog(rng, gal, case, labelled, observing)
         labels, specobjid, defects = _label_table(self, rng, population, gal, images, labelled)
         truth = _truth_table(gal, case, labelled, images, specobjid, defects, z_best, observing)
+        truth["Z_floor"] = z_floor * u.dex
+        truth["Z_floor"].description = ("posterior std of Z given the cutout: the galaxy's own "
+                                        "noise floor (NaN if not computed)")
+        _add_clumps(truth, self, np.random.default_rng([self.seed, 4]))
 
         # the archive is sorted by decreasing z flux
         order = np.argsort(-images["flux_z"], kind="stable")
@@ -257,6 +294,9 @@ class MockSky(Configurable):
         if clean_labelled.any():
             floor = float(np.std(truth["Z_true"][clean_labelled] - truth["Z_best"][clean_labelled]))
             truth.meta["noise_floor_clean_labelled"] = floor
+            if self.per_galaxy_floor:
+                rms = float(np.sqrt(np.mean(np.square(truth["Z_floor"][clean_labelled]))))
+                truth.meta["per_galaxy_floor_rms_clean_labelled"] = rms
         return labels, images, truth
 
     def _params_for_meta(self, population):
@@ -356,6 +396,23 @@ class MockSky(Configurable):
         if own_bar:
             bar.close()
         return out
+
+
+def _add_clumps(truth, sky, rng):
+    """Truth columns of the clumpy discs, from a stream of their own (other columns and the
+    smooth galaxies' pixels do not depend on them)."""
+    n = len(truth)
+    has_disc = np.asarray(truth["disk_flux"])[:, 1] > 0 if n else np.zeros(0, bool)
+    clumpy = (rng.uniform(size=n) < sky.clumpy_rate) & has_disc
+    n_knots = rng.integers(8, 25, size=n)
+    truth["clumpy"] = clumpy
+    truth["knot_fraction"] = np.where(clumpy, float(sky.knot_fraction), 0.0)
+    truth["arm_fraction"] = np.where(clumpy, float(sky.arm_fraction), 0.0)
+    truth["n_knots"] = np.where(clumpy, n_knots, 0).astype(np.int64)
+    truth["clumpy"].description = "the disc carries HII-region knots and spiral arms"
+    truth["knot_fraction"].description = "share of the disc's r-band light in knots"
+    truth["arm_fraction"].description = "share of the disc's light in spiral arms"
+    truth["n_knots"].description = "number of HII-region knots"
 
 
 def _progress_bar(total):

@@ -32,7 +32,8 @@ def test_predict_columns_and_errors(fitted):
     estimator, _ = fitted
     table = make_galaxies(20, seed=9)
     out = estimator.predict(table)
-    assert out.colnames == ["Z_pred", "Z_pred_err", "Z_pred_flag"]
+    assert out.colnames == ["Z_pred", "Z_pred_err", "Z_pred_flag", "Z_pred_domain",
+                            "Z_pred_domain_flag"]
     assert len(out) == 20 and str(out["Z_pred"].unit) == "dex"
     assert np.all(out["Z_pred_flag"] == "ok")
     assert np.all(np.isfinite(out["Z_pred"])) and np.all(out["Z_pred_err"] > 0)
@@ -154,7 +155,8 @@ def test_ensemble_and_mass_estimator():
     mass = GPMResNetMassEstimator(config=config, n_ensemble=2, mc_passes=1, progress=False)
     out = mass.fit(table).predict(table[:5])
     assert mass.target_ == "lgm_fib_p50" and len(mass.models_) == 2
-    assert out.colnames == ["logmstar_pred", "logmstar_pred_err", "logmstar_pred_flag"]
+    assert out.colnames == ["logmstar_pred", "logmstar_pred_err", "logmstar_pred_flag",
+                            "logmstar_pred_domain", "logmstar_pred_domain_flag"]
     assert np.all(out["logmstar_pred_err"] > 0)  # spread between the two members
     assert set(mass.history_["member"]) == {0, 1}
 

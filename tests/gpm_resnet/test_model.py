@@ -42,11 +42,14 @@ def test_paper_forward_shape():
     assert features.shape == (1, 2048, 5, 5)
 
 
-def test_lite_is_small_and_maps_to_one_number():
+def test_lite_is_small_and_maps_to_a_value_and_its_log_variance():
     model = build_model("lite").eval()
     assert count_parameters(model) < 1_000_000
     with torch.inference_mode():
-        assert model(torch.randn(3, 3, 64, 64)).shape == (3, 1)
+        assert model(torch.randn(3, 3, 48, 48)).shape == (3, 2)
+        assert model.features(torch.randn(3, 3, 48, 48)).shape == (3, 128)
+    # the paper's network keeps its single output
+    assert build_model("paper").pg[-1].out_features == 1
 
 
 def test_he_fan_out_init_and_batchnorm_init():
@@ -154,8 +157,19 @@ def test_dropblock_ramp():
 def test_configs_and_validation():
     assert get_config("paper").blocks == (3, 4, 6, 3)
     lite = get_config("lite")
-    assert lite.input_size == 64 and lite.input_scaling == "asinh"
+    assert lite.input_size is None and lite.crop_size == 48 and lite.input_scaling == "asinh"
+    assert lite.error_head and lite.lr_schedule == "onecycle" and lite.optimizer == "adamw"
+    assert lite.replace(cutout_size=24).network_input_size == 24  # smaller cutouts: no crop
     assert GPMResNetConfig.from_dict(lite.to_dict()) == lite
+    recipe = get_config("paper_recipe")
+    assert recipe.blocks == (3, 4, 6, 3) and recipe.width == 1 and recipe.error_head
+    # a card written before these fields existed loads as the paper's training
+    old = {k: v for k, v in get_config("paper").to_dict().items()
+           if k not in ("crop_size", "optimizer", "lr_schedule", "lr_warmup", "error_head",
+                        "test_time_augmentation")}
+    assert GPMResNetConfig.from_dict(old) == get_config("paper")
+    with pytest.raises(ParameterError, match="lr_schedule"):
+        GPMResNetConfig(lr_schedule="cyclic")
     with pytest.raises(ParameterError, match="'gaussian'"):
         GPMResNetConfig(input_scaling="gaussian")
     with pytest.raises(ParameterError, match="'tiny'"):

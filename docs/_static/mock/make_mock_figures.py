@@ -45,6 +45,9 @@ def numbers(n=20000):
           f"sigma {residual.std():.3f} dex")
     floor = z_true - np.asarray(truth["Z_best"][use])
     print(f"noise floor (Z_true - Z_best): mu {floor.mean():+.3f}, sigma {floor.std():.3f} dex")
+    galaxy_floor = np.asarray(truth["Z_floor"][use])
+    print(f"per-galaxy floor Z_floor: rms {np.sqrt(np.mean(galaxy_floor ** 2)):.3f}, 5-95 % "
+          f"{np.percentile(galaxy_floor, 5):.3f}-{np.percentile(galaxy_floor, 95):.3f} dex")
     unpredictable = truth["Z_true"] - truth["Z_mzr"] - (-0.3) * truth["ssfr_offset"]
     print(f"intrinsic scatter (unpredictable part): {np.std(unpredictable):.3f} dex")
     for lo in np.arange(8.5, 11.5, 0.5):

@@ -128,10 +128,11 @@ def test_metallicity_follows_documented_relation_in_mass_bins(big_catalog):
         in_bin = (x >= lo) & (x < lo + 0.5)
         if in_bin.sum() < 50:
             continue
-        residual = z_true[in_bin] - expected[in_bin]
-        tolerance = 4 * model.intrinsic_scatter / np.sqrt(in_bin.sum())
-        assert abs(residual.mean()) < tolerance, (lo, residual.mean())
-        assert abs(residual.std() - model.intrinsic_scatter) < 0.2 * model.intrinsic_scatter
+        # the scatter is the mass-dependent one: sigma(x) = 0.07 * 10 ** (0.4 * (10 - x))
+        scaled = (z_true[in_bin] - expected[in_bin]) / model.scatter_at(x[in_bin])
+        tolerance = 4 / np.sqrt(in_bin.sum())
+        assert abs(scaled.mean()) < tolerance, (lo, scaled.mean())
+        assert abs(scaled.std() - 1.0) < 0.2, (lo, scaled.std())
         # the plain MZR holds on average up to the selection's bias of the sSFR offset
         assert abs(np.mean(z_true[in_bin] - mzr_tremonti(x[in_bin]))) < 0.1
 
@@ -152,9 +153,46 @@ def test_colour_alone_is_worse_than_the_noise_floor(big_catalog):
     z_true = np.asarray(truth["Z_true"][use])
     colour_sigma = _poly_sigma(colours, z_true, 2)
     floor = np.std(z_true - np.asarray(truth["Z_best"][use]))
-    assert PopulationModel().intrinsic_scatter < floor < 0.11
+    assert PopulationModel().intrinsic_scatter < floor < 0.12
     assert colour_sigma > floor + 0.01
     assert truth.meta["noise_floor_clean_labelled"] == pytest.approx(floor)
+
+
+def test_per_galaxy_floor_varies_and_matches_the_residuals(big_catalog):
+    _, _, truth = big_catalog
+    use = (truth["truth_case"] == "clean") & truth["labelled"]
+    floor = np.asarray(truth["Z_floor"][use])
+    residual = np.asarray(truth["Z_true"][use] - truth["Z_best"][use])
+    assert np.all(np.isfinite(floor)) and np.all(floor > 0)
+    # some galaxies are at least twice as hard to measure as others
+    assert np.percentile(floor, 95) > 2 * np.percentile(floor, 5)
+    # in each fifth of the floor, the noise-free residual's rms is at most the floor (the
+    # floor adds what the pixels hide) and not far below it
+    edges = np.quantile(floor, [0.2, 0.4, 0.6, 0.8])
+    fifth = np.digitize(floor, edges)
+    for k in range(5):
+        ratio = np.sqrt(np.mean(residual[fifth == k] ** 2) / np.mean(floor[fifth == k] ** 2))
+        assert 0.8 < ratio < 1.12, (k, ratio)
+    assert truth.meta["per_galaxy_floor_rms_clean_labelled"] == pytest.approx(
+        np.sqrt(np.mean(floor ** 2)))
+
+
+def test_per_galaxy_floor_grows_with_pixel_noise():
+    from gpm_astro_plugins.mock.measurement import feature_covariance
+
+    gal = {"bulge_flux": np.array([[1.0, 2.0, 3.0]]), "disk_flux": np.array([[3.0, 5.0, 7.0]]),
+           "disk_hlr_arcsec": np.array([1.0]), "bulge_hlr_arcsec": np.array([0.3]),
+           "disk_q": np.array([0.6]), "bulge_q": np.array([0.8]),
+           "position_angle": np.array([30.0])}
+    prior = np.eye(9)
+    sigmas = []
+    for sky in (0.01, 0.1):
+        observing = {"psf_fwhm": np.full((1, 3), 1.3), "sky_sigma": np.full((1, 3), sky)}
+        cov = feature_covariance(gal, observing, prior, pixel_scale=0.262,
+                                 gains=(6900.0, 9000.0, 1600.0), moffat_beta=3.5)
+        sigmas.append(np.sqrt(np.diag(cov[0])))
+    # ten times the sky noise: the colours' errors grow (nearly) tenfold
+    assert np.all(sigmas[1][:2] > 5 * sigmas[0][:2])
 
 
 def test_labelled_and_faint_magnitudes(big_catalog):

@@ -1,0 +1,129 @@
+"""GPM-ResNet's error head (calibration and ranking on held-out data) and domain flag."""
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from gpm_astro import predict_metallicity
+from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
+from gpm_astro_plugins.gpm_resnet.domain import DomainModel, image_quantities
+from gpm_astro_plugins.gpm_resnet.model import GPMResNetConfig
+
+from .conftest import make_galaxies
+
+
+def _noisy_labels(n, seed):
+    """Galaxies whose label noise is 0.02 dex for bright ones and 0.25 dex for faint ones:
+    the brightness, which the image shows, says how well each label can be predicted."""
+    table = make_galaxies(n, seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    faint = rng.uniform(size=n) < 0.5
+    table["cutout"][faint] *= 0.25
+    noise = np.where(faint, 0.25, 0.02)
+    table["noise"] = noise
+    table["oh_p50"] = table["oh_p50"] + rng.normal(0.0, 1.0, n) * noise
+    return table
+
+
+@pytest.fixture(scope="module")
+def error_head_model():
+    config = GPMResNetConfig(name="test", width=0.125, blocks=(1, 1, 1, 1), input_size=None,
+                             input_scaling="asinh", drop_prob=0.0, epochs=12, batch_size=32,
+                             lr=3e-3, optimizer="adamw", lr_schedule="onecycle",
+                             standardize_target=True, error_head=True, head_hidden=16)
+    estimator = GPMResNetEstimator(config=config, progress=False, predict_batch_size=64)
+    # calibration split: the validation table, used neither for training nor for the report
+    return estimator.fit(_noisy_labels(240, 1), validation=_noisy_labels(160, 2))
+
+
+def test_error_head_is_calibrated_and_ranks_on_held_out_galaxies(error_head_model):
+    held_out = _noisy_labels(400, 3)
+    out = error_head_model.predict(held_out)
+    delta = np.abs(np.asarray(out["Z_pred"]) - np.asarray(held_out["oh_p50"]))
+    err = np.asarray(out["Z_pred_err"])
+    coverage = np.mean(delta < err)
+    # 400 galaxies: the binomial sigma of a 68 % coverage is 0.023
+    assert 0.6 < coverage < 0.76, coverage
+    # the error knows which galaxies are noisy: the faint half gets the larger errors
+    noise = np.asarray(held_out["noise"])
+    assert spearmanr(err, noise)[0] > 0.5
+    assert np.median(err[noise > 0.1]) > 2 * np.median(err[noise < 0.1])
+    card = error_head_model.model_card()
+    assert card["uncertainty"]["calibration_split"] == "validation"
+    assert card["uncertainty"]["error_model"].startswith("error head")
+
+
+def test_error_head_survives_save_and_load(error_head_model, tmp_path):
+    table = _noisy_labels(12, 4)
+    before = error_head_model.predict(table)
+    error_head_model.save(tmp_path / "model")
+    loaded = GPMResNetEstimator.load(tmp_path / "model", progress=False)
+    after = loaded.predict(table)
+    for column in ("Z_pred", "Z_pred_err", "Z_pred_domain"):
+        np.testing.assert_allclose(after[column], before[column], rtol=1e-5, atol=1e-6)
+    assert list(after["Z_pred_domain_flag"]) == list(before["Z_pred_domain_flag"])
+
+
+def test_domain_flag_fires_on_fainter_galaxies_and_is_quiet_on_the_test_split(
+        error_head_model):
+    test_split = _noisy_labels(200, 5)
+    fainter = make_galaxies(60, seed=6)
+    fainter["cutout"] *= 0.002  # >= 3 mag fainter than the faintest training galaxy
+    quiet = predict_metallicity(test_split, estimator=error_head_model, progress=False)
+    fired = predict_metallicity(fainter, estimator=error_head_model, progress=False)
+    quiet_flags = np.asarray(quiet["Z_pred_domain_flag"]).astype(str)
+    fired_flags = np.asarray(fired["Z_pred_domain_flag"]).astype(str)
+    assert np.mean(np.char.startswith(quiet_flags, "out")) <= 0.05
+    assert np.all(np.char.startswith(fired_flags, "out"))
+    assert all("mag_r" in flag for flag in fired_flags)
+    assert np.all(np.asarray(fired["Z_pred_domain"]) > 1)
+    assert np.median(np.asarray(quiet["Z_pred_domain"])) < 1
+
+
+def test_domain_model_checks_each_quantity_and_the_features():
+    rng = np.random.default_rng(0)
+    train = {"mag_r": rng.uniform(15, 17, 500), "redshift": rng.uniform(0.01, 0.2, 500)}
+    features = rng.normal(size=(500, 4))
+    model = DomainModel.fit(train, features, rng.normal(size=(200, 4)),
+                            redshift_column="z_phot_median")
+    score, flags = model.score({"mag_r": np.array([16.0, 20.0, 16.0, 16.0]),
+                                "redshift": np.array([0.1, 0.1, 0.5, np.nan])},
+                               np.vstack([np.zeros((3, 4)), np.full((1, 4), 8.0)]))
+    assert list(flags) == ["in", "out:mag_r", "out:redshift", "out:features"]
+    assert score[0] < 1 < score[1]
+    # a missing redshift skips that check; the card round-trips
+    again = DomainModel.from_card(model.to_card(), model.tensors())
+    assert np.array_equal(again.score({"mag_r": np.array([20.0])}, np.zeros((1, 4)))[1],
+                          ["out:mag_r"])
+
+
+def test_image_quantities_measure_colour_and_size():
+    images = make_galaxies(3, seed=7)["cutout"]
+    q = image_quantities(np.asarray(images), "grz")
+    # the synthetic galaxies have g : r : z = 0.6 : 1.0 : 1.4
+    np.testing.assert_allclose(q["colour_gr"], 2.5 * np.log10(1.0 / 0.6), atol=0.02)
+    np.testing.assert_allclose(q["colour_rz"], 2.5 * np.log10(1.4 / 1.0), atol=0.02)
+    assert np.all(q["radius_r"] > 0)
+
+
+def test_domain_flag_on_mock_galaxies_fainter_and_farther_than_the_training_set():
+    from gpm_astro_plugins.mock.sky import MockSky
+
+    clean = {"blend_rate": 0, "large_rate": 0, "empty_rate": 0, "bad_pixel_rate": 0,
+             "per_galaxy_floor": False}
+    labelled = MockSky(n_galaxies=200, seed=2, labelled_fraction=1.0, **clean).generate()
+    faint = MockSky(n_galaxies=30, seed=3, labelled_fraction=0.0, **clean).generate()
+    table = labelled.images
+    table["Z_true"] = labelled.truth["Z_true"]
+    # the archive is sorted by flux: split at random
+    table = table[np.random.default_rng(0).permutation(len(table))]
+    config = GPMResNetConfig(name="test", width=0.125, blocks=(1, 1, 1, 1), crop_size=32,
+                             input_scaling="asinh", drop_prob=0.0, epochs=2, batch_size=32,
+                             standardize_target=True, error_head=True, head_hidden=16)
+    estimator = GPMResNetEstimator(config=config, progress=False, predict_batch_size=64)
+    estimator.fit(table[:120], target="Z_true", validation=table[120:160])
+    assert estimator.domain_.redshift_column == "z_phot_median"
+    quiet = np.asarray(estimator.predict(table[160:])["Z_pred_domain_flag"]).astype(str)
+    fired = np.asarray(estimator.predict(faint.images)["Z_pred_domain_flag"]).astype(str)
+    assert np.mean(np.char.startswith(quiet, "out")) <= 0.1
+    assert np.mean(np.char.startswith(fired, "out")) >= 0.9
