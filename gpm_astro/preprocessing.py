@@ -41,6 +41,13 @@ _COLUMNS = {
     "enclosing_radius": (u.arcsec, "radius of the target's minimum enclosing circle"),
     "n_sources": (None, "number of sources found after deblending"),
 }
+#: descriptions of the per-row columns some built-in steps add (present when the step ran)
+_STEP_COLUMNS = {
+    "pixel_problem": (None, "why check_pixels called the pixels invalid: nonfinite, "
+                            "zero_pixels, saturated, corrupt or constant_band ('' if not)"),
+    "companion": (None, "share of the target's flux in the largest piece of its rotation "
+                        "residual (blend_check's companion test)"),
+}
 _DEFAULT_PIXEL_SCALE = PIXEL_SCALE_ARCSEC
 #: Cutouts per batch: 64 keeps a batch's temporaries (~18 MB) reused by the allocator instead
 #: of fresh pages for every batch (256: 1.2-1.3 ms a cutout, 64: 1.1 ms; benchmarks/preprocess.py)
@@ -349,7 +356,8 @@ def _finish(table, images, flags, columns, steps, pixel_scale, n_jobs, batch_siz
         mask = ~computed
         if values.dtype.kind == "f":
             mask = mask | ~np.isfinite(values)
-        unit, description = _COLUMNS.get(name, (None, f"per-row output of a step: {name}"))
+        unit, description = _COLUMNS.get(name) or _STEP_COLUMNS.get(
+            name, (None, f"per-row output of a step: {name}"))
         out[name] = MaskedColumn(values, mask=mask, unit=unit, description=description)
     for key in ("bands", "pixel_scale"):
         out.meta.setdefault(key, {"bands": "grz", "pixel_scale": pixel_scale}[key])

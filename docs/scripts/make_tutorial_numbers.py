@@ -199,7 +199,8 @@ def fragment(run, *, wall, peak_gb, disk_mb, peak_disk_mb, machine, widths, figu
 
 
 def readme_block(*, wall, disk_mb, peak_disk_mb, machine, test_seconds, venv):
-    test = f" and `make test` {_minutes(test_seconds)}" if test_seconds else ""
+    test = (f"; `make test` then took {_minutes(test_seconds)} (its `.venv` already made)"
+            if test_seconds else "")
     return (f"Measured on a fresh clone ({machine}; no GPU): `make demo` took "
             f"{_minutes(wall)} including the set-up of `.venv`{test}. The demo leaves "
             f"{disk_mb:.0f} MB in `demo_output/` (at most {peak_disk_mb / 1000:.1f} GB "
@@ -218,7 +219,8 @@ def main(argv=None):
     parser.add_argument("--peak-disk-mb", type=float, default=None,
                         help="largest size of the output folder while it ran (MB)")
     parser.add_argument("--test-seconds", type=float, default=None,
-                        help="wall time of `make test` on the same machine, for the README")
+                        help="wall time of `make test` run after that `make demo` in the same "
+                             "clone, for the README")
     args = parser.parse_args(argv)
     run = Path(args.run)
     wall, peak_gb = _time_log(args.time_log)

@@ -101,6 +101,31 @@ def _unreadable_rows(rows, columns, template):
     return out
 
 
+def _aligned(tables):
+    """The tables with the same columns in one order. A column that only some have (one the
+    estimator adds only to chunks where it predicted, e.g. Z_pred_domain; or to none of an
+    unreadable chunk's rows) is masked in the others."""
+    fullest = max(tables, key=lambda table: len(table.colnames))
+    names = list(fullest.colnames)
+    like = {name: fullest[name] for name in names}
+    for table in tables:
+        for name in table.colnames:
+            if name not in like:
+                names.append(name)
+                like[name] = table[name]
+    aligned = []
+    for table in tables:
+        n = len(table)
+        for name in names:
+            if name not in table.colnames:
+                column = like[name]
+                table[name] = MaskedColumn(np.zeros((n,) + column.shape[1:], column.dtype),
+                                           mask=np.ones((n,) + column.shape[1:], bool),
+                                           unit=column.unit, description=column.description)
+        aligned.append(table[names])
+    return aligned
+
+
 def _read(source, rows, cutouts):
     """Read ``rows``; on an I/O error read them one by one. Returns (table, bad, errors)."""
     try:
@@ -194,7 +219,7 @@ def process_partition(index, rows, spec, estimator=None):
             parts.append((bad, _catalogue_columns_of(source, bad)))
     tables = [_unreadable_rows(p[0], p[1], template) if isinstance(p, tuple) else p
               for p in parts]
-    catalogue = vstack(tables, metadata_conflicts="silent", join_type="exact")
+    catalogue = vstack(_aligned(tables), metadata_conflicts="silent", join_type="exact")
     catalogue = catalogue[np.argsort(np.asarray(catalogue[ROW_COLUMN]), kind="stable")]
     written = np.asarray(catalogue[ROW_COLUMN], dtype=np.int64)
     if len(written) != len(rows) or np.any(written != rows):

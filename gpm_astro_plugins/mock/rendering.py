@@ -3,6 +3,11 @@
 Each source is drawn on a stamp only as large as it needs (bulge + disk, or a point source,
 convolved with the cutout's Moffat PSF in each band) and added into the 152 x 152 canvas; sky
 noise (Gaussian, per band) and source photon noise are added last.
+
+A clumpy disc (`Clumps`) moves part of its light into HII-region knots (GalSim
+`~galsim.RandomKnots`, drawn from the disc's own exponential profile, bluer than the disc) and
+into two logarithmic spiral arms (strings of small Gaussian beads, point-symmetric up to a
+small jitter); the band fluxes of the galaxy are unchanged.
 """
 
 import galsim
@@ -10,7 +15,8 @@ import numpy as np
 
 from gpm_astro.survey_constants import CUTOUT_SIZE, PIXEL_SCALE_ARCSEC, magnitude_to_flux
 
-__all__ = ["CutoutRenderer", "NEIGHBOUR_EXCLUSION_PX", "MOFFAT_BETA"]
+__all__ = ["CutoutRenderer", "Clumps", "NEIGHBOUR_EXCLUSION_PX", "MOFFAT_BETA",
+           "KNOT_COLOUR"]
 
 NPIX = CUTOUT_SIZE
 PIXEL_SCALE = PIXEL_SCALE_ARCSEC
@@ -25,6 +31,63 @@ NEIGHBOUR_EXCLUSION_PX = 25.0
 MOFFAT_BETA = 3.5
 
 _GSPARAMS = galsim.GSParams(folding_threshold=1e-2, maxk_threshold=3e-3)
+#: knot flux per band relative to the disc's share (g, r, z): HII regions are blue
+KNOT_COLOUR = np.array([1.3, 1.0, 0.75])
+
+
+class Clumps:
+    """The knots and arms of one clumpy disc.
+
+    Parameters
+    ----------
+    knot_fraction : float
+        Share of the disc's r-band flux in knots (g and z scaled by `KNOT_COLOUR`).
+    arm_fraction : float
+        Share of the disc's flux (every band) in the spiral arms.
+    n_knots : int
+        Number of knots.
+    seed : int
+        Seed of the knots' positions and the arms' geometry.
+    """
+
+    __slots__ = ("knot_fraction", "arm_fraction", "n_knots", "seed")
+
+    def __init__(self, knot_fraction, arm_fraction, n_knots, seed):
+        self.knot_fraction = float(knot_fraction)
+        self.arm_fraction = float(arm_fraction)
+        self.n_knots = int(n_knots)
+        self.seed = int(seed)
+
+    def band_fluxes(self, disk_flux):
+        """(smooth disc, knots, arms) flux per band; they add up to ``disk_flux``."""
+        knots = np.minimum(self.knot_fraction * KNOT_COLOUR, 0.9) * disk_flux
+        arms = np.minimum(self.arm_fraction, 0.9 - knots / np.maximum(disk_flux, 1e-30)) \
+            * disk_flux
+        arms = np.maximum(arms, 0.0)
+        return disk_flux - knots - arms, knots, arms
+
+    def profiles(self, disk_hlr):
+        """Unit-flux, face-on GalSim profiles (knots, arms) of a disc of half-light radius
+        ``disk_hlr`` arcsec."""
+        rng = np.random.default_rng([self.seed, 7])
+        knots = galsim.RandomKnots(max(self.n_knots, 1), half_light_radius=float(disk_hlr),
+                                   flux=1.0, rng=galsim.BaseDeviate(self.seed),
+                                   gsparams=_GSPARAMS)
+        scale = float(disk_hlr) / 1.678  # exponential scale length
+        pitch = np.deg2rad(rng.uniform(15.0, 30.0))
+        start = rng.uniform(0.0, 2.0 * np.pi)
+        radii = np.linspace(0.4, 3.0, 10) * scale
+        weights = radii * np.exp(-radii / scale)
+        weights /= 2.0 * weights.sum()
+        sigma = max(0.15, 0.35 * scale)
+        beads = []
+        for arm in (0.0, np.pi):  # two arms: point-symmetric up to the jitter
+            angles = start + arm + np.log(radii / radii[0]) / np.tan(pitch)
+            jitter = rng.normal(0.0, 0.1 * scale, (len(radii), 2))
+            for r, angle, weight, (dx, dy) in zip(radii, angles, weights, jitter):
+                beads.append(galsim.Gaussian(sigma=sigma, flux=float(weight), gsparams=_GSPARAMS)
+                             .shift(float(r * np.cos(angle) + dx), float(r * np.sin(angle) + dy)))
+        return knots, galsim.Add(beads, gsparams=_GSPARAMS)
 
 
 class CutoutRenderer:
@@ -66,10 +129,12 @@ class CutoutRenderer:
         return moffat, blur, float(fwhm.max())
 
     def add_galaxy(self, canvas, psf, *, x, y, bulge_flux, disk_flux, bulge_hlr, disk_hlr,
-                   bulge_q, disk_q, position_angle):
+                   bulge_q, disk_q, position_angle, clumps=None):
         """Add a bulge (de Vaucouleurs) + disk (exponential) galaxy at pixel (x, y).
 
         ``psf`` is what `psf_model` returns; fluxes are per band (nanomaggies), radii in arcsec.
+        ``clumps`` (a `Clumps`) moves part of the disc's light into knots and spiral arms,
+        inclined with the disc.
         """
         moffat, blur, widest = psf
         beta = float(position_angle) * galsim.degrees
@@ -88,7 +153,16 @@ class CutoutRenderer:
         if np.any(disk_flux > 0):
             disk = galsim.Exponential(half_light_radius=float(disk_hlr),
                                       gsparams=_GSPARAMS).shear(q=float(disk_q), beta=beta)
-            components.append((disk, disk_flux))
+            if clumps is None or clumps.knot_fraction + clumps.arm_fraction <= 0:
+                components.append((disk, disk_flux))
+            else:
+                smooth, knot_flux, arm_flux = clumps.band_fluxes(disk_flux)
+                knots, arms = clumps.profiles(disk_hlr)
+                components.append((disk, smooth))
+                if np.any(knot_flux > 0):
+                    components.append((knots.shear(q=float(disk_q), beta=beta), knot_flux))
+                if np.any(arm_flux > 0):
+                    components.append((arms.shear(q=float(disk_q), beta=beta), arm_flux))
         stamps = [(self._stamp(galsim.Convolve(profile, moffat, gsparams=_GSPARAMS), x, y,
                                size), flux) for profile, flux in components]
         self._add_bands(canvas, stamps, blur, x, y, size)
@@ -171,7 +245,8 @@ def _render_one(renderer, seed, row):
             canvas, psfs, x=x0, y=y0, bulge_flux=np.asarray(row["bulge_flux"]),
             disk_flux=np.asarray(row["disk_flux"]), bulge_hlr=float(row["bulge_hlr_arcsec"]),
             disk_hlr=float(row["disk_hlr_arcsec"]), bulge_q=float(row["bulge_q"]),
-            disk_q=float(row["disk_q"]), position_angle=float(row["position_angle"]))
+            disk_q=float(row["disk_q"]), position_angle=float(row["position_angle"]),
+            clumps=_row_clumps(row, seed))
     else:
         target_radius = 5.0
     if case == "blended":
@@ -181,6 +256,19 @@ def _render_one(renderer, seed, row):
     if case == "bad_pixels":
         _add_nan_blocks(rng, canvas, x0, y0)
     return canvas
+
+
+def _row_clumps(row, seed):
+    """The `Clumps` of a truth row (None for a smooth disc or a truth table without them)."""
+    names = row.colnames if hasattr(row, "colnames") else ()
+    if "knot_fraction" not in names:
+        return None
+    knot, arm = float(row["knot_fraction"]), float(row["arm_fraction"])
+    if knot <= 0 and arm <= 0:
+        return None
+    # a stream of its own: the rest of the cutout (noise, field, partner) is unchanged
+    return Clumps(knot, arm, int(row["n_knots"]),
+                  int(np.random.default_rng([seed, 2, int(row["galaxy_id"])]).integers(2 ** 31)))
 
 
 def _add_blend_partner(rng, renderer, canvas, psfs, row, x0, y0, hlr_px):

@@ -132,6 +132,14 @@ class MockSky(Configurable):
         are non-galaxy spectra (QSO, STAR).
     astrometric_offset : float
         Per-axis sigma (arcsec) of the label-minus-image position offset.
+    clumpy_rate : float
+        Fraction of galaxies whose disc is clumpy: HII-region knots (GalSim ``RandomKnots``)
+        and two spiral arms, as star-forming discs have. The truth table records
+        ``knot_fraction``, ``arm_fraction`` and ``n_knots`` of each (0 for smooth discs).
+    knot_fraction : float
+        Share of a clumpy disc's r-band light in its knots (bluer than the disc).
+    arm_fraction : float
+        Share of a clumpy disc's light in its spiral arms.
     population : PopulationModel, optional
         Coefficients of the galaxy model; None uses the documented defaults.
     per_galaxy_floor : bool
@@ -160,7 +168,8 @@ class MockSky(Configurable):
     def __init__(self, n_galaxies=1000, seed=0, *, blend_rate=0.10, large_rate=0.08,
                  empty_rate=0.06, bad_pixel_rate=0.06, labelled_fraction=0.6,
                  label_defect_rate=0.2, label_only_fraction=0.05, astrometric_offset=0.15,
-                 population=None, per_galaxy_floor=True, progress=False):
+                 clumpy_rate=0.5, knot_fraction=0.25, arm_fraction=0.1, population=None,
+                 per_galaxy_floor=True, progress=False):
         self.n_galaxies = n_galaxies
         self.seed = seed
         self.blend_rate = blend_rate
@@ -171,6 +180,9 @@ class MockSky(Configurable):
         self.label_defect_rate = label_defect_rate
         self.label_only_fraction = label_only_fraction
         self.astrometric_offset = astrometric_offset
+        self.clumpy_rate = clumpy_rate
+        self.knot_fraction = knot_fraction
+        self.arm_fraction = arm_fraction
         self.population = population
         self.per_galaxy_floor = per_galaxy_floor
         self.progress = progress
@@ -186,7 +198,8 @@ class MockSky(Configurable):
             msg = f"seed must be a non-negative integer, got {self.seed!r}"
             raise ParameterError(msg)
         for name in ("blend_rate", "large_rate", "empty_rate", "bad_pixel_rate",
-                     "labelled_fraction", "label_defect_rate", "label_only_fraction"):
+                     "labelled_fraction", "label_defect_rate", "label_only_fraction",
+                     "clumpy_rate", "knot_fraction", "arm_fraction"):
             value = getattr(self, name)
             if not isinstance(value, (int, float, np.number)) or not 0.0 <= value <= 1.0:
                 msg = f"{name} must be a number in [0, 1], got {value!r}"
@@ -195,6 +208,10 @@ class MockSky(Configurable):
         if total > 1.0 + 1e-12:
             msg = (f"blend_rate + large_rate + empty_rate + bad_pixel_rate must not exceed 1, "
                    f"got {total!r}")
+            raise ParameterError(msg)
+        if self.knot_fraction + self.arm_fraction > 0.9:
+            msg = (f"knot_fraction + arm_fraction must not exceed 0.9 (the smooth disc keeps "
+                   f"the rest), got {self.knot_fraction!r} + {self.arm_fraction!r}")
             raise ParameterError(msg)
         if not np.isfinite(self.astrometric_offset) or self.astrometric_offset < 0:
             msg = (f"astrometric_offset must be a non-negative number, got "
@@ -263,6 +280,7 @@ class MockSky(Configurable):
         truth["Z_floor"] = z_floor * u.dex
         truth["Z_floor"].description = ("posterior std of Z given the cutout: the galaxy's own "
                                         "noise floor (NaN if not computed)")
+        _add_clumps(truth, self, np.random.default_rng([self.seed, 4]))
 
         # the archive is sorted by decreasing z flux
         order = np.argsort(-images["flux_z"], kind="stable")
@@ -378,6 +396,23 @@ class MockSky(Configurable):
         if own_bar:
             bar.close()
         return out
+
+
+def _add_clumps(truth, sky, rng):
+    """Truth columns of the clumpy discs, from a stream of their own (other columns and the
+    smooth galaxies' pixels do not depend on them)."""
+    n = len(truth)
+    has_disc = np.asarray(truth["disk_flux"])[:, 1] > 0 if n else np.zeros(0, bool)
+    clumpy = (rng.uniform(size=n) < sky.clumpy_rate) & has_disc
+    n_knots = rng.integers(8, 25, size=n)
+    truth["clumpy"] = clumpy
+    truth["knot_fraction"] = np.where(clumpy, float(sky.knot_fraction), 0.0)
+    truth["arm_fraction"] = np.where(clumpy, float(sky.arm_fraction), 0.0)
+    truth["n_knots"] = np.where(clumpy, n_knots, 0).astype(np.int64)
+    truth["clumpy"].description = "the disc carries HII-region knots and spiral arms"
+    truth["knot_fraction"].description = "share of the disc's r-band light in knots"
+    truth["arm_fraction"].description = "share of the disc's light in spiral arms"
+    truth["n_knots"].description = "number of HII-region knots"
 
 
 def _progress_bar(total):

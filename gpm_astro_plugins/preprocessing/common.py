@@ -34,9 +34,18 @@ class CheckPixels(PreprocessingStep):
     """Flag cutouts whose pixels cannot be trusted (``invalid_pixels``).
 
     A cutout is rejected when any band holds a non-finite value (NaN, inf), a value whose
-    absolute size exceeds ``max_abs_value`` (saturated or corrupt), more than
+    absolute size exceeds ``max_abs_value`` (corrupt), a saturated source, more than
     ``max_zero_fraction`` of exact zeros (no data: off the survey footprint or a masked CCD
-    region; sky-subtracted noise is essentially never exactly 0), or is constant.
+    region; sky-subtracted noise is essentially never exactly 0), or is constant. Which of
+    these it was is the per-row ``pixel_problem`` column of the output (``nonfinite``,
+    ``zero_pixels``, ``saturated``, ``corrupt``, ``constant_band``; empty when none).
+
+    Saturation is found by its shape, not its level: saturated stars in DR9 coadds peak at
+    only tens of nanomaggies, but with a flat top and bleed trails at the saturation level.
+    A band's brightest pixel that is at least ``saturation_min_sigma`` x the band's noise
+    above its median, and that lies on a plateau of at least ``saturation_plateau``
+    connected pixels all within ``plateau_tolerance`` (relative) of it, is saturated: an
+    unsaturated peak falls off by far more than that from one pixel to the next.
 
     Parameters
     ----------
@@ -45,7 +54,13 @@ class CheckPixels(PreprocessingStep):
     max_zero_fraction : float
         Largest allowed fraction of pixels exactly equal to 0 per band.
     max_abs_value : float
-        Largest allowed absolute pixel value, nanomaggies.
+        Largest allowed absolute pixel value, nanomaggies (larger: ``corrupt``).
+    saturation_plateau : int or None
+        Fewest pixels of a flat top that means saturation; None: no saturation test.
+    plateau_tolerance : float
+        How close to the peak (relative) a pixel must be to belong to its flat top.
+    saturation_min_sigma : float
+        Least height of a saturated peak above the band's median, in noise units.
 
     Examples
     --------
@@ -61,10 +76,14 @@ class CheckPixels(PreprocessingStep):
     provides = ("pixel_problem",)
 
     def __init__(self, *, max_nonfinite_fraction=0.0, max_zero_fraction=0.05,
-                 max_abs_value=1e6):
+                 max_abs_value=1e6, saturation_plateau=6, plateau_tolerance=0.01,
+                 saturation_min_sigma=50.0):
         self.max_nonfinite_fraction = max_nonfinite_fraction
         self.max_zero_fraction = max_zero_fraction
         self.max_abs_value = max_abs_value
+        self.saturation_plateau = saturation_plateau
+        self.plateau_tolerance = plateau_tolerance
+        self.saturation_min_sigma = saturation_min_sigma
 
     def _validate(self):
         for key in ("max_nonfinite_fraction", "max_zero_fraction"):
@@ -72,7 +91,11 @@ class CheckPixels(PreprocessingStep):
             if not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 msg = f"{self.name}: {key} must be a fraction in [0, 1], got {value!r}"
                 raise ParameterError(msg)
-        check_positive(self.name, max_abs_value=self.max_abs_value)
+        check_positive(self.name, max_abs_value=self.max_abs_value,
+                       plateau_tolerance=self.plateau_tolerance,
+                       saturation_min_sigma=self.saturation_min_sigma)
+        if self.saturation_plateau is not None:
+            check_positive(self.name, saturation_plateau=self.saturation_plateau)
 
     def process(self, images, context):
         self._validate()
@@ -97,11 +120,42 @@ class CheckPixels(PreprocessingStep):
             constant = high == low
         problem = np.full(n, "", dtype="<U16")
         problem[(constant & ~nonfinite).any(-1)] = "constant_band"
-        problem[(huge & ~nonfinite).any(-1)] = "saturated"
+        if self.saturation_plateau is not None:
+            problem[self._saturated(images, high, ~nonfinite)] = "saturated"
+        problem[(huge & ~nonfinite).any(-1)] = "corrupt"
         problem[(zeros > self.max_zero_fraction).any(-1)] = "zero_pixels"
         problem[nonfinite.any(-1)] = "nonfinite"
         flags = np.where(problem == "", OK, "invalid_pixels")
-        return StepResult(images=images, flags=flags, extras={"pixel_problem": problem})
+        return StepResult(images=images, flags=flags, columns={"pixel_problem": problem},
+                          extras={"pixel_problem": problem})
+
+    def _saturated(self, images, high, finite):
+        """(n,) bool: a band whose peak sits on a flat top (see the class docstring)."""
+        import cv2
+
+        n, n_bands = high.shape
+        pixels = images.reshape(n, n_bands, -1)
+        with np.errstate(invalid="ignore"):
+            near_top = pixels >= (high * (1.0 - self.plateau_tolerance))[..., None]
+            candidate = finite & (high > 0) & \
+                (near_top.sum(-1) >= self.saturation_plateau)
+        saturated = np.zeros(n, bool)
+        for i, band in zip(*np.nonzero(candidate)):
+            if saturated[i]:
+                continue
+            plane = images[i, band]
+            sample = plane[::3, ::3].astype(np.float64)  # absurd values must not overflow
+            median = float(np.median(sample))
+            with np.errstate(over="ignore", invalid="ignore"):
+                noise = 1.4826 * float(np.median(np.abs(sample - median)))
+                height = float(high[i, band]) - median
+            if not (noise > 0 and height >= self.saturation_min_sigma * noise):
+                continue
+            top = near_top[i, band].reshape(plane.shape).view(np.uint8)
+            _, labels = cv2.connectedComponents(top, connectivity=8)
+            peak = labels.flat[int(np.argmax(plane))]
+            saturated[i] = np.count_nonzero(labels == peak) >= self.saturation_plateau
+        return saturated
 
 
 def _brightest_share(region, image, sky, fraction):

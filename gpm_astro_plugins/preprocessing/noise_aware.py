@@ -15,6 +15,7 @@ from gpm_astro.base import PreprocessingStep, StepResult
 
 from .asymmetry import rotational_asymmetry
 from .common import OK, check_choice, check_positive
+from .companion import companion_residual, rotational_asymmetry
 from .imaging import (ellipse_from_moments, ellipse_mask, finite_or_zero, image_centre,
                       robust_sky_noise)
 
@@ -320,6 +321,11 @@ class BlendCheck(PreprocessingStep):
         asymmetric than that, so it is off unless asked for.
     asymmetry_sigma : float
         Least significance (noise units) of the asymmetry for a blend.
+    max_companion : float or None
+        Largest share of the target's flux the largest piece of its rotation residual may
+        hold (see `~gpm_astro_plugins.preprocessing.companion.companion_residual`); above it,
+        at a significance above ``asymmetry_sigma`` -> ``blended``. Unlike the total
+        asymmetry, clumpy discs (knots, arms) pass it. None: no such test.
 
     Examples
     --------
@@ -337,12 +343,13 @@ class BlendCheck(PreprocessingStep):
 
     name = "blend_check"
     requires = ("segment", "band_weights", "band_sky", "combined_noise")
-    provides = ("n_sources", "asymmetry")
+    provides = ("n_sources", "asymmetry", "companion")
 
     def __init__(self, *, smoothing_fwhm=1.0, n_levels=32, n_pixels=5, contrast=1e-3,
                  prominence_sigma=3.0, low_sigma=2.0, mode="exponential", peak_footprint=5,
-                 max_asymmetry=None, asymmetry_sigma=5.0):
+                 max_asymmetry=None, asymmetry_sigma=5.0, max_companion=None):
         self.max_asymmetry = max_asymmetry
+        self.max_companion = max_companion
         self.asymmetry_sigma = asymmetry_sigma
         self.smoothing_fwhm = smoothing_fwhm
         self.n_levels = n_levels
@@ -360,6 +367,8 @@ class BlendCheck(PreprocessingStep):
         check_choice(self.name, "mode", self.mode, ("exponential", "linear"))
         if self.max_asymmetry is not None:
             check_positive(self.name, max_asymmetry=self.max_asymmetry)
+        if self.max_companion is not None:
+            check_positive(self.name, max_companion=self.max_companion)
         if not (isinstance(self.asymmetry_sigma, (int, float)) and
                 math.isfinite(self.asymmetry_sigma)):
             from gpm_astro.exceptions import ParameterError
@@ -382,6 +391,8 @@ class BlendCheck(PreprocessingStep):
         shrink = float(np.sum(cv2.getGaussianKernel(2 * math.ceil(4 * sigma) + 1, sigma) ** 2)) \
             if sigma > 0 else 1.0
         asymmetry = np.full(n, np.nan)
+        companion = np.full(n, np.nan)
+        centre = image_centre(images.shape[2], images.shape[3])
         for i in range(n):
             segment, weights = rows["segment"][i], rows["band_weights"][i]
             band_sky, noise = rows["band_sky"][i], float(rows["combined_noise"][i])
@@ -393,9 +404,34 @@ class BlendCheck(PreprocessingStep):
                                                              band_sky, noise)
                 if asymmetry[i] > self.max_asymmetry and significance > self.asymmetry_sigma:
                     counts[i] = 2
+            if counts[i] == 1 and self.max_companion is not None:
+                # a companion without a saddle: one large piece of the rotation residual
+                companion[i], significance = self._companion(images[i], segment, weights,
+                                                             band_sky, noise, centre)
+                if companion[i] > self.max_companion and significance > self.asymmetry_sigma:
+                    counts[i] = 2
         flags = np.where(counts > 1, "blended", np.where(counts == 0, "no_central_source", OK))
         return StepResult(images=images, flags=flags.astype("<U20"),
-                          columns={"n_sources": counts, "asymmetry": asymmetry})
+                          columns={"n_sources": counts, "asymmetry": asymmetry,
+                                   "companion": companion})
+
+    def _companion(self, image, segment, weights, band_sky, noise, centre):
+        """`companion_residual` of the unsmoothed combined flux, on a crop that holds the
+        segment and its rotation about any centre searched (the same result, less work)."""
+        height, width = segment.shape
+        x0, y0, w, h = cv2.boundingRect(segment.view(np.uint8))
+        margin = 3
+        xa = max(int(math.floor(min(x0, 2 * centre[0] - (x0 + w - 1)))) - margin, 0)
+        xb = min(int(math.ceil(max(x0 + w - 1, 2 * centre[0] - x0))) + margin + 1, width)
+        ya = max(int(math.floor(min(y0, 2 * centre[1] - (y0 + h - 1)))) - margin, 0)
+        yb = min(int(math.ceil(max(y0 + h - 1, 2 * centre[1] - y0))) + margin + 1, height)
+        crop = image[:, ya:yb, xa:xb]
+        if not np.isfinite(crop).all():
+            crop = np.nan_to_num(crop)
+        combined = np.tensordot(weights, crop, axes=1)
+        combined -= np.float32(np.dot(weights, band_sky))
+        return companion_residual(combined.astype(np.float32), segment[ya:yb, xa:xb], noise,
+                                  centre=(centre[0] - xa, centre[1] - ya))
 
     def _asymmetry(self, image, segment, weights, band_sky, noise):
         """Rotational asymmetry of the unsmoothed combined flux, on a window that holds the
@@ -405,7 +441,10 @@ class BlendCheck(PreprocessingStep):
         pad = max(w, h) // 2 + 8
         ya, yb = max(y0 - pad, 0), min(y0 + h + pad, height)
         xa, xb = max(x0 - pad, 0), min(x0 + w + pad, width)
-        combined = np.tensordot(weights, np.nan_to_num(image[:, ya:yb, xa:xb]), axes=1)
+        crop = image[:, ya:yb, xa:xb]
+        if not np.isfinite(crop).all():
+            crop = np.nan_to_num(crop)
+        combined = np.tensordot(weights, crop, axes=1)
         combined -= np.float32(np.dot(weights, band_sky))
         return rotational_asymmetry(combined.astype(np.float32), segment[ya:yb, xa:xb],
                                     noise, refine_above=self.max_asymmetry)

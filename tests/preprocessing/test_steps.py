@@ -101,7 +101,7 @@ def test_check_pixels_flags_each_kind_of_bad_cutout():
     result = CheckPixels().process(images, {})
     assert result.flags.tolist() == ["ok"] + ["invalid_pixels"] * 5
     assert result.extras["pixel_problem"].tolist() == [
-        "", "nonfinite", "nonfinite", "zero_pixels", "saturated", "constant_band"]
+        "", "nonfinite", "nonfinite", "zero_pixels", "corrupt", "constant_band"]
 
 
 def test_check_pixels_rejects_bad_fractions():

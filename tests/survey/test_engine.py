@@ -119,8 +119,11 @@ def test_unreadable_chunk_gives_flagged_rows_and_the_run_goes_on(reference_run, 
     errors = [e for p in _manifest(out)["partitions"].values() for e in p["read_errors"]]
     assert [e["row"] for e in errors] == [bad_row] and "OSError" in errors[0]["error"]
     others = np.arange(len(catalogue)) != bad
-    assert np.array_equal(np.ma.getdata(catalogue["Z_pred"])[others],
-                          np.ma.getdata(reference["Z_pred"])[others], equal_nan=True)
+    # the bad row's partition runs the network on one row less: float32 convolutions on
+    # another batch size may differ in the last bits (4e-10 dex seen), nothing more
+    np.testing.assert_allclose(np.ma.getdata(catalogue["Z_pred"])[others],
+                               np.ma.getdata(reference["Z_pred"])[others], rtol=0, atol=1e-8,
+                               equal_nan=True)
 
 
 def test_merge_writes_one_fits_or_ecsv_catalogue(reference_run, tmp_path):

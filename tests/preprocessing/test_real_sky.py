@@ -1,0 +1,78 @@
+"""What real galaxies bring to the preprocessing: clumpy discs, and saturation by its shape."""
+
+import numpy as np
+from astropy.table import Table
+
+from gpm_astro.preprocessing import preprocess_cutouts
+from gpm_astro_plugins.mock.rendering import Clumps, CutoutRenderer, _counts_per_nanomaggy
+from gpm_astro_plugins.preprocessing.common import CheckPixels
+
+from . import constructed as C
+
+
+def mock_disc(clumps=None, companion=None, seed=0):
+    """A mock disc (GalSim, Moffat PSF, mock-sky noise), optionally clumpy and with a
+    companion (flux ratio, separation px) close enough to leave no saddle."""
+    renderer = CutoutRenderer(counts_per_nanomaggy=_counts_per_nanomaggy())
+    canvas = renderer.blank()
+    psf = renderer.psf_model([1.35, 1.3, 1.25])
+    centre = renderer.centre
+    disk = np.array([4.0, 6.0, 8.0])
+    renderer.add_galaxy(canvas, psf, x=centre, y=centre, bulge_flux=0.1 * disk,
+                        disk_flux=disk, bulge_hlr=0.4, disk_hlr=1.6, bulge_q=0.9, disk_q=0.6,
+                        position_angle=30.0, clumps=clumps)
+    if companion is not None:
+        ratio, separation = companion
+        renderer.add_galaxy(canvas, psf, x=centre + separation, y=centre + 1.0,
+                            bulge_flux=np.zeros(3), disk_flux=ratio * 1.1 * disk,
+                            bulge_hlr=0.1, disk_hlr=0.8, bulge_q=1.0, disk_q=0.8,
+                            position_angle=100.0)
+    return renderer.add_noise(np.random.default_rng(seed), canvas, [0.004, 0.007, 0.026])
+
+
+def test_default_keeps_clumpy_discs_and_rejects_a_companion_without_saddle():
+    clumpy = [mock_disc(Clumps(0.4, 0.1, n, seed=s), seed=s)
+              for s, n in zip(range(4), (8, 12, 16, 24))]
+    pair = mock_disc(companion=(0.6, 9.0), seed=12)  # a shoulder: no saddle between the two
+    table = Table({"cutout": np.stack(clumpy + [pair])})
+    out = preprocess_cutouts(table, progress=False)
+    assert out["preprocess_flag"].tolist() == ["ok"] * 4 + ["blended"]
+    assert np.all(out["companion"][:4] < 0.12) and out["companion"][4] > 0.12
+    # the saddle test alone lets the pair through: the companion test caught it
+    saddle_only = preprocess_cutouts(table, steps=[
+        "check_pixels", "mask_neighbours",
+        ("size_limit", {"max_radius": 6.0, "region": "flux_fraction"}),
+        ("blend_check", {"contrast": 0.03}), "fragment_check"], progress=False)
+    assert saddle_only["preprocess_flag"][4] == "ok"
+
+
+def saturated_star(image, x, y, level=35.0, trail=14):
+    """A DR9-like saturated star: a flat top at ``level`` nanomaggies and a bleed trail."""
+    yy, xx = np.mgrid[:image.shape[1], :image.shape[2]]
+    wings = 60.0 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 2.5 ** 2))
+    star = np.minimum(wings, level)
+    star[int(y) - trail:int(y) + trail, int(x) - 1:int(x) + 2] = level  # along the columns
+    return image + star[None].astype(np.float32)
+
+
+def test_saturation_is_found_by_its_flat_top_not_its_level():
+    clean = C.isolated(seed=3)
+    star = saturated_star(clean, 110.0, 40.0)
+    bright_galaxy = C.isolated(seed=4, r_mag=14.5, r_eff=2.0)  # peak ~40 nmgy, not flat
+    images = C.stack(clean, star, bright_galaxy)
+    assert bright_galaxy[1].max() > 30 and star.max() < 1e6  # far below the old threshold
+    result = CheckPixels().process(images, {})
+    assert result.flags.tolist() == ["ok", "invalid_pixels", "ok"]
+    assert result.columns["pixel_problem"].tolist() == ["", "saturated", ""]
+    assert CheckPixels(saturation_plateau=None).process(images, {}).flags.tolist() == \
+        ["ok"] * 3
+
+
+def test_invalid_pixels_sub_reason_is_in_the_output_table():
+    nan = C.nan_block(seed=1)
+    star = saturated_star(C.isolated(seed=2), 100.0, 100.0)
+    out = preprocess_cutouts(Table({"cutout": C.stack(C.isolated(seed=0), nan, star)}),
+                             progress=False)
+    assert out["preprocess_flag"].tolist() == ["ok", "invalid_pixels", "invalid_pixels"]
+    assert out["pixel_problem"].tolist() == ["", "nonfinite", "saturated"]
+    assert "saturated" in out["pixel_problem"].description
