@@ -20,8 +20,8 @@ __all__ = ["DEMO_MEASURED", "DEMO_N_GALAXIES", "DEMO_SAMPLE_FRACTION", "DEMO_MOC
 #: Wall time and disk of one measured ``make demo`` (fresh clone, set-up included); written by
 #: docs/scripts/make_tutorial_numbers.py with the README's and the tutorial's numbers.
 DEMO_MEASURED = (
-    "8 min 55 s for `make demo` on a fresh clone, set-up included, 16 MB of output (2-core "
-    "machine shared with other jobs, load average ~6; OMP_NUM_THREADS=1, nice 5)"
+    "4 min 18 s for `make demo` on a fresh clone, set-up included, 17 MB of output (2-core "
+    "machine with no other jobs running)"
 )
 #: Mock galaxies rendered by default: enough that ~1,500 train the lite GPM-ResNet.
 DEMO_N_GALAXIES = 5500
