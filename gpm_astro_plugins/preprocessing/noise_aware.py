@@ -15,7 +15,7 @@ from gpm_astro.base import PreprocessingStep, StepResult
 
 from .asymmetry import rotational_asymmetry
 from .common import OK, check_choice, check_positive
-from .companion import companion_residual, rotational_asymmetry
+from .companion import companion_residual
 from .imaging import (ellipse_from_moments, ellipse_mask, finite_or_zero, image_centre,
                       robust_sky_noise)
 
