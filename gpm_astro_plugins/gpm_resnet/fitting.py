@@ -13,7 +13,8 @@ from gpm_astro.tables import (boolean_column, missing_mask, require_positive_int
                               with_column_names)
 
 from .domain import DomainModel, image_quantities, table_redshift
-from .error_model import ONE_SIGMA, _combined_error, _fit_error_model
+from .error_model import (ONE_SIGMA, _combined_error, _fit_error_model, error_shape_factor,
+                          fit_error_shape)
 from .model import GPMResNet, InputTransform, get_config
 from .table_inputs import _check_cutouts, _row_flags, _table_bands
 from .training import resolve_device, resolve_precision, train_network
@@ -51,6 +52,8 @@ class FittingMixin:
         if not 0 < self.validation_fraction < 1:
             msg = f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
             raise ParameterError(msg)
+        if not isinstance(self.error_shape, (bool, np.bool_)):
+            raise ParameterError(f"error_shape must be True or False, got {self.error_shape!r}")
         if self.resume and self.checkpoint_dir is None:
             raise ParameterError("resume=True needs checkpoint_dir")
         resolve_device(self.device)
@@ -123,7 +126,29 @@ class FittingMixin:
         return quantities, column
 
     # ------------------------------------------------------------------ fit
-    def fit(self, table, *, target=None, validation=None):
+    def _calibration_groups(self, table, rows, bands):
+        """Image-measured r magnitude and radius of ``rows`` (`domain.image_quantities`): with
+        the label, the quantities whose quintiles the error shape is calibrated in (None
+        without ``error_shape``)."""
+        if not self.error_shape:
+            return None
+        parts = [image_quantities(np.ma.getdata(table["cutout"][rows[start:start + 256]]), bands)
+                 for start in range(0, len(rows), 256)]
+        return {name: np.concatenate([p[name] for p in parts]) for name in ("mag_r", "radius_r")}
+
+    def _held_out_table(self, other, what, target, bands, size):
+        """Usable rows of a validation or calibration table after its checks."""
+        require_table(other, what)
+        other = with_column_names(other, ["cutout", target], f"{what} table")
+        if _table_bands(other) != bands:
+            msg = (f"{what} bands {_table_bands(other)!r} differ from the training bands "
+                   f"{bands!r}")
+            raise SchemaError(msg)
+        _check_cutouts(other, bands, size)
+        rows, skipped = self._usable_rows(other, target)
+        return other, rows, skipped
+
+    def fit(self, table, *, target=None, validation=None, calibration=None):
         """Train on the rows of ``table`` with a usable cutout and target.
 
         Parameters
@@ -136,8 +161,14 @@ class FittingMixin:
         target : str, optional
             Column of true values; ``oh_p50`` (``lgm_fib_p50`` for the mass estimator).
         validation : astropy.table.Table, optional
-            Validation rows (best-epoch choice and error calibration). Without it,
-            ``validation_fraction`` of the usable rows are held out, chosen by ``seed``.
+            Validation rows (best-epoch choice and, without ``calibration``, the error
+            calibration). Without it, ``validation_fraction`` of the usable rows are held
+            out, chosen by ``seed``.
+        calibration : astropy.table.Table, optional
+            Rows used only to calibrate the errors (`error_model`): the calibration split,
+            neither trained on nor reported on. Its size costs one prediction, not one per
+            epoch, so it may be larger than the validation table; the error shape has a knot
+            per 400 rows (at most 12). Default: the validation rows.
 
         Returns
         -------
@@ -165,16 +196,9 @@ class FittingMixin:
             train_rows, val_rows = split_validation(rows, self.validation_fraction, self.seed)
             val_table, val_skipped = table, None
         else:
-            require_table(validation, "validation")
-            validation = with_column_names(validation, ["cutout", target], "validation table")
-            if _table_bands(validation) != bands:
-                msg = (f"validation bands {_table_bands(validation)!r} differ from the "
-                       f"training bands {bands!r}")
-                raise SchemaError(msg)
-            _check_cutouts(validation, bands, size)
+            val_table, val_rows, val_skipped = self._held_out_table(validation, "validation",
+                                                                    target, bands, size)
             train_rows = rows
-            val_rows, val_skipped = self._usable_rows(validation, target)
-            val_table = validation
         if len(train_rows) < 2 or len(val_rows) < 2:
             msg = (f"need at least 2 usable training and 2 validation rows, got "
                    f"{len(train_rows)} and {len(val_rows)} (skipped: {skipped})")
@@ -185,17 +209,33 @@ class FittingMixin:
         val_y = np.asarray(np.ma.getdata(val_table[target][val_rows]), dtype=np.float64)
         summary = {"n_rows": len(table), "skipped": skipped, "validation_skipped": val_skipped,
                    "bands": bands, "cutout_size": size}
+        if calibration is None:
+            calibration_set = (None, None, self._calibration_groups(val_table, val_rows, bands))
+        else:
+            cal_table, cal_rows, cal_skipped = self._held_out_table(calibration, "calibration",
+                                                                    target, bands, size)
+            if len(cal_rows) < 2:
+                raise ParameterError(f"need at least 2 usable calibration rows, got "
+                                     f"{len(cal_rows)} (skipped: {cal_skipped})")
+            summary["calibration_skipped"] = cal_skipped
+            calibration_set = (
+                self._network_input(cal_table, cal_rows, transform, "calibration input"),
+                np.asarray(np.ma.getdata(cal_table[target][cal_rows]), dtype=np.float64),
+                self._calibration_groups(cal_table, cal_rows, bands))
         return self._fit_inputs(train_x, train_y, val_x, val_y, config=config, target=target,
-                                summary=summary,
+                                summary=summary, calibration_set=calibration_set,
                                 domain_quantities=self._domain_quantities(table, train_rows,
                                                                           bands))
 
     def _fit_inputs(self, train_x, train_y, val_x, val_y, *, config, target, summary,
-                    num_workers=0, domain_quantities=None):
+                    num_workers=0, domain_quantities=None, calibration_set=None):
         """Train the ensemble on network inputs (arrays, or datasets read from disk), then
-        calibrate the errors on the validation inputs and, given the training rows' domain
-        quantities (`domain.image_quantities` and redshift), fit the domain model. Returns
-        self."""
+        calibrate the errors and, given the training rows' domain quantities
+        (`domain.image_quantities` and redshift), fit the domain model. Returns self.
+
+        ``calibration_set`` is ``(x, y, groups)``: the calibration split's network input and
+        labels (None, None: the validation rows) and its grouping quantities for the error
+        shape (a dict, the label's quintiles always added; None: the label's only)."""
         if config.standardize_target:
             mean, std = float(train_y.mean()), float(train_y.std())
             std = std if std > 0 else 1.0
@@ -240,22 +280,23 @@ class FittingMixin:
             quantities, column = domain_quantities
             self.domain_ = DomainModel.fit(quantities, self._train_features(train_x),
                                            val_features, redshift_column=column)
-        residual = np.abs(value - val_y)
-        if self._has_spread():
-            if self.calibrate_errors:
-                self.err_scale_, self.err_constant_ = _fit_error_model(residual, spread)
-            else:
-                self.err_scale_, self.err_constant_ = 1.0, 0.0
-            err = _combined_error(spread, self.err_scale_, self.err_constant_)
+        cal_x, cal_y, cal_groups = calibration_set or (None, None, None)
+        self.calibration_split_ = "validation" if cal_x is None else "calibration"
+        if cal_x is None:
+            cal_value, cal_spread, cal_y = value, spread, val_y
         else:
-            self.err_constant_ = float(np.quantile(residual, ONE_SIGMA))
-            err = np.full(len(value), self.err_constant_)
+            cal_value, cal_spread = self._predict_array(
+                cal_x, precision=self._inference_precision(), compile=False)
+        self._fit_errors(cal_value, cal_spread, cal_y, {target: cal_y, **(cal_groups or {})},
+                         train_y)
+        err = self._errors(value, spread)
         from gpm_astro.metrics import summarize
 
         self.validation_metrics_ = summarize(value, val_y, err)
         self.training_summary_ = {
             "n_rows": summary["n_rows"], "n_train": int(len(train_y)),
-            "n_validation": int(len(val_y)), "skipped": summary["skipped"],
+            "n_validation": int(len(val_y)), "n_calibration": int(len(cal_y)),
+            "calibration_split": self.calibration_split_, "skipped": summary["skipped"],
             "validation_skipped": summary["validation_skipped"], "target": target,
             "target_mean": float(train_y.mean()), "target_std": float(train_y.std()),
             "target_range": [float(train_y.min()), float(train_y.max())],
@@ -265,3 +306,32 @@ class FittingMixin:
                 "n_rows", "skipped", "validation_skipped", "bands", "cutout_size")},
         }
         return self
+
+    def _fit_errors(self, value, spread, y, groups, train_y):
+        """Fit the error model on calibration predictions: ``err_scale_`` and
+        ``err_constant_`` (`error_model._fit_error_model`; a constant without a stochastic
+        spread), then, with ``error_shape``, the shape over the prediction
+        (`error_model.fit_error_shape`) that makes the coverage hold within quintiles of
+        ``groups``."""
+        residual = np.abs(value - y)
+        self.err_shape_ = None
+        if self._has_spread():
+            if self.calibrate_errors:
+                self.err_scale_, self.err_constant_ = _fit_error_model(residual, spread)
+            else:
+                self.err_scale_, self.err_constant_ = 1.0, 0.0
+        else:
+            self.err_scale_ = None
+            self.err_constant_ = float(np.quantile(residual, ONE_SIGMA))
+        if self.calibrate_errors and self.error_shape:
+            self.err_shape_ = fit_error_shape(residual, self._errors(value, spread), value,
+                                              groups, centre=float(np.mean(train_y)),
+                                              scale=float(np.std(train_y)))
+
+    def _errors(self, value, spread):
+        """The calibrated 1-sigma error of predictions ``value`` with stochastic ``spread``."""
+        if self.err_scale_ is None:
+            base = np.full(len(value), self.err_constant_)
+        else:
+            base = _combined_error(spread, self.err_scale_, self.err_constant_)
+        return base * error_shape_factor(value, base, getattr(self, "err_shape_", None))

@@ -12,7 +12,6 @@ from gpm_astro.exceptions import ParameterError
 from gpm_astro.tables import (record_step, require_positive_int, require_table,
                               with_column_names)
 
-from .error_model import _combined_error
 from .model import InputTransform, mixed_precision_copy
 from .table_inputs import _check_cutouts, _row_flags, _table_bands
 from .domain import image_quantities, table_redshift
@@ -278,11 +277,7 @@ class InferenceMixin:
                     quantities["redshift"] = redshift[rows[good]]
                 scores[rows[good]], domain_flags[rows[good]] = domain.score(quantities,
                                                                             features[0])
-            if self.err_scale_ is not None:
-                errors[rows[good]] = _combined_error(spread, self.err_scale_,
-                                                     self.err_constant_)
-            else:
-                errors[rows[good]] = self.err_constant_
+            errors[rows[good]] = self._errors(value, spread)
         unpredicted = flags != "ok"
         column = self.output_column
         out = Table()
@@ -301,7 +296,9 @@ class InferenceMixin:
         record_step(out, f"{self.name}.predict", precision=precision, compile=compile_model,
                     mc_passes=self.mc_passes, n_ensemble=len(self.models_),
                     batch_size=batch_size, err_scale=self.err_scale_,
-                    err_constant=self.err_constant_, n_predicted=int((~unpredicted).sum()),
+                    err_constant=self.err_constant_,
+                    err_shape_knots=len((getattr(self, "err_shape_", None) or {}).get(
+                        "knots", [])), n_predicted=int((~unpredicted).sum()),
                     weights_check=getattr(self, "weights_check_", "trained in this session"),
                     n_outside_domain=int(np.sum(np.char.startswith(
                         domain_flags.astype(str), "out"))) if domain is not None else None)

@@ -43,8 +43,10 @@ class PersistenceMixin:
             "target_standardization": {"mean": self.target_mean_, "std": self.target_std_},
             "uncertainty": {"n_ensemble": len(self.models_), "mc_passes": self.mc_passes,
                             "err_scale": self.err_scale_, "err_constant": self.err_constant_,
+                            "err_shape": getattr(self, "err_shape_", None),
                             "error_model": self._error_model_name(),
-                            "calibration_split": "validation"},
+                            "calibration_split": getattr(self, "calibration_split_",
+                                                         "validation")},
             "domain": None if getattr(self, "domain_", None) is None else self.domain_.to_card(),
             "caveat": self.caveat,
             "training_data": self.training_summary_,
@@ -56,11 +58,16 @@ class PersistenceMixin:
         }
 
     def _error_model_name(self):
+        split = getattr(self, "calibration_split_", "validation")
+        shaped = (f", shaped over Z_pred for coverage within quintiles of "
+                  f"{', '.join(self.err_shape_['groups'])}"
+                  if getattr(self, "err_shape_", None) else "")
         if self.config_.error_head:
-            return "error head (predicted variance), scaled on the validation rows"
+            return f"error head (predicted variance), scaled on the {split} rows{shaped}"
         if self._has_spread():
-            return "Monte-Carlo DropBlock / ensemble spread, scaled on the validation rows"
-        return "constant: 68.3rd percentile of the validation |residual|"
+            return (f"Monte-Carlo DropBlock / ensemble spread, scaled on the {split} "
+                    f"rows{shaped}")
+        return f"constant: 68.3rd percentile of the {split} |residual|{shaped}"
 
     def save(self, directory):
         """Write ``model.safetensors``, ``model_card.json`` and the loss history (CSV, PNG).
@@ -220,6 +227,7 @@ class PersistenceMixin:
         config = GPMResNetConfig.from_dict(card["architecture"])
         uncertainty = card["uncertainty"]
         params.setdefault("mc_passes", uncertainty["mc_passes"])
+        params.setdefault("error_shape", uncertainty.get("err_shape") is not None)
         estimator = cls(config=config, n_ensemble=uncertainty["n_ensemble"], device=device,
                         **params)
         models = []
@@ -239,6 +247,9 @@ class PersistenceMixin:
         estimator.target_std_ = card["target_standardization"]["std"]
         estimator.err_scale_ = uncertainty["err_scale"]
         estimator.err_constant_ = uncertainty["err_constant"]
+        # cards saved before the error shape existed have none: the error is unshaped
+        estimator.err_shape_ = uncertainty.get("err_shape")
+        estimator.calibration_split_ = uncertainty.get("calibration_split", "validation")
         if card.get("caveat"):  # e.g. "mock sky: not for real galaxies": every prediction says so
             estimator.caveat = str(card["caveat"])
         estimator.training_summary_ = card["training_data"]

@@ -32,8 +32,10 @@ def error_head_model():
                              lr=3e-3, optimizer="adamw", lr_schedule="onecycle",
                              standardize_target=True, error_head=True, head_hidden=16)
     estimator = GPMResNetEstimator(config=config, progress=False, predict_batch_size=64)
-    # calibration split: the validation table, used neither for training nor for the report
-    return estimator.fit(_noisy_labels(240, 1), validation=_noisy_labels(160, 2))
+    # calibration split: a table used neither for training nor for the report (nor for the
+    # best-epoch choice): 1,200 rows give the error shape three knots
+    return estimator.fit(_noisy_labels(240, 1), validation=_noisy_labels(160, 2),
+                         calibration=_noisy_labels(1200, 8))
 
 
 def test_error_head_is_calibrated_and_ranks_on_held_out_galaxies(error_head_model):
@@ -49,8 +51,46 @@ def test_error_head_is_calibrated_and_ranks_on_held_out_galaxies(error_head_mode
     assert spearmanr(err, noise)[0] > 0.5
     assert np.median(err[noise > 0.1]) > 2 * np.median(err[noise < 0.1])
     card = error_head_model.model_card()
-    assert card["uncertainty"]["calibration_split"] == "validation"
+    assert card["uncertainty"]["calibration_split"] == "calibration"
     assert card["uncertainty"]["error_model"].startswith("error head")
+    assert card["training_data"]["n_calibration"] == 1200
+
+
+def test_error_shape_is_fitted_on_the_calibration_split_and_applied_in_predict(tmp_path):
+    from gpm_astro_plugins.gpm_resnet.error_model import ONE_SIGMA, error_shape_factor
+
+    config = GPMResNetConfig(name="test", width=0.125, blocks=(1, 1, 1, 1), input_size=None,
+                             input_scaling="asinh", drop_prob=0.0, epochs=2, batch_size=32,
+                             lr=3e-3, optimizer="adamw", lr_schedule="onecycle",
+                             standardize_target=True, error_head=True, head_hidden=16)
+    estimator = GPMResNetEstimator(config=config, progress=False, predict_batch_size=64,
+                                   error_shape=True)
+    calibration = _noisy_labels(1200, 8)
+    estimator.fit(_noisy_labels(120, 1), validation=_noisy_labels(40, 2),
+                  calibration=calibration)
+    shape = estimator.err_shape_
+    assert len(shape["knots"]) == 3 and shape["groups"] == ["oh_p50", "mag_r", "radius_r"]
+    assert estimator.model_card()["uncertainty"]["err_shape"] == shape
+    # exactly 68.27 % of the calibration rows are covered, by construction
+    out = estimator.predict(calibration)
+    covered = np.abs(np.asarray(out["Z_pred"]) - calibration["oh_p50"]) < out["Z_pred_err"]
+    assert abs(np.mean(covered) - ONE_SIGMA) < 2 / 1200
+    # predict applies the shape: without it the errors are the bare calibrated ones
+    held_out = _noisy_labels(50, 9)
+    shaped = estimator.predict(held_out)
+    estimator.err_shape_ = None
+    bare = np.asarray(estimator.predict(held_out)["Z_pred_err"])
+    estimator.err_shape_ = shape
+    np.testing.assert_allclose(
+        shaped["Z_pred_err"], bare * error_shape_factor(shaped["Z_pred"], bare, shape),
+        rtol=1e-9)
+    assert not np.allclose(shaped["Z_pred_err"], bare)
+    # and the saved model keeps it
+    estimator.save(tmp_path / "model")
+    loaded = GPMResNetEstimator.load(tmp_path / "model", progress=False, predict_batch_size=64)
+    assert loaded.error_shape and loaded.calibration_split_ == "calibration"
+    np.testing.assert_allclose(loaded.predict(held_out)["Z_pred_err"], shaped["Z_pred_err"],
+                               rtol=1e-5)
 
 
 def test_error_head_survives_save_and_load(error_head_model, tmp_path):
