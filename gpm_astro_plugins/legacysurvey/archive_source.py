@@ -319,7 +319,9 @@ class LegacySurveyArchive(DataSource):
             for chunk in self._tag(reader, offset + first):
                 rows = np.asarray(chunk["archive_row"]) - offset
                 keep = np.isin(rows, local, assume_unique=True)
-                if keep.any():
+                if keep.all():  # every row wanted: no copy of the cutouts
+                    yield chunk
+                elif keep.any():
                     yield chunk[keep]
                 if rows[-1] >= local[-1]:
                     break
@@ -340,6 +342,8 @@ class LegacySurveyArchive(DataSource):
         277 kB each). Criteria as for `iter_query`; an empty selection gives an empty table
         with the full schema and an `~gpm_astro.exceptions.EmptyResultWarning`."""
         chunks = list(self.iter_query(**criteria))
+        if len(chunks) == 1:  # read for this call alone: no copy of its cutouts
+            return chunks[0]
         if chunks:
             table = vstack(chunks, metadata_conflicts="silent")
             table.meta = chunks[-1].meta
