@@ -320,11 +320,12 @@ def main(argv=None):
               flush=True)
         run = functools.partial(engine_run, partition_size=args.partition_size,
                                 chunk_size=args.chunk_size)
-        one, _ = run(small, work / "out_1w", weights, 1)
-        print(_ratio_line(f"end to end, 1 worker, {args.rows[0]:,} rows", one, bare), flush=True)
-        one_off, _ = run(small, work / "out_1w_off", weights, 1, prefetch=False)
-        print(_ratio_line(f"end to end, 1 worker, {args.rows[0]:,} rows", one_off, bare),
-              flush=True)
+        one, rss_one = run(small, work / "out_1w", weights, 1)
+        print(_ratio_line(f"end to end, 1 worker, {args.rows[0]:,} rows", one, bare)
+              + f"; peak RSS {rss_one[0]:.0f} MiB", flush=True)
+        one_off, rss_one_off = run(small, work / "out_1w_off", weights, 1, prefetch=False)
+        print(_ratio_line(f"end to end, 1 worker, {args.rows[0]:,} rows", one_off, bare)
+              + f"; peak RSS {rss_one_off[0]:.0f} MiB", flush=True)
         two, rss_small = run(small, work / "out_2w", weights, 2)
         print(f"end to end, 2 workers, {args.rows[0]:,} rows (prefetch "
               f"{'on' if two['prefetch'] else 'off'}): {two['rows_per_second']:.1f} rows/s = "
