@@ -3,20 +3,29 @@
 Usage::
 
     python benchmarks/catalogue.py [--unique 500] [--rows 10000 50000] [--partition-size 1000]
-                                   [--weights MODEL] [--paper-rows 32] [--device cpu]
+                                   [--step-rows 1000] [--weights MODEL] [--paper-rows 120]
+                                   [--device cpu]
 
-Everything is measured in one run, on the same cutouts and the same model:
+Everything is measured in one run, on the same cutouts and the same models:
 
-1. the bare rate of ``predict_metallicity`` on cleaned cutouts already in memory, one torch
+1. what each step of a catalogue task costs a row on one thread, without the prefetch
+   (reading, preprocessing, predicting, catalogue columns and writing);
+2. the bare rate of ``predict_metallicity`` on cleaned cutouts already in memory, one torch
    thread (what one worker's inference can do at best);
-2. the end-to-end rate of ``run_catalogue`` with one local worker process on the first archive
-   size (reading, preprocessing, prediction and writing, per worker), as a ratio of (1);
-3. the same with two workers, as a ratio of one worker;
-4. the peak resident memory of each worker (``ru_maxrss``) with two workers on each archive
+3. the end-to-end rate of ``run_catalogue`` with one local worker process (one task thread) on
+   the first archive size, with the prefetch (the next chunk read and cleaned in a background
+   thread, which can use a core the worker's task does not) and without it (one core's work),
+   each as a ratio of (2);
+4. the same with two workers (where every core runs a task, ``prefetch="auto"`` turns the
+   prefetch off), as a ratio of one worker;
+5. the peak resident memory of each worker (``VmHWM``) with two workers on each archive
    size: it should not grow with the number of rows;
-5. a projection of the paper's run (8,462,944 EXP galaxies) on N CPU cores and on one GPU
+6. the same ratio as (3) for the paper's network (the ``gpm_resnet`` default, ``config="paper"``,
+   fitted for one epoch on 16 rows: its accuracy does not matter, its cost does) on the first
+   ``--paper-rows`` rows;
+7. a projection of the paper's run (8,462,944 EXP galaxies) on N CPU cores and on one GPU
    from the measured rates (``--device cuda`` measures the bare GPU rate of the paper's
-   network; otherwise the GPU line is the bound set by the CPU preprocessing alone).
+   network; otherwise the GPU line is the bound set by the CPU reading and preprocessing).
 
 The archives are virtual HDF5 datasets that repeat ``--unique`` mock galaxies (so 50,000 rows
 take no disk space beyond the unique ones); every row is read, cleaned and predicted for real.
@@ -26,6 +35,7 @@ numbers are wall-clock rates.
 """
 
 import argparse
+import functools
 import os
 import resource
 import shutil
@@ -80,8 +90,64 @@ def fit_lite_model(archive_file, directory):
     return directory
 
 
-def bare_predict_rate(archive_file, weights, n_rows, device="cpu", config_rows=None):
-    """Rows per second of predict_metallicity on cleaned cutouts in memory (one thread)."""
+def fit_paper_model(archive_file, directory):
+    """The paper's network (``config="paper"``) after one epoch on 16 rows: its cost only."""
+    from gpm_astro.plugins import get_estimator, get_source
+
+    table = get_source("legacysurvey_archive")(path=archive_file).query(rows=slice(0, 16))
+    table["oh_p50"] = np.random.default_rng(0).normal(8.9, 0.15, len(table))
+    estimator = get_estimator("gpm_resnet")(config="paper", epochs=1, batch_size=8,
+                                            progress=False)
+    estimator.fit(table).save(directory)
+    return directory
+
+
+def step_costs(archive_file, weights, n_rows, chunk_size, out):
+    """Milliseconds a row of each step of a catalogue task, one thread, no prefetch.
+
+    The task's own functions, chunk by chunk as `gpm_astro.survey.task.process_partition`
+    calls them: read (``_read``), preprocess (``_cleaned``), predict and catalogue columns
+    (``_predicted``, i.e. ``predict_metallicity`` and ``make_catalogue``), then one
+    ``write_partition`` of the rows.
+    """
+    import cv2
+    import torch
+    from astropy.table import vstack
+
+    from gpm_astro.plugins import get_estimator, get_source
+    from gpm_astro.survey import task
+    from gpm_astro.survey.parquet import write_partition
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    estimator = get_estimator("gpm_resnet").load(weights, progress=False)
+    source = get_source("legacysurvey_archive")(path=archive_file)
+    spent = dict.fromkeys(("read", "preprocess", "predict + catalogue columns", "write"), 0.0)
+    warm = task._cleaned(task._read(source, np.arange(16), True)[0], estimator, "default", 1)
+    task._predicted(warm, estimator, None)
+    parts = []
+    for start in range(0, n_rows, chunk_size):
+        rows = np.arange(start, min(start + chunk_size, n_rows))
+        began = time.perf_counter()
+        table, _, _ = task._read(source, rows, True)
+        read = time.perf_counter()
+        table = task._cleaned(table, estimator, "default", 1)
+        cleaned = time.perf_counter()
+        parts.append(task._predicted(table, estimator, None))
+        done = time.perf_counter()
+        spent["read"] += read - began
+        spent["preprocess"] += cleaned - read
+        spent["predict + catalogue columns"] += done - cleaned
+    began = time.perf_counter()
+    write_partition(vstack(parts, metadata_conflicts="silent"), out)
+    spent["write"] = time.perf_counter() - began
+    return {name: 1000 * seconds / n_rows for name, seconds in spent.items()}
+
+
+def bare_predict_rate(archive_file, weights, n_rows, device="cpu", config_rows=None,
+                      repeats=2):
+    """Rows per second of predict_metallicity on cleaned cutouts in memory (one thread; the
+    best of ``repeats`` passes after a warm-up)."""
     import torch
 
     from gpm_astro import predict_metallicity, preprocess_cutouts
@@ -92,9 +158,10 @@ def bare_predict_rate(archive_file, weights, n_rows, device="cpu", config_rows=N
         rows=slice(0, config_rows or n_rows))
     clean = preprocess_cutouts(table, progress=False)
     estimator = get_estimator("gpm_resnet").load(weights, device=device, progress=False)
-    predict_metallicity(clean[:64], estimator=estimator, progress=False)  # warm up
+    predict_metallicity(clean[:64 if repeats > 1 else 8], estimator=estimator,
+                        progress=False)  # warm up
     best = np.inf
-    for _ in range(2):
+    for _ in range(repeats):
         started = time.perf_counter()
         predict_metallicity(clean, estimator=estimator, progress=False)
         best = min(best, time.perf_counter() - started)
@@ -127,10 +194,18 @@ def paper_network_rate(archive_file, n_rows, device):
 
 
 def _worker_peak_rss_mib():
+    """This process's peak resident memory, MiB: ``VmHWM`` where Linux gives it (the high-water
+    mark of the process's own memory; ``ru_maxrss`` also counts what a worker started by
+    fork + exec held before its exec, i.e. its parent's size), else ``ru_maxrss``."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def engine_run(archive, out, weights, n_workers, partition_size, chunk_size):
+def engine_run(archive, out, weights, n_workers, partition_size, chunk_size, prefetch="auto"):
     """One run_catalogue on a fresh local cluster: (summary, peak RSS MiB of each worker)."""
     from distributed import Client, LocalCluster
 
@@ -141,7 +216,7 @@ def engine_run(archive, out, weights, n_workers, partition_size, chunk_size):
         started = time.perf_counter()
         summary = run_catalogue(archive, out, weights=weights, client=client, source_type=None,
                                 partition_size=partition_size, chunk_size=chunk_size,
-                                progress=False, log=lambda message: None)
+                                prefetch=prefetch, progress=False, log=lambda message: None)
         summary["wall_seconds"] = time.perf_counter() - started
         rss = sorted(client.run(_worker_peak_rss_mib).values())
     return summary, rss
@@ -161,6 +236,29 @@ def projection(rate_per_core, gpu_rate, preprocess_rate):
     return "\n".join(lines)
 
 
+def steady_rate(out):
+    """Rows a second a worker over the partitions after each worker's first one (whose time
+    holds the worker's one-off warm-up: first imports, first passes through the network)."""
+    import json
+
+    records = json.loads((Path(out) / "manifest.json").read_text())["partitions"].values()
+    first = {}
+    for record in sorted(records, key=lambda r: r["first_row"]):
+        first.setdefault(record["worker"], record["first_row"])
+    later = [r for r in records if r["first_row"] != first[r["worker"]]]
+    seconds = sum(r["seconds"] for r in later)
+    return sum(r["n_rows"] for r in later) / seconds if seconds else float("nan")
+
+
+def _ratio_line(label, summary, bare, reference_name="the bare predict rate"):
+    rate = summary["rows_per_second_per_worker"]
+    prefetch = "on" if summary["prefetch"] else "off"
+    steady = steady_rate(summary["out"])
+    return (f"{label} (prefetch {prefetch}): {rate:.1f} rows/s = {rate / bare:.2f} of "
+            f"{reference_name} (after each worker's first partition: {steady:.1f} rows/s "
+            f"= {steady / bare:.2f})")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--unique", type=int, default=500, help="distinct mock galaxies")
@@ -168,14 +266,16 @@ def main(argv=None):
                         metavar=("SMALL", "LARGE"), help="rows of the two archives")
     parser.add_argument("--partition-size", type=int, default=1000)
     parser.add_argument("--chunk-size", type=int, default=256)
+    parser.add_argument("--step-rows", type=int, default=1000,
+                        help="rows of the per-step cost measurement")
     parser.add_argument("--weights", default=None, help="a saved GPM-ResNet (default: lite)")
-    parser.add_argument("--paper-rows", type=int, default=32,
-                        help="images through the paper's network for its bare rate (0: skip)")
+    parser.add_argument("--paper-rows", type=int, default=120,
+                        help="rows through the paper's network, bare and end to end (0: skip)")
     parser.add_argument("--device", default="cpu", help="device of the bare paper-network rate")
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--keep", default=None,
                         help="work in this folder and keep it (a later run reuses its unique "
-                             "cutouts and model)")
+                             "cutouts and models)")
     args = parser.parse_args(argv)
 
     work = Path(args.keep or tempfile.mkdtemp(prefix="gpm_catalogue_bench_")).resolve()
@@ -184,7 +284,7 @@ def main(argv=None):
         print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()}", flush=True)
         started = time.perf_counter()
         kept = sorted((work / "unique").glob("images_npix152_*.h5"))
-        if kept:  # a --keep folder of an earlier run: the same cutouts and model again
+        if kept:  # a --keep folder of an earlier run: the same cutouts and models again
             unique = kept[0]
             print(f"reusing {unique}", flush=True)
         else:
@@ -196,53 +296,78 @@ def main(argv=None):
             weights = work / "lite_model"
             if not (weights / "model_card.json").is_file():
                 fit_lite_model(unique, weights)
-        for name in ("out_1w", "out_2w", "out_2w_large"):  # every run computes from scratch
-            shutil.rmtree(work / name, ignore_errors=True)
+        paper_weights = work / "paper_model"
+        if args.paper_rows and not (paper_weights / "model_card.json").is_file():
+            fit_paper_model(unique, paper_weights)
+        for name in ("out_1w", "out_1w_off", "out_2w", "out_2w_large", "out_paper"):
+            shutil.rmtree(work / name, ignore_errors=True)  # every run computes from scratch
         small, large = (make_virtual_archive(unique, work / f"archive_{n}", n)
                         for n in args.rows)
+        small_file = next(small.glob("*.h5"))
+
+        costs = step_costs(small_file, weights, args.step_rows, args.chunk_size,
+                           work / "steps.parquet")
+        print(f"per-step cost of a task, 1 thread, no prefetch, {args.step_rows:,} rows "
+              f"(ms a row):", flush=True)
+        for name, value in costs.items():
+            print(f"  {name:28s} {value:6.2f}")
+        outside = sum(v for k, v in costs.items() if not k.startswith("predict"))
+        print(f"  {'everything but predict':28s} {outside:6.2f}", flush=True)
 
         bare, n_ok = bare_predict_rate(unique, weights, min(args.unique, 1024))
         print(f"bare predict_metallicity (cleaned cutouts in memory, 1 thread): "
               f"{bare:.1f} rows/s ({n_ok} of {min(args.unique, 1024)} rows predicted)",
               flush=True)
-        one, rss_one = engine_run(small, work / "out_1w", weights, 1, args.partition_size,
-                                  args.chunk_size)
-        per_worker = one["rows_per_second_per_worker"]
-        print(f"end to end, 1 worker, {args.rows[0]:,} rows: {per_worker:.1f} rows/s "
-              f"= {per_worker / bare:.2f} of the bare predict rate", flush=True)
-        two, rss_small = engine_run(small, work / "out_2w", weights, 2, args.partition_size,
-                                    args.chunk_size)
-        print(f"end to end, 2 workers, {args.rows[0]:,} rows: {two['rows_per_second']:.1f} rows/s"
-              f" = {two['rows_per_second'] / one['rows_per_second']:.2f}x one worker",
-              flush=True)
-        big, rss_large = engine_run(large, work / "out_2w_large", weights, 2,
-                                    args.partition_size, args.chunk_size)
+        run = functools.partial(engine_run, partition_size=args.partition_size,
+                                chunk_size=args.chunk_size)
+        one, rss_one = run(small, work / "out_1w", weights, 1)
+        print(_ratio_line(f"end to end, 1 worker, {args.rows[0]:,} rows", one, bare)
+              + f"; peak RSS {rss_one[0]:.0f} MiB", flush=True)
+        one_off, rss_one_off = run(small, work / "out_1w_off", weights, 1, prefetch=False)
+        print(_ratio_line(f"end to end, 1 worker, {args.rows[0]:,} rows", one_off, bare)
+              + f"; peak RSS {rss_one_off[0]:.0f} MiB", flush=True)
+        two, rss_small = run(small, work / "out_2w", weights, 2)
+        print(f"end to end, 2 workers, {args.rows[0]:,} rows (prefetch "
+              f"{'on' if two['prefetch'] else 'off'}): {two['rows_per_second']:.1f} rows/s = "
+              f"{two['rows_per_second'] / one['rows_per_second']:.2f}x one worker with its "
+              f"prefetch, {two['rows_per_second'] / one_off['rows_per_second']:.2f}x one "
+              f"without", flush=True)
+        big, rss_large = run(large, work / "out_2w_large", weights, 2)
         print(f"end to end, 2 workers, {args.rows[1]:,} rows: {big['rows_per_second']:.1f} "
               f"rows/s", flush=True)
         print(f"peak RSS per worker: {args.rows[0]:,} rows {[round(r) for r in rss_small]} MiB;"
               f" {args.rows[1]:,} rows {[round(r) for r in rss_large]} MiB "
               f"(ratio {max(rss_large) / max(rss_small):.2f})", flush=True)
 
-        paper_cpu = paper_gpu = None
+        paper_bare = paper_gpu = None
         if args.paper_rows:
-            paper_cpu = paper_network_rate(unique, args.paper_rows, "cpu")
-            print(f"paper network (ResNet-50 3-4-6-3, 152 px), bare, 1 CPU thread: "
-                  f"{paper_cpu:.2f} images/s", flush=True)
+            n_paper = min(args.paper_rows, args.unique)
+            paper_bare, paper_ok = bare_predict_rate(unique, paper_weights, n_paper, repeats=1)
+            print(f"paper network (gpm_resnet default), bare predict_metallicity, 1 thread: "
+                  f"{paper_bare:.2f} rows/s ({paper_ok} of {n_paper} rows predicted)",
+                  flush=True)
+            paper_archive = make_virtual_archive(unique, work / f"archive_{n_paper}", n_paper)
+            paper, _ = run(paper_archive, work / "out_paper", paper_weights, 1,
+                           partition_size=max(1, n_paper // 2))
+            print(_ratio_line(f"paper network end to end, 1 worker, {n_paper} rows", paper,
+                              paper_bare, "its bare predict rate"), flush=True)
             if args.device != "cpu":
-                paper_gpu = paper_network_rate(unique, args.paper_rows, args.device)
-                print(f"paper network, bare, {args.device}: {paper_gpu:.0f} images/s")
-        # rows/s of everything but inference (reading, cleaning, writing), per core
-        preprocess_rate = 1 / max(1e-9, 1 / per_worker - 1 / bare)
-        print(f"everything but inference (reading, preprocessing, writing): "
-              f"{preprocess_rate:.1f} rows/s a core", flush=True)
-        print(f"\nprojection for {PAPER_EXP_GALAXIES:,} EXP galaxies, lite network "
-              f"(measured end-to-end rate per core {per_worker:.1f} rows/s):")
-        print(projection(per_worker, None, preprocess_rate))
-        if paper_cpu:
-            per_core = 1 / (1 / paper_cpu + 1 / preprocess_rate)
-            print(f"projection, paper network (inference {paper_cpu:.2f} images/s a core, plus "
-                  f"reading and preprocessing at {preprocess_rate:.0f} rows/s a core):")
-            print(projection(per_core, paper_gpu, preprocess_rate))
+                paper_gpu = paper_network_rate(unique, n_paper, args.device)
+                print(f"paper network, bare forward passes, {args.device}: {paper_gpu:.0f} "
+                      f"images/s")
+        # one core's work per row outside inference, from the per-step costs
+        preprocess_rate = 1000 / outside
+        per_core = two["rows_per_second_per_worker"]  # every core runs a worker
+        print(f"\nprojection for {PAPER_EXP_GALAXIES:,} EXP galaxies, lite network (measured "
+              f"with a task on every core: {per_core:.1f} rows/s a core; reading and "
+              f"preprocessing {preprocess_rate:.0f} rows/s a core):")
+        print(projection(per_core, None, preprocess_rate))
+        if paper_bare:
+            paper_core = 1 / (1 / paper_bare + outside / 1000)
+            print(f"projection, paper network (bare predict {paper_bare:.2f} rows/s a core plus "
+                  f"{outside:.2f} ms a row of reading and preprocessing: {paper_core:.2f} "
+                  f"rows/s a core):")
+            print(projection(paper_core, paper_gpu, preprocess_rate))
         print(f"total benchmark time {time.perf_counter() - started:.0f} s")
     finally:
         if args.keep is None:

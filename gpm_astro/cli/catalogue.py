@@ -74,6 +74,11 @@ def add_parser(subparsers):
     parser.add_argument("--preprocess-jobs", type=int, default=1, metavar="N",
                         help="processes each task uses to clean cutouts (for GPU workers "
                              "with many cores; default: %(default)s)")
+    parser.add_argument("--prefetch", choices=("auto", "on", "off"), default="auto",
+                        help="read and clean each task's next chunk of cutouts while the "
+                             "current one is predicted; pays where a worker has a spare core "
+                             "or waits on its disk (auto: when the machines have more cores "
+                             "than task threads; the catalogue is the same either way)")
     parser.add_argument("--merge", nargs="?", const="catalogue.fits", default=None,
                         metavar="FILE",
                         help="when every partition is done, also write one catalogue file "
@@ -97,7 +102,8 @@ def run(args):
         estimator_params=parse_params(args.param), source_type=source_type,
         partition_size=args.partition_size, chunk_size=args.chunk_size,
         preprocess=args.preprocess, preprocess_jobs=args.preprocess_jobs,
-        scheduler=args.scheduler, n_workers=args.workers, processes=not args.threads,
+        prefetch={"auto": "auto", "on": True, "off": False}[args.prefetch], scheduler=args.scheduler, n_workers=args.workers,
+        processes=not args.threads,
         dashboard_address=args.dashboard_address, restart=args.restart, merge=args.merge,
         progress=not args.no_progress)
     print(json.dumps({k: summary[k] for k in ("n_rows", "flags", "rows_per_second", "out",

@@ -3,7 +3,7 @@
 import contextlib
 import os
 
-__all__ = ["open_client", "local_cores", "gpu_resources"]
+__all__ = ["open_client", "local_cores", "gpu_resources", "workers_have_spare_cores"]
 
 
 def local_cores():
@@ -64,3 +64,25 @@ def gpu_resources(client):
     if any("GPU" in (w.get("resources") or {}) for w in workers.values()):
         return {"GPU": 1}
     return None
+
+
+def workers_have_spare_cores(client):
+    """Whether every worker's machine has more cores than the task threads of its workers.
+
+    Asked of the workers present once there is at least one (it waits for the first, as a
+    batch-queue cluster's may come later). Where it holds, a task's prefetch thread (reading
+    and cleaning the next chunk) runs on a core no task uses; where every core runs a task, it
+    would only take turns with them (measured: about 6 % slower on one core).
+
+    Returns
+    -------
+    bool
+    """
+    client.wait_for_workers(1)
+    workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    cores = client.run(local_cores)
+    threads = {}
+    for worker in workers.values():
+        threads[worker["host"]] = threads.get(worker["host"], 0) + worker["nthreads"]
+    return all(address in cores and cores[address] > threads[worker["host"]]
+               for address, worker in workers.items())

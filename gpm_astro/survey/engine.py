@@ -15,7 +15,7 @@ from pathlib import Path
 from ..exceptions import GPMAstroError, ParameterError
 from ..io import writable_directory
 from ..tables import require_positive_int
-from .cluster import gpu_resources, open_client
+from .cluster import gpu_resources, open_client, workers_have_spare_cores
 from .manifest import Manifest, file_sha256
 from .partitions import plan_fingerprint, plan_partitions, select_input_rows
 from .task import process_partition
@@ -88,10 +88,10 @@ def run_summary(manifest, n_partitions, computed_rows, seconds, n_workers, faile
 def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_table=None,
                   fit_target=None, estimator_params=None, source="legacysurvey_archive",
                   source_params=None, source_type="EXP", partition_size=10_000,
-                  chunk_size=256, preprocess="default", preprocess_jobs=1, client=None,
-                  scheduler=None, n_workers=None, threads_per_worker=1, processes=True,
-                  dashboard_address=":8787", restart=False, merge=None, progress=True,
-                  log=None):
+                  chunk_size=256, preprocess="default", preprocess_jobs=1, prefetch="auto",
+                  client=None, scheduler=None, n_workers=None, threads_per_worker=1,
+                  processes=True, dashboard_address=":8787", restart=False, merge=None,
+                  progress=True, log=None):
     """Predict Z for every selected galaxy of an image source, partition by partition.
 
     Parameters
@@ -128,6 +128,13 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
         Preprocessing configuration.
     preprocess_jobs : int, optional
         Processes each task's `preprocess_cutouts` may use (``n_jobs``; for GPU workers).
+    prefetch : bool or "auto", optional
+        Each task reads and cleans its next chunk in a background thread while the current
+        one is predicted (one chunk ahead). It pays where a worker has a spare core or waits on
+        its disk; where every core runs a task it only takes turns with them. "auto" (default):
+        on when every worker's machine has more cores than task threads
+        (`gpm_astro.survey.cluster.workers_have_spare_cores`). The output is the same either
+        way, so it is no part of the run's recipe.
     client, scheduler, n_workers, threads_per_worker, processes, dashboard_address
         Where to run; see `gpm_astro.survey.cluster.open_client`.
     restart : bool, optional
@@ -145,7 +152,7 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
     dict
         The summary: ``n_rows``, ``flags`` (``Z_pred_flag`` value -> count), ``seconds``,
         ``rows_per_second``, ``rows_per_second_per_worker``, ``n_partitions``,
-        ``n_finished``, ``failed``, ``dashboard``, ``scheduler``, ``merged``.
+        ``n_finished``, ``failed``, ``dashboard``, ``scheduler``, ``merged``, ``prefetch``.
 
     Raises
     ------
@@ -157,6 +164,9 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     partition_size = require_positive_int(partition_size, "partition_size")
     chunk_size = require_positive_int(chunk_size, "chunk_size")
+    if not (isinstance(prefetch, bool) or prefetch == "auto"):
+        msg = f'prefetch must be True, False or "auto", got {prefetch!r}'
+        raise ParameterError(msg)
     out = writable_directory(out, "catalogue output folder")
     if restart:
         start_fresh(out)
@@ -202,6 +212,10 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
         workers = dask_client.scheduler_info(n_workers=-1).get("workers", {})
         log(f"gpm-astro catalogue: scheduler {address}, {len(workers)} worker(s)")
         log(f"dashboard: {dashboard}")
+        if prefetch == "auto":
+            prefetch = workers_have_spare_cores(dask_client)
+        spec["prefetch"] = prefetch
+        log(f"prefetch of the next chunk in each task: {'on' if prefetch else 'off'}")
         log(f"{len(rows):,d} galaxies in {len(partitions):,d} partitions; "
             f"{len(done):,d} already finished, {len(todo):,d} to compute")
         manifest.start_session(scheduler=address, dashboard=dashboard,
@@ -217,7 +231,8 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
         seconds = time.perf_counter() - started
     summary = run_summary(manifest, len(partitions), computed_rows, seconds,
                           max(1, len(workers)), failed)
-    summary.update(dashboard=dashboard, scheduler=address, merged=None, out=str(out))
+    summary.update(dashboard=dashboard, scheduler=address, merged=None, out=str(out),
+                   prefetch=prefetch)
     manifest.end_session(seconds=summary["seconds"], computed_rows=computed_rows,
                          failed=failed)
     log(format_summary(summary))

@@ -4,7 +4,9 @@ A task runs on a Dask worker. It reads its partition ``chunk_size`` rows at a ti
 the data source, runs the very same public functions a user calls on a small table
 (`gpm_astro.preprocess_cutouts`, `gpm_astro.predict_metallicity`,
 `gpm_astro.pipeline.make_catalogue`), keeps only the small catalogue columns, and writes the
-partition atomically. Only one chunk of cutouts is in memory at a time.
+partition atomically. With ``prefetch`` (the default), a background thread reads and cleans
+the next chunk while the current one is predicted (one chunk ahead, never more: at most two
+chunks of cutouts are in memory); an error there is raised by the task, as without it.
 
 Rows that cannot be read (a corrupt HDF5 chunk, an I/O error) are read again one by one; a row
 that still fails keeps its place with ``preprocess_flag = "unreadable"`` and
@@ -17,6 +19,7 @@ import contextlib
 import os
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -58,13 +61,25 @@ def catalogue_rows(table, estimator, *, preprocess="default", preprocess_jobs=1,
     astropy.table.Table
         ``archive_row`` and the columns of `gpm_astro.pipeline.CATALOGUE_COLUMNS`.
     """
-    from ..estimation import predict_metallicity
-    from ..pipeline import make_catalogue
+    table = _cleaned(table, estimator, preprocess, preprocess_jobs)
+    return _predicted(table, estimator, predict_lock)
+
+
+def _cleaned(table, estimator, preprocess, preprocess_jobs):
+    """``table`` through `gpm_astro.preprocess_cutouts` when the estimator reads cutouts."""
     from ..preprocessing import preprocess_cutouts
 
     if "cutout" in getattr(estimator, "required_columns", ()):
         table = preprocess_cutouts(table, config=preprocess, n_jobs=preprocess_jobs,
                                    progress=False)
+    return table
+
+
+def _predicted(table, estimator, predict_lock):
+    """The catalogue rows of a cleaned table: predict, keep Table 2's columns."""
+    from ..estimation import predict_metallicity
+    from ..pipeline import make_catalogue
+
     keep = [name for name in table.colnames if name != "cutout"]
     with predict_lock or contextlib.nullcontext():
         predicted = predict_metallicity(table, estimator=estimator, keep_columns=keep,
@@ -167,6 +182,36 @@ def _partition_meta(first_meta, index, rows):
                                              "last_row": int(rows[-1])}}
 
 
+def _prepared_chunk(source, chunk_rows, spec, estimator):
+    """Read and clean one chunk: (cleaned table or None, unreadable rows, their catalogue
+    columns or None, read errors)."""
+    table, bad, errors = _read(source, chunk_rows, spec["cutouts"])
+    if table is not None and len(table):
+        table = _cleaned(table, estimator, spec["preprocess"], spec["preprocess_jobs"])
+    else:
+        table = None
+    return table, bad, (_catalogue_columns_of(source, bad) if bad else None), errors
+
+
+def _in_order(prepare, chunks, prefetch):
+    """Yield ``prepare(chunk)`` for each chunk in order. With ``prefetch``, one background
+    thread prepares the next chunk while the caller works on the current one (one ahead,
+    never more); its exception is raised here, and leaving early waits for that thread."""
+    if not prefetch:
+        for chunk in chunks:
+            yield prepare(chunk)
+        return
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpm-astro-prefetch")
+    try:
+        pending = pool.submit(prepare, chunks[0]) if chunks else None
+        for following in [*chunks[1:], None]:
+            ready = pending.result()
+            pending = None if following is None else pool.submit(prepare, following)
+            yield ready
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def process_partition(index, rows, spec, estimator=None):
     """Compute and write the catalogue of one partition (runs on a Dask worker).
 
@@ -178,7 +223,9 @@ def process_partition(index, rows, spec, estimator=None):
         Its input rows, increasing.
     spec : dict
         ``source`` (registered name), ``source_params``, ``chunk_size``, ``preprocess``,
-        ``preprocess_jobs``, ``cutouts`` (read images or not) and ``out`` (the run folder).
+        ``preprocess_jobs``, ``cutouts`` (read images or not), ``out`` (the run folder) and
+        optionally ``prefetch`` (default True: read and clean the next chunk in a background
+        thread while the current one is predicted; the output is the same either way).
     estimator : gpm_astro.base.Estimator, optional
         Default: the one `gpm_astro.survey.worker.EstimatorPlugin` loaded on this worker
         (used under its lock).
@@ -205,18 +252,19 @@ def process_partition(index, rows, spec, estimator=None):
     rows = np.asarray(rows, dtype=np.int64)
     parts, read_errors, first_meta, template = [], [], None, None
     chunk = int(spec["chunk_size"])
-    for start in range(0, len(rows), chunk):
-        chunk_rows = rows[start:start + chunk]
-        table, bad, errors = _read(source, chunk_rows, spec["cutouts"])
-        read_errors.extend(errors)
-        if table is not None and len(table):
-            part = catalogue_rows(table, estimator, preprocess=spec["preprocess"],
-                                  preprocess_jobs=spec["preprocess_jobs"], predict_lock=lock)
-            first_meta = first_meta or part.meta
-            template = template or part
-            parts.append(part)
-        if bad:
-            parts.append((bad, _catalogue_columns_of(source, bad)))
+    chunks = [rows[start:start + chunk] for start in range(0, len(rows), chunk)]
+    prepared = _in_order(lambda chunk_rows: _prepared_chunk(source, chunk_rows, spec, estimator),
+                         chunks, spec.get("prefetch", True))
+    with contextlib.closing(prepared):
+        for table, bad, bad_columns, errors in prepared:
+            read_errors.extend(errors)
+            if table is not None:
+                part = _predicted(table, estimator, lock)
+                first_meta = first_meta or part.meta
+                template = template or part
+                parts.append(part)
+            if bad:
+                parts.append((bad, bad_columns))
     tables = [_unreadable_rows(p[0], p[1], template) if isinstance(p, tuple) else p
               for p in parts]
     catalogue = vstack(_aligned(tables), metadata_conflicts="silent", join_type="exact")

@@ -55,7 +55,9 @@ class EstimatorPlugin(WorkerPlugin):
         See `load_estimator`.
     torch_threads : int, optional
         Threads torch uses in this worker (default 1: one worker per core). The same on every
-        worker, so a prediction never depends on which worker made it.
+        worker, so a prediction never depends on which worker made it. OpenCV (the
+        preprocessing) gets as many, so that a worker of one core does not spread onto the
+        others' cores (the cleaned cutouts do not depend on it).
     """
 
     name = PLUGIN_NAME
@@ -82,6 +84,9 @@ class EstimatorPlugin(WorkerPlugin):
             return
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(int(self.torch_threads))
+        import cv2
+
+        cv2.setNumThreads(int(self.torch_threads))
 
 
 def worker_estimator():

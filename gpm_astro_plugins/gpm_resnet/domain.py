@@ -70,11 +70,16 @@ def image_quantities(images, bands, pixel_scale=0.262):
     >>> round(float(q["mag_r"][0]), 3), round(float(q["colour_gr"][0]), 3)
     (20.242, 0.753)
     """
-    images = np.asarray(images, dtype=np.float64)
-    n, _, height, width = images.shape
+    n, _, height, width = np.shape(images)
     yy, xx = np.mgrid[0:height, 0:width]
     r2 = (yy - (height - 1) / 2.0) ** 2 + (xx - (width - 1) / 2.0) ** 2
     inside = r2 <= APERTURE_RADIUS_PX ** 2
+    # only the aperture's bounding box is read (in float64): the same pixels in the same order
+    rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)) if rows.size \
+        else (slice(0, 0), slice(0, 0))
+    images = np.asarray(np.asarray(images)[:, :, box[0], box[1]], dtype=np.float64)
+    r2, inside = r2[box], inside[box]
     flux = {b: images[:, k][:, inside].sum(axis=1) for k, b in enumerate(bands)}
 
     def magnitude(band):

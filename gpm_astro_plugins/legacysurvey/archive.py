@@ -587,7 +587,8 @@ def _chunk_to_table(chunk, handle):
     table.meta["pixel_scale"] = PIXEL_SCALE
     for name, values in chunk.items():
         if name == "images":
-            table["cutout"] = values.astype(np.float32, copy=False)
+            # the array was just read for this table: no second copy of the biggest column
+            table.add_column(values.astype(np.float32, copy=False), name="cutout", copy=False)
             table["cutout"].unit = nanomaggy
             table["cutout"].description = _DESCRIPTIONS["cutout"]
         elif name == "flux":

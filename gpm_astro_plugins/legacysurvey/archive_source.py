@@ -171,7 +171,8 @@ class LegacySurveyArchive(DataSource):
         Raises
         ------
         ParameterError
-            An unknown type or code, a partial or invalid cone, bad ``rows``.
+            An unknown type or code, a partial or invalid cone, bad ``rows``, or a type
+            asked of an archive without a ``source_type`` column.
         """
         self._check(self.chunk_size)
         codes = SOURCE_TYPE_CODES if self.source_type_codes is None else self.source_type_codes
@@ -181,6 +182,8 @@ class LegacySurveyArchive(DataSource):
             return None if rows is None else self._candidates(rows)
         columns = (["source_type"] if types is not None else []) + \
                   (["ra", "dec"] if cone is not None else [])
+        if types is not None:
+            self._require_source_type()
         candidates = None if rows is None else self._candidates(rows)
         kept, seen = [], 0
         for chunk in iter_archive(self.path, chunk_size=SCAN_CHUNK, rows=candidates,
@@ -196,6 +199,18 @@ class LegacySurveyArchive(DataSource):
                                         np.asarray(chunk["dec"], float)) <= cone[2]
             kept.append(index[keep])
         return np.concatenate(kept).astype(np.int64) if kept else np.zeros(0, np.int64)
+
+    def _require_source_type(self):
+        import h5py
+
+        for path in archive_files(self.path):
+            with h5py.File(path, "r") as handle:
+                if "source_type" not in handle:
+                    msg = (f"{str(path)!r} has no 'source_type' column (cutouts fetched from the "
+                           f"Legacy Survey service carry none), so rows cannot be selected by "
+                           f"Tractor type; select none (source_type=None, `--source-type all` "
+                           f"on the command line) to take every row")
+                    raise ParameterError(msg)
 
     def _candidates(self, rows):
         if isinstance(rows, slice):
@@ -304,7 +319,9 @@ class LegacySurveyArchive(DataSource):
             for chunk in self._tag(reader, offset + first):
                 rows = np.asarray(chunk["archive_row"]) - offset
                 keep = np.isin(rows, local, assume_unique=True)
-                if keep.any():
+                if keep.all():  # every row wanted: no copy of the cutouts
+                    yield chunk
+                elif keep.any():
                     yield chunk[keep]
                 if rows[-1] >= local[-1]:
                     break
@@ -325,6 +342,8 @@ class LegacySurveyArchive(DataSource):
         277 kB each). Criteria as for `iter_query`; an empty selection gives an empty table
         with the full schema and an `~gpm_astro.exceptions.EmptyResultWarning`."""
         chunks = list(self.iter_query(**criteria))
+        if len(chunks) == 1:  # read for this call alone: no copy of its cutouts
+            return chunks[0]
         if chunks:
             table = vstack(chunks, metadata_conflicts="silent")
             table.meta = chunks[-1].meta

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from .asymmetry import rotational_asymmetry
+from .imaging import label_regions
 
 __all__ = ["companion_residual", "rotational_asymmetry"]
 
@@ -92,14 +93,13 @@ def _companion_residual(image, segment, noise, centre, smoothing_fwhm, threshold
         smooth = residual
     level = threshold_sigma * noise * math.sqrt(2.0) * shrink
     pieces = (smooth > level) & union
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(pieces.view(np.uint8),
-                                                               connectivity=8)
+    count, labels, areas = label_regions(pieces)
     if count <= 1:
         return 0.0, 0.0
     fluxes = np.bincount(labels.ravel(), weights=np.where(pieces, residual, 0.0).ravel(),
                          minlength=count)[1:]
     largest = int(np.argmax(fluxes))
-    area = int(stats[largest + 1, cv2.CC_STAT_AREA])
+    area = int(areas[largest + 1])
     return (float(fluxes[largest]) / max(total, 1e-30),
             float(fluxes[largest]) / (noise * math.sqrt(2.0 * area)))
 

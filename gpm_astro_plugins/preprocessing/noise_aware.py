@@ -17,7 +17,7 @@ from .asymmetry import rotational_asymmetry
 from .common import OK, check_choice, check_positive
 from .companion import companion_residual
 from .imaging import (ellipse_from_moments, ellipse_mask, finite_or_zero, image_centre,
-                      robust_sky_noise)
+                      label_regions, robust_sky_noise)
 
 __all__ = ["MaskNeighbours", "BlendCheck", "FragmentCheck", "detection_image",
            "rotational_asymmetry"]
@@ -238,10 +238,8 @@ class MaskNeighbours(PreprocessingStep):
             side = 2 * int(self.neighbour_dilation) + 1
             kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
         for i in np.flatnonzero(usable):
-            count, labels, stats, _ = cv2.connectedComponentsWithStats(
-                binary[i].view(np.uint8), connectivity=8)
+            count, labels, area = label_regions(binary[i])
             near = labels[near_rows, near_cols]
-            area = stats[:, cv2.CC_STAT_AREA]
             candidates = near[(near > 0) & (area[near] >= self.min_area)]
             if self.require_peak:
                 lowest = sky[i] + self.min_peak_sigma * noise[i]
@@ -483,9 +481,8 @@ class BlendCheck(PreprocessingStep):
         for level in levels:
             if level + prominence > peak:
                 break
-            count, labels, stats, _ = cv2.connectedComponentsWithStats(
-                (values > level).view(np.uint8), connectivity=8)
-            big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= self.n_pixels) + 1
+            count, labels, area = label_regions(values > level)
+            big = np.flatnonzero(area[1:] >= self.n_pixels) + 1
             if big.size < 2:
                 continue
             peaks = _label_maxima(labels, values, big)
@@ -544,9 +541,8 @@ class FragmentCheck(PreprocessingStep):
             region = rows["binary"][i][y0:y0 + h, x0:x0 + w] & mask[y0:y0 + h, x0:x0 + w]
             if not region.any():
                 continue
-            count, labels, stats, _ = cv2.connectedComponentsWithStats(
-                region.view(np.uint8), connectivity=8)
-            big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= self.min_area) + 1
+            count, labels, area = label_regions(region)
+            big = np.flatnonzero(area[1:] >= self.min_area) + 1
             if big.size == 0:
                 continue
             detection = rows["detection"][i][y0:y0 + h, x0:x0 + w]

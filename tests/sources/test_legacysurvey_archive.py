@@ -100,6 +100,16 @@ def test_integer_coded_archive(tmp_path):
     assert list(source.query(source_type="EXP")["archive_row"]) == [1]
 
 
+def test_a_type_asked_of_an_archive_without_source_type_names_the_way_out(tmp_path):
+    paths = write_archive(archive_table(6), tmp_path)
+    with h5py.File(paths[0], "r+") as handle:  # as the cutout service's files are
+        del handle["source_type"]
+    source = LegacySurveyArchive(path=paths[0])
+    with pytest.raises(ParameterError, match="no 'source_type' column.*--source-type all"):
+        source.select_rows(source_type="EXP")
+    assert len(source.query()) == 6
+
+
 def test_selection_scans_without_images_then_reads_cheaply(tmp_path, monkeypatch):
     import gpm_astro_plugins.legacysurvey.archive_source as module
 

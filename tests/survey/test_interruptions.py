@@ -14,6 +14,7 @@ import pytest
 
 from gpm_astro.plugins import get_source
 from gpm_astro.survey import read_catalogue, run_catalogue
+from gpm_astro.survey.cluster import local_cores
 
 from .conftest import CHUNK_SIZE, PARTITION_SIZE, run_options
 
@@ -110,6 +111,8 @@ def test_worker_killed_mid_task_is_retried_by_dask(reference_run, mock_archive, 
     record = _partitions(out)["000002"]
     assert record["first_row"] <= stall_row <= record["last_row"] and record["pid"] == retry_pid
     assert summary["n_failed"] == 0
+    # one worker of one thread: its tasks prefetch wherever the machine has a second core
+    assert summary["prefetch"] == (local_cores() > 1)
     catalogue, uninterrupted = read_catalogue(out), read_catalogue(reference)
     assert catalogue["archive_row"].tolist() == uninterrupted["archive_row"].tolist()
     assert np.ma.getdata(catalogue["Z_pred"]).tobytes() == \

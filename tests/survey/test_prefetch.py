@@ -1,0 +1,107 @@
+"""The task's prefetch: the next chunk is read and cleaned in a background thread while the
+current one is predicted; same bytes, one chunk ahead at most, errors raised, nothing left."""
+
+import threading
+
+import pytest
+
+from gpm_astro.plugins import get_estimator, get_source
+from gpm_astro.survey import task
+
+from .conftest import CHUNK_SIZE
+
+N_ROWS = 4 * CHUNK_SIZE  # four chunks
+
+
+@pytest.fixture(scope="module")
+def tiny_estimator(tiny_model):
+    return get_estimator("gpm_resnet").load(tiny_model, progress=False)
+
+
+def _spec(archive, out, prefetch):
+    (out / "partitions").mkdir(parents=True, exist_ok=True)
+    return {"source": "legacysurvey_archive", "source_params": {"path": str(archive)},
+            "chunk_size": CHUNK_SIZE, "preprocess": "default", "preprocess_jobs": 1,
+            "cutouts": True, "out": str(out), "prefetch": prefetch}
+
+
+def _rows(archive):
+    rows = get_source("legacysurvey_archive")(path=archive).select_rows(source_type="EXP")
+    return rows[:N_ROWS]
+
+
+def _prefetch_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("gpm-astro-prefetch")]
+
+
+def test_prefetch_gives_the_same_bytes_and_stays_one_chunk_ahead(mock_archive, tiny_estimator,
+                                                                  tmp_path, monkeypatch):
+    rows = _rows(mock_archive)
+    plain = task.process_partition(0, rows, _spec(mock_archive, tmp_path / "plain", False),
+                                   estimator=tiny_estimator)
+    events = []
+    prepare, predict = task._prepared_chunk, task._predicted
+
+    def recorded_prepare(source, chunk_rows, spec, estimator):
+        events.append(("prepare", threading.current_thread().name))
+        return prepare(source, chunk_rows, spec, estimator)
+
+    def recorded_predict(table, estimator, lock):
+        events.append(("predict", threading.current_thread().name))
+        return predict(table, estimator, lock)
+
+    monkeypatch.setattr(task, "_prepared_chunk", recorded_prepare)
+    monkeypatch.setattr(task, "_predicted", recorded_predict)
+    ahead = task.process_partition(0, rows, _spec(mock_archive, tmp_path / "ahead", True),
+                                   estimator=tiny_estimator)
+    assert ahead["sha256"] == plain["sha256"] and ahead["flags"] == plain["flags"]
+    n_chunks = N_ROWS // CHUNK_SIZE
+    assert [kind for kind, _ in events].count("prepare") == n_chunks
+    assert all(name.startswith("gpm-astro-prefetch") for kind, name in events
+               if kind == "prepare")
+    assert all(name == threading.current_thread().name for kind, name in events
+               if kind == "predict")
+    for k, index in enumerate(i for i, (kind, _) in enumerate(events) if kind == "predict"):
+        started = [kind for kind, _ in events[:index]].count("prepare")
+        assert started <= k + 2  # chunk k and at most the next one
+    assert not _prefetch_threads()
+
+
+@pytest.mark.parametrize("failing", ["prepare", "predict"])
+def test_an_error_on_either_side_of_the_prefetch_is_raised_and_leaves_nothing(
+        failing, mock_archive, tiny_estimator, tmp_path, monkeypatch):
+    calls = []
+    prepare = task._prepared_chunk
+
+    def second_prepare_fails(*args):
+        calls.append("prepare")
+        if calls.count("prepare") == 2:
+            raise RuntimeError("the prefetch thread failed on chunk 2")
+        return prepare(*args)
+
+    def first_predict_fails(*args):
+        raise RuntimeError("predicting chunk 1 failed")
+
+    if failing == "prepare":
+        monkeypatch.setattr(task, "_prepared_chunk", second_prepare_fails)
+    else:
+        monkeypatch.setattr(task, "_predicted", first_predict_fails)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="chunk 2" if failing == "prepare" else "chunk 1"):
+        task.process_partition(0, _rows(mock_archive), _spec(mock_archive, out, True),
+                               estimator=tiny_estimator)
+    assert list((out / "partitions").iterdir()) == []
+    assert not _prefetch_threads()
+
+
+def test_auto_prefetch_only_where_workers_leave_a_core_free(dask_client, mock_archive,
+                                                              tiny_model, tmp_path):
+    from gpm_astro.exceptions import ParameterError
+    from gpm_astro.survey import run_catalogue
+    from gpm_astro.survey.cluster import local_cores, workers_have_spare_cores
+
+    # the shared cluster: one worker with two task threads on this machine
+    assert workers_have_spare_cores(dask_client) == (local_cores() > 2)
+    with pytest.raises(ParameterError, match="prefetch must be"):
+        run_catalogue(mock_archive, tmp_path / "bad", weights=tiny_model, client=dask_client,
+                      prefetch="yes", progress=False, log=lambda message: None)
