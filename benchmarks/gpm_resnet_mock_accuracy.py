@@ -68,23 +68,29 @@ def _mock_table(n, seed, labelled_fraction, keep_px=None):
 
 
 def _cached_mock_table(cache, n, seed, labelled_fraction, keep_px):
-    """`_mock_table`, read from ``cache`` (a folder) when an earlier run wrote the same sky
-    there, else drawn and written there (None: no cache)."""
+    """`_mock_table`, read from ``cache`` (a folder) when an earlier run wrote a sky of the same
+    seed and at least ``n`` galaxies there (a random ``n`` of its galaxies), else drawn and
+    written there (None: no cache)."""
     if cache is None:
         return _mock_table(n, seed, labelled_fraction, keep_px)
     from pathlib import Path
 
     from astropy.table import Table
 
-    path = Path(cache) / f"mock_n{n}_seed{seed}_lab{labelled_fraction:g}_px{keep_px}.fits"
-    if path.is_file():
-        table = Table.read(path)
-        table.meta["bands"] = table.meta.get("BANDS", "grz")
-        return table
+    stem = f"mock_seed{seed}_lab{labelled_fraction:g}_px{keep_px}_n"
+    for path in sorted(Path(cache).glob(f"{stem}*.fits")):
+        if int(path.stem[len(stem):]) >= n:
+            table = Table.read(path)
+            table = table[np.sort(np.random.default_rng(0).permutation(len(table))[:n])]
+            table.meta["bands"] = table.meta.get("BANDS", "grz")
+            return table
+    path = Path(cache) / f"{stem}{n}.fits"
     table = _mock_table(n, seed, labelled_fraction, keep_px)
     path.parent.mkdir(parents=True, exist_ok=True)
     written = table.copy(copy_data=False)
     written.meta = {"BANDS": table.meta["bands"]}
+    for column in written.itercols():
+        column.unit = None  # FITS knows neither nanomaggies nor dex; the values are the same
     written.write(path)
     return table
 
@@ -135,16 +141,18 @@ def _binomial_sigma(n):
     return float(np.sqrt(0.6827 * (1 - 0.6827) / max(n, 1)))
 
 
-def _plot_reliability(curve, path, title):
+def _plot_reliability(curves, path, title):
+    """Observed against nominal coverage; ``curves`` maps a label to a reliability curve."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    curve = np.asarray(curve)
     fig, ax = plt.subplots(figsize=(3.6, 3.4), dpi=110)
     ax.plot([0, 1], [0, 1], color="grey", ls=":", label="ideal")
-    ax.plot(curve[:, 0], curve[:, 1], marker="o", label="GPM-ResNet lite")
+    for label, curve in curves.items():
+        curve = np.asarray(curve)
+        ax.plot(curve[:, 0], curve[:, 1], marker="o", ms=4, label=label)
     ax.set_xlabel("nominal coverage of pred ± k err")
     ax.set_ylabel("observed fraction of test galaxies")
     ax.set_title(title, fontsize=9)
@@ -170,6 +178,8 @@ def main(argv=None):
                              "the slow part: ~9 ms a galaxy)")
     parser.add_argument("--error-shape", action="store_true",
                         help="fit the error shape too (error_shape=True); both are reported")
+    parser.add_argument("--keep-px", type=int, default=None,
+                        help="central pixels of each cutout kept (default: crop_size)")
     parser.add_argument("--full-cutouts", action="store_true",
                         help="keep the whole 152 px cutouts (default: the central crop_size)")
     parser.add_argument("--seed", type=int, default=1, help="mock sky seed")
@@ -214,6 +224,8 @@ def main(argv=None):
     else:
         sizes = (args.n_train, args.n_validation, args.n_calibration, args.n_test)
     keep_px = None if args.full_cutouts or config.input_size else config.crop_size
+    if args.keep_px is not None and not args.full_cutouts:
+        keep_px = max(args.keep_px, config.crop_size or 0)
     started = time.perf_counter()
     table = _cached_mock_table(args.mock_cache, sum(sizes), args.seed, 1.0, keep_px)
     mock_seconds = time.perf_counter() - started
@@ -323,7 +335,11 @@ def main(argv=None):
         from gpm_astro.evaluation import plot_residual_density
 
         Path(args.figures).mkdir(parents=True, exist_ok=True)
-        _plot_reliability(errors["reliability"], f"{args.figures}/lite_mock_reliability.png",
+        curves = {"GPM-ResNet lite": errors["reliability"]}
+        if shape is not None:
+            curves = {"GPM-ResNet lite": results["errors_without_shape"]["reliability"],
+                      "with the error shape": errors["reliability"]}
+        _plot_reliability(curves, f"{args.figures}/lite_mock_reliability.png",
                           f"reliability of Z_pred_err, {len(test)} test galaxies")
         shown = test.copy(copy_data=False)
         shown["Z_pred"] = pred["Z_pred"]
