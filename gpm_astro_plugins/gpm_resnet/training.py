@@ -55,6 +55,18 @@ def error_head_loss(output, target):
     return F.mse_loss(mean, target) + nll.mean()
 
 
+def onecycle_warmup_share(warmup, total_steps):
+    """The warm-up share given to `torch.optim.lr_scheduler.OneCycleLR`.
+
+    OneCycleLR divides by the warm-up length in steps minus one, so a warm-up of exactly one
+    step (e.g. 0.2 of 5 steps: one epoch of few batches) would fail with a division by zero;
+    such a warm-up is stretched to two steps (or to the middle of a 2-step run).
+    """
+    if abs(warmup * total_steps - 1) < 1e-9:
+        return min(2 / total_steps, 0.5 * (1 + warmup))
+    return warmup
+
+
 def _make_optimizer(model, config, steps_per_epoch):
     """Optimizer and scheduler of the configuration; the flag says if it steps per batch."""
     if config.optimizer == "adamw":
@@ -64,9 +76,11 @@ def _make_optimizer(model, config, steps_per_epoch):
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
                                      weight_decay=config.weight_decay)
     if config.lr_schedule == "onecycle":
+        total_steps = max(1, config.epochs * steps_per_epoch)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=max(1, config.epochs * steps_per_epoch),
-            pct_start=config.lr_warmup, div_factor=25.0, final_div_factor=1e4)
+            optimizer, max_lr=config.lr, total_steps=total_steps,
+            pct_start=onecycle_warmup_share(config.lr_warmup, total_steps), div_factor=25.0,
+            final_div_factor=1e4)
         return optimizer, scheduler, True
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step,
                                                 gamma=config.lr_gamma)

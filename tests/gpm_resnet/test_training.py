@@ -9,7 +9,7 @@ import torch
 from gpm_astro.exceptions import ParameterError
 from gpm_astro_plugins.gpm_resnet.model import GPMResNet, InputTransform, get_config
 from gpm_astro_plugins.gpm_resnet.training import (
-    CHECKPOINT_NAME, HISTORY_CSV, plot_history, resolve_device, resolve_precision,
+    CHECKPOINT_NAME, HISTORY_CSV, onecycle_warmup_share, plot_history, resolve_device, resolve_precision,
     train_network)
 
 from .conftest import make_galaxies
@@ -82,6 +82,21 @@ def test_best_validation_checkpoint_is_kept_and_history_written(tmp_path, tiny_c
     assert csv[0].startswith("epoch,lr,") and len(csv) == 4
     png = plot_history(result.history, str(tmp_path / "curves.png"))
     assert os.path.getsize(png) > 1000
+
+
+@pytest.mark.parametrize("n_galaxies, batch_size", [(40, 8), (10, 8)])
+def test_one_cycle_with_a_one_step_warm_up_trains(tiny_config, n_galaxies, batch_size):
+    # 0.2 of 5 steps (or 0.5 of 2) is a one-step warm-up: OneCycleLR divides by zero there
+    warmup = 0.2 if n_galaxies == 40 else 0.5
+    config = tiny_config.replace(epochs=1, batch_size=batch_size, lr_schedule="onecycle",
+                                 lr_warmup=warmup)
+    x, y = _arrays(make_galaxies(n_galaxies, seed=2), config)
+    result = train_network(GPMResNet(config), x, y, x[:4], y[:4], config=config,
+                           progress=False)
+    assert np.isfinite(result.history["train_loss"]).all()
+    steps = -(-n_galaxies // batch_size)
+    assert onecycle_warmup_share(warmup, steps) * steps > 1
+    assert onecycle_warmup_share(0.2, 7) == 0.2
 
 
 def test_checkpoint_of_another_configuration_is_refused(tmp_path, tiny_config):
