@@ -5,10 +5,10 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["rotational_asymmetry"]
+__all__ = ["rotation_window", "rotational_asymmetry"]
 
 
-def _asymmetry_window(segment, box, x_twice, y_twice):
+def rotation_window(segment, box, x_twice, y_twice):
     """Slices of the smallest window that holds the segment's bounding ``box`` (x0, y0, w,
     h) and is mapped onto itself by the rotation about (x_twice / 2, y_twice / 2); None
     when that window leaves the image."""
@@ -74,7 +74,7 @@ def rotational_asymmetry(image, segment, noise, *, refine_above=None):
     best, best_union, best_window = None, None, None
     for yt in (y_twice - 1, y_twice, y_twice + 1):
         for xt in (x_twice - 1, x_twice, x_twice + 1):
-            window = _asymmetry_window(segment, (x0, y0, w, h), xt, yt)
+            window = rotation_window(segment, (x0, y0, w, h), xt, yt)
             if window is None:
                 continue
             flux, seg = image[window], segment[window]

@@ -15,7 +15,7 @@ import math
 import cv2
 import numpy as np
 
-from .asymmetry import rotational_asymmetry
+from .asymmetry import rotation_window, rotational_asymmetry
 from .imaging import label_regions
 
 __all__ = ["companion_residual", "rotational_asymmetry"]
@@ -107,14 +107,9 @@ def _companion_residual(image, segment, noise, centre, smoothing_fwhm, threshold
 def _rotation_residual(image, segment, box, x_twice, y_twice):
     """(summed |image - rotation| over the segment and its rotation, window, union) for the
     rotation about (x_twice / 2, y_twice / 2); None when the window leaves the image."""
-    height, width = segment.shape
-    x0, y0, w, h = box
-    xa = max(min(x0, x_twice - (x0 + w - 1)), 0)
-    ya = max(min(y0, y_twice - (y0 + h - 1)), 0)
-    xb, yb = x_twice - xa + 1, y_twice - ya + 1
-    if xb <= xa or yb <= ya or xb > width or yb > height:
+    window = rotation_window(segment, box, x_twice, y_twice)
+    if window is None:
         return None
-    window = (slice(ya, yb), slice(xa, xb))
     flux, seg = image[window], segment[window]
     union = seg | seg[::-1, ::-1]
     difference = flux - flux[::-1, ::-1]
