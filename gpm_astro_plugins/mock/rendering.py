@@ -35,6 +35,11 @@ _GSPARAMS = galsim.GSParams(folding_threshold=1e-2, maxk_threshold=3e-3)
 KNOT_COLOUR = np.array([1.3, 1.0, 0.75])
 
 
+#: GalSim seed of the knots of ``Clumps(..., seed=0)``: never drawn by the mock sky (its seeds
+#: are below 2**31), and non-zero, since ``galsim.BaseDeviate(0)`` seeds from the clock.
+ZERO_SEED_KNOTS = 2 ** 31
+
+
 class Clumps:
     """The knots and arms of one clumpy disc.
 
@@ -47,7 +52,8 @@ class Clumps:
     n_knots : int
         Number of knots.
     seed : int
-        Seed of the knots' positions and the arms' geometry.
+        Seed of the knots' positions and the arms' geometry (0 included: GalSim would read a
+        seed of 0 as "seed from the clock", so the knots get `ZERO_SEED_KNOTS` instead).
     """
 
     __slots__ = ("knot_fraction", "arm_fraction", "n_knots", "seed")
@@ -71,7 +77,7 @@ class Clumps:
         ``disk_hlr`` arcsec."""
         rng = np.random.default_rng([self.seed, 7])
         knots = galsim.RandomKnots(max(self.n_knots, 1), half_light_radius=float(disk_hlr),
-                                   flux=1.0, rng=galsim.BaseDeviate(self.seed),
+                                   flux=1.0, rng=galsim.BaseDeviate(self.seed or ZERO_SEED_KNOTS),
                                    gsparams=_GSPARAMS)
         scale = float(disk_hlr) / 1.678  # exponential scale length
         pitch = np.deg2rad(rng.uniform(15.0, 30.0))

@@ -35,6 +35,15 @@ def test_truth_records_the_clumps_and_smooth_discs_are_untouched(two_skies):
         np.testing.assert_array_equal(truth[name], smooth.truth[name])
 
 
+@pytest.mark.parametrize("seed", [0, 3])
+def test_clump_knots_are_the_same_for_the_same_seed(seed):
+    # galsim.BaseDeviate(0) seeds from the clock: seed 0 drew other knots on every call
+    def knot_positions():
+        return Clumps(0.4, 0.1, 12, seed=seed).profiles(1.0)[0].points
+
+    np.testing.assert_array_equal(knot_positions(), knot_positions())
+
+
 def test_clumps_keep_the_band_fluxes():
     disk = np.array([2.0, 3.0, 4.0])
     smooth, knots, arms = Clumps(0.4, 0.1, 12, seed=1).band_fluxes(disk)
