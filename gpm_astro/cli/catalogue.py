@@ -102,8 +102,8 @@ def run(args):
         estimator_params=parse_params(args.param), source_type=source_type,
         partition_size=args.partition_size, chunk_size=args.chunk_size,
         preprocess=args.preprocess, preprocess_jobs=args.preprocess_jobs,
-        prefetch={"auto": "auto", "on": True, "off": False}[args.prefetch], scheduler=args.scheduler, n_workers=args.workers,
-        processes=not args.threads,
+        prefetch={"auto": "auto", "on": True, "off": False}[args.prefetch],
+        scheduler=args.scheduler, n_workers=args.workers, processes=not args.threads,
         dashboard_address=args.dashboard_address, restart=args.restart, merge=args.merge,
         progress=not args.no_progress)
     print(json.dumps({k: summary[k] for k in ("n_rows", "flags", "rows_per_second", "out",

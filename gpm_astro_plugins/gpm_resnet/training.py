@@ -28,8 +28,8 @@ from gpm_astro.exceptions import GPMAstroError, ParameterError, WeightsError
 from gpm_astro.io import atomic_file
 
 __all__ = ["resolve_device", "resolve_precision", "augment_batch", "train_network",
-           "TrainingResult", "write_history", "plot_history", "error_head_loss", "dihedral_view", "CHECKPOINT_NAME",
-           "LOG_VARIANCE_RANGE"]
+           "TrainingResult", "write_history", "plot_history", "error_head_loss", "dihedral_view",
+           "CHECKPOINT_NAME", "LOG_VARIANCE_RANGE"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 HISTORY_CSV = "loss_history.csv"
@@ -94,7 +94,8 @@ def resolve_device(device="auto"):
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ParameterError(f"device must be 'auto', 'cpu' or 'cuda[:n]', got {device!r}") from exc
+        msg = f"device must be 'auto', 'cpu' or 'cuda[:n]', got {device!r}"
+        raise ParameterError(msg) from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ParameterError(f"device {device!r} requested but CUDA is not available")
     return resolved

@@ -605,7 +605,8 @@ def _chunk_to_table(chunk, handle):
         elif name == "source_type":
             codes = None
             if "codes" in handle[name].attrs:
-                codes = {int(k): str(v) for k, v in json.loads(handle[name].attrs["codes"]).items()}
+                stored = json.loads(handle[name].attrs["codes"])
+                codes = {int(k): str(v) for k, v in stored.items()}
             table[name] = _source_type_strings(values, codes)
             table[name].description = _DESCRIPTIONS[name]
         else:

@@ -32,10 +32,10 @@ def companion_residual(image, segment, noise, *, centre, smoothing_fwhm=3.0,
     a rotation is an exact array flip; the centre that leaves the least summed absolute
     residual over the segment and its rotation is kept. Anchoring at the target keeps a pair
     from being rotated about its light centre, between the two galaxies, where it looks
-    symmetric. The residual is smoothed (Gaussian of FWHM ``smoothing_fwhm`` px), its positive part above
-    ``threshold_sigma`` times its noise, inside the segment and its rotation, is cut into
-    8-connected pieces, and the largest piece's residual flux is compared with the flux of
-    the segment.
+    symmetric. The residual is smoothed (Gaussian of FWHM ``smoothing_fwhm`` px), its positive
+    part above ``threshold_sigma`` times its noise, inside the segment and its rotation, is cut
+    into 8-connected pieces, and the largest piece's residual flux is compared with the flux
+    of the segment.
 
     Parameters
     ----------

@@ -9,8 +9,8 @@ import torch
 from gpm_astro.exceptions import ParameterError
 from gpm_astro_plugins.gpm_resnet.model import GPMResNet, InputTransform, get_config
 from gpm_astro_plugins.gpm_resnet.training import (
-    CHECKPOINT_NAME, HISTORY_CSV, onecycle_warmup_share, plot_history, resolve_device, resolve_precision,
-    train_network)
+    CHECKPOINT_NAME, HISTORY_CSV, onecycle_warmup_share, plot_history, resolve_device,
+    resolve_precision, train_network)
 
 from .conftest import make_galaxies
 
