@@ -18,6 +18,9 @@ the same training rows, and prints on the test rows:
 - the domain flag: the fraction of test galaxies flagged outside the training domain, and of a
   shifted set (``--shifted N`` faint, higher-redshift mock galaxies, unlabelled in the mock).
 
+``--extra-train N`` adds N training galaxies from a second sky of the same population (seed +
+1000) after the split, so that more training galaxies leave the other splits unchanged.
+
 Only the central ``crop_size`` pixels of the cutouts are kept (the network reads no others;
 ``--full-cutouts`` keeps all 152). Training time is the sum of the epochs (the training loop);
 mock generation, input preparation, calibration and prediction are timed apart.
@@ -183,6 +186,10 @@ def main(argv=None):
     parser.add_argument("--full-cutouts", action="store_true",
                         help="keep the whole 152 px cutouts (default: the central crop_size)")
     parser.add_argument("--seed", type=int, default=1, help="mock sky seed")
+    parser.add_argument("--extra-train", type=int, default=0,
+                        help="more training galaxies, from a second sky (seed + 1000), added "
+                             "after the split: the validation, calibration and test rows stay "
+                             "those of the runs without it")
     parser.add_argument("--shifted", type=int, default=400,
                         help="faint, higher-redshift galaxies for the domain check (0: none)")
     parser.add_argument("--epochs", type=int, default=None, help="override the epochs")
@@ -232,6 +239,13 @@ def main(argv=None):
     print(f"mock sky: {len(table)} galaxies in {mock_seconds:.0f} s")
     train, validation, held_out = split_table(table, sizes[:2] + (sizes[2] + sizes[3],),
                                               seed=123)
+    if args.extra_train:
+        from astropy.table import vstack
+
+        extra = _cached_mock_table(args.mock_cache, args.extra_train, args.seed + 1000, 1.0,
+                                   keep_px)
+        train = vstack([train, extra[train.colnames]], metadata_conflicts="silent")
+        train.meta["bands"] = table.meta["bands"]
     calibration = None
     test = held_out
     if sizes[2]:

@@ -60,9 +60,9 @@ class GPMResNetEstimator(FittingMixin, ArchiveFittingMixin, InferenceMixin, Pers
         Also fit the error shape (`error_model.fit_error_shape`): a factor over ``Z_pred``
         that makes the coverage hold within quintiles of the label, the r magnitude and the
         radius. Off by default: on the mock sky it brings the coverage of the top Z_true
-        quintile from 0.56 to 0.65, but the errors then follow Z_pred more than each
-        galaxy's noise (Spearman correlation with the per-galaxy floor 0.36 instead of 0.86;
-        docs/gpm_resnet.rst).
+        quintile from 0.56-0.60 to 0.65, but the errors then follow Z_pred more than each
+        galaxy's noise (Spearman correlation with the per-galaxy floor 0.36-0.49 instead of
+        0.86-0.88; docs/gpm_resnet.rst).
     deterministic : bool, optional
         Deterministic kernels while training.
     checkpoint_dir : str, optional
