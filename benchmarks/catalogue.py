@@ -20,8 +20,8 @@ Everything is measured in one run, on the same cutouts and the same models:
    interpreter lock), and without the prefetch (one core's work);
 4. the same with two workers (where every core runs a task, ``prefetch="auto"`` turns the
    prefetch off), as a ratio of one worker;
-5. the peak resident memory of each worker (``VmHWM``) with two workers on each archive
-   size: it should not grow with the number of rows;
+5. the peak resident memory of each worker (``VmHWM``, with its child processes) with two
+   workers on each archive size: it should not grow with the number of rows;
 6. the same ratio as (3) for the paper's network (the ``gpm_resnet`` default, ``config="paper"``,
    fitted for one epoch on 16 rows: its accuracy does not matter, its cost does) on the first
    ``--paper-rows`` rows;
@@ -200,21 +200,32 @@ def paper_network_rate(archive_file, n_rows, device):
     return len(x) / (time.perf_counter() - started)
 
 
-def _worker_peak_rss_mib():
-    """This process's peak resident memory, MiB: ``VmHWM`` where Linux gives it (the high-water
+def _peak_rss_mib(pid="self"):
+    """Peak resident memory of a process, MiB: ``VmHWM`` where Linux gives it (the high-water
     mark of the process's own memory; ``ru_maxrss`` also counts what a worker started by
-    fork + exec held before its exec, i.e. its parent's size), else ``ru_maxrss``."""
-    status = Path("/proc/self/status")
+    fork + exec held before its exec, i.e. its parent's size), else ``ru_maxrss`` (own
+    process only)."""
+    status = Path(f"/proc/{pid}/status")
     if status.is_file():
         for line in status.read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if pid == "self" else 0.0
+
+
+def _worker_peak_rss_mib():
+    """A worker's peak resident memory, MiB, with that of its child processes (the process
+    that cleans its prefetched chunks and the forkserver that started it) added."""
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    return _peak_rss_mib() + sum(_peak_rss_mib(child.pid) for child in children)
 
 
 def engine_run(archive, out, weights, n_workers, partition_size, chunk_size, prefetch="auto",
                daemonic_workers=False):
-    """One run_catalogue on a fresh local cluster: (summary, peak RSS MiB of each worker).
+    """One run_catalogue on a fresh local cluster: (summary, peak RSS MiB of each worker
+    with its child processes).
 
     The cluster is the one `run_catalogue` starts by itself (non-daemonic workers, whose
     prefetch cleans in a child process); ``daemonic_workers=True`` gives Dask's default
