@@ -17,7 +17,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .process_pool import forkserver_pool, remove_files_of_dead_processes
+from .process_pool import (forkserver_pool, remove_files_of_dead_processes,
+                           require_child_processes)
 
 _EXECUTORS = {}
 
@@ -75,15 +76,17 @@ def _executor(n_jobs):
     """A process pool kept for the session, so chunk after chunk does not pay its start."""
     pool = _EXECUTORS.get(n_jobs)
     if pool is None:
+        require_child_processes("preprocessing with n_jobs > 1")
         pool = forkserver_pool(n_jobs, initializer=_worker_setup)
         _EXECUTORS[n_jobs] = pool
     return pool
 
 
 @atexit.register
-def _shutdown_executors():
+def _shutdown_executors(wait=False):
+    """End the kept process pools (``wait``: until their processes have exited)."""
     for pool in _EXECUTORS.values():
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=wait, cancel_futures=True)
     _EXECUTORS.clear()
 
 

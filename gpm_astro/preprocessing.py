@@ -401,7 +401,7 @@ class _Chunk:
 
 def iter_preprocess_cutouts(chunks, *, steps=None, config="default", n_jobs=1,
                             batch_size=DEFAULT_BATCH_SIZE, pixel_scale=None, max_pending=None,
-                            progress=True):
+                            clean_here=True, progress=True):
     """Preprocess a stream of tables, yielding each cleaned table in input order.
 
     Memory stays bounded: each chunk is yielded as soon as its last batch is done, and at
@@ -417,6 +417,11 @@ def iter_preprocess_cutouts(chunks, *, steps=None, config="default", n_jobs=1,
     max_pending : int, optional
         Most batches out in worker processes at a time (default ``2 * (n_jobs - 1)``;
         unused with ``n_jobs=1``).
+    clean_here : bool, optional
+        Whether this process also cleans batches while every worker is busy (default). False
+        leaves all cleaning to the ``n_jobs - 1`` workers, this process only copying batches
+        in and out: for a thread whose process has other work on its core (a catalogue task
+        predicting). Needs ``n_jobs >= 2``.
     progress : bool, optional
         Show a progress bar over cutouts.
 
@@ -442,6 +447,9 @@ def iter_preprocess_cutouts(chunks, *, steps=None, config="default", n_jobs=1,
     from tqdm.auto import tqdm
 
     n_jobs = _check_options(n_jobs, batch_size)
+    if not clean_here and n_jobs < 2:
+        msg = f"clean_here=False needs worker processes (n_jobs >= 2), got n_jobs={n_jobs}"
+        raise ParameterError(msg)
     steps = resolve_steps(steps, config=config)
     _keep_freed_memory()
     max_pending = require_positive_int(
@@ -481,6 +489,8 @@ def iter_preprocess_cutouts(chunks, *, steps=None, config="default", n_jobs=1,
                 stop = min(start + batch_size, len(table))
                 while in_flight and in_flight[0][3].done():
                     complete_oldest_batch()
+                if n_workers and not (slots.free or clean_here):
+                    complete_oldest_batch()  # wait for a worker to take this batch
                 if n_workers and slots.free:
                     # a worker takes the batch; this process goes on with the next one
                     slot = slots.free.popleft()

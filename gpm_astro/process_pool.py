@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 from .exceptions import ParameterError
 
 __all__ = ["forkserver_pool", "resolve_n_jobs", "process_alive",
-           "remove_files_of_dead_processes"]
+           "remove_files_of_dead_processes", "can_start_processes", "require_child_processes"]
 
 #: Seconds between two checks of the parent where no pidfd can be opened.
 PARENT_POLL_SECONDS = 0.5
@@ -72,6 +72,24 @@ def remove_files_of_dead_processes(directory, pattern):
         except OSError:  # another process cleaned it first, or no permission: not ours to force
             pass
     return removed
+
+def can_start_processes():
+    """Whether this process may start child processes: not a daemonic one (multiprocessing
+    forbids those children; a Dask worker is daemonic unless ``distributed.worker.daemon`` is
+    False)."""
+    return not multiprocessing.current_process().daemon
+
+
+def require_child_processes(purpose):
+    """Raise `~gpm_astro.exceptions.ParameterError` naming ``purpose`` where this process may
+    not start child processes (`can_start_processes`)."""
+    if not can_start_processes():
+        msg = (f"{purpose} needs child processes, but this process is daemonic and may not "
+               "start any (a Dask worker: start the workers with the Dask setting "
+               "distributed.worker.daemon = False, e.g. DASK_DISTRIBUTED__WORKER__DAEMON=False "
+               "in their environment, or use one process)")
+        raise ParameterError(msg)
+
 
 def _exit_when_gone(pid):
     """In a worker: end this process as soon as process ``pid`` ends."""

@@ -32,7 +32,9 @@ def open_client(*, client=None, scheduler=None, n_workers=None, threads_per_work
     threads_per_worker : int, optional
         Tasks a local worker runs at a time.
     processes : bool, optional
-        Local workers as processes (default) or as threads of this process.
+        Local workers as processes (default) or as threads of this process. Local worker
+        processes are not daemonic (Dask's ``distributed.worker.daemon = False``), so that
+        they may start processes of their own.
     dashboard_address : str, optional
         Where the local dashboard listens (``":0"``: any free port).
     """
@@ -47,9 +49,14 @@ def open_client(*, client=None, scheduler=None, n_workers=None, threads_per_work
         with Client(**kwargs) as remote:
             yield remote
         return
+    import dask
+
     n_workers = local_cores() if n_workers is None else n_workers
-    with LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                      processes=processes, dashboard_address=dashboard_address) as cluster, \
+    # non-daemonic worker processes may start the process that cleans a task's next chunk
+    # (the nannies read this setting whenever they start or restart a worker)
+    with dask.config.set({"distributed.worker.daemon": False}), \
+            LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                         processes=processes, dashboard_address=dashboard_address) as cluster, \
             Client(cluster) as local:
         yield local
 

@@ -6,7 +6,9 @@ the data source, runs the very same public functions a user calls on a small tab
 `gpm_astro.pipeline.make_catalogue`), keeps only the small catalogue columns, and writes the
 partition atomically. With ``prefetch`` (the default), a background thread reads and cleans
 the next chunk while the current one is predicted (one chunk ahead, never more: at most two
-chunks of cutouts are in memory); an error there is raised by the task, as without it.
+chunks of cutouts are in memory); an error there is raised by the task, as without it. Where
+the worker may start processes (not daemonic), that thread hands the cleaning to a child
+process, so that cleaning and inference never wait for each other's interpreter lock.
 
 Rows that cannot be read (a corrupt HDF5 chunk, an I/O error) are read again one by one; a row
 that still fails keeps its place with ``preprocess_flag = "unreadable"`` and
@@ -26,6 +28,7 @@ import numpy as np
 from astropy.table import Column, MaskedColumn, Table, vstack
 
 from ..exceptions import GPMAstroError
+from ..process_pool import can_start_processes
 from .parquet import CATALOGUE_SCHEMA, write_partition
 
 __all__ = ["UNREADABLE", "process_partition", "catalogue_rows"]
@@ -34,8 +37,9 @@ __all__ = ["UNREADABLE", "process_partition", "catalogue_rows"]
 UNREADABLE = "unreadable"
 #: the input-row column every source's tables carry
 ROW_COLUMN = "archive_row"
-# per-chunk numbers dropped from the steps recorded in a partition's meta
-_CHUNK_PARAMS = ("n_rows", "n_predicted", "chunk_index")
+# per-chunk numbers and process counts dropped from the steps recorded in a partition's meta
+# (none changes a row: the partition is the same bytes however it was computed)
+_CHUNK_PARAMS = ("n_rows", "n_predicted", "chunk_index", "n_jobs")
 
 
 def catalogue_rows(table, estimator, *, preprocess="default", preprocess_jobs=1,
@@ -65,14 +69,19 @@ def catalogue_rows(table, estimator, *, preprocess="default", preprocess_jobs=1,
     return _predicted(table, estimator, predict_lock)
 
 
-def _cleaned(table, estimator, preprocess, preprocess_jobs):
-    """``table`` through `gpm_astro.preprocess_cutouts` when the estimator reads cutouts."""
-    from ..preprocessing import preprocess_cutouts
+def _cleaned(table, estimator, preprocess, preprocess_jobs, in_child_processes=False):
+    """``table`` through `gpm_astro.preprocess_cutouts` when the estimator reads cutouts.
+    ``in_child_processes``: ``preprocess_jobs`` child processes clean it, and the calling
+    thread only hands batches over (it holds the interpreter lock for no cleaning)."""
+    from ..preprocessing import iter_preprocess_cutouts, preprocess_cutouts
 
-    if "cutout" in getattr(estimator, "required_columns", ()):
-        table = preprocess_cutouts(table, config=preprocess, n_jobs=preprocess_jobs,
-                                   progress=False)
-    return table
+    if "cutout" not in getattr(estimator, "required_columns", ()):
+        return table
+    if in_child_processes:
+        return next(iter_preprocess_cutouts([table], config=preprocess,
+                                            n_jobs=preprocess_jobs + 1, clean_here=False,
+                                            progress=False))
+    return preprocess_cutouts(table, config=preprocess, n_jobs=preprocess_jobs, progress=False)
 
 
 def _predicted(table, estimator, predict_lock):
@@ -182,12 +191,13 @@ def _partition_meta(first_meta, index, rows):
                                              "last_row": int(rows[-1])}}
 
 
-def _prepared_chunk(source, chunk_rows, spec, estimator):
+def _prepared_chunk(source, chunk_rows, spec, estimator, in_child_processes=False):
     """Read and clean one chunk: (cleaned table or None, unreadable rows, their catalogue
     columns or None, read errors)."""
     table, bad, errors = _read(source, chunk_rows, spec["cutouts"])
     if table is not None and len(table):
-        table = _cleaned(table, estimator, spec["preprocess"], spec["preprocess_jobs"])
+        table = _cleaned(table, estimator, spec["preprocess"], spec["preprocess_jobs"],
+                         in_child_processes)
     else:
         table = None
     return table, bad, (_catalogue_columns_of(source, bad) if bad else None), errors
@@ -253,8 +263,13 @@ def process_partition(index, rows, spec, estimator=None):
     parts, read_errors, first_meta, template = [], [], None, None
     chunk = int(spec["chunk_size"])
     chunks = [rows[start:start + chunk] for start in range(0, len(rows), chunk)]
-    prepared = _in_order(lambda chunk_rows: _prepared_chunk(source, chunk_rows, spec, estimator),
-                         chunks, spec.get("prefetch", True))
+    prefetch = spec.get("prefetch", True)
+    # the prefetch thread leaves the cleaning to a child process where the worker may start
+    # one: a cleaning thread would take turns with inference for the interpreter lock
+    in_child_processes = bool(prefetch) and can_start_processes()
+    prepared = _in_order(
+        lambda chunk_rows: _prepared_chunk(source, chunk_rows, spec, estimator,
+                                           in_child_processes), chunks, prefetch)
     with contextlib.closing(prepared):
         for table, bad, bad_columns, errors in prepared:
             read_errors.extend(errors)

@@ -88,6 +88,13 @@ class EstimatorPlugin(WorkerPlugin):
 
         cv2.setNumThreads(int(self.torch_threads))
 
+    def teardown(self, worker):
+        """End the process that cleaned this worker's next chunks, before the worker exits
+        (a worker waits for its child processes when it closes)."""
+        from .._preprocess_runtime import _shutdown_executors
+
+        _shutdown_executors(wait=True)
+
 
 def worker_estimator():
     """The estimator loaded on this worker by `EstimatorPlugin`, and the lock to predict with.

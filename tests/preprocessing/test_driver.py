@@ -129,9 +129,10 @@ def test_parallel_stream_of_mixed_chunks_matches_one_process(cases):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EmptyResultWarning)  # the empty chunk
         expected = [preprocess_cutouts(c, progress=False) for c in chunks]
-    for max_pending in (1, 3):
+    for max_pending, clean_here in ((1, True), (3, True), (2, False)):
         streamed = list(iter_preprocess_cutouts(iter(chunks), batch_size=2, n_jobs=2,
-                                                max_pending=max_pending, progress=False))
+                                                max_pending=max_pending, clean_here=clean_here,
+                                                progress=False))
         assert [len(t) for t in streamed] == [len(c) for c in chunks]
         for got, want in zip(streamed, expected):
             assert got["preprocess_flag"].tolist() == want["preprocess_flag"].tolist()
@@ -156,6 +157,8 @@ def test_a_worker_error_surfaces_and_leaves_no_files(cases):
     assert set(_batch_files()) == before
     with pytest.raises(ParameterError, match="max_pending must be a positive integer, got 0"):
         next(iter_preprocess_cutouts(iter([table]), n_jobs=2, max_pending=0))
+    with pytest.raises(ParameterError, match=r"clean_here=False needs .* got n_jobs=1"):
+        next(iter_preprocess_cutouts(iter([table]), clean_here=False))
 
 
 def test_worker_side_buffer_mappings_are_kept_and_bounded(cases, tmp_path):

@@ -1,6 +1,8 @@
-"""The task's prefetch: the next chunk is read and cleaned in a background thread while the
-current one is predicted; same bytes, one chunk ahead at most, errors raised, nothing left."""
+"""The task's prefetch: the next chunk is read and cleaned in a background thread (the cleaning
+itself in a child process where the worker may start one) while the current one is predicted;
+same bytes, one chunk ahead at most, errors raised, nothing left."""
 
+import multiprocessing
 import threading
 
 import pytest
@@ -34,17 +36,25 @@ def _prefetch_threads():
     return [t for t in threading.enumerate() if t.name.startswith("gpm-astro-prefetch")]
 
 
-def test_prefetch_gives_the_same_bytes_and_stays_one_chunk_ahead(mock_archive, tiny_estimator,
-                                                                  tmp_path, monkeypatch):
+@pytest.mark.parametrize("child_process", [True, False], ids=["child_process", "daemonic"])
+def test_prefetch_gives_the_same_bytes_and_stays_one_chunk_ahead(child_process, mock_archive,
+                                                                  tiny_estimator, tmp_path,
+                                                                  monkeypatch):
+    import gpm_astro.preprocessing as preprocessing
+
     rows = _rows(mock_archive)
     plain = task.process_partition(0, rows, _spec(mock_archive, tmp_path / "plain", False),
                                    estimator=tiny_estimator)
     events = []
-    prepare, predict = task._prepared_chunk, task._predicted
+    prepare, predict, run_steps = task._prepared_chunk, task._predicted, preprocessing.run_steps
 
-    def recorded_prepare(source, chunk_rows, spec, estimator):
+    def recorded_prepare(*args):
         events.append(("prepare", threading.current_thread().name))
-        return prepare(source, chunk_rows, spec, estimator)
+        return prepare(*args)
+
+    def recorded_run_steps(*args, **kwargs):  # cleaning in this process
+        events.append(("clean here", threading.current_thread().name))
+        return run_steps(*args, **kwargs)
 
     def recorded_predict(table, estimator, lock):
         events.append(("predict", threading.current_thread().name))
@@ -52,13 +62,18 @@ def test_prefetch_gives_the_same_bytes_and_stays_one_chunk_ahead(mock_archive, t
 
     monkeypatch.setattr(task, "_prepared_chunk", recorded_prepare)
     monkeypatch.setattr(task, "_predicted", recorded_predict)
+    monkeypatch.setattr(preprocessing, "run_steps", recorded_run_steps)
+    monkeypatch.setattr(task, "can_start_processes", lambda: child_process)
     ahead = task.process_partition(0, rows, _spec(mock_archive, tmp_path / "ahead", True),
                                    estimator=tiny_estimator)
     assert ahead["sha256"] == plain["sha256"] and ahead["flags"] == plain["flags"]
     n_chunks = N_ROWS // CHUNK_SIZE
-    assert [kind for kind, _ in events].count("prepare") == n_chunks
+    kinds = [kind for kind, _ in events]
+    assert kinds.count("prepare") == n_chunks
+    # a child process cleans every batch; a daemonic worker's prefetch thread cleans itself
+    assert kinds.count("clean here") == (0 if child_process else n_chunks)
     assert all(name.startswith("gpm-astro-prefetch") for kind, name in events
-               if kind == "prepare")
+               if kind in ("prepare", "clean here"))
     assert all(name == threading.current_thread().name for kind, name in events
                if kind == "predict")
     for k, index in enumerate(i for i, (kind, _) in enumerate(events) if kind == "predict"):
@@ -105,3 +120,30 @@ def test_auto_prefetch_only_where_workers_leave_a_core_free(dask_client, mock_ar
     with pytest.raises(ParameterError, match="prefetch must be"):
         run_catalogue(mock_archive, tmp_path / "bad", weights=tiny_model, client=dask_client,
                       prefetch="yes", progress=False, log=lambda message: None)
+
+
+def test_preprocessing_processes_in_a_daemonic_worker_is_a_clear_error(mock_archive,
+                                                                      tiny_estimator, tmp_path,
+                                                                      monkeypatch):
+    from gpm_astro import _preprocess_runtime
+    from gpm_astro.exceptions import ParameterError
+
+    class Daemonic:
+        daemon = True
+
+    monkeypatch.setattr(multiprocessing, "current_process", Daemonic)
+    monkeypatch.setattr(_preprocess_runtime, "_EXECUTORS", {})  # no pool kept from before
+    spec = dict(_spec(mock_archive, tmp_path, False), preprocess_jobs=2)
+    with pytest.raises(ParameterError, match="distributed.worker.daemon = False"):
+        task.process_partition(0, _rows(mock_archive), spec, estimator=tiny_estimator)
+    assert task.can_start_processes() is False
+
+
+def test_the_local_cluster_workers_may_start_processes(tmp_path):
+    from gpm_astro.survey.cluster import open_client
+
+    def daemonic():
+        return multiprocessing.current_process().daemon
+
+    with open_client(n_workers=1, dashboard_address=":0") as client:
+        assert list(client.run(daemonic).values()) == [False]
