@@ -149,12 +149,7 @@ def step_costs(archive_file, weights, n_rows, chunk_size, out):
 def bare_predict_rate(archive_file, weights, n_rows, device="cpu", config_rows=None,
                       repeats=5):
     """Rows per second of predict_metallicity on cleaned cutouts in memory, one thread: the
-    median of ``repeats`` passes after a warm-up, and the lowest and highest pass.
-
-    The median, not the best pass: passes scatter by about 10 % here (a shared virtual
-    machine), and the end-to-end rates it is compared with are averages over many chunks, so
-    a best pass would understate every ratio by half that scatter.
-    """
+    rate of each of ``repeats`` passes after a warm-up, and the rows predicted."""
     import torch
 
     from gpm_astro import predict_metallicity, preprocess_cutouts
@@ -172,7 +167,7 @@ def bare_predict_rate(archive_file, weights, n_rows, device="cpu", config_rows=N
         started = time.perf_counter()
         predict_metallicity(clean, estimator=estimator, progress=False)
         rates.append(len(clean) / (time.perf_counter() - started))
-    return float(np.median(rates)), (min(rates), max(rates)), int(np.sum(clean["preprocess_ok"]))
+    return rates, int(np.sum(clean["preprocess_ok"]))
 
 
 def paper_network_rate(archive_file, n_rows, device):
@@ -340,20 +335,28 @@ def main(argv=None):
         outside = sum(v for k, v in costs.items() if not k.startswith("predict"))
         print(f"  {'everything but predict':28s} {outside:6.2f}", flush=True)
 
-        bare, spread, n_ok = bare_predict_rate(unique, weights, min(args.unique, 1024))
-        print(f"bare predict_metallicity (cleaned cutouts in memory, 1 thread): "
-              f"{bare:.1f} rows/s, median of 5 passes (lowest {spread[0]:.1f}, highest "
-              f"{spread[1]:.1f}; {n_ok} of {min(args.unique, 1024)} rows predicted)",
-              flush=True)
         run = functools.partial(engine_run, partition_size=args.partition_size,
                                 chunk_size=args.chunk_size)
+        # the bare rate: passes before and after the one-worker runs, so that a drift of the
+        # machine's speed during them (it scatters by ~10 % here) moves both sides alike; the
+        # median, since the end-to-end rates are averages over many chunks (a best pass would
+        # understate every ratio by about half the scatter)
+        n_bare = min(args.unique, 1024)
+        bare_before, n_ok = bare_predict_rate(unique, weights, n_bare)
         one, rss_one = run(small, work / "out_1w", weights, 1)
+        threaded, _ = run(small, work / "out_1w_thread", weights, 1, daemonic_workers=True)
+        one_off, rss_one_off = run(small, work / "out_1w_off", weights, 1, prefetch=False)
+        bare_after, _ = bare_predict_rate(unique, weights, n_bare)
+        bare = float(np.median(bare_before + bare_after))
+        print(f"bare predict_metallicity (cleaned cutouts in memory, 1 thread): {bare:.1f} "
+              f"rows/s, the median of 10 passes, 5 before and 5 after the one-worker runs "
+              f"(before {min(bare_before):.1f}-{max(bare_before):.1f}, after "
+              f"{min(bare_after):.1f}-{max(bare_after):.1f}; {n_ok} of {n_bare} rows "
+              f"predicted)", flush=True)
         print(_ratio_line(f"end to end, 1 worker, {args.rows[0]:,} rows", one, bare)
               + f"; peak RSS {rss_one[0]:.0f} MiB", flush=True)
-        threaded, _ = run(small, work / "out_1w_thread", weights, 1, daemonic_workers=True)
         print(_ratio_line(f"end to end, 1 daemonic worker (cleaning in the prefetch thread), "
                           f"{args.rows[0]:,} rows", threaded, bare), flush=True)
-        one_off, rss_one_off = run(small, work / "out_1w_off", weights, 1, prefetch=False)
         print(_ratio_line(f"end to end, 1 worker, {args.rows[0]:,} rows", one_off, bare)
               + f"; peak RSS {rss_one_off[0]:.0f} MiB", flush=True)
         two, rss_small = run(small, work / "out_2w", weights, 2)
@@ -372,8 +375,8 @@ def main(argv=None):
         paper_bare = paper_gpu = None
         if args.paper_rows:
             n_paper = min(args.paper_rows, args.unique)
-            paper_bare, _, paper_ok = bare_predict_rate(unique, paper_weights, n_paper,
-                                                        repeats=1)
+            paper_rates, paper_ok = bare_predict_rate(unique, paper_weights, n_paper, repeats=1)
+            paper_bare = paper_rates[0]
             print(f"paper network (gpm_resnet default), bare predict_metallicity, 1 thread: "
                   f"{paper_bare:.2f} rows/s ({paper_ok} of {n_paper} rows predicted)",
                   flush=True)
