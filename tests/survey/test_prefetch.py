@@ -147,3 +147,13 @@ def test_the_local_cluster_workers_may_start_processes(tmp_path):
 
     with open_client(n_workers=1, dashboard_address=":0") as client:
         assert list(client.run(daemonic).values()) == [False]
+
+
+def test_without_forkserver_the_prefetch_cleans_in_its_thread(monkeypatch):
+    from gpm_astro import process_pool
+    from gpm_astro.exceptions import ParameterError
+
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    assert task.can_start_processes() is False  # so the task's thread cleans (Windows)
+    with pytest.raises(ParameterError, match="forkserver"):
+        process_pool.require_child_processes("preprocessing with n_jobs > 1")
