@@ -320,7 +320,8 @@ def main(argv=None):
         paper_weights = work / "paper_model"
         if args.paper_rows and not (paper_weights / "model_card.json").is_file():
             fit_paper_model(unique, paper_weights)
-        for name in ("out_1w", "out_1w_thread", "out_1w_off", "out_2w", "out_2w_large", "out_paper"):
+        for name in ("out_1w", "out_1w_thread", "out_1w_off", "out_2w", "out_2w_large",
+                     "out_paper"):
             shutil.rmtree(work / name, ignore_errors=True)  # every run computes from scratch
         small, large = (make_virtual_archive(unique, work / f"archive_{n}", n)
                         for n in args.rows)

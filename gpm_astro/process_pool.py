@@ -73,28 +73,34 @@ def remove_files_of_dead_processes(directory, pattern):
             pass
     return removed
 
+
+def _why_no_child_processes():
+    """Why this process may not start the package's worker processes, or None when it may."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return ("needs worker processes started by multiprocessing's forkserver, which this "
+                "platform does not have; use one process")
+    if multiprocessing.current_process().daemon:
+        return ("needs child processes, but this process is daemonic and may not start any "
+                "(a Dask worker: start the workers with the Dask setting "
+                "distributed.worker.daemon = False, e.g. DASK_DISTRIBUTED__WORKER__DAEMON=False "
+                "in their environment, or use one process)")
+    return None
+
+
 def can_start_processes():
     """Whether this process may start the package's worker processes: it is not daemonic
     (multiprocessing forbids a daemonic process children; a Dask worker is daemonic unless
     ``distributed.worker.daemon`` is False) and the platform has the ``forkserver`` start
     method (not Windows)."""
-    return (not multiprocessing.current_process().daemon
-            and "forkserver" in multiprocessing.get_all_start_methods())
+    return _why_no_child_processes() is None
 
 
 def require_child_processes(purpose):
     """Raise `~gpm_astro.exceptions.ParameterError` naming ``purpose`` where this process may
     not start the package's worker processes (`can_start_processes`)."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        msg = (f"{purpose} needs worker processes started by multiprocessing's forkserver, "
-               "which this platform does not have; use one process")
-        raise ParameterError(msg)
-    if multiprocessing.current_process().daemon:
-        msg = (f"{purpose} needs child processes, but this process is daemonic and may not "
-               "start any (a Dask worker: start the workers with the Dask setting "
-               "distributed.worker.daemon = False, e.g. DASK_DISTRIBUTED__WORKER__DAEMON=False "
-               "in their environment, or use one process)")
-        raise ParameterError(msg)
+    reason = _why_no_child_processes()
+    if reason is not None:
+        raise ParameterError(f"{purpose} {reason}")
 
 
 def _exit_when_gone(pid):
