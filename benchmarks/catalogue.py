@@ -108,7 +108,7 @@ def step_costs(archive_file, weights, n_rows, chunk_size, out):
     """Milliseconds a row of each step of a catalogue task, one thread, no prefetch.
 
     The task's own functions, chunk by chunk as `gpm_astro.survey.task.process_partition`
-    calls them: read (``_read``), preprocess (``_cleaned``), predict and catalogue columns
+    calls them (the same chunks): read (``_read``), preprocess (``_cleaned``), predict and catalogue columns
     (``_predicted``, i.e. ``predict_metallicity`` and ``make_catalogue``), then one
     ``write_partition`` of the rows.
     """
@@ -126,10 +126,10 @@ def step_costs(archive_file, weights, n_rows, chunk_size, out):
     source = get_source("legacysurvey_archive")(path=archive_file)
     spent = dict.fromkeys(("read", "preprocess", "predict + catalogue columns", "write"), 0.0)
     warm = task._cleaned(task._read(source, np.arange(16), True)[0], estimator, "default", 1)
-    task._predicted(warm, estimator, None)
+    # a worker imports pyarrow once: the first write's import is no cost of a partition
+    write_partition(task._predicted(warm, estimator, None), Path(out).with_suffix(".warm"))
     parts = []
-    for start in range(0, n_rows, chunk_size):
-        rows = np.arange(start, min(start + chunk_size, n_rows))
+    for rows in task._chunks(np.arange(n_rows), chunk_size):
         began = time.perf_counter()
         table, _, _ = task._read(source, rows, True)
         read = time.perf_counter()

@@ -123,7 +123,8 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
     partition_size : int, optional
         Input rows per partition (one task, one file).
     chunk_size : int, optional
-        Rows a task reads and processes at a time (bounds a worker's memory).
+        Rows a task reads and processes at a time (bounds a worker's memory); a partition's
+        first three chunks are an eighth, a quarter and a half of it.
     preprocess : str, optional
         Preprocessing configuration.
     preprocess_jobs : int, optional

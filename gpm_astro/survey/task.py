@@ -6,7 +6,9 @@ the data source, runs the very same public functions a user calls on a small tab
 `gpm_astro.pipeline.make_catalogue`), keeps only the small catalogue columns, and writes the
 partition atomically. With ``prefetch`` (the default), a background thread reads and cleans
 the next chunk while the current one is predicted (one chunk ahead, never more: at most two
-chunks of cutouts are in memory); an error there is raised by the task, as without it. Where
+chunks of cutouts are in memory); an error there is raised by the task, as without it. The
+first chunks are smaller (an eighth, a quarter, a half of ``chunk_size``), since nothing
+overlaps the reading and cleaning of a partition's first chunk. Where
 the worker may start processes (not daemonic), that thread hands the cleaning to a child
 process, so that cleaning and inference never wait for each other's interpreter lock.
 
@@ -203,6 +205,25 @@ def _prepared_chunk(source, chunk_rows, spec, estimator, in_child_processes=Fals
     return table, bad, (_catalogue_columns_of(source, bad) if bad else None), errors
 
 
+#: the first chunks of a partition, as fractions of ``chunk_size``: nothing overlaps the
+#: reading and cleaning of a partition's first chunk, so it is small, and each next one at most
+#: doubles, so that it is cleaned while the one before is predicted
+RAMP = (1 / 8, 1 / 4, 1 / 2)
+
+
+def _chunks(rows, chunk_size):
+    """``rows`` cut into chunks of ``chunk_size`` rows, the first ones ramping up (`RAMP`).
+    The cut depends on nothing but the rows and ``chunk_size``, so a recomputed partition
+    predicts the same batches and gives the same bytes."""
+    sizes = [max(1, int(chunk_size * fraction)) for fraction in RAMP]
+    chunks, start = [], 0
+    while start < len(rows):
+        size = sizes[len(chunks)] if len(chunks) < len(sizes) else chunk_size
+        chunks.append(rows[start:start + size])
+        start += size
+    return chunks
+
+
 def _in_order(prepare, chunks, prefetch):
     """Yield ``prepare(chunk)`` for each chunk in order. With ``prefetch``, one background
     thread prepares the next chunk while the caller works on the current one (one ahead,
@@ -261,8 +282,7 @@ def process_partition(index, rows, spec, estimator=None):
     source = get_source(spec["source"])(**spec["source_params"])
     rows = np.asarray(rows, dtype=np.int64)
     parts, read_errors, first_meta, template = [], [], None, None
-    chunk = int(spec["chunk_size"])
-    chunks = [rows[start:start + chunk] for start in range(0, len(rows), chunk)]
+    chunks = _chunks(rows, int(spec["chunk_size"]))
     prefetch = spec.get("prefetch", True)
     # the prefetch thread leaves the cleaning to a child process where the worker may start
     # one: a cleaning thread would take turns with inference for the interpreter lock

@@ -5,6 +5,7 @@ same bytes, one chunk ahead at most, errors raised, nothing left."""
 import multiprocessing
 import threading
 
+import numpy as np
 import pytest
 
 from gpm_astro.plugins import get_estimator, get_source
@@ -12,7 +13,7 @@ from gpm_astro.survey import task
 
 from .conftest import CHUNK_SIZE
 
-N_ROWS = 4 * CHUNK_SIZE  # four chunks
+N_ROWS = 4 * CHUNK_SIZE  # six chunks: three of the ramp, then full ones
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_prefetch_gives_the_same_bytes_and_stays_one_chunk_ahead(child_process, 
     ahead = task.process_partition(0, rows, _spec(mock_archive, tmp_path / "ahead", True),
                                    estimator=tiny_estimator)
     assert ahead["sha256"] == plain["sha256"] and ahead["flags"] == plain["flags"]
-    n_chunks = N_ROWS // CHUNK_SIZE
+    n_chunks = len(task._chunks(rows, CHUNK_SIZE))
     kinds = [kind for kind, _ in events]
     assert kinds.count("prepare") == n_chunks
     # a child process cleans every batch; a daemonic worker's prefetch thread cleans itself
@@ -157,3 +158,15 @@ def test_without_forkserver_the_prefetch_cleans_in_its_thread(monkeypatch):
     assert task.can_start_processes() is False  # so the task's thread cleans (Windows)
     with pytest.raises(ParameterError, match="forkserver"):
         process_pool.require_child_processes("preprocessing with n_jobs > 1")
+
+
+@pytest.mark.parametrize("n_rows", [0, 1, 5, 28, 31, 60, 100, 1000])
+def test_chunks_ramp_up_then_keep_chunk_size_and_cover_every_row_once(n_rows):
+    rows = np.arange(10, 10 + n_rows)
+    sizes = [len(chunk) for chunk in task._chunks(rows, 32)]
+    assert np.array_equal(np.concatenate([rows[:0], *task._chunks(rows, 32)]), rows)
+    assert sum(sizes) == n_rows and all(sizes)
+    full = [4, 8, 16] + [32] * 40
+    assert sizes[:-1] == full[:max(len(sizes) - 1, 0)]  # only the last chunk may be cut short
+    assert all(later <= 2 * earlier for earlier, later in zip(sizes, sizes[1:]))
+    assert [len(chunk) for chunk in task._chunks(rows, 1)] == [1] * n_rows
