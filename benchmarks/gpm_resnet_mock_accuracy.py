@@ -193,6 +193,8 @@ def main(argv=None):
     parser.add_argument("--full-cutouts", action="store_true",
                         help="keep the whole 152 px cutouts (default: the central crop_size)")
     parser.add_argument("--seed", type=int, default=1, help="mock sky seed")
+    parser.add_argument("--train-seed", type=int, default=0,
+                        help="seed of the network's initialisation and training")
     parser.add_argument("--extra-train", type=int, default=0,
                         help="more training galaxies, from a second sky (seed + 1000), added "
                              "after the split: the validation, calibration and test rows stay "
@@ -266,7 +268,8 @@ def main(argv=None):
     else:
         estimator = GPMResNetEstimator(config=config, epochs=args.epochs, lr=args.lr,
                                        batch_size=args.batch_size, mc_passes=args.mc_passes,
-                                       n_ensemble=args.n_ensemble, seed=0, progress=False,
+                                       n_ensemble=args.n_ensemble, seed=args.train_seed,
+                                       progress=False,
                                        checkpoint_dir=args.checkpoint_dir,
                                        error_shape=args.error_shape)
         estimator.fit(train, target="Z_true", validation=validation, calibration=calibration)
