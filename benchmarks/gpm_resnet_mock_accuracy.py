@@ -33,6 +33,7 @@ Run on demand (minutes on 2 CPU cores)::
 
 import argparse
 import json
+import math
 import os
 import time
 
@@ -105,6 +106,7 @@ def _error_report(z_pred, err, test):
     from gpm_astro.metrics import binned_statistics, reliability_curve
 
     z_true = np.asarray(test["Z_true"], dtype=float)
+    z_floor = np.asarray(test["Z_floor"], dtype=float)
     out = {"coverage": float(np.mean(np.abs(z_pred - z_true) < err)),
            "spearman_err_vs_floor": float(spearmanr(err, np.asarray(test["Z_floor"]))[0]),
            "spearman_err_vs_abs_residual": float(spearmanr(err, np.abs(z_pred - z_true))[0]),
@@ -113,9 +115,14 @@ def _error_report(z_pred, err, test):
         values = np.ma.filled(np.ma.asanyarray(test[column]).astype(float), np.nan)
         edges = np.nanquantile(values, np.linspace(0, 1, 6))
         stats = binned_statistics(z_pred, z_true, values, edges, err=err, by_name=column)
+        # the per-galaxy floor of each bin (the last bin holds its upper edge, as above)
+        index = np.minimum(np.searchsorted(edges, values, side="right") - 1, len(edges) - 2)
+        floor_rms = [float(np.sqrt(np.mean(z_floor[index == k] ** 2)))
+                     for k in range(len(edges) - 1)]
         out["quintiles"][column] = [
             {"low": float(r["bin_low"]), "high": float(r["bin_high"]), "n": int(r["n"]),
-             "coverage": float(r["coverage"]), "sigma": float(r["sigma"])} for r in stats]
+             "coverage": float(r["coverage"]), "mu": float(r["mu"]), "sigma": float(r["sigma"]),
+             "floor_rms": floor_rms[k]} for k, r in enumerate(stats)]
     return out
 
 
@@ -323,6 +330,9 @@ def main(argv=None):
     print(f"noise-free floor {floor:.4f}; rms of the per-galaxy floor Z_floor {galaxy_floor:.4f} "
           f"(5-95 %: {floor_spread[0]:.3f}-{floor_spread[1]:.3f})")
     errors = results["errors"]
+    cells = ", ".join(f"{math.hypot(q['mu'], q['sigma']) / q['floor_rms']:.3f}"
+                      for q in errors["quintiles"]["Z_true"])
+    print(f"rms error / rms Z_floor per quintile of Z_true: {cells}")
     print(f"overall coverage: binomial sigma {_binomial_sigma(len(test)):.3f}")
     if shape is not None:
         _print_errors(results["errors_without_shape"], "errors without the shape")

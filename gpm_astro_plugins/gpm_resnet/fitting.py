@@ -105,11 +105,12 @@ class FittingMixin:
 
     def _train_features(self, x):
         """Penultimate-layer features of the first member, untransformed view, fp32."""
-        _, trunk, tail, _, _ = self._inference_parts(0, torch.device("cpu"), "fp32", False)
+        model, trunk, tail, _, _ = self._inference_parts(0, torch.device("cpu"), "fp32", False)
         rows = []
         with torch.inference_mode():
             for start in range(0, len(x), 256):
-                rows.append(tail(trunk(torch.as_tensor(x[start:start + 256]))).float())
+                xb = torch.as_tensor(x[start:start + 256])
+                rows.append(tail(trunk(xb), model.side_input(xb)).float())
         return torch.cat(rows).numpy()
 
     def _domain_quantities(self, table, train_rows, bands):

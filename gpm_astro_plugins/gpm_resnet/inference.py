@@ -12,7 +12,7 @@ from gpm_astro.exceptions import ParameterError
 from gpm_astro.tables import (record_step, require_positive_int, require_table,
                               with_column_names)
 
-from .model import InputTransform, mixed_precision_copy
+from .model import FeatureTail, InputTransform, mixed_precision_copy
 from .table_inputs import _check_cutouts, _row_flags, _table_bands
 from .domain import image_quantities, table_redshift
 from .training import (LOG_VARIANCE_RANGE, _autocast, dihedral_view, resolve_device,
@@ -71,8 +71,9 @@ class InferenceMixin:
     def _inference_parts(self, member, device, precision, compile_model):
         """(model, trunk, tail, head, channels_last) of one network placed for inference, cached.
 
-        ``trunk`` runs up to the first stage with DropBlock, ``tail`` from there to the
-        penultimate-layer features, ``head`` the last linear layer."""
+        ``trunk`` runs up to the first stage with DropBlock, ``tail(hidden, side)`` from there
+        to the penultimate-layer features (``side``: ``model.side_input`` of the batch, or
+        None), ``head`` the last linear layer."""
         mc = self._mc_passes() > 0
         key = (member, str(device), precision, bool(compile_model), mc)
         cache = self.__dict__.setdefault("_inference_cache", {})
@@ -88,7 +89,7 @@ class InferenceMixin:
                           if any(getattr(m, "dropblock", None) is not None for m in stage)),
                          len(model.dho))
             trunk = torch.nn.Sequential(model.ilo, *model.dho[:split])
-            tail = torch.nn.Sequential(*model.dho[split:], *model.pg[:-1])
+            tail = FeatureTail(model, split)
             head = model.pg[-1]
             if compile_model:
                 _import_compile_dependencies()
@@ -171,18 +172,20 @@ class InferenceMixin:
         draws = []
         outputs, kept = [], None
         with torch.inference_mode(), _autocast(device, precision):
+            # the aperture photometry is the same in every view: measured once
+            side = model.side_input(xb)
             for view in views:
                 xv = dihedral_view(xb, view)
                 xin = xv.contiguous(memory_format=torch.channels_last) if channels_last else xv
                 hidden = trunk(xin)
-                last = tail(hidden)
+                last = tail(hidden, side)
                 outputs.append(head(last).float().cpu())
                 if view == 0:
                     trunk_features, kept = hidden, last.float().cpu()
             model.set_mc_dropout(True)
             try:
                 for _ in range(passes):
-                    draws.append(head(tail(trunk_features)).float()[:, 0].cpu())
+                    draws.append(head(tail(trunk_features, side)).float()[:, 0].cpu())
             finally:
                 model.set_mc_dropout(False)
         output = torch.stack(outputs).mean(dim=0)

@@ -9,7 +9,9 @@ Three blocks, named as in the paper:
   and efficient channel attention (ECA) after its last 1x1 convolution + BatchNorm, before the
   residual addition.
 - PG block (parameter generator): global average pool, ReLU, Linear(2048, 128), ReLU,
-  Linear(128, 1).
+  Linear(128, 1). Optionally (``photometry_apertures``, not in the paper) the integrated
+  photometry of the input in circular apertures (`photometry.AperturePhotometry`) is
+  concatenated to the pooled features before the first linear layer.
 
 `GPMResNetConfig` holds the architecture, the input transform and the training defaults; the
 named configurations are ``paper`` (the network and training of the paper), ``paper_recipe`` (the
@@ -18,6 +20,8 @@ train on a laptop CPU in minutes).
 """
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,9 +31,12 @@ from torch import nn
 
 from gpm_astro.exceptions import ParameterError
 
+from .mixed_precision import CastTo, fold_batchnorm, mixed_precision_copy
+from .photometry import AperturePhotometry, photometry_feature_count
+
 __all__ = ["GPMResNetConfig", "NAMED_CONFIGS", "get_config", "ECA", "DropBlock2d",
            "Bottleneck", "GPMResNet", "InputTransform", "build_model", "count_parameters",
-           "CastTo", "fold_batchnorm", "mixed_precision_copy"]
+           "CastTo", "fold_batchnorm", "mixed_precision_copy", "FeatureTail", "pg_hidden"]
 
 INPUT_SCALINGS = ("none", "asinh")
 OPTIMIZERS = ("adam", "adamw")
@@ -97,6 +104,10 @@ class GPMResNetConfig:
         galaxy's own error without costing the mean accuracy. False: one number (the paper).
     test_time_augmentation : bool
         Average the prediction over the eight flips and 90-degree rotations of each cutout.
+    photometry_apertures : tuple of float
+        Radii (network-input pixels) of circular apertures whose integrated photometry (asinh
+        magnitude and colours, `photometry.AperturePhotometry`) is concatenated to the pooled
+        features before the PG block's hidden layer; empty (the default, and the paper): none.
     """
 
     name: str = "paper"
@@ -127,10 +138,12 @@ class GPMResNetConfig:
     standardize_target: bool = False
     error_head: bool = False
     test_time_augmentation: bool = False
+    photometry_apertures: tuple = ()
 
     def __post_init__(self):
         self.blocks = tuple(int(b) for b in self.blocks)
         self.drop_stages = tuple(int(s) for s in self.drop_stages)
+        self.photometry_apertures = tuple(self.photometry_apertures)
         self.validate()
 
     def validate(self):
@@ -172,6 +185,11 @@ class GPMResNetConfig:
                 raise ParameterError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if not self.lr > 0:
             raise ParameterError(f"lr must be positive, got {self.lr!r}")
+        if not all(isinstance(r, numbers.Real) and not isinstance(r, bool)
+                   and math.isfinite(r) and r > 0 for r in self.photometry_apertures):
+            msg = (f"photometry_apertures must be positive radii in pixels, got "
+                   f"{self.photometry_apertures!r}")
+            raise ParameterError(msg)
 
     def replace(self, **changes):
         """Return a copy with some fields changed (validated)."""
@@ -382,10 +400,15 @@ class GPMResNet(nn.Module):
                 in_channels = width * EXPANSION
             stages.append(nn.Sequential(*layers))
         self.dho = nn.Sequential(*stages)
+        self.photometry = None
+        if config.photometry_apertures:
+            self.photometry = AperturePhotometry(config.photometry_apertures,
+                                                 len(config.bands), config.input_scaling,
+                                                 config.asinh_softening)
         self.pg = nn.Sequential(
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.ReLU(),
-            nn.Linear(in_channels, config.head_hidden), nn.ReLU(),
-            nn.Linear(config.head_hidden, config.n_outputs))
+            nn.Linear(in_channels + photometry_feature_count(config), config.head_hidden),
+            nn.ReLU(), nn.Linear(config.head_hidden, config.n_outputs))
         self._init_weights()
 
     def _init_weights(self):
@@ -397,11 +420,20 @@ class GPMResNet(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, x):
-        return self.pg(self.dho(self.ilo(x)))
+        return self.pg[-1](self.features(x))
 
     def features(self, x):
         """The penultimate-layer features (the PG block's hidden layer, after its ReLU)."""
-        return self.pg[:-1](self.dho(self.ilo(x)))
+        return self.penultimate(self.dho(self.ilo(x)), self.side_input(x))
+
+    def side_input(self, x):
+        """The normalised aperture photometry of network input ``x`` (None without
+        ``photometry_apertures``); the same for every flip and rotation of ``x``."""
+        return None if self.photometry is None else self.photometry(x)
+
+    def penultimate(self, hidden, side=None):
+        """The PG block's hidden layer from the last stage's output and the side input."""
+        return pg_hidden(self.pg, hidden, side)
 
     def dropblocks(self):
         """The DropBlock modules, in order."""
@@ -419,6 +451,30 @@ class GPMResNet(nn.Module):
             block.mc_active = bool(active)
             if active:
                 block.drop_prob_now = block.drop_prob
+
+
+def pg_hidden(pg, hidden, side=None):
+    """The hidden layer of PG block ``pg`` (pool, flatten, ReLU, linear, ReLU) from the last
+    stage's output ``hidden``, the side input ``side`` (or None) concatenated to the pooled
+    features."""
+    pooled = pg[2](pg[1](pg[0](hidden)))
+    if side is not None:
+        pooled = torch.cat([pooled, side.to(pooled.dtype)], dim=1)
+    return pg[4](pg[3](pooled))
+
+
+class FeatureTail(nn.Module):
+    """The stages of a `GPMResNet` from ``first_stage`` on and its PG block's hidden layer:
+    ``tail(hidden, side)`` gives the penultimate features from a stage's input and the side
+    input (what the inference engine runs after the trunk)."""
+
+    def __init__(self, model, first_stage):
+        super().__init__()
+        self.stages = nn.Sequential(*model.dho[first_stage:])
+        self.pg = model.pg
+
+    def forward(self, hidden, side=None):
+        return pg_hidden(self.pg, self.stages(hidden), side)
 
 
 class InputTransform:
@@ -470,119 +526,3 @@ def build_model(config):
 def count_parameters(model):
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-
-class CastTo(nn.Module):
-    """Cast the input to ``dtype`` (a precision boundary inside a mixed-precision network)."""
-
-    dropblock = None  # a stage member without DropBlock
-
-    def __init__(self, dtype):
-        super().__init__()
-        self.dtype = dtype
-
-    def extra_repr(self):
-        return str(self.dtype)
-
-    def forward(self, x):
-        return x.to(self.dtype)
-
-
-def _fused(conv, norm):
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    return fuse_conv_bn_eval(conv, norm)
-
-
-def fold_batchnorm(model):
-    """Return an eval-mode copy of a `GPMResNet` with every BatchNorm folded into its conv.
-
-    The copy computes the same function in fp32 (to rounding) with one convolution (with bias)
-    where there were a convolution and a BatchNorm; the original is not changed.
-    """
-    import copy
-
-    folded = copy.deepcopy(model).eval()
-    folded.ilo[0] = _fused(folded.ilo[0], folded.ilo[1])
-    folded.ilo[1] = nn.Identity()
-    for stage in folded.dho:
-        for block in stage:
-            block.conv1, block.bn1 = _fused(block.conv1, block.bn1), nn.Identity()
-            block.conv2, block.bn2 = _fused(block.conv2, block.bn2), nn.Identity()
-            block.conv3, block.bn3 = _fused(block.conv3, block.bn3), nn.Identity()
-            if block.downsample is not None:
-                block.downsample = nn.Sequential(
-                    _fused(block.downsample[0], block.downsample[1]))
-    return folded
-
-
-def mixed_precision_copy(model, *, fp32_blocks=0, fp32_entry=True, dtype=torch.bfloat16):
-    """Return an inference copy running the bulk of the network in bf16, the sensitive ends in fp32.
-
-    BatchNorm is folded into the convolutions in fp32 first (`fold_batchnorm`); then the ILO
-    block, the first ``fp32_blocks`` bottlenecks and the PG head keep fp32 weights and
-    activations while the later bottlenecks get ``dtype`` weights and activations (`CastTo`
-    at the boundaries). With ``fp32_entry`` the two convolutions that read the fp32 output of
-    the kept part (the next bottleneck's first 1x1 convolution and its downsample) stay fp32 as
-    well, so that output is never rounded. Measured on a trained network, rounding the input of
-    the first layers (flux with a wide dynamic range) and the head's output dominates the bf16
-    error, while the later blocks, which hold most of the arithmetic, barely matter
-    (docs/gpm_resnet.rst, "Inference speed"). The copy is in eval mode and channels-last.
-
-    Parameters
-    ----------
-    model : GPMResNet
-    fp32_blocks : int, optional
-        Leading bottlenecks kept wholly in fp32.
-    fp32_entry : bool, optional
-        Keep the first low-precision bottleneck's input convolutions in fp32.
-    dtype : torch.dtype, optional
-        Low precision of the other bottlenecks.
-
-    Returns
-    -------
-    GPMResNet
-        The copy; ``set_mc_dropout`` works on it as on the original.
-
-    Raises
-    ------
-    ParameterError
-        If ``fp32_blocks`` is not an integer from 0 to the number of bottlenecks.
-
-    Examples
-    --------
-    >>> from gpm_astro_plugins.gpm_resnet.model import build_model, mixed_precision_copy
-    >>> fast = mixed_precision_copy(build_model("lite").eval())
-    >>> fast.dho[0][0].conv1.weight.dtype, fast.dho[0][0].conv2[1].weight.dtype
-    (torch.float32, torch.bfloat16)
-    """
-    n_blocks = sum(len(stage) for stage in model.dho)
-    if (isinstance(fp32_blocks, bool) or not isinstance(fp32_blocks, (int, np.integer))
-            or not 0 <= fp32_blocks <= n_blocks):
-        msg = f"fp32_blocks must be an integer in [0, {n_blocks}], got {fp32_blocks!r}"
-        raise ParameterError(msg)
-    mixed = fold_batchnorm(model)
-    index = 0
-    stages = []
-    for stage in mixed.dho:
-        members = []
-        for block in stage:
-            if index >= fp32_blocks:
-                block.to(dtype)
-            if index == fp32_blocks and fp32_entry:
-                # fp32 input convolutions; their outputs are cast down, the sum stays fp32
-                block.conv1.float()
-                if block.downsample is not None:
-                    block.downsample.float()
-                block.conv2 = nn.Sequential(CastTo(dtype), block.conv2)
-                members.extend([block, CastTo(dtype)])
-            elif index == fp32_blocks:
-                members.extend([CastTo(dtype), block])
-            else:
-                members.append(block)
-            index += 1
-        stages.append(nn.Sequential(*members))
-    mixed.dho = nn.Sequential(*stages)
-    mixed.pg = nn.Sequential(CastTo(torch.float32), *mixed.pg)
-    return mixed.eval().to(memory_format=torch.channels_last)

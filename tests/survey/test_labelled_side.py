@@ -47,8 +47,10 @@ def test_labelled_cutouts_are_cleaned_into_an_archive_folder(cleaned_sample, moc
     assert sum(summary["flags"].values()) == len(rows)
 
 
+@pytest.mark.parametrize("apertures", [(), (3.0, 8.0)], ids=["images", "with_photometry"])
 def test_training_from_disk_equals_training_from_memory(cleaned_sample, mock_archive,
-                                                        labelled):
+                                                        labelled, apertures):
+    """Also with the aperture photometry side input, measured on the batches read from disk."""
     from gpm_astro_plugins.gpm_resnet.model import GPMResNetConfig
 
     out, _ = cleaned_sample
@@ -58,7 +60,8 @@ def test_training_from_disk_equals_training_from_memory(cleaned_sample, mock_arc
     by_row = dict(zip(labelled["archive_row"].tolist(), labelled["oh_p50"].tolist()))
     in_memory["oh_p50"] = [by_row[r] for r in rows.tolist()]
     config = GPMResNetConfig(name="tiny", width=0.125, blocks=(1, 1, 1, 1), input_size=32,
-                             epochs=2, batch_size=4, head_hidden=8, standardize_target=True)
+                             epochs=2, batch_size=4, head_hidden=8, standardize_target=True,
+                             photometry_apertures=apertures)
     make = get_estimator("gpm_resnet")
     from_memory = make(config=config, mc_passes=2, progress=False).fit(in_memory)
     from_disk = make(config=config, mc_passes=2, progress=False).fit_archive(out,
