@@ -223,7 +223,9 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
                                n_workers=len(workers), n_todo=len(todo))
         loading = time.perf_counter()
         if todo:
-            dask_client.register_plugin(EstimatorPlugin(model))
+            cleaning = ({"preprocess": preprocess, "processes": preprocess_jobs}
+                        if prefetch and spec["cutouts"] else None)
+            dask_client.register_plugin(EstimatorPlugin(model, cleaning=cleaning))
             log(f"model loaded on the workers in {time.perf_counter() - loading:.1f} s")
         started = time.perf_counter()
         computed_rows, failed = compute_partitions(

@@ -18,6 +18,7 @@ import threading
 from distributed import WorkerPlugin, get_worker
 
 from ..exceptions import GPMAstroError
+from ..process_pool import can_start_processes
 
 __all__ = ["PLUGIN_NAME", "EstimatorPlugin", "worker_estimator", "load_estimator"]
 
@@ -58,22 +59,31 @@ class EstimatorPlugin(WorkerPlugin):
         worker, so a prediction never depends on which worker made it. OpenCV (the
         preprocessing) gets as many, so that a worker of one core does not spread onto the
         others' cores (the cleaned cutouts do not depend on it).
+    cleaning : dict, optional
+        ``preprocess`` (configuration) and ``processes``: where the worker may start
+        processes, start that many cleaning processes for the tasks' prefetch now and let each
+        clean one synthetic cutout, so that the first partition waits for no process start
+        and no import (about 2 s). None: start none here.
     """
 
     name = PLUGIN_NAME
 
-    def __init__(self, model, *, torch_threads=1):
+    def __init__(self, model, *, torch_threads=1, cleaning=None):
         self.model = model
         self.torch_threads = torch_threads
+        self.cleaning = cleaning
+        self.cleaning_pids = set()
         self.estimator = None
         self.error = None
         self.lock = None
 
     def __getstate__(self):  # the lock and the loaded model stay on their worker
-        return {"model": self.model, "torch_threads": self.torch_threads}
+        return {"model": self.model, "torch_threads": self.torch_threads,
+                "cleaning": self.cleaning}
 
     def __setstate__(self, state):
-        self.__init__(state["model"], torch_threads=state["torch_threads"])
+        self.__init__(state["model"], torch_threads=state["torch_threads"],
+                      cleaning=state.get("cleaning"))
 
     def setup(self, worker):
         self.lock = threading.Lock()
@@ -87,6 +97,8 @@ class EstimatorPlugin(WorkerPlugin):
         import cv2
 
         cv2.setNumThreads(int(self.torch_threads))
+        if self.cleaning and can_start_processes():
+            self.cleaning_pids = _start_cleaning(**self.cleaning)
 
     def teardown(self, worker):
         """End the process that cleaned this worker's next chunks, before the worker exits
@@ -94,6 +106,17 @@ class EstimatorPlugin(WorkerPlugin):
         from .._preprocess_runtime import _shutdown_executors
 
         _shutdown_executors(wait=True)
+
+
+def _start_cleaning(preprocess, processes):
+    """Start the processes that a task's prefetch hands its chunks to (see `task._cleaned`),
+    each cleaning one synthetic cutout of the survey's shape; returns their process ids."""
+    from .._preprocess_runtime import start_cleaning_processes
+    from ..preprocessing import resolve_steps
+    from ..survey_constants import BANDS, CUTOUT_SHAPE, PIXEL_SCALE_ARCSEC
+
+    return start_cleaning_processes(int(processes), resolve_steps(config=preprocess),
+                                    CUTOUT_SHAPE, PIXEL_SCALE_ARCSEC, "".join(BANDS))
 
 
 def worker_estimator():

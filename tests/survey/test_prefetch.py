@@ -150,6 +150,37 @@ def test_the_local_cluster_workers_may_start_processes(tmp_path):
         assert list(client.run(daemonic).values()) == [False]
 
 
+def _worker_cleaning_processes(dask_worker):
+    """On a worker: (processes the plugin started, all alive, they are the kept pool's)."""
+    from gpm_astro import _preprocess_runtime
+    from gpm_astro.process_pool import process_alive
+    from gpm_astro.survey.worker import PLUGIN_NAME
+
+    pids = dask_worker.plugins[PLUGIN_NAME].cleaning_pids
+    pool = _preprocess_runtime._EXECUTORS.get(1)
+    kept = set(pool._processes) if pool is not None else set()
+    return len(pids), all(process_alive(pid) for pid in pids), pids == kept
+
+
+@pytest.mark.parametrize("daemonic", [False, True], ids=["local_worker", "daemonic_worker"])
+def test_the_worker_plugin_starts_the_cleaning_process_before_any_task(daemonic, tiny_model):
+    import dask
+    from distributed import Client, LocalCluster
+
+    from gpm_astro.survey.worker import EstimatorPlugin
+
+    model = {"estimator": "gpm_resnet", "weights": str(tiny_model), "fit_table": None,
+             "fit_target": None, "params": {}}
+    plugin = EstimatorPlugin(model, cleaning={"preprocess": "default", "processes": 1})
+    with dask.config.set({"distributed.worker.daemon": daemonic}), \
+            LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        client.register_plugin(plugin)
+        started = list(client.run(_worker_cleaning_processes).values())
+    # a daemonic worker may start none: its prefetch cleans in the task's thread
+    assert started == ([(0, True, True)] if daemonic else [(1, True, True)])
+
+
 def test_without_forkserver_the_prefetch_cleans_in_its_thread(monkeypatch):
     from gpm_astro import process_pool
     from gpm_astro.exceptions import ParameterError
