@@ -11,6 +11,7 @@ the same training rows, and prints on the test rows:
 - mu, sigma, NMAD and coverage, and sigma / floor for two floors: the noise-free one (the std of
   Z_true - Z_best: nothing in a perfect image does better) and the per-galaxy one (the rms of
   ``Z_floor``, the posterior std of Z given each galaxy's cutout, pixel noise and PSF included);
+- the rms error over the rms ``Z_floor`` within each quintile of Z_true (where the excess is);
 - the error model: coverage of ``Z_pred_err`` overall and in each quintile of the r magnitude,
   the half-light radius and Z_true, with binomial sigmas; the Spearman correlation of
   ``Z_pred_err`` with ``Z_floor``; a reliability diagram. The calibration rows train no weight
@@ -18,6 +19,8 @@ the same training rows, and prints on the test rows:
 - the domain flag: the fraction of test galaxies flagged outside the training domain, and of a
   shifted set (``--shifted N`` faint, higher-redshift mock galaxies, unlabelled in the mock).
 
+``--set FIELD=VALUE`` changes a configuration field (e.g. ``--set
+'photometry_apertures=[2,4,8,16]'``), ``--train-seed`` the network's seed (default 0).
 ``--extra-train N`` adds N training galaxies from a second sky of the same population (seed +
 1000) after the split, so that more training galaxies leave the other splits unchanged.
 
