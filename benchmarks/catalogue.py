@@ -17,7 +17,8 @@ Everything is measured in one run, on the same cutouts and the same models:
    cluster runs it (a background thread reads the next chunk and a child process cleans it,
    on a core the worker's task does not use), with the prefetch on a daemonic worker (which
    may start no process, so the thread cleans too, taking turns with inference for the
-   interpreter lock), and without the prefetch (one core's work);
+   interpreter lock), with Dask's statistical profiler on (Dask's default; the engine's own
+   clusters turn it off), and without the prefetch (one core's work);
 4. the same with two workers (where every core runs a task, ``prefetch="auto"`` turns the
    prefetch off), as a ratio of one worker;
 5. the peak resident memory of each worker (``VmHWM``, with its child processes) with two
@@ -218,20 +219,25 @@ def _worker_peak_rss_mib():
 
 
 def engine_run(archive, out, weights, n_workers, partition_size, chunk_size, prefetch="auto",
-               daemonic_workers=False):
+               daemonic_workers=False, dask_profiler=False):
     """One run_catalogue on a fresh local cluster: (summary, peak RSS MiB of each worker
     with its child processes).
 
-    The cluster is the one `run_catalogue` starts by itself (non-daemonic workers, whose
-    prefetch cleans in a child process); ``daemonic_workers=True`` gives Dask's default
-    workers instead, as a cluster started elsewhere may have, whose prefetch cleans in a thread.
+    The cluster is the one `run_catalogue` starts by itself (`LOCAL_WORKER_CONFIG`:
+    non-daemonic workers, whose prefetch cleans in a child process, without Dask's profiler);
+    ``daemonic_workers=True`` gives daemonic workers instead, as a cluster started elsewhere
+    may have, whose prefetch cleans in a thread; ``dask_profiler=True`` turns Dask's
+    statistical profiler on (its default elsewhere).
     """
     import dask
     from distributed import Client, LocalCluster
 
     from gpm_astro.survey import run_catalogue
+    from gpm_astro.survey.cluster import LOCAL_WORKER_CONFIG
 
-    with dask.config.set({"distributed.worker.daemon": daemonic_workers}), \
+    config = dict(LOCAL_WORKER_CONFIG, **{"distributed.worker.daemon": daemonic_workers,
+                                          "distributed.worker.profile.enabled": dask_profiler})
+    with dask.config.set(config), \
             LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                          dashboard_address=":0") as cluster, Client(cluster) as client:
         started = time.perf_counter()
@@ -320,8 +326,8 @@ def main(argv=None):
         paper_weights = work / "paper_model"
         if args.paper_rows and not (paper_weights / "model_card.json").is_file():
             fit_paper_model(unique, paper_weights)
-        for name in ("out_1w", "out_1w_thread", "out_1w_off", "out_2w", "out_2w_large",
-                     "out_paper"):
+        for name in ("out_1w", "out_1w_thread", "out_1w_profiler", "out_1w_off", "out_2w",
+                     "out_2w_large", "out_paper"):
             shutil.rmtree(work / name, ignore_errors=True)  # every run computes from scratch
         small, large = (make_virtual_archive(unique, work / f"archive_{n}", n)
                         for n in args.rows)
@@ -346,6 +352,7 @@ def main(argv=None):
         bare_before, n_ok = bare_predict_rate(unique, weights, n_bare)
         one, rss_one = run(small, work / "out_1w", weights, 1)
         threaded, _ = run(small, work / "out_1w_thread", weights, 1, daemonic_workers=True)
+        profiled, _ = run(small, work / "out_1w_profiler", weights, 1, dask_profiler=True)
         one_off, rss_one_off = run(small, work / "out_1w_off", weights, 1, prefetch=False)
         bare_after, _ = bare_predict_rate(unique, weights, n_bare)
         bare = float(np.median(bare_before + bare_after))
@@ -358,6 +365,8 @@ def main(argv=None):
               + f"; peak RSS {rss_one[0]:.0f} MiB", flush=True)
         print(_ratio_line(f"end to end, 1 daemonic worker (cleaning in the prefetch thread), "
                           f"{args.rows[0]:,} rows", threaded, bare), flush=True)
+        print(_ratio_line(f"end to end, 1 worker with Dask's statistical profiler on, "
+                          f"{args.rows[0]:,} rows", profiled, bare), flush=True)
         print(_ratio_line(f"end to end, 1 worker, {args.rows[0]:,} rows", one_off, bare)
               + f"; peak RSS {rss_one_off[0]:.0f} MiB", flush=True)
         two, rss_small = run(small, work / "out_2w", weights, 2)

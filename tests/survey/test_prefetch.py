@@ -140,14 +140,17 @@ def test_preprocessing_processes_in_a_daemonic_worker_is_a_clear_error(mock_arch
     assert task.can_start_processes() is False
 
 
-def test_the_local_cluster_workers_may_start_processes(tmp_path):
+def test_the_local_cluster_workers_may_start_processes_and_run_no_profiler(tmp_path):
+    import time
+
     from gpm_astro.survey.cluster import open_client
 
-    def daemonic():
-        return multiprocessing.current_process().daemon
+    def daemonic_and_profile_samples(dask_worker):
+        return multiprocessing.current_process().daemon, dask_worker.profile_recent["count"]
 
     with open_client(n_workers=1, dashboard_address=":0") as client:
-        assert list(client.run(daemonic).values()) == [False]
+        client.submit(time.sleep, 0.3, pure=False).result()  # ~30 samples with a profiler
+        assert list(client.run(daemonic_and_profile_samples).values()) == [(False, 0)]
 
 
 def _worker_cleaning_processes(dask_worker):
