@@ -14,10 +14,11 @@ still run side by side.
 
 import sys
 import threading
+import warnings
 
 from distributed import WorkerPlugin, get_worker
 
-from ..exceptions import GPMAstroError
+from ..exceptions import GPMAstroError, GPMAstroWarning
 from ..process_pool import can_start_processes
 
 __all__ = ["PLUGIN_NAME", "EstimatorPlugin", "worker_estimator", "load_estimator"]
@@ -63,7 +64,8 @@ class EstimatorPlugin(WorkerPlugin):
         ``preprocess`` (configuration) and ``processes``: where the worker may start
         processes, start that many cleaning processes for the tasks' prefetch now and let each
         clean one synthetic cutout, so that the first partition waits for no process start
-        and no import (about 2 s). None: start none here.
+        and no import (about 2 s); if that fails, a `GPMAstroWarning` says why and each task
+        starts it itself. None: start none here.
     """
 
     name = PLUGIN_NAME
@@ -98,7 +100,16 @@ class EstimatorPlugin(WorkerPlugin):
 
         cv2.setNumThreads(int(self.torch_threads))
         if self.cleaning and can_start_processes():
-            self.cleaning_pids = _start_cleaning(**self.cleaning)
+            try:
+                self.cleaning_pids = _start_cleaning(**self.cleaning)
+            except Exception as exc:  # a head start only: the tasks start their own and
+                # report what fails there; a broken pool must not be kept for them
+                from .._preprocess_runtime import _shutdown_executors
+
+                _shutdown_executors(wait=False)
+                warnings.warn(f"the cleaning process was not started ahead of the tasks "
+                              f"({type(exc).__name__}: {exc}); each task starts it",
+                              GPMAstroWarning, stacklevel=2)
 
     def teardown(self, worker):
         """End the process that cleaned this worker's next chunks, before the worker exits

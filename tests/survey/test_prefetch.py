@@ -184,6 +184,34 @@ def test_the_worker_plugin_starts_the_cleaning_process_before_any_task(daemonic,
     assert started == ([(0, True, True)] if daemonic else [(1, True, True)])
 
 
+def test_a_failed_head_start_of_the_cleaning_process_warns_and_keeps_no_pool(tiny_model,
+                                                                            monkeypatch):
+    from gpm_astro import _preprocess_runtime
+    from gpm_astro.exceptions import GPMAstroWarning
+    from gpm_astro.survey import worker
+
+    broken = []
+
+    class BrokenPool:
+        def shutdown(self, **kwargs):
+            broken.append(kwargs)
+
+    def fails(preprocess, processes):
+        _preprocess_runtime._EXECUTORS[processes] = BrokenPool()
+        raise OSError("no room in /dev/shm")
+
+    monkeypatch.setattr(_preprocess_runtime, "_EXECUTORS", {})
+    monkeypatch.setattr(worker, "_start_cleaning", fails)
+    monkeypatch.setattr(worker, "can_start_processes", lambda: True)
+    model = {"estimator": "gpm_resnet", "weights": str(tiny_model), "fit_table": None,
+             "fit_target": None, "params": {}}
+    plugin = worker.EstimatorPlugin(model, cleaning={"preprocess": "default", "processes": 1})
+    with pytest.warns(GPMAstroWarning, match="OSError: no room in /dev/shm"):
+        plugin.setup(None)
+    assert plugin.estimator is not None and plugin.cleaning_pids == set()
+    assert broken and not _preprocess_runtime._EXECUTORS  # the tasks will start a new pool
+
+
 def test_without_forkserver_the_prefetch_cleans_in_its_thread(monkeypatch):
     from gpm_astro import process_pool
     from gpm_astro.exceptions import ParameterError
