@@ -109,9 +109,9 @@ def step_costs(archive_file, weights, n_rows, chunk_size, out):
     """Milliseconds a row of each step of a catalogue task, one thread, no prefetch.
 
     The task's own functions, chunk by chunk as `gpm_astro.survey.task.process_partition`
-    calls them (the same chunks): read (``_read``), preprocess (``_cleaned``), predict and catalogue columns
-    (``_predicted``, i.e. ``predict_metallicity`` and ``make_catalogue``), then one
-    ``write_partition`` of the rows.
+    calls them (the same chunks): read (``_read``), preprocess (``_cleaned``), predict and
+    catalogue columns (``_predicted``, i.e. ``predict_metallicity`` and ``make_catalogue``),
+    then one ``write_partition`` of the rows.
     """
     import cv2
     import torch

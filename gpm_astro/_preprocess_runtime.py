@@ -182,31 +182,19 @@ def _run_slot(path, shape, n_rows, steps, pixel_scale, bands, n_slots):
     return flags, columns
 
 
-def _synthetic_cutouts(shape):
-    """One noisy exponential disc in every band, (1, *shape) float32 nanomaggies: a cutout
-    that the cleaning steps run through to the end."""
-    n_bands, height, width = shape
-    y, x = np.mgrid[:height, :width]
-    radius = np.hypot(y - (height - 1) / 2, x - (width - 1) / 2)
-    disc = 2.0 * np.exp(-radius / 3.0)
-    noise = np.random.default_rng(0).normal(0.0, 0.01, (1, n_bands, height, width))
-    return (disc + noise).astype(np.float32)
-
-
-def _clean_synthetic_cutout(steps, shape, pixel_scale, bands):
-    """In a worker: clean one synthetic cutout (imports and first calls of every step)."""
+def _clean_copy(cutouts, steps, pixel_scale, bands):
+    """In a worker: clean a copy of ``cutouts`` (imports and first calls of every step)."""
     from .preprocessing import run_steps
 
-    run_steps(_synthetic_cutouts(shape), steps, pixel_scale=pixel_scale, bands=bands,
-              copy=False)
+    run_steps(cutouts, steps, pixel_scale=pixel_scale, bands=bands, copy=False)
     return os.getpid()
 
 
-def start_cleaning_processes(n_workers, steps, shape, pixel_scale, bands):
-    """Start the kept pool of ``n_workers`` processes now, each cleaning one synthetic cutout,
-    so that the first real batch waits for no process start and no import. Returns the
-    processes' ids."""
+def start_cleaning_processes(n_workers, steps, cutouts, pixel_scale, bands):
+    """Start the kept pool of ``n_workers`` processes now, each cleaning ``cutouts`` (a small
+    batch), so that the first real batch waits for no process start and no import. Returns
+    the processes' ids."""
     pool = _executor(n_workers)
-    futures = [pool.submit(_clean_synthetic_cutout, steps, shape, pixel_scale, bands)
+    futures = [pool.submit(_clean_copy, cutouts, steps, pixel_scale, bands)
                for _ in range(n_workers)]
     return {future.result() for future in futures}

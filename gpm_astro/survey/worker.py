@@ -16,6 +16,7 @@ import sys
 import threading
 import warnings
 
+import numpy as np
 from distributed import WorkerPlugin, get_worker
 
 from ..exceptions import GPMAstroError, GPMAstroWarning
@@ -121,13 +122,15 @@ class EstimatorPlugin(WorkerPlugin):
 
 def _start_cleaning(preprocess, processes):
     """Start the processes that a task's prefetch hands its chunks to (see `task._cleaned`),
-    each cleaning one synthetic cutout of the survey's shape; returns their process ids."""
+    each cleaning one synthetic galaxy of the survey's cutout size; returns their process ids."""
     from .._preprocess_runtime import start_cleaning_processes
     from ..preprocessing import resolve_steps
-    from ..survey_constants import BANDS, CUTOUT_SHAPE, PIXEL_SCALE_ARCSEC
+    from ..testing import make_estimator_table
 
+    galaxy = make_estimator_table(1, seed=0)
     return start_cleaning_processes(int(processes), resolve_steps(config=preprocess),
-                                    CUTOUT_SHAPE, PIXEL_SCALE_ARCSEC, "".join(BANDS))
+                                    np.asarray(galaxy["cutout"]), galaxy.meta["pixel_scale"],
+                                    galaxy.meta["bands"])
 
 
 def worker_estimator():
