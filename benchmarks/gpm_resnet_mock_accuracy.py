@@ -15,7 +15,8 @@ the same training rows, and prints on the test rows:
 - the error model: coverage of ``Z_pred_err`` overall and in each quintile of the r magnitude,
   the half-light radius and Z_true, with binomial sigmas; the Spearman correlation of
   ``Z_pred_err`` with ``Z_floor``; a reliability diagram. The calibration rows train no weight
-  and are not reported on;
+  and are not reported on. The same for the ideal, ``Z_best +- Z_floor`` (the posterior mean
+  given a noise-free image, each galaxy's own floor as its error), as a reference;
 - the domain flag: the fraction of test galaxies flagged outside the training domain, and of a
   shifted set (``--shifted N`` faint, higher-redshift mock galaxies, unlabelled in the mock).
 
@@ -312,6 +313,9 @@ def main(argv=None):
     if shape is not None:
         results["errors_without_shape"] = _error_report(
             z_pred, _unshaped_error(z_pred, err, shape), test)
+    # what the best possible estimator with the best possible errors reaches on the same rows
+    results["errors_ideal"] = _error_report(np.asarray(test["Z_best"], dtype=float),
+                                            np.asarray(test["Z_floor"], dtype=float), test)
     floor_spread = np.percentile(np.asarray(test["Z_floor"]), [5, 95])
     results["Z_floor_p5_p95"] = floor_spread.tolist()
     flagged = np.char.startswith(np.asarray(pred["Z_pred_domain_flag"]).astype(str), "out")
@@ -339,12 +343,16 @@ def main(argv=None):
     cells = ", ".join(f"{math.hypot(q['mu'], q['sigma']) / q['floor_rms']:.3f}"
                       for q in errors["quintiles"]["Z_true"])
     print(f"rms error / rms Z_floor per quintile of Z_true: {cells}")
+    cells = ", ".join(f"{math.hypot(q['mu'], q['sigma']) / q['floor_rms']:.3f}"
+                      for q in results["errors_ideal"]["quintiles"]["Z_true"])
+    print(f"  the same for Z_best, the noise-free posterior mean: {cells}")
     print(f"overall coverage: binomial sigma {_binomial_sigma(len(test)):.3f}")
     if shape is not None:
         _print_errors(results["errors_without_shape"], "errors without the shape")
         _print_errors(errors, f"errors with the shape ({len(shape['knots'])} knots)")
     else:
         _print_errors(errors, "errors")
+    _print_errors(results["errors_ideal"], "the ideal: Z_best +- Z_floor")
     print(f"domain: {100 * results['domain_flagged_test']:.1f} % of the test galaxies flagged")
     if args.shifted:
         shifted = _cached_mock_table(args.mock_cache, args.shifted, args.seed + 100, 0.0,

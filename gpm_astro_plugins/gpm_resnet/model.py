@@ -108,6 +108,12 @@ class GPMResNetConfig:
         Radii (network-input pixels) of circular apertures whose integrated photometry (asinh
         magnitude and colours, `photometry.AperturePhotometry`) is concatenated to the pooled
         features before the PG block's hidden layer; empty (the default, and the paper): none.
+    mean_loss_beta : float
+        With the error head, each galaxy's squared error in the mean's loss is weighted by its
+        predicted variance to the power ``beta - 1`` (gradient stopped; weights normalised to a
+        batch mean of 1), as the beta-NLL of Seitzer et al. (2022): 1 (the default) is plain
+        MSE, 0 the full Gaussian likelihood; in between, galaxies whose labels scatter less
+        weigh more.
     """
 
     name: str = "paper"
@@ -139,6 +145,7 @@ class GPMResNetConfig:
     error_head: bool = False
     test_time_augmentation: bool = False
     photometry_apertures: tuple = ()
+    mean_loss_beta: float = 1.0
 
     def __post_init__(self):
         self.blocks = tuple(int(b) for b in self.blocks)
@@ -170,6 +177,9 @@ class GPMResNetConfig:
             raise ParameterError(msg)
         if not self.asinh_softening > 0:
             msg = f"asinh_softening must be positive, got {self.asinh_softening!r}"
+            raise ParameterError(msg)
+        if not 0 <= self.mean_loss_beta <= 1:
+            msg = f"mean_loss_beta must be in [0, 1], got {self.mean_loss_beta!r}"
             raise ParameterError(msg)
         if not 0 <= self.drop_prob < 1:
             raise ParameterError(f"drop_prob must be in [0, 1), got {self.drop_prob!r}")

@@ -38,7 +38,7 @@ HISTORY_PNG = "loss_curves.png"
 LOG_VARIANCE_RANGE = (-12.0, 6.0)
 
 
-def error_head_loss(output, target):
+def error_head_loss(output, target, mean_loss_beta=1.0):
     """Loss of a (n, 2) output of means and log-variances: MSE + the variance's Gaussian NLL.
 
     The mean learns from the squared error alone, exactly as a one-output network; the
@@ -47,12 +47,21 @@ def error_head_loss(output, target):
     regression, Stirn et al. 2023). A plain likelihood lets the network buy a low loss with a
     large variance on hard galaxies instead of a better mean; measured on the mock sky it made
     the validation loss of the mean diverge.
+
+    With ``mean_loss_beta`` below 1 the squared errors of the mean are weighted by the
+    predicted variance to the power ``beta - 1`` (stopped gradient, batch mean of the weights
+    1): the beta-NLL of Seitzer et al. (2022) for the mean, between MSE (1) and the full
+    likelihood (0).
     """
     mean = output[:, 0]
     log_variance = output[:, 1].clamp(*LOG_VARIANCE_RANGE)
     residual = (target - mean.detach()) ** 2
     nll = 0.5 * (log_variance + residual / log_variance.exp())
-    return F.mse_loss(mean, target) + nll.mean()
+    if mean_loss_beta == 1:
+        return F.mse_loss(mean, target) + nll.mean()
+    weight = torch.exp((mean_loss_beta - 1) * log_variance.detach())
+    weight = weight / weight.mean()
+    return (weight * (mean - target) ** 2).mean() + nll.mean()
 
 
 def onecycle_warmup_share(warmup, total_steps):
@@ -356,7 +365,7 @@ def train_network(model, train_x, train_y, val_x, val_y, *, config, seed=0, devi
                 with _autocast(device, precision):
                     output = model(x).float()
                 if config.error_head:
-                    loss = error_head_loss(output, y)
+                    loss = error_head_loss(output, y, config.mean_loss_beta)
                 else:
                     loss = F.mse_loss(output[:, 0], y)
                 loss.backward()

@@ -9,7 +9,7 @@ import torch
 from gpm_astro.exceptions import ParameterError
 from gpm_astro_plugins.gpm_resnet.model import GPMResNet, InputTransform, get_config
 from gpm_astro_plugins.gpm_resnet.training import (
-    CHECKPOINT_NAME, HISTORY_CSV, onecycle_warmup_share, plot_history, resolve_device,
+    CHECKPOINT_NAME, HISTORY_CSV, error_head_loss, onecycle_warmup_share, plot_history, resolve_device,
     resolve_precision, train_network)
 
 from .conftest import make_galaxies
@@ -105,6 +105,38 @@ def test_checkpoint_of_another_configuration_is_refused(tmp_path, tiny_config):
     _train(config, x, y, tmp_path)
     with pytest.raises(ParameterError, match="another configuration"):
         _train(config.replace(lr=0.5), x, y, tmp_path, resume=True)
+
+
+def _mean_gradients(log_variances, beta):
+    """Gradient of `error_head_loss` on the means and log-variances of galaxies that all miss
+    their label by +1."""
+    output = torch.tensor([[1.0, v] for v in log_variances], requires_grad=True)
+    error_head_loss(output, torch.zeros(len(log_variances)), beta).backward()
+    return output.grad[:, 0], output.grad[:, 1]
+
+
+def test_the_mean_learns_from_plain_squared_errors_by_default():
+    mean_grad, variance_grad = _mean_gradients([-4.0, 0.0, 2.0], beta=1.0)
+    # equal misses, equal pulls on the mean whatever the predicted variances
+    torch.testing.assert_close(mean_grad, torch.full((3,), 2.0 / 3))
+    # the variance learns the likelihood of the residual: small variances are pushed up
+    assert variance_grad[0] < 0 < variance_grad[2]
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+def test_beta_below_one_weights_the_mean_by_the_inverse_predicted_variance(beta):
+    log_variances = [-4.0, 0.0, 2.0]
+    mean_grad, _ = _mean_gradients(log_variances, beta)
+    expected = torch.exp((beta - 1) * torch.tensor(log_variances))
+    torch.testing.assert_close(mean_grad / mean_grad.sum(), expected / expected.sum())
+    # weights averaging 1: the gradients add up to those of plain MSE
+    torch.testing.assert_close(mean_grad.sum(), torch.tensor(2.0))
+
+
+@pytest.mark.parametrize("beta", [-0.1, 1.5, float("nan")])
+def test_a_mean_loss_beta_outside_zero_to_one_is_refused(beta):
+    with pytest.raises(ParameterError, match=f"mean_loss_beta must be in \\[0, 1\\], got {beta}"):
+        get_config("lite").replace(mean_loss_beta=beta)
 
 
 def test_bad_training_input():
