@@ -192,6 +192,8 @@ def main(argv=None):
                              "the slow part: ~9 ms a galaxy)")
     parser.add_argument("--error-shape", action="store_true",
                         help="fit the error shape too (error_shape=True); both are reported")
+    parser.add_argument("--no-seeing-correction", action="store_true",
+                        help="fit no seeing correction (seeing_correction=False)")
     parser.add_argument("--keep-px", type=int, default=None,
                         help="central pixels of each cutout kept (default: crop_size)")
     parser.add_argument("--full-cutouts", action="store_true",
@@ -275,7 +277,8 @@ def main(argv=None):
                                        n_ensemble=args.n_ensemble, seed=args.train_seed,
                                        progress=False,
                                        checkpoint_dir=args.checkpoint_dir,
-                                       error_shape=args.error_shape)
+                                       error_shape=args.error_shape,
+                                       seeing_correction=not args.no_seeing_correction)
         estimator.fit(train, target="Z_true", validation=validation, calibration=calibration)
     fit_seconds = time.perf_counter() - started
     history = estimator.history_
@@ -295,6 +298,7 @@ def main(argv=None):
                "config": estimator.config_.to_dict(), "err_scale": estimator.err_scale_,
                "err_constant": estimator.err_constant_,
                "err_shape": getattr(estimator, "err_shape_", None),
+               "seeing_correction": getattr(estimator, "seeing_correction_", None),
                "calibration_split": calibration_split}
     results["gpm_resnet"] = summarize(pred["Z_pred"], test["Z_true"], pred["Z_pred_err"])
     for order in (2, 3):
@@ -337,6 +341,19 @@ def main(argv=None):
         cover = f"{s['coverage']:.3f}" if "coverage" in s else "-"
         print(f"{key:<22}{s['mu']:8.4f}{s['sigma']:8.4f}{s['nmad']:8.4f}{cover:>10}"
               f"{s['sigma'] / floor:8.3f}{s['sigma'] / galaxy_floor:9.3f}")
+    seeing = results["seeing_correction"]
+    if seeing is not None:
+        from gpm_astro_plugins.gpm_resnet.seeing import seeing_offset, table_seeing
+
+        uncorrected = z_pred - seeing_offset(
+            table_seeing(test, np.arange(len(test)), test.meta["bands"]), seeing)
+        results["gpm_resnet_without_seeing_correction"] = summarize(uncorrected,
+                                                                    test["Z_true"])
+        s = results["gpm_resnet_without_seeing_correction"]
+        print(f"seeing correction: {seeing['intercept']:+.4f} {seeing['slope']:+.4f} dex/arcsec x "
+              f"(FWHM_r - {seeing['reference']:.3f}), from {seeing['n_rows']} "
+              f"{calibration_split} rows; without it mu {s['mu']:.4f}, sigma {s['sigma']:.4f} "
+              f"({s['sigma'] / galaxy_floor:.3f} x rms Z_floor)")
     print(f"noise-free floor {floor:.4f}; rms of the per-galaxy floor Z_floor {galaxy_floor:.4f} "
           f"(5-95 %: {floor_spread[0]:.3f}-{floor_spread[1]:.3f})")
     errors = results["errors"]

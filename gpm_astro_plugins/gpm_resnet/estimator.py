@@ -63,6 +63,12 @@ class GPMResNetEstimator(FittingMixin, ArchiveFittingMixin, InferenceMixin, Pers
         quintile from 0.56-0.60 to 0.65, but the errors then follow Z_pred more than each
         galaxy's noise (Spearman correlation with the per-galaxy floor 0.36-0.49 instead of
         0.86-0.88; docs/gpm_resnet.rst).
+    seeing_correction : bool, optional
+        Fit a linear correction of the prediction in the PSF FWHM (the catalogue column
+        ``psfsize``, r band) on the calibration rows, and apply it at prediction
+        (`seeing.fit_seeing_correction`): the network is not told the seeing, and reads a
+        galaxy in poorer seeing as metal-poorer. Fitted only when the calibration rows have
+        that column; a model with a correction then needs it at prediction.
     deterministic : bool, optional
         Deterministic kernels while training.
     checkpoint_dir : str, optional
@@ -130,7 +136,7 @@ class GPMResNetEstimator(FittingMixin, ArchiveFittingMixin, InferenceMixin, Pers
     def __init__(self, *, config="paper", epochs=None, batch_size=None, lr=None, seed=0,
                  device="auto", precision="auto", compile=False, n_ensemble=1, mc_passes=10,
                  validation_fraction=0.2, calibrate_errors=True, error_shape=False,
-                 deterministic=False,
+                 seeing_correction=True, deterministic=False,
                  checkpoint_dir=None, resume=False, predict_batch_size="auto", progress=True):
         self.config = config
         self.epochs = epochs
@@ -145,6 +151,7 @@ class GPMResNetEstimator(FittingMixin, ArchiveFittingMixin, InferenceMixin, Pers
         self.validation_fraction = validation_fraction
         self.calibrate_errors = calibrate_errors
         self.error_shape = error_shape
+        self.seeing_correction = seeing_correction
         self.deterministic = deterministic
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume

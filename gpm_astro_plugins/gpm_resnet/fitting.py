@@ -16,6 +16,7 @@ from .domain import DomainModel, image_quantities, table_redshift
 from .error_model import (ONE_SIGMA, _combined_error, _fit_error_model, error_shape_factor,
                           fit_error_shape)
 from .model import GPMResNet, InputTransform, get_config
+from .seeing import fit_seeing_correction, seeing_offset, table_seeing
 from .table_inputs import _check_cutouts, _row_flags, _table_bands
 from .training import resolve_device, resolve_precision, train_network
 
@@ -52,8 +53,10 @@ class FittingMixin:
         if not 0 < self.validation_fraction < 1:
             msg = f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
             raise ParameterError(msg)
-        if not isinstance(self.error_shape, (bool, np.bool_)):
-            raise ParameterError(f"error_shape must be True or False, got {self.error_shape!r}")
+        for name in ("error_shape", "seeing_correction"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ParameterError(f"{name} must be True or False, got "
+                                     f"{getattr(self, name)!r}")
         if self.resume and self.checkpoint_dir is None:
             raise ParameterError("resume=True needs checkpoint_dir")
         resolve_device(self.device)
@@ -210,8 +213,10 @@ class FittingMixin:
         val_y = np.asarray(np.ma.getdata(val_table[target][val_rows]), dtype=np.float64)
         summary = {"n_rows": len(table), "skipped": skipped, "validation_skipped": val_skipped,
                    "bands": bands, "cutout_size": size}
+        val_seeing = self._seeing(val_table, val_rows, bands)
         if calibration is None:
-            calibration_set = (None, None, self._calibration_groups(val_table, val_rows, bands))
+            calibration_set = (None, None, self._calibration_groups(val_table, val_rows, bands),
+                               val_seeing)
         else:
             cal_table, cal_rows, cal_skipped = self._held_out_table(calibration, "calibration",
                                                                     target, bands, size)
@@ -222,21 +227,31 @@ class FittingMixin:
             calibration_set = (
                 self._network_input(cal_table, cal_rows, transform, "calibration input"),
                 np.asarray(np.ma.getdata(cal_table[target][cal_rows]), dtype=np.float64),
-                self._calibration_groups(cal_table, cal_rows, bands))
+                self._calibration_groups(cal_table, cal_rows, bands),
+                self._seeing(cal_table, cal_rows, bands))
         return self._fit_inputs(train_x, train_y, val_x, val_y, config=config, target=target,
                                 summary=summary, calibration_set=calibration_set,
+                                validation_seeing=val_seeing,
                                 domain_quantities=self._domain_quantities(table, train_rows,
                                                                           bands))
 
+    def _seeing(self, table, rows, bands):
+        """The PSF FWHM of ``rows`` for the seeing correction (`seeing.table_seeing`; None
+        without ``seeing_correction`` or without the column)."""
+        return table_seeing(table, rows, bands) if self.seeing_correction else None
+
     def _fit_inputs(self, train_x, train_y, val_x, val_y, *, config, target, summary,
-                    num_workers=0, domain_quantities=None, calibration_set=None):
+                    num_workers=0, domain_quantities=None, calibration_set=None,
+                    validation_seeing=None):
         """Train the ensemble on network inputs (arrays, or datasets read from disk), then
         calibrate the errors and, given the training rows' domain quantities
         (`domain.image_quantities` and redshift), fit the domain model. Returns self.
 
-        ``calibration_set`` is ``(x, y, groups)``: the calibration split's network input and
-        labels (None, None: the validation rows) and its grouping quantities for the error
-        shape (a dict, the label's quintiles always added; None: the label's only)."""
+        ``calibration_set`` is ``(x, y, groups, seeing)``: the calibration split's network
+        input and labels (None, None: the validation rows), its grouping quantities for the
+        error shape (a dict, the label's quintiles always added; None: the label's only) and
+        its PSF FWHM for the seeing correction (None: no correction); ``validation_seeing``
+        the validation rows' FWHM."""
         if config.standardize_target:
             mean, std = float(train_y.mean()), float(train_y.std())
             std = std if std > 0 else 1.0
@@ -281,13 +296,18 @@ class FittingMixin:
             quantities, column = domain_quantities
             self.domain_ = DomainModel.fit(quantities, self._train_features(train_x),
                                            val_features, redshift_column=column)
-        cal_x, cal_y, cal_groups = calibration_set or (None, None, None)
+        cal_x, cal_y, cal_groups, cal_seeing = calibration_set or (None, None, None, None)
         self.calibration_split_ = "validation" if cal_x is None else "calibration"
         if cal_x is None:
             cal_value, cal_spread, cal_y = value, spread, val_y
         else:
             cal_value, cal_spread = self._predict_array(
                 cal_x, precision=self._inference_precision(), compile=False)
+        self.seeing_correction_ = fit_seeing_correction(cal_value, cal_y, cal_seeing)
+        if self.seeing_correction_ is not None:
+            cal_value = cal_value + seeing_offset(cal_seeing, self.seeing_correction_)
+            if validation_seeing is not None:
+                value = value + seeing_offset(validation_seeing, self.seeing_correction_)
         self._fit_errors(cal_value, cal_spread, cal_y, {target: cal_y, **(cal_groups or {})},
                          train_y)
         err = self._errors(value, spread)

@@ -8,11 +8,12 @@ import torch
 from astropy.table import Column, MaskedColumn, Table
 from tqdm.auto import tqdm
 
-from gpm_astro.exceptions import ParameterError
+from gpm_astro.exceptions import GPMAstroWarning, ParameterError
 from gpm_astro.tables import (record_step, require_positive_int, require_table,
                               with_column_names)
 
 from .model import FeatureTail, InputTransform, mixed_precision_copy
+from .seeing import BAD_SEEING_FLAG, SEEING_COLUMN, seeing_offset, table_seeing
 from .table_inputs import _check_cutouts, _row_flags, _table_bands
 from .domain import image_quantities, table_redshift
 from .training import (LOG_VARIANCE_RANGE, _autocast, dihedral_view, resolve_device,
@@ -222,9 +223,12 @@ class InferenceMixin:
         Returns
         -------
         astropy.table.Table
-            ``len(table)`` rows in order: ``{output}_pred`` (masked where no prediction),
-            ``{output}_pred_err``, ``{output}_pred_flag`` (``ok``, ``preprocess:<reason>``,
-            ``missing_cutout`` or ``invalid_pixels``), and for models with a domain model
+            ``len(table)`` rows in order: ``{output}_pred`` (masked where no prediction;
+            with the model's seeing correction, `seeing`, when the table has ``psfsize``: a
+            `GPMAstroWarning` says when it has not), ``{output}_pred_err``,
+            ``{output}_pred_flag`` (``ok``, ``preprocess:<reason>``, one of
+            `gpm_astro.image_checks.IMAGE_FLAGS`, or ``bad_psfsize`` for a corrected model and
+            a row without a usable PSF FWHM), and for models with a domain model
             (`gpm_astro_plugins.gpm_resnet.domain`) ``{output}_pred_domain`` (a score, above 1
             outside the training domain) and ``{output}_pred_domain_flag`` (``in`` or
             ``out:<checks>``).
@@ -259,11 +263,26 @@ class InferenceMixin:
         scores = np.full(n, np.nan)
         domain_flags = np.full(n, "", dtype=object)
         redshift, _ = table_redshift(table) if domain is not None else (None, None)
+        correction = getattr(self, "seeing_correction_", None)
+        seeing, seeing_applied = None, "none fitted"
+        if correction is not None:
+            seeing = table_seeing(table, np.arange(n), bands)
+            seeing_applied = "applied"
+            if seeing is None:
+                seeing_applied = f"not applied: no {SEEING_COLUMN} column"
+                warnings.warn(
+                    f"this model corrects its predictions for the seeing with the "
+                    f"{SEEING_COLUMN!r} column (PSF FWHM, arcsec), which the table lacks: "
+                    f"Z_pred is not corrected (on the mock sky the network's error then moves "
+                    f"with the seeing by about {abs(correction['slope']):.2f} dex per arcsec)",
+                    GPMAstroWarning, stacklevel=2)
         for start in tqdm(range(0, n, batch_size), desc=f"predict {self.name}", unit="batch",
                           disable=not progress or n <= batch_size):
             rows = np.arange(start, min(start + batch_size, n))
             images = table["cutout"][rows]
             batch_flags = _row_flags(table, rows, images)
+            if seeing is not None:
+                batch_flags[(batch_flags == "ok") & np.isnan(seeing[rows])] = BAD_SEEING_FLAG
             flags[rows] = batch_flags
             good = batch_flags == "ok"
             if not good.any():
@@ -273,6 +292,8 @@ class InferenceMixin:
             value, spread, *features = self._predict_array(
                 x, precision=precision, compile=compile_model, offset=start,
                 features=domain is not None)
+            if seeing is not None:
+                value = value + seeing_offset(seeing[rows[good]], correction)
             values[rows[good]] = value
             if domain is not None:
                 quantities = image_quantities(raw, bands)
@@ -298,7 +319,8 @@ class InferenceMixin:
                 description="'in', or 'out:' and the checks failed (see docs/gpm_resnet.rst)")
         record_step(out, f"{self.name}.predict", precision=precision, compile=compile_model,
                     mc_passes=self.mc_passes, n_ensemble=len(self.models_),
-                    batch_size=batch_size, err_scale=self.err_scale_,
+                    batch_size=batch_size, seeing_correction=seeing_applied,
+                    err_scale=self.err_scale_,
                     err_constant=self.err_constant_,
                     err_shape_knots=len((getattr(self, "err_shape_", None) or {}).get(
                         "knots", [])), n_predicted=int((~unpredicted).sum()),

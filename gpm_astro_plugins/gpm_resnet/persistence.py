@@ -47,6 +47,7 @@ class PersistenceMixin:
                             "error_model": self._error_model_name(),
                             "calibration_split": getattr(self, "calibration_split_",
                                                          "validation")},
+            "seeing_correction": getattr(self, "seeing_correction_", None),
             "domain": None if getattr(self, "domain_", None) is None else self.domain_.to_card(),
             "caveat": self.caveat,
             "training_data": self.training_summary_,
@@ -228,6 +229,7 @@ class PersistenceMixin:
         uncertainty = card["uncertainty"]
         params.setdefault("mc_passes", uncertainty["mc_passes"])
         params.setdefault("error_shape", uncertainty.get("err_shape") is not None)
+        params.setdefault("seeing_correction", card.get("seeing_correction") is not None)
         estimator = cls(config=config, n_ensemble=uncertainty["n_ensemble"], device=device,
                         **params)
         models = []
@@ -250,6 +252,8 @@ class PersistenceMixin:
         # cards saved before the error shape existed have none: the error is unshaped
         estimator.err_shape_ = uncertainty.get("err_shape")
         estimator.calibration_split_ = uncertainty.get("calibration_split", "validation")
+        # cards saved before the seeing correction existed have none: predictions uncorrected
+        estimator.seeing_correction_ = card.get("seeing_correction")
         if card.get("caveat"):  # e.g. "mock sky: not for real galaxies": every prediction says so
             estimator.caveat = str(card["caveat"])
         estimator.training_summary_ = card["training_data"]
