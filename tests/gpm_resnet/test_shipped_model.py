@@ -58,6 +58,7 @@ def test_the_documented_call_predicts_with_the_mock_sky_caveat(shipped):
     cleaned = make_galaxies(4, size=estimator.config_.cutout_size, seed=3, noise=0.01)
     cleaned["preprocess_ok"] = [True, True, True, False]
     cleaned["preprocess_flag"] = ["ok", "ok", "ok", "blended"]
+    cleaned["psfsize"] = np.full((4, 3), 1.3, np.float32)  # the seeing correction reads it
     # docs/estimators.rst, "predict_metallicity"
     out = predict_metallicity(cleaned, estimator="gpm_resnet", weights=NAME, progress=False)
     assert list(out["Z_pred_flag"]) == ["ok", "ok", "ok", "preprocess:blended"]
