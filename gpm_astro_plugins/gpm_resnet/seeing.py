@@ -31,12 +31,18 @@ SEEING_RANGE_QUANTILES = (0.005, 0.995)
 
 def table_seeing(table, rows, bands):
     """PSF FWHM (arcsec) of ``rows`` in `SEEING_BAND` (NaN where masked, non-finite or not
-    positive, as the Tractor's 0 for a band without exposures), or None when the table has no
-    `SEEING_COLUMN` column (its name compared ignoring case)."""
-    name = next((c for c in table.colnames if c.lower() == SEEING_COLUMN), None)
-    if name is None:
+    positive, as the Tractor's 0 for a band without exposures), or None when the table has
+    neither a `SEEING_COLUMN` column (one value a row, or one a band as in the image archive)
+    nor the Tractor's per-band ``psfsize_r`` (as Data Lab's ``ls_dr9.tractor`` gives it); names
+    are compared ignoring case."""
+    names = {c.lower(): c for c in table.colnames}
+    per_band = f"{SEEING_COLUMN}_{SEEING_BAND}"
+    if SEEING_COLUMN in names:
+        column = table[names[SEEING_COLUMN]]
+    elif per_band in names:
+        column = table[names[per_band]]
+    else:
         return None
-    column = table[name]
     values = np.ma.filled(np.ma.asanyarray(column[rows]).astype(float), np.nan)
     if values.ndim == 2:
         if values.shape[1] != len(bands):

@@ -60,6 +60,9 @@ def test_the_seeing_is_read_in_the_r_band_and_unusable_values_become_nan():
     np.testing.assert_allclose(table_seeing(table, [0], "gzi"), [1.3])  # no r: the mean
     assert table_seeing(Table({"x": [1]}), [0], "grz") is None
     np.testing.assert_allclose(table_seeing(Table({"PSFSIZE": [1.2]}), [0], "grz"), [1.2])
+    # Data Lab's ls_dr9.tractor gives one column per band
+    tractor = Table({"psfsize_g": [1.5, 1.5], "PSFSIZE_R": [1.25, 0.0], "psfsize_z": [1.1, 1.1]})
+    np.testing.assert_allclose(table_seeing(tractor, [0, 1], "grz"), [1.25, np.nan])
     with pytest.raises(SchemaError, match="psfsize has 3 values a row, the table's bands"):
         table_seeing(table, [0], "gr")
     np.testing.assert_allclose(table_seeing(Table({"psfsize": [1.2, -1]}), [0, 1], "grz"),
