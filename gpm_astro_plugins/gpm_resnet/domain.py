@@ -6,8 +6,9 @@ time and stored in the model card (and the weights file):
 
 - **catalogue-like quantities**, measured the same way on every cutout so that training and
   application agree whatever columns a table carries: the r magnitude, the g - r and r - z
-  colours in a circular aperture, the flux-weighted r.m.s. radius of the r-band light, and the
-  redshift (``z_phot_median``, else ``z``, when the table has one). Each gets an allowed range:
+  colours in a circular aperture, the flux-weighted r.m.s. radius of the r-band light, the
+  redshift (``z_phot_median``, else ``z``, when the table has one) and the r-band PSF FWHM
+  (``psfsize``, when the table has it: the network never saw a galaxy through a wider PSF). Each gets an allowed range:
   the 0.5-99.5 % quantiles of the training rows, widened on both sides by 10 % of their width.
 - **the network's own feature space**: the Mahalanobis distance of a galaxy's penultimate-layer
   features (the PG block's hidden layer) from the training rows' features (mean and shrunk
@@ -28,7 +29,7 @@ __all__ = ["DomainModel", "image_quantities", "table_redshift", "DOMAIN_QUANTITI
            "APERTURE_RADIUS_PX", "IN_DOMAIN"]
 
 #: the quantities checked one by one (besides the features)
-DOMAIN_QUANTITIES = ("mag_r", "colour_gr", "colour_rz", "radius_r", "redshift")
+DOMAIN_QUANTITIES = ("mag_r", "colour_gr", "colour_rz", "radius_r", "redshift", "psfsize")
 #: redshift columns, in order of preference
 REDSHIFT_COLUMNS = ("z_phot_median", "z")
 #: radius (pixels) of the aperture of the image quantities: 5.2 arcsec at 0.262 arcsec / pixel

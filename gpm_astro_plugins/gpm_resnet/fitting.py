@@ -117,8 +117,8 @@ class FittingMixin:
         return torch.cat(rows).numpy()
 
     def _domain_quantities(self, table, train_rows, bands):
-        """The training rows' `domain.image_quantities` and redshift, and the redshift
-        column (None without one)."""
+        """The training rows' `domain.image_quantities`, redshift and PSF FWHM
+        (`seeing.table_seeing`), and the redshift column (None without one)."""
         parts = []
         for start in range(0, len(train_rows), 256):
             part = train_rows[start:start + 256]
@@ -127,6 +127,9 @@ class FittingMixin:
         redshift, column = table_redshift(table, train_rows)
         if redshift is not None:
             quantities["redshift"] = redshift
+        seeing = table_seeing(table, train_rows, bands)
+        if seeing is not None:
+            quantities["psfsize"] = seeing
         return quantities, column
 
     # ------------------------------------------------------------------ fit

@@ -265,8 +265,9 @@ class InferenceMixin:
         redshift, _ = table_redshift(table) if domain is not None else (None, None)
         correction = getattr(self, "seeing_correction_", None)
         seeing, seeing_applied = None, "none fitted"
-        if correction is not None:
+        if correction is not None or (domain is not None and "psfsize" in domain.ranges):
             seeing = table_seeing(table, np.arange(n), bands)
+        if correction is not None:
             seeing_applied = "applied"
             if seeing is None:
                 seeing_applied = f"not applied: no {SEEING_COLUMN} column"
@@ -281,7 +282,7 @@ class InferenceMixin:
             rows = np.arange(start, min(start + batch_size, n))
             images = table["cutout"][rows]
             batch_flags = _row_flags(table, rows, images)
-            if seeing is not None:
+            if seeing is not None and correction is not None:
                 batch_flags[(batch_flags == "ok") & np.isnan(seeing[rows])] = BAD_SEEING_FLAG
             flags[rows] = batch_flags
             good = batch_flags == "ok"
@@ -292,13 +293,15 @@ class InferenceMixin:
             value, spread, *features = self._predict_array(
                 x, precision=precision, compile=compile_model, offset=start,
                 features=domain is not None)
-            if seeing is not None:
+            if seeing is not None and correction is not None:
                 value = value + seeing_offset(seeing[rows[good]], correction)
             values[rows[good]] = value
             if domain is not None:
                 quantities = image_quantities(raw, bands)
                 if redshift is not None:
                     quantities["redshift"] = redshift[rows[good]]
+                if seeing is not None:
+                    quantities["psfsize"] = seeing[rows[good]]
                 scores[rows[good]], domain_flags[rows[good]] = domain.score(quantities,
                                                                             features[0])
             errors[rows[good]] = self._errors(value, spread)

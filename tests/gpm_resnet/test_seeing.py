@@ -144,3 +144,15 @@ def test_no_correction_when_asked_for_none_or_without_the_column():
     with pytest.raises(ParameterError, match="seeing_correction must be True or False"):
         GPMResNetEstimator(config=config, progress=False, seeing_correction="yes").fit(
             _seeing_dependent(40, 1))
+
+
+def test_a_seeing_beyond_the_training_range_is_outside_the_domain(corrected):
+    low, high = corrected.domain_.ranges["psfsize"]
+    assert 0.9 < low < 1.0 and 1.6 < high < 1.7  # training FWHM 1.0-1.6, widened 10 %
+    table = _seeing_dependent(3, 6)
+    table["psfsize"][:, 1] = [1.3, 2.5, 1.25]
+    out = corrected.predict(table)
+    flags = list(out["Z_pred_domain_flag"])
+    assert "psfsize" not in flags[0] and "psfsize" not in flags[2]
+    assert flags[1].startswith("out:") and "psfsize" in flags[1].split(":")[1].split(",")
+    assert out["Z_pred_domain"][1] > 1
