@@ -30,6 +30,17 @@ def make_galaxies(n, *, size=24, seed=0, noise=0.002):
     return table
 
 
+def error_head_config(**changes):
+    """A minimal network with the error head, AdamW and a one-cycle schedule (2 epochs)."""
+    from gpm_astro_plugins.gpm_resnet.model import GPMResNetConfig
+
+    params = dict(name="test", width=0.125, blocks=(1, 1, 1, 1), input_size=None,
+                  input_scaling="asinh", drop_prob=0.0, epochs=2, batch_size=32, lr=3e-3,
+                  optimizer="adamw", lr_schedule="onecycle", standardize_target=True,
+                  error_head=True, head_hidden=16)
+    return GPMResNetConfig(**{**params, **changes})
+
+
 @pytest.fixture
 def galaxies():
     return make_galaxies(64, seed=1)

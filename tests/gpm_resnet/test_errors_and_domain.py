@@ -9,7 +9,7 @@ from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
 from gpm_astro_plugins.gpm_resnet.domain import DomainModel, image_quantities
 from gpm_astro_plugins.gpm_resnet.model import GPMResNetConfig
 
-from .conftest import make_galaxies
+from .conftest import error_head_config, make_galaxies
 
 
 def _noisy_labels(n, seed):
@@ -27,11 +27,8 @@ def _noisy_labels(n, seed):
 
 @pytest.fixture(scope="module")
 def error_head_model():
-    config = GPMResNetConfig(name="test", width=0.125, blocks=(1, 1, 1, 1), input_size=None,
-                             input_scaling="asinh", drop_prob=0.0, epochs=12, batch_size=32,
-                             lr=3e-3, optimizer="adamw", lr_schedule="onecycle",
-                             standardize_target=True, error_head=True, head_hidden=16)
-    estimator = GPMResNetEstimator(config=config, progress=False, predict_batch_size=64)
+    estimator = GPMResNetEstimator(config=error_head_config(epochs=12), progress=False,
+                                   predict_batch_size=64)
     # calibration split: a table used neither for training nor for the report (nor for the
     # best-epoch choice): 1,200 rows give the error shape three knots
     return estimator.fit(_noisy_labels(240, 1), validation=_noisy_labels(160, 2),
@@ -59,11 +56,8 @@ def test_error_head_is_calibrated_and_ranks_on_held_out_galaxies(error_head_mode
 def test_error_shape_is_fitted_on_the_calibration_split_and_applied_in_predict(tmp_path):
     from gpm_astro_plugins.gpm_resnet.error_model import ONE_SIGMA, error_shape_factor
 
-    config = GPMResNetConfig(name="test", width=0.125, blocks=(1, 1, 1, 1), input_size=None,
-                             input_scaling="asinh", drop_prob=0.0, epochs=2, batch_size=32,
-                             lr=3e-3, optimizer="adamw", lr_schedule="onecycle",
-                             standardize_target=True, error_head=True, head_hidden=16)
-    estimator = GPMResNetEstimator(config=config, progress=False, predict_batch_size=64,
+    estimator = GPMResNetEstimator(config=error_head_config(), progress=False,
+                                   predict_batch_size=64,
                                    error_shape=True)
     calibration = _noisy_labels(1200, 8)
     estimator.fit(_noisy_labels(120, 1), validation=_noisy_labels(40, 2),

@@ -6,12 +6,11 @@ from astropy.table import Table
 
 from gpm_astro.exceptions import GPMAstroWarning, ParameterError, SchemaError
 from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
-from gpm_astro_plugins.gpm_resnet.model import GPMResNetConfig
 from gpm_astro_plugins.gpm_resnet.seeing import (BAD_SEEING_FLAG, MIN_SEEING_ROWS,
                                                  fit_seeing_correction, seeing_offset,
                                                  table_seeing)
 
-from .conftest import make_galaxies
+from .conftest import error_head_config, make_galaxies
 
 #: dex per arcsec of FWHM that the labels of `_seeing_dependent` carry and no image shows
 SLOPE = 0.3
@@ -71,11 +70,8 @@ def test_the_seeing_is_read_in_the_r_band_and_unusable_values_become_nan():
 
 @pytest.fixture(scope="module")
 def corrected():
-    config = GPMResNetConfig(name="test", width=0.125, blocks=(1, 1, 1, 1), input_size=None,
-                             input_scaling="asinh", drop_prob=0.0, epochs=2, batch_size=32,
-                             lr=3e-3, optimizer="adamw", lr_schedule="onecycle",
-                             standardize_target=True, error_head=True, head_hidden=16)
-    estimator = GPMResNetEstimator(config=config, progress=False, predict_batch_size=64)
+    estimator = GPMResNetEstimator(config=error_head_config(), progress=False,
+                                   predict_batch_size=64)
     return estimator.fit(_seeing_dependent(120, 1), validation=_seeing_dependent(40, 2),
                          calibration=_seeing_dependent(600, 8))
 
@@ -126,9 +122,7 @@ def test_a_corrected_model_flags_rows_without_seeing_and_warns_without_the_colum
 
 
 def test_no_correction_when_asked_for_none_or_without_the_column():
-    config = GPMResNetConfig(name="test", width=0.125, blocks=(1, 1, 1, 1), input_size=None,
-                             input_scaling="asinh", epochs=1, batch_size=32,
-                             standardize_target=True, head_hidden=16)
+    config = error_head_config(epochs=1)
     calibration = _seeing_dependent(MIN_SEEING_ROWS, 8)
     off = GPMResNetEstimator(config=config, progress=False, seeing_correction=False).fit(
         _seeing_dependent(40, 1), validation=_seeing_dependent(20, 2), calibration=calibration)
