@@ -134,12 +134,16 @@ class ArchiveFittingMixin:
         val_y = np.asarray(np.ma.getdata(val_table[target][val_rows]), dtype=np.float64)
         summary = {"n_rows": len(table), "skipped": skipped, "validation_skipped": val_skipped,
                    "bands": bands, "cutout_size": size, "read_from": str(path)}
+        # the validation rows calibrate the errors and the seeing correction, as in `fit`
+        val_seeing = self._seeing(val_table, val_rows, bands)
         return self._fit_inputs(ArchiveInputs(path, table["archive_row"][train_rows], transform),
                                 train_y,
                                 ArchiveInputs(val_path, val_table["archive_row"][val_rows],
                                               transform),
                                 val_y, config=config, target=target, summary=summary,
-                                num_workers=num_workers)
+                                num_workers=num_workers,
+                                calibration_set=(None, None, None, val_seeing),
+                                validation_seeing=val_seeing)
 
 
 def _usable_archive_rows(table, target):

@@ -49,9 +49,13 @@ def test_labelled_cutouts_are_cleaned_into_an_archive_folder(cleaned_sample, moc
 
 @pytest.mark.parametrize("apertures", [(), (3.0, 8.0)], ids=["images", "with_photometry"])
 def test_training_from_disk_equals_training_from_memory(cleaned_sample, mock_archive,
-                                                        labelled, apertures):
-    """Also with the aperture photometry side input, measured on the batches read from disk."""
+                                                        labelled, apertures, monkeypatch):
+    """Also with the aperture photometry side input, measured on the batches read from disk,
+    and the seeing correction, fitted on the validation rows' psfsize."""
+    from gpm_astro_plugins.gpm_resnet import seeing
     from gpm_astro_plugins.gpm_resnet.model import GPMResNetConfig
+
+    monkeypatch.setattr(seeing, "MIN_SEEING_ROWS", 2)  # the few validation rows fit one
 
     out, _ = cleaned_sample
     rows = np.sort(np.asarray(labelled["archive_row"]))
@@ -68,6 +72,8 @@ def test_training_from_disk_equals_training_from_memory(cleaned_sample, mock_arc
                                                                              num_workers=1)
     assert from_disk.training_summary_["n_train"] == from_memory.training_summary_["n_train"]
     assert from_disk.history_["train_loss"].tolist() == from_memory.history_["train_loss"].tolist()
+    assert from_memory.seeing_correction_ is not None
+    assert from_disk.seeing_correction_ == from_memory.seeing_correction_
     probe = get_source("legacysurvey_archive")(path=mock_archive).query(rows=slice(24, 30))
     expected = from_memory.predict(probe)["Z_pred"]
     assert np.array_equal(np.ma.getdata(from_disk.predict(probe)["Z_pred"]),
