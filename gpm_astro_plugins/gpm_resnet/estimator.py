@@ -68,7 +68,8 @@ class GPMResNetEstimator(FittingMixin, ArchiveFittingMixin, InferenceMixin, Pers
         ``psfsize``, r band) on the calibration rows, and apply it at prediction
         (`seeing.fit_seeing_correction`): the network is not told the seeing, and reads a
         galaxy in poorer seeing as metal-poorer. Fitted only when the calibration rows have
-        that column; a model with a correction then needs it at prediction.
+        that column; a model with a correction then reads it at prediction. False on a
+        loaded model: its correction, if any, is not applied.
     deterministic : bool, optional
         Deterministic kernels while training.
     checkpoint_dir : str, optional

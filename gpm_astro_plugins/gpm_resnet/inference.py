@@ -265,6 +265,8 @@ class InferenceMixin:
         redshift, _ = table_redshift(table) if domain is not None else (None, None)
         correction = getattr(self, "seeing_correction_", None)
         seeing, seeing_applied = None, "none fitted"
+        if correction is not None and not self.seeing_correction:
+            correction, seeing_applied = None, "switched off (seeing_correction=False)"
         if correction is not None or (domain is not None and "psfsize" in domain.ranges):
             seeing = table_seeing(table, np.arange(n), bands)
         if correction is not None:

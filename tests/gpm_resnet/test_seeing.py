@@ -98,6 +98,15 @@ def test_the_correction_is_fitted_on_the_calibration_rows_and_applied_in_predict
     loaded = GPMResNetEstimator.load(tmp_path / "model", progress=False, predict_batch_size=64)
     assert loaded.seeing_correction and loaded.seeing_correction_ == correction
     np.testing.assert_allclose(loaded.predict(table)["Z_pred"], good["Z_pred"], atol=1e-6)
+    # loaded with seeing_correction=False: the stored correction is not applied
+    off = GPMResNetEstimator.load(tmp_path / "model", progress=False, predict_batch_size=64,
+                                  seeing_correction=False)
+    out = off.predict(table)
+    assert out.meta["gpm_astro"]["steps"][-1]["params"]["seeing_correction"].startswith(
+        "switched off")
+    np.testing.assert_allclose(
+        np.asarray(good["Z_pred"]) - np.asarray(out["Z_pred"]),
+        seeing_offset(table_seeing(table, np.arange(8), "grz"), correction), atol=1e-6)
 
 
 def _step(out):
