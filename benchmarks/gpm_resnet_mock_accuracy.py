@@ -112,7 +112,7 @@ def _error_report(z_pred, err, test):
     z_true = np.asarray(test["Z_true"], dtype=float)
     z_floor = np.asarray(test["Z_floor"], dtype=float)
     out = {"coverage": float(np.mean(np.abs(z_pred - z_true) < err)),
-           "spearman_err_vs_floor": float(spearmanr(err, np.asarray(test["Z_floor"]))[0]),
+           "spearman_err_vs_floor": float(spearmanr(err, z_floor)[0]),
            "spearman_err_vs_abs_residual": float(spearmanr(err, np.abs(z_pred - z_true))[0]),
            "reliability": reliability_curve(z_pred, z_true, err).tolist(), "quintiles": {}}
     for column, _ in QUINTILE_QUANTITIES:

@@ -8,8 +8,9 @@ time and stored in the model card (and the weights file):
   application agree whatever columns a table carries: the r magnitude, the g - r and r - z
   colours in a circular aperture, the flux-weighted r.m.s. radius of the r-band light, the
   redshift (``z_phot_median``, else ``z``, when the table has one) and the r-band PSF FWHM
-  (``psfsize``, when the table has it: the network never saw a galaxy through a wider PSF). Each gets an allowed range:
-  the 0.5-99.5 % quantiles of the training rows, widened on both sides by 10 % of their width.
+  (``psfsize``, when the table has it: the network never saw a galaxy through a wider PSF).
+  Each gets an allowed range: the 0.5-99.5 % quantiles of the training rows, widened on both
+  sides by 10 % of their width.
 - **the network's own feature space**: the Mahalanobis distance of a galaxy's penultimate-layer
   features (the PG block's hidden layer) from the training rows' features (mean and shrunk
   covariance), in units of the 99.5th percentile of the same distance on the held-out

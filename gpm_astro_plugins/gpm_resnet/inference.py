@@ -269,22 +269,21 @@ class InferenceMixin:
             correction, seeing_applied = None, "switched off (seeing_correction=False)"
         if correction is not None or (domain is not None and "psfsize" in domain.ranges):
             seeing = table_seeing(table, np.arange(n), bands)
-        if correction is not None:
+        if correction is not None and seeing is None:
+            warnings.warn(
+                f"this model corrects its predictions for the seeing with the "
+                f"{SEEING_COLUMN!r} column (PSF FWHM, arcsec), which the table lacks: Z_pred "
+                f"is not corrected (the correction is {correction['slope']:+.2f} dex per "
+                f"arcsec of FWHM)", GPMAstroWarning, stacklevel=2)
+            correction, seeing_applied = None, f"not applied: no {SEEING_COLUMN} column"
+        elif correction is not None:
             seeing_applied = "applied"
-            if seeing is None:
-                seeing_applied = f"not applied: no {SEEING_COLUMN} column"
-                warnings.warn(
-                    f"this model corrects its predictions for the seeing with the "
-                    f"{SEEING_COLUMN!r} column (PSF FWHM, arcsec), which the table lacks: "
-                    f"Z_pred is not corrected (on the mock sky the network's error then moves "
-                    f"with the seeing by about {abs(correction['slope']):.2f} dex per arcsec)",
-                    GPMAstroWarning, stacklevel=2)
         for start in tqdm(range(0, n, batch_size), desc=f"predict {self.name}", unit="batch",
                           disable=not progress or n <= batch_size):
             rows = np.arange(start, min(start + batch_size, n))
             images = table["cutout"][rows]
             batch_flags = _row_flags(table, rows, images)
-            if seeing is not None and correction is not None:
+            if correction is not None:
                 batch_flags[(batch_flags == "ok") & np.isnan(seeing[rows])] = BAD_SEEING_FLAG
             flags[rows] = batch_flags
             good = batch_flags == "ok"
@@ -295,7 +294,7 @@ class InferenceMixin:
             value, spread, *features = self._predict_array(
                 x, precision=precision, compile=compile_model, offset=start,
                 features=domain is not None)
-            if seeing is not None and correction is not None:
+            if correction is not None:
                 value = value + seeing_offset(seeing[rows[good]], correction)
             values[rows[good]] = value
             if domain is not None:

@@ -55,7 +55,7 @@ def fold_batchnorm(model):
 
 
 def mixed_precision_copy(model, *, fp32_blocks=0, fp32_entry=True, dtype=torch.bfloat16):
-    """Return an inference copy running the bulk of the network in bf16, the sensitive ends in fp32.
+    """Return an inference copy running the network's bulk in bf16, its sensitive ends in fp32.
 
     BatchNorm is folded into the convolutions in fp32 first (`fold_batchnorm`); then the ILO
     block, the first ``fp32_blocks`` bottlenecks and the PG head keep fp32 weights and
