@@ -67,6 +67,11 @@ _SQL_ERROR_MARKERS = ("error_message", "incorrect syntax", "invalid column name"
                       "is not a recognized", "could not be bound", "conversion failed",
                       "ambiguous column name")
 SPECOBJID_MAX = 2 ** 64 - 1
+#: rows SkyServer's SQL Search returns at most (DR8 help, "Query Limits"); it cuts the answer
+#: there without saying so, so a chunk that reaches it cannot be trusted
+ROW_LIMIT = 500_000
+#: a CSV header line: column names separated by commas
+_CSV_HEADER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(,[A-Za-z_][A-Za-z0-9_]*)*$")
 PLATE_SHIFT = 50  # specObjID = plate << 50 | fiber << 38 | (mjd - 50000) << 24 | run2d << 10
 
 
@@ -196,7 +201,13 @@ def _sdss_client(source):
 
 def _check_skyserver_body(response):
     """Refuse an answer that is not SkyServer's CSV: an SQL error at once, a transient error
-    page (e.g. "Something went wrong") to be asked again with back-off."""
+    page (e.g. "Something went wrong") to be asked again with back-off.
+
+    The CSV is one table: the newer SkyServers (DR10 on) put a ``#Table1`` line before its
+    header, the classic ``x_sql.asp`` of DR1-DR9 starts at the header line (astroquery
+    issues #1715, #1924); both are read. Its SQL errors come as a first line beginning
+    ``ERROR`` (the SkyServer ``sqlcl`` client's test).
+    """
     from gpm_astro.remote import MalformedResponseError, TransientResponseError
 
     text = response.text
@@ -207,8 +218,19 @@ def _check_skyserver_body(response):
     if lowered.lstrip().startswith(("<!doctype", "<html")) or "<html" in lowered[:512]:
         msg = f"SkyServer answered with an error page: {text[:1000]!r}"
         raise TransientResponseError(msg)
-    if not text.lstrip().startswith("#Table1"):
-        msg = f"SkyServer answer is not '#Table1' CSV: {text[:200]!r}"
+    lines = text.lstrip().splitlines()
+    first = lines[0].strip() if lines else ""
+    if first.upper().startswith("ERROR"):
+        msg = f"SkyServer refused the SQL: {text[:1000]!r}"
+        raise MalformedResponseError(msg)
+    header = lines[1].strip() if first == "#Table1" and len(lines) > 1 else first
+    if first != "#Table1" and not _CSV_HEADER.match(header):
+        msg = f"SkyServer answer is not CSV with a header line: {text[:200]!r}"
+        raise MalformedResponseError(msg)
+    tables = [line.strip() for line in lines if line.startswith("#Table")]
+    if len(tables) > 1:
+        msg = (f"SkyServer answered with {len(tables)} tables ({', '.join(tables)}) where one "
+               f"was asked for: {text[:200]!r}")
         raise MalformedResponseError(msg)
 
 
@@ -383,6 +405,11 @@ class SDSSMPAJHU(RemoteDataSource):
         for a, b in tqdm(self._chunks(lo, hi), desc="sdss_mpajhu", unit="chunk",
                          disable=not self.progress):
             table = self._run_sql(mpajhu_sql(a, b, self.extra_columns))
+            if table is not None and len(table) >= ROW_LIMIT:
+                msg = (f"SkyServer returned {len(table)} rows for specObjIDs [{a}, {b}), its "
+                       f"row limit ({ROW_LIMIT}): the answer may be cut short; lower "
+                       f"plates_per_chunk")
+                raise RemoteServiceError(msg)
             yield _tidy(table, extra_column_map(self.extra_columns))
 
     def _payload(self, client, sql):
