@@ -190,6 +190,14 @@ def _read_fits(content):
     return header, data, invvar
 
 
+def _whole_fits(response):
+    """``validate`` of the ``&invvar`` request: a whole FITS file, else asked again."""
+    content = response.content
+    if not content.startswith(b"SIMPLE  =") or len(content) % 2880:
+        msg = f"the inverse-variance answer is not a whole FITS file: {content[:200]!r}"
+        raise TransientResponseError(msg)
+
+
 def zero_cube_flag(content):
     """Decide an all-zero cube from the service's answer with ``&invvar``.
 
@@ -323,9 +331,14 @@ class LegacySurveyCutouts(RemoteDataSource):
                 response.content, content_type=response.headers.get("content-type", ""),
                 bands=bands, size=size)
             if flag == "all_zero":
-                invvar = self._request("GET", f"{self.server}/cutout.fits",
-                                       params={**self._params(ra, dec), "invvar": ""})
-                flag, detail = zero_cube_flag(invvar.content)
+                try:  # only a whole FITS answer is used or cached; anything else is retried
+                    invvar = self._request("GET", f"{self.server}/cutout.fits",
+                                           params={**self._params(ra, dec), "invvar": ""},
+                                           validate=_whole_fits)
+                    flag, detail = zero_cube_flag(invvar.content)
+                except RemoteServiceError as exc:
+                    flag, detail = ("zero_cube", f"all zero; the inverse-variance request "
+                                    f"failed: {exc}")
         except (_CutoutError, _TransientCutoutError) as exc:
             return exc.flag, str(exc), None
         except HTTPStatusError as exc:
