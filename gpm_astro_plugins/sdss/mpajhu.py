@@ -11,6 +11,7 @@ Nothing is filtered on the server: `gpm_astro.select_starforming` applies the cu
 reports how many rows each one removed.
 """
 
+import copy
 import numbers
 import re
 import warnings
@@ -310,16 +311,18 @@ class SDSSMPAJHU(RemoteDataSource):
                 raise ParameterError(msg)
         return int(lo), int(hi)
 
-    def _run_sql(self, sql):
+    def _run_sql(self, sql, what="the specObjID range query"):
         client = _sdss_client(self)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=UserWarning)
                 table = client.query_sql(sql, data_release=self.data_release, cache=self.cache)
-        except RemoteServiceError:
-            raise
+        except RemoteServiceError as exc:  # name the request: same class, status and body
+            named = copy.copy(exc)
+            named.args = (f"SkyServer query failed ({what}): {exc}",)
+            raise named from exc
         except Exception as exc:  # astroquery's own errors (parse failures, its exceptions)
-            msg = f"SkyServer query failed: {exc}"
+            msg = f"SkyServer query failed ({what}): {exc}"
             raise RemoteServiceError(msg) from exc
         return table
 
@@ -404,7 +407,8 @@ class SDSSMPAJHU(RemoteDataSource):
 
         for a, b in tqdm(self._chunks(lo, hi), desc="sdss_mpajhu", unit="chunk",
                          disable=not self.progress):
-            table = self._run_sql(mpajhu_sql(a, b, self.extra_columns))
+            table = self._run_sql(mpajhu_sql(a, b, self.extra_columns),
+                                  what=f"the chunk of specObjIDs [{a}, {b})")
             if table is not None and len(table) >= ROW_LIMIT:
                 msg = (f"SkyServer returned {len(table)} rows for specObjIDs [{a}, {b}), its "
                        f"row limit ({ROW_LIMIT}): the answer may be cut short; lower "

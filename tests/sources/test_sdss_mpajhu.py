@@ -241,9 +241,24 @@ def test_error_empty_and_several_table_answers_are_refused(fake_service, tmp_pat
                                                              match):
     fake_service.route(SQL_PATH, Reply(body, content_type="text/plain"))
     with conf.set_temp("server", fake_service.url), conf.set_temp("min_interval", 0.0):
-        with pytest.raises(RemoteServiceError, match=match):
+        with pytest.raises(RemoteServiceError, match=match) as info:
             make_source(tmp_path, cache=False).query()
     assert len(fake_service.requests) == 1  # asking again cannot change these
+    assert "(the specObjID range query)" in str(info.value)  # the error names the request
+
+
+def test_a_failed_chunk_is_named(fake_service, tmp_path):
+    def second_chunk_fails(request):
+        if "i.specObjID >= 1" in request.params["cmd"] and len(fake_service.requests) > 2:
+            return Reply(b"ERROR\r\nTimeout expired.\r\n", content_type="text/plain")
+        return skyserver(request)
+
+    fake_service.route(SQL_PATH, second_chunk_fails)
+    with conf.set_temp("server", fake_service.url), conf.set_temp("min_interval", 0.0):
+        with pytest.raises(RemoteServiceError,
+                           match=r"\(the chunk of specObjIDs \[\d+, \d+\)\): SkyServer "
+                                 r"refused the SQL: 'ERROR"):
+            make_source(tmp_path, cache=False).query()
 
 
 def test_chunk_at_the_row_limit_is_not_taken_as_complete(fake_service, tmp_path, monkeypatch):
