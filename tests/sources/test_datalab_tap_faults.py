@@ -276,6 +276,7 @@ def test_service_reason_is_kept_whole(fake_service, tmp_path):
         with pytest.raises(RemoteServiceError) as info:
             make_source(tmp_path, brickid_range=(1, 2), mode="sync").query()
     assert reason.strip() in str(info.value) and len(reason) > 600
+    assert str(info.value).endswith("(the chunk of bricks 1-2, sync)")  # names the request
 
 
 @pytest.mark.parametrize("body, match", [
