@@ -16,12 +16,14 @@ from ..exceptions import GPMAstroError, ParameterError
 from ..io import writable_directory
 from ..tables import require_positive_int
 from .cluster import gpu_resources, open_client, workers_have_spare_cores
-from .manifest import Manifest, file_sha256
+from .manifest import MANIFEST_FILE, Manifest, file_sha256
+from .parquet import partition_files
 from .partitions import plan_fingerprint, plan_partitions, select_input_rows
 from .task import process_partition
 from .worker import EstimatorPlugin, load_estimator
 
-__all__ = ["run_catalogue", "CatalogueRunError", "compute_partitions", "format_summary"]
+__all__ = ["run_catalogue", "CatalogueRunError", "compute_partitions", "format_summary",
+           "failed_message"]
 
 
 class CatalogueRunError(GPMAstroError):
@@ -67,6 +69,28 @@ def start_fresh(out):
     for name in ("manifest.json",):
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / "partitions", ignore_errors=True)
+
+
+def refuse_unrecorded_partitions(out):
+    """Refuse a folder whose ``partitions/`` holds files but that has no manifest: nothing
+    says which run (model, selection, plan) made them."""
+    found = partition_files(out)
+    if found and not (out / MANIFEST_FILE).is_file():
+        msg = (f"{str(out / 'partitions')!r} holds {len(found)} partition file(s) (first "
+               f"{found[0].name!r}) but {str(out)!r} has no manifest recording what made them; "
+               f"choose a new output folder, or restart to discard them")
+        raise ParameterError(msg)
+
+
+def remove_unfinished_partitions(manifest, done):
+    """Delete the files in ``partitions/`` that are not finished partitions of this run (a
+    damaged file, one written before a crash but not recorded, one of an earlier plan), so
+    that the folder holds nothing but this run's partitions for any Parquet reader."""
+    keep = {manifest.directory / manifest.data["partitions"][f"{index:06d}"]["file"]
+            for index in done}
+    for path in partition_files(manifest.directory):
+        if path not in keep:
+            path.unlink()
 
 
 def run_summary(manifest, n_partitions, computed_rows, seconds, n_workers, failed):
@@ -171,6 +195,7 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
     out = writable_directory(out, "catalogue output folder")
     if restart:
         start_fresh(out)
+    refuse_unrecorded_partitions(out)
     (out / "partitions").mkdir(exist_ok=True)
 
     from ..plugins import get_source
@@ -203,6 +228,7 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
     del instance
     manifest = Manifest(out, recipe).open()
     done = manifest.finished()
+    remove_unfinished_partitions(manifest, done)
     todo = [p for p in partitions if p.index not in done]
 
     with open_client(client=client, scheduler=scheduler, n_workers=n_workers,
@@ -240,9 +266,7 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
                          failed=failed)
     log(format_summary(summary))
     if failed:
-        msg = (f"{len(failed)} partition(s) failed ({failed[0]['error']}); the others are "
-               f"written; run the same command again to retry them")
-        raise CatalogueRunError(msg)
+        raise CatalogueRunError(failed_message(failed, "command"))
     if merge is not None:
         from .merge import merge_catalogue
 
@@ -309,6 +333,16 @@ def compute_partitions(client, todo, call_for, manifest, *, progress, n_partitio
     finally:
         bar.close()
     return computed_rows, failed
+
+
+def failed_message(failed, what):
+    """The error of a run some of whose partitions failed: which, and the first error."""
+    indices = sorted(f["index"] for f in failed)
+    named = indices if len(indices) <= 20 else [*indices[:20], "..."]
+    first = min(failed, key=lambda f: f["index"])
+    return (f"{len(failed)} partition(s) {named} failed (partition {first['index']}: "
+            f"{first['error']}); the others are written; run the same {what} again to retry "
+            f"them")
 
 
 def format_summary(summary):

@@ -21,7 +21,7 @@ from ..io import atomic_file
 from ..tables import _plain
 
 __all__ = ["CATALOGUE_SCHEMA", "write_partition", "read_partition", "read_catalogue",
-           "partition_files"]
+           "partition_files", "finished_partition_files"]
 
 #: column -> Arrow type name of a catalogue partition, in file order
 CATALOGUE_SCHEMA = {
@@ -128,11 +128,11 @@ def _to_astropy(arrow):
         if pa.types.is_string(field.type):
             data = np.asarray(column.fill_null("").to_pylist(), dtype=str)
         else:
+            if nulls.any():  # filled first: an integer column with nulls would come as
+                # float64 and lose the low bits of 64-bit values
+                fill = np.nan if pa.types.is_floating(field.type) else 0
+                column = column.fill_null(pa.scalar(fill).cast(field.type))
             data = column.to_numpy()
-            if nulls.any():
-                fill = np.nan if np.issubdtype(data.dtype, np.floating) else 0
-                data = np.where(nulls, fill, data).astype(
-                    field.type.to_pandas_dtype(), copy=False)
         metadata = {k.decode(): v.decode() for k, v in (field.metadata or {}).items()}
         table[field.name] = MaskedColumn(data, mask=nulls) if nulls.any() else data
         table[field.name].unit = metadata.get("unit") or None
@@ -150,13 +150,85 @@ def read_partition(path):
     return _to_astropy(pq.read_table(path))
 
 
+def _partition_index(path):
+    stem = Path(path).stem.removeprefix("part-")
+    return (int(stem), "") if stem.isdigit() else (-1, stem)
+
+
 def partition_files(directory):
-    """The partition files under ``directory/partitions``, in partition order."""
-    return sorted((Path(directory) / "partitions").glob("part-*.parquet"))
+    """The partition files under ``directory/partitions``, in partition order (by index, also
+    past ``part-999999``). Files of any run are listed, recorded in its manifest or not; to
+    read a run's catalogue, use `read_catalogue`."""
+    return sorted((Path(directory) / "partitions").glob("part-*.parquet"),
+                  key=_partition_index)
 
 
-def read_catalogue(directory, *, columns=None):
+def finished_partition_files(directory, *, partial=False):
+    """The files of a catalogue run's finished partitions, in partition order.
+
+    A partition counts when the run's manifest records it and its file has the recorded
+    checksum (`gpm_astro.survey.manifest.Manifest.finished`); files the manifest does not
+    record (left by another plan, a crash, a copy) are not the run's.
+
+    Parameters
+    ----------
+    directory : str or path-like
+        The run's output folder.
+    partial : bool, optional
+        Accept a run some of whose partitions are not finished (a `GPMAstroWarning` names
+        them) instead of raising.
+
+    Returns
+    -------
+    (list of pathlib.Path, list of int, int)
+        The finished partitions' files, the indices of the missing partitions, and the rows
+        the manifest records for the finished ones.
+
+    Raises
+    ------
+    ParameterError
+        No readable manifest, no finished partition, or (unless ``partial``) a partition
+        not finished.
+    """
+    import warnings
+
+    from ..exceptions import GPMAstroWarning, ParameterError
+    from .manifest import MANIFEST_FILE, Manifest
+
+    directory = Path(directory)
+    path = directory / MANIFEST_FILE
+    try:
+        data = json.loads(path.read_text())
+        expected = int(data["recipe"]["input"]["n_partitions"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        msg = (f"cannot read the manifest {str(path)!r} ({type(exc).__name__}: {exc}): not a "
+               f"catalogue run folder, so which partition files are the run's is unknown")
+        raise ParameterError(msg) from None
+    if data["recipe"].get("kind", "catalogue") != "catalogue":
+        msg = (f"{str(directory)!r} holds a {data['recipe']['kind']!r} run, not a catalogue "
+               f"(read it with its data source)")
+        raise ParameterError(msg)
+    manifest = Manifest(directory, data["recipe"]).open()
+    finished = manifest.finished()
+    missing = sorted(set(range(expected)) - finished)
+    if missing:
+        what = (f"{len(missing)} of {expected} partitions missing (first: {missing[:5]})")
+        if not partial or len(missing) == expected:
+            msg = (f"the run in {str(directory)!r} is not finished: {what}; run it again "
+                   f"first (read_catalogue(..., partial=True) reads the finished ones)")
+            raise ParameterError(msg)
+        warnings.warn(f"reading the unfinished run in {str(directory)!r}: {what}",
+                      GPMAstroWarning, stacklevel=3)
+    records = [manifest.data["partitions"][f"{index:06d}"] for index in sorted(finished)]
+    return ([directory / r["file"] for r in records], missing,
+            sum(int(r["n_rows"]) for r in records))
+
+
+def read_catalogue(directory, *, columns=None, partial=False):
     """Read a whole catalogue written by `gpm_astro.survey.run_catalogue` as one Table.
+
+    Only the partitions the run's manifest records as finished (their files with the recorded
+    checksums) are read, so a file left in ``partitions/`` by another plan or a crash is not.
 
     Parameters
     ----------
@@ -164,22 +236,35 @@ def read_catalogue(directory, *, columns=None):
         The run's output folder (the one holding ``manifest.json`` and ``partitions/``).
     columns : sequence of str, optional
         Read only these columns.
+    partial : bool, optional
+        Read an unfinished run's finished partitions (with a `GPMAstroWarning`;
+        ``meta["missing_partitions"]`` lists the others) instead of raising.
 
     Returns
     -------
     astropy.table.Table
         Rows in partition order (input row order), masked where a value is null; ``meta``
-        from the first partition.
+        from the first partition, without its ``partition`` entry.
+
+    Raises
+    ------
+    ParameterError
+        No manifest in ``directory``, or a partition not finished (unless ``partial``).
     """
     import pyarrow.parquet as pq
 
-    files = partition_files(directory)
-    if not files:
-        from ..exceptions import ParameterError
+    from ..exceptions import ParameterError
 
-        msg = f"no partitions/part-*.parquet files under {str(directory)!r}"
-        raise ParameterError(msg)
+    files, missing, recorded = finished_partition_files(directory, partial=partial)
     dataset = pq.ParquetDataset([str(f) for f in files])
     arrow = dataset.read(columns=None if columns is None else list(columns))
+    if arrow.num_rows != recorded:
+        msg = (f"read {arrow.num_rows} rows from the {len(files)} finished partition files "
+               f"of {str(directory)!r}, but its manifest records {recorded}")
+        raise ParameterError(msg)
     first = pq.read_schema(files[0])
-    return _to_astropy(arrow.replace_schema_metadata(first.metadata))
+    table = _to_astropy(arrow.replace_schema_metadata(first.metadata))
+    table.meta.pop("partition", None)  # one partition's numbers, not the catalogue's
+    if missing:
+        table.meta["missing_partitions"] = missing
+    return table

@@ -22,8 +22,8 @@ from ..exceptions import ParameterError, SchemaError
 from ..io import writable_directory
 from ..tables import require_positive_int
 from .cluster import open_client
-from .engine import (CatalogueRunError, compute_partitions, format_summary, run_summary,
-                     start_fresh)
+from .engine import (CatalogueRunError, compute_partitions, failed_message, format_summary,
+                     run_summary, start_fresh)
 from .manifest import Manifest, file_sha256
 from .partitions import plan_fingerprint, plan_partitions
 from .task import UNREADABLE, _read
@@ -220,7 +220,5 @@ scheduler, n_workers, threads_per_worker, processes, dashboard_address, restart,
                          failed=failed)
     log(format_summary(summary).replace("catalogue:", "cleaned sample:"))
     if failed:
-        msg = (f"{len(failed)} partition(s) failed ({failed[0]['error']}); the others are "
-               f"written; run the same call again to retry them")
-        raise CatalogueRunError(msg)
+        raise CatalogueRunError(failed_message(failed, "call"))
     return summary

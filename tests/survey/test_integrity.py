@@ -1,0 +1,160 @@
+"""Integrity of a run's output folder: only recorded partitions are read back, an unfinished
+run is not returned as complete, a failed partition is named, the labels are in the recipe."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from astropy.table import Table
+
+from gpm_astro import hookimpl
+from gpm_astro.exceptions import GPMAstroWarning, ParameterError
+from gpm_astro.io import read_table
+from gpm_astro.plugins import get_source
+from gpm_astro.survey import (CatalogueRunError, merge_catalogue, read_catalogue,
+                              run_catalogue)
+from gpm_astro.survey.parquet import _to_astropy, partition_files
+from gpm_astro_plugins.legacysurvey.archive_source import LegacySurveyArchive
+
+from .conftest import PARTITION_SIZE, run_options
+
+
+def _manifest(out):
+    return json.loads((out / "manifest.json").read_text())
+
+
+def _exp_rows(archive):
+    return get_source("legacysurvey_archive")(path=archive).select_rows(source_type="EXP")
+
+
+def test_read_catalogue_reads_only_the_recorded_partitions(reference_run, mock_archive,
+                                                           tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(reference_run[0], out)
+    files = partition_files(out)
+    # a file no manifest records (left by an earlier plan of more partitions) is not read
+    shutil.copy(files[0], out / "partitions" / f"part-{len(files) + 5:06d}.parquet")
+    catalogue = read_catalogue(out)
+    assert catalogue["archive_row"].tolist() == _exp_rows(mock_archive).tolist()
+    assert "partition" not in catalogue.meta  # the first partition's numbers are not the whole's
+    merged = merge_catalogue(out, tmp_path / "merged.fits")
+    assert len(read_table(merged)) == len(catalogue)
+
+
+def test_read_catalogue_refuses_an_unfinished_run_unless_partial(reference_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(reference_run[0], out)
+    full = read_catalogue(out)
+    partition_files(out)[1].write_bytes(b"")  # damaged: zero bytes
+    with pytest.raises(ParameterError, match=r"not finished: 1 of .*\[1\]"):
+        read_catalogue(out)
+    with pytest.warns(GPMAstroWarning, match=r"1 of .* partitions .*\[1\]"):
+        partial = read_catalogue(out, partial=True)
+    assert len(partial) == len(full) - PARTITION_SIZE
+    assert partial.meta["missing_partitions"] == [1]
+    assert set(partial["archive_row"]).isdisjoint(full["archive_row"][3:6])
+    (out / "manifest.json").unlink()
+    with pytest.raises(ParameterError, match="manifest"):
+        read_catalogue(out)
+
+
+def test_partition_files_are_in_partition_order_past_six_digits(tmp_path):
+    (tmp_path / "partitions").mkdir()
+    for index in (1_000_000, 999_999, 2):
+        (tmp_path / "partitions" / f"part-{index:06d}.parquet").touch()
+    assert [p.name for p in partition_files(tmp_path)] == [
+        "part-000002.parquet", "part-999999.parquet", "part-1000000.parquet"]
+
+
+def test_a_rerun_leaves_only_recorded_partition_files(reference_run, mock_archive, tiny_model,
+                                                      dask_client, tmp_path):
+    import pyarrow.dataset as ds
+
+    out = tmp_path / "run"
+    shutil.copytree(reference_run[0], out)
+    files = partition_files(out)
+    stale = out / "partitions" / f"part-{len(files) + 5:06d}.parquet"
+    shutil.copy(files[0], stale)
+    files[2].write_bytes(b"not parquet")
+    run_catalogue(mock_archive, out, weights=tiny_model, client=dask_client, **run_options())
+    recorded = {p["file"] for p in _manifest(out)["partitions"].values()}
+    assert {f"partitions/{p.name}" for p in partition_files(out)} == recorded
+    # the folder is one dataset for any Parquet reader: each row once
+    rows = ds.dataset(str(out / "partitions")).to_table(columns=["archive_row"])
+    assert sorted(rows["archive_row"].to_pylist()) == _exp_rows(mock_archive).tolist()
+
+
+def test_partition_files_without_a_manifest_are_refused(reference_run, mock_archive,
+                                                        tiny_model, dask_client, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(reference_run[0], out)
+    (out / "manifest.json").unlink()
+    with pytest.raises(ParameterError, match=r"partitions.*no manifest.*restart"):
+        run_catalogue(mock_archive, out, weights=tiny_model, client=dask_client,
+                      **run_options(partition_size=2 * PARTITION_SIZE))
+
+
+def test_int64_values_next_to_nulls_are_read_back_exactly():
+    big = 2**62 + 1
+    arrow = pa.table({"objid": pa.array([big, None], type=pa.int64())})
+    table = _to_astropy(arrow)
+    assert table["objid"].dtype == np.int64 and int(table["objid"][0]) == big
+    assert table["objid"].mask.tolist() == [False, True]
+
+
+class _FailingArchive(LegacySurveyArchive):
+    """`legacysurvey_archive` that raises a bug-like error when asked for ``fail_row`` while
+    the file ``switch`` exists."""
+
+    name = "failing_archive"
+
+    def __init__(self, *, path=None, fail_row=None, switch=None):
+        super().__init__(path=path)
+        self.fail_row = fail_row
+        self.switch = switch
+
+    def query(self, **criteria):
+        rows = criteria.get("rows")
+        if rows is not None and not isinstance(rows, slice) and Path(self.switch).exists() \
+                and self.fail_row in [int(r) for r in rows]:
+            msg = f"broken on row {self.fail_row}"
+            raise RuntimeError(msg)
+        return super().query(**criteria)
+
+
+class _FailingPlugin:
+    @hookimpl
+    def gpm_astro_register_data_sources(self, register):
+        register(_FailingArchive, name="failing_archive")
+
+
+def test_a_failed_partition_is_named_the_others_kept_and_retried_alone(
+        reference_run, mock_archive, tiny_model, dask_client, tmp_path, fresh_plugins):
+    fresh_plugins.register_plugin(_FailingPlugin(), name="failing_archive_plugin")
+    rows = _exp_rows(mock_archive)
+    fail_row = int(rows[PARTITION_SIZE * 4 + 1])  # in partition 4
+    out = tmp_path / "run"
+    switch = tmp_path / "fail"
+    switch.touch()
+    params = {"fail_row": fail_row, "switch": str(switch)}
+    messages = []
+    options = run_options(log=messages.append)
+    with pytest.raises(CatalogueRunError, match=r"partition\(s\) \[4\] failed.*broken on row"):
+        run_catalogue(mock_archive, out, weights=tiny_model, client=dask_client,
+                      source="failing_archive", source_params=params, **options)
+    assert any("failed partitions: [4]" in m for m in messages)
+    manifest = _manifest(out)
+    assert "000004" not in manifest["partitions"]
+    assert len(manifest["partitions"]) == reference_run[1]["n_partitions"] - 1
+    assert manifest["sessions"][-1]["failed"][0]["index"] == 4
+    assert not (out / "partitions" / "part-000004.parquet").exists()
+    with pytest.raises(ParameterError, match="not finished"):
+        read_catalogue(out)
+    switch.unlink()
+    summary = run_catalogue(mock_archive, out, weights=tiny_model, client=dask_client,
+                            source="failing_archive", source_params=params, **run_options())
+    assert _manifest(out)["sessions"][-1]["computed"] == [4]
+    assert summary["n_failed"] == 0 and summary["n_rows"] == len(rows)
