@@ -9,6 +9,7 @@ archive that the same source reads back, and that GPM-ResNet trains from batch b
 (``GPMResNetEstimator.fit_archive``). The manifest and the resume rules are the catalogue's.
 """
 
+import hashlib
 import os
 import socket
 import sys
@@ -50,6 +51,21 @@ def _label_rows(labels, label_columns):
         msg = f"label columns {missing} are not in the label table"
         raise SchemaError(msg)
     return rows[order], labels[order]
+
+
+def _labels_fingerprint(labels, label_columns):
+    """SHA-256 of the label columns' values and masks (in row order): a rerun with other label
+    values is another recipe, never resumed into files holding the old ones."""
+    digest = hashlib.sha256()
+    for name in label_columns:
+        column = labels[name]
+        data = np.ascontiguousarray(np.ma.getdata(column))
+        if data.dtype.kind == "O":
+            data = data.astype(str)
+        digest.update(f"|{name}|{data.dtype.str}|{data.shape}|".encode())
+        digest.update(data.tobytes())
+        digest.update(np.ascontiguousarray(np.ma.getmaskarray(column)).tobytes())
+    return digest.hexdigest()
 
 
 def _with_labels(cleaned, labels, label_columns):
@@ -185,7 +201,8 @@ scheduler, n_workers, threads_per_worker, processes, dashboard_address, restart,
     recipe = {"kind": "preprocess",
               "input": {"source": source, "params": source_kwargs, "n_rows": int(len(rows)),
                         "partition_size": partition_size, "n_partitions": len(partitions),
-                        "plan_sha256": label_digest, "label_columns": label_columns},
+                        "plan_sha256": label_digest, "label_columns": label_columns,
+                        "labels_sha256": _labels_fingerprint(labels, label_columns)},
               "processing": {"preprocess": preprocess, "chunk_size": chunk_size}}
     manifest = Manifest(out, recipe).open()
     done = manifest.finished()

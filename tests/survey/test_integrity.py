@@ -15,7 +15,7 @@ from gpm_astro.exceptions import GPMAstroWarning, ParameterError
 from gpm_astro.io import read_table
 from gpm_astro.plugins import get_source
 from gpm_astro.survey import (CatalogueRunError, merge_catalogue, read_catalogue,
-                              run_catalogue)
+                              run_catalogue, run_preprocess)
 from gpm_astro.survey.parquet import _to_astropy, partition_files
 from gpm_astro_plugins.legacysurvey.archive_source import LegacySurveyArchive
 
@@ -158,3 +158,14 @@ def test_a_failed_partition_is_named_the_others_kept_and_retried_alone(
                             source="failing_archive", source_params=params, **run_options())
     assert _manifest(out)["sessions"][-1]["computed"] == [4]
     assert summary["n_failed"] == 0 and summary["n_rows"] == len(rows)
+
+
+def test_preprocess_rerun_with_other_label_values_is_refused(mock_archive, dask_client,
+                                                             tmp_path):
+    labels = Table({"archive_row": [0, 2, 4], "oh_p50": [8.6, 8.8, 9.0]})
+    options = {k: v for k, v in run_options(partition_size=2).items() if k != "source_type"}
+    run_preprocess(mock_archive, tmp_path, labels, client=dask_client, **options)
+    changed = labels.copy()
+    changed["oh_p50"][1] = 8.1  # corrected labels must not resume into the old files
+    with pytest.raises(ParameterError, match="other settings"):
+        run_preprocess(mock_archive, tmp_path, changed, client=dask_client, **options)
