@@ -25,7 +25,7 @@ from ..tables import require_positive_int
 from .cluster import open_client
 from .engine import (CatalogueRunError, compute_partitions, failed_message, format_summary,
                      run_summary, start_fresh)
-from .manifest import Manifest, file_sha256
+from .manifest import MANIFEST_FILE, Manifest, file_sha256
 from .partitions import plan_fingerprint, plan_partitions
 from .task import UNREADABLE, _read
 
@@ -192,6 +192,12 @@ scheduler, n_workers, threads_per_worker, processes, dashboard_address, restart,
         start_fresh(out)
         for stale in out.glob("images_npix*_*_*.h5"):
             stale.unlink()
+    written = sorted(out.glob("images_npix*_*_*.h5"))
+    if written and not (out / MANIFEST_FILE).is_file():
+        msg = (f"{str(out)!r} holds {len(written)} archive file(s) (first {written[0].name!r}) "
+               f"but no manifest recording what made them; choose a new output folder, or "
+               f"restart to discard them")
+        raise ParameterError(msg)
     source_kwargs = {"path": str(Path(images).resolve()), **dict(source_params or {})}
     partitions = plan_partitions(rows, partition_size)
     spec = {"source": source, "source_params": source_kwargs, "chunk_size": chunk_size,
@@ -206,6 +212,12 @@ scheduler, n_workers, threads_per_worker, processes, dashboard_address, restart,
               "processing": {"preprocess": preprocess, "chunk_size": chunk_size}}
     manifest = Manifest(out, recipe).open()
     done = manifest.finished()
+    # files not finished (damaged, unrecorded, another plan's) would be read back as part of
+    # the sample: only this run's finished partitions stay
+    keep = {out / manifest.data["partitions"][f"{index:06d}"]["file"] for index in done}
+    for path in written:
+        if path.exists() and path not in keep:
+            path.unlink()
     todo = [p for p in partitions if p.index not in done]
     starts = np.concatenate([[0], np.cumsum([p.n_rows for p in partitions])])
 

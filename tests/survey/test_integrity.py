@@ -169,3 +169,22 @@ def test_preprocess_rerun_with_other_label_values_is_refused(mock_archive, dask_
     changed["oh_p50"][1] = 8.1  # corrected labels must not resume into the old files
     with pytest.raises(ParameterError, match="other settings"):
         run_preprocess(mock_archive, tmp_path, changed, client=dask_client, **options)
+
+
+def test_preprocess_folder_holds_only_recorded_archive_files(mock_archive, dask_client,
+                                                             tmp_path):
+    labels = Table({"archive_row": [0, 2, 4], "oh_p50": [8.6, 8.8, 9.0]})
+    options = {k: v for k, v in run_options(partition_size=2).items() if k != "source_type"}
+    run_preprocess(mock_archive, tmp_path, labels, client=dask_client, **options)
+    (tmp_path / "manifest.json").unlink()
+    # archive files that no manifest records would be read back as part of the sample
+    with pytest.raises(ParameterError, match=r"images_npix.*no manifest.*restart"):
+        run_preprocess(mock_archive, tmp_path, labels, client=dask_client,
+                       **{**options, "partition_size": 3})
+    run_preprocess(mock_archive, tmp_path, labels, client=dask_client, restart=True, **options)
+    stale = tmp_path / "images_npix152_000000100_000000101.h5"  # one of another plan
+    shutil.copy(next(tmp_path.glob("images_npix152_*.h5")), stale)
+    run_preprocess(mock_archive, tmp_path, labels, client=dask_client, **options)
+    assert not stale.exists()
+    written = get_source("legacysurvey_archive")(path=tmp_path).query(cutouts=False)
+    assert written["input_row"].tolist() == [0, 2, 4]
