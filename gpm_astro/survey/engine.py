@@ -51,6 +51,14 @@ def _model_record(estimator, weights, fit_table, fit_target, params):
     return record
 
 
+def source_fingerprint(reader):
+    """What identifies the source's content (``reader.fingerprint()``, e.g. checksums of each
+    archive file's coordinates), or None for a source without one; part of a run's recipe, so
+    that another archive put at the same path is not resumed into."""
+    fingerprint = getattr(reader, "fingerprint", None)
+    return fingerprint() if callable(fingerprint) else None
+
+
 def _model_version(instance):
     """What the loaded estimator says about itself (its model card, when it has one)."""
     card = getattr(instance, "model_card", None)
@@ -221,7 +229,8 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
     recipe = {"input": {"source": source, "params": source_kwargs, "source_type": source_type,
                         "n_rows": int(len(rows)), "partition_size": partition_size,
                         "n_partitions": len(partitions),
-                        "plan_sha256": plan_fingerprint(rows, partition_size)},
+                        "plan_sha256": plan_fingerprint(rows, partition_size),
+                        "content": source_fingerprint(reader)},
               "model": {**model, "version": _model_version(instance)},
               "processing": {"preprocess": preprocess, "chunk_size": chunk_size,
                              "reads_cutouts": spec["cutouts"]}}

@@ -24,7 +24,7 @@ from ..io import writable_directory
 from ..tables import require_positive_int
 from .cluster import open_client
 from .engine import (CatalogueRunError, compute_partitions, failed_message, format_summary,
-                     run_summary, start_fresh)
+                     run_summary, source_fingerprint, start_fresh)
 from .manifest import MANIFEST_FILE, Manifest, file_sha256
 from .partitions import plan_fingerprint, plan_partitions
 from .task import UNREADABLE, _read
@@ -199,6 +199,9 @@ scheduler, n_workers, threads_per_worker, processes, dashboard_address, restart,
                f"restart to discard them")
         raise ParameterError(msg)
     source_kwargs = {"path": str(Path(images).resolve()), **dict(source_params or {})}
+    from ..plugins import get_source
+
+    content = source_fingerprint(get_source(source)(**source_kwargs))
     partitions = plan_partitions(rows, partition_size)
     spec = {"source": source, "source_params": source_kwargs, "chunk_size": chunk_size,
             "preprocess": preprocess, "preprocess_jobs": preprocess_jobs,
@@ -208,7 +211,8 @@ scheduler, n_workers, threads_per_worker, processes, dashboard_address, restart,
               "input": {"source": source, "params": source_kwargs, "n_rows": int(len(rows)),
                         "partition_size": partition_size, "n_partitions": len(partitions),
                         "plan_sha256": label_digest, "label_columns": label_columns,
-                        "labels_sha256": _labels_fingerprint(labels, label_columns)},
+                        "labels_sha256": _labels_fingerprint(labels, label_columns),
+                        "content": content},
               "processing": {"preprocess": preprocess, "chunk_size": chunk_size}}
     manifest = Manifest(out, recipe).open()
     done = manifest.finished()

@@ -26,6 +26,8 @@ TRACTOR_TYPES = ("PSF", "REX", "EXP", "DEV", "SER", "DUP")
 SCAN_CHUNK = 200_000
 #: cost of reading one scattered row, in contiguous rows (h5py; see _read_selected)
 SCATTER_COST = 32
+#: small datasets whose checksum identifies an archive's galaxies (see `fingerprint`)
+FINGERPRINT_DATASETS = ("ra", "dec")
 
 
 def _normalise_source_types(source_type, codes):
@@ -327,6 +329,47 @@ class LegacySurveyArchive(DataSource):
                     break
         finally:
             reader.close()
+
+    def fingerprint(self):
+        """What tells this archive's galaxies from another's at the same path, cheaply.
+
+        Per file: its name (relative to ``path``), its row count and a SHA-256 of its
+        `FINGERPRINT_DATASETS` (read in chunks of `SCAN_CHUNK` rows; a chunk that cannot be
+        read counts as its error's class). The catalogue engine keeps it in a run's recipe, so
+        that a rerun on another archive put at the same path is refused, never resumed.
+
+        Returns
+        -------
+        list of dict
+            ``file``, ``n_rows`` and ``sha256`` of each archive file, in the archive's order.
+        """
+        import hashlib
+        from pathlib import Path
+
+        import h5py
+
+        self._check(self.chunk_size)
+        root = Path(self.path)
+        found = []
+        for file_path in archive_files(self.path):
+            digest = hashlib.sha256()
+            with h5py.File(file_path, "r") as handle:
+                for name in FINGERPRINT_DATASETS:
+                    if name not in handle:
+                        continue
+                    dataset = handle[name]
+                    digest.update(f"|{name}|{dataset.dtype.str}|{dataset.shape}|".encode())
+                    for start in range(0, dataset.shape[0], SCAN_CHUNK):
+                        try:
+                            block = dataset[start:start + SCAN_CHUNK]
+                        except OSError as exc:
+                            digest.update(f"|{start}:{type(exc).__name__}|".encode())
+                            continue
+                        digest.update(np.ascontiguousarray(block).tobytes())
+            name = file_path.name if root.is_file() else str(file_path.relative_to(root))
+            found.append({"file": name, "n_rows": archive_length(file_path),
+                          "sha256": digest.hexdigest()})
+        return found
 
     def writer(self, directory, *, start=0, rows_per_file=None, extra_columns=()):
         """An `~gpm_astro_plugins.legacysurvey.archive.ArchiveWriter` into ``directory`` (this

@@ -188,3 +188,17 @@ def test_preprocess_folder_holds_only_recorded_archive_files(mock_archive, dask_
     assert not stale.exists()
     written = get_source("legacysurvey_archive")(path=tmp_path).query(cutouts=False)
     assert written["input_row"].tolist() == [0, 2, 4]
+
+
+def test_a_rerun_on_another_archive_at_the_same_path_is_refused(tiny_model, dask_client,
+                                                                tmp_path):
+    from .conftest import write_mock_archive
+
+    archive = write_mock_archive(tmp_path / "archive", n_galaxies=6, seed=1)
+    out = tmp_path / "run"
+    options = run_options(source_type=None)
+    run_catalogue(archive, out, weights=tiny_model, client=dask_client, **options)
+    shutil.rmtree(archive)  # the same path, the same rows, other galaxies
+    write_mock_archive(tmp_path / "archive", n_galaxies=6, seed=2)
+    with pytest.raises(ParameterError, match="other settings.*input"):
+        run_catalogue(archive, out, weights=tiny_model, client=dask_client, **options)
