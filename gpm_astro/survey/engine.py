@@ -333,6 +333,10 @@ def compute_partitions(client, todo, call_for, manifest, *, progress, n_partitio
                 error = future.exception()
                 failed.append({"index": partition.index,
                                "error": f"{type(error).__name__}: {error}"})
+            elif future.status != "finished":  # cancelled (e.g. by the scheduler), or lost:
+                # a failure to report like any other, not a crash that drops the others
+                failed.append({"index": partition.index,
+                               "error": f"the task was {future.status} by Dask"})
             else:
                 result = future.result()
                 manifest.record(partition.index, result)

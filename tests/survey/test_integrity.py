@@ -202,3 +202,44 @@ def test_a_rerun_on_another_archive_at_the_same_path_is_refused(tiny_model, dask
     write_mock_archive(tmp_path / "archive", n_galaxies=6, seed=2)
     with pytest.raises(ParameterError, match="other settings.*input"):
         run_catalogue(archive, out, weights=tiny_model, client=dask_client, **options)
+
+
+def _one_row():
+    return {"n_rows": 1}
+
+
+def test_a_cancelled_partition_is_reported_as_failed_and_the_others_recorded(dask_client):
+    import threading
+    import time
+
+    from distributed import Future
+
+    from gpm_astro.survey.engine import compute_partitions
+    from gpm_astro.survey.partitions import plan_partitions
+
+    class Recorder:
+        def __init__(self):
+            self.recorded = []
+
+        def record(self, index, result):
+            self.recorded.append(index)
+
+    def cancel_partition_1():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            keys = [k for k in dask_client.futures if "partition-000001" in str(k)]
+            if keys:
+                dask_client.cancel([Future(k, dask_client) for k in keys])
+                return
+            time.sleep(0.01)
+
+    canceller = threading.Thread(target=cancel_partition_1, daemon=True)
+    canceller.start()
+    manifest = Recorder()
+    computed, failed = compute_partitions(
+        dask_client, plan_partitions(range(3), 1),
+        lambda p: (time.sleep, 2) if p.index == 1 else (_one_row,), manifest, progress=False,
+        n_partitions=3, n_done=0)
+    canceller.join(timeout=5)
+    assert [f["index"] for f in failed] == [1] and "cancelled" in failed[0]["error"]
+    assert sorted(manifest.recorded) == [0, 2] and computed == 2
