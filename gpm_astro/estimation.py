@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 from .base import Estimator
 from .exceptions import ParameterError, PluginError, SchemaError
 from .image_checks import cutout_flags
-from .tables import (boolean_column, record_step, require_positive_int, require_table,
-                     resolve_columns, warn_empty, with_column_names)
+from .tables import (boolean_column, optional_column, record_step, require_positive_int,
+                     require_table, resolve_columns, warn_empty, with_column_names)
 
 __all__ = ["predict_metallicity", "iter_predict_metallicity", "resolve_estimator"]
 
@@ -170,12 +170,15 @@ def _check_input(table, estimator, names, keep_columns):
 def _rows_to_predict(table):
     """Boolean mask of rows to show the estimator, and the flag of the others."""
     n = len(table)
-    if PREPROCESS_OK not in table.colnames:
+    # found ignoring case: a catalogue's PREPROCESS_OK = False must keep its rows unpredicted
+    ok_name = optional_column(table, PREPROCESS_OK, "predict_metallicity")
+    if ok_name is None:
         return np.ones(n, dtype=bool), np.full(n, "ok", dtype=object)
-    ok = boolean_column(table[PREPROCESS_OK], "predict_metallicity")
+    ok = boolean_column(table[ok_name], "predict_metallicity")
     flags = np.full(n, "ok", dtype=object)
-    if PREPROCESS_FLAG in table.colnames:
-        reasons = np.ma.filled(np.ma.asanyarray(table[PREPROCESS_FLAG]).astype(str), "masked")
+    flag_name = optional_column(table, PREPROCESS_FLAG, "predict_metallicity")
+    if flag_name is not None:
+        reasons = np.ma.filled(np.ma.asanyarray(table[flag_name]).astype(str), "masked")
     else:
         reasons = np.full(n, "failed", dtype=object)
     for i in np.flatnonzero(~ok):

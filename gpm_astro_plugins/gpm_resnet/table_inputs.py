@@ -4,7 +4,7 @@ import numpy as np
 
 from gpm_astro.exceptions import SchemaError
 from gpm_astro.image_checks import cutout_flags
-from gpm_astro.tables import boolean_column
+from gpm_astro.tables import boolean_column, optional_column
 
 
 def _table_bands(table):
@@ -31,10 +31,12 @@ def _row_flags(table, rows, images, *, what="GPM-ResNet"):
     (`gpm_astro.image_checks.cutout_flags`: missing, non-float, non-finite, blank, constant,
     absurd or no positive flux). ``what`` names the caller in an error on ``preprocess_ok``."""
     flags = np.full(len(rows), "ok", dtype=object)
-    if "preprocess_ok" in table.colnames:
-        ok = boolean_column(table["preprocess_ok"][rows], what)
-        if "preprocess_flag" in table.colnames:
-            reasons = np.ma.filled(np.ma.asanyarray(table["preprocess_flag"][rows]).astype(str),
+    ok_name = optional_column(table, "preprocess_ok", what)  # PREPROCESS_OK counts too
+    if ok_name is not None:
+        ok = boolean_column(table[ok_name][rows], what)
+        flag_name = optional_column(table, "preprocess_flag", what)
+        if flag_name is not None:
+            reasons = np.ma.filled(np.ma.asanyarray(table[flag_name][rows]).astype(str),
                                    "masked")
         else:
             reasons = np.full(len(rows), "failed", dtype=object)
