@@ -20,6 +20,7 @@ from ._preprocess_runtime import (_WORKER_MAPPINGS, _executor,  # noqa: F401 (re
                                   _keep_freed_memory, _opencv_threads, _run_slot, _SharedSlots)
 from .base import PreprocessingStep, StepResult
 from .exceptions import ParameterError, PluginError, SchemaError
+from .image_checks import check_cutout_unit
 from .survey_constants import PIXEL_SCALE_ARCSEC
 from .tables import (record_step, require_positive_int, require_table, resolve_columns,
                      warn_empty)
@@ -273,6 +274,7 @@ def _prepare(table, pixel_scale):
         msg = (f"column 'cutout' must hold floating-point fluxes in nanomaggies, got integer "
                f"dtype {column.dtype}")
         raise SchemaError(msg)
+    check_cutout_unit(column, "preprocess_cutouts")
     shape = column.shape
     if len(shape) != 4 or shape[1] != 3 or shape[2] < 16 or shape[3] < 16:
         msg = (f"column 'cutout' must have shape (n, 3, H, W) with H, W >= 16 (g, r, z "

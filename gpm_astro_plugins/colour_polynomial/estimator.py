@@ -13,6 +13,7 @@ from gpm_astro.exceptions import GPMAstroError, ParameterError
 from gpm_astro.survey_constants import (ZERO_POINT, flux_to_magnitude, polynomial_design,
                                         polynomial_exponents)
 from gpm_astro.tables import numeric_column, require_table, with_column_names
+from gpm_astro.units import in_nanomaggies
 
 __all__ = ["ColourPolynomial", "polynomial_terms", "design_matrix", "flux_to_mag"]
 
@@ -118,6 +119,9 @@ class ColourPolynomial(Estimator):
         bad = np.zeros(len(table), dtype=bool)
         for column in self.flux_columns:
             flux, missing = numeric_column(table[column], "colour_polynomial")
+            # a magnitude column (unit mag) is refused, not read as fluxes; Jy is converted
+            flux = in_nanomaggies(flux, getattr(table[column], "unit", None),
+                                  f"colour_polynomial: column {column!r}")
             bad |= missing
             mag = flux_to_mag(flux)
             bad |= ~np.isfinite(mag)

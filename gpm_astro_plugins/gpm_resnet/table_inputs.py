@@ -3,7 +3,7 @@
 import numpy as np
 
 from gpm_astro.exceptions import SchemaError
-from gpm_astro.image_checks import cutout_flags
+from gpm_astro.image_checks import check_cutout_unit, cutout_flags
 from gpm_astro.tables import boolean_column, optional_column
 
 
@@ -14,6 +14,7 @@ def _table_bands(table):
 def _check_cutouts(table, bands, expected_size=None):
     """Return the cutout side after checking the column's shape (n, bands, S, S)."""
     shape = table["cutout"].shape
+    check_cutout_unit(table["cutout"], "GPM-ResNet")
     if len(shape) != 4 or shape[1] != len(bands) or shape[2] != shape[3]:
         msg = (f"cutout column must have shape (n, {len(bands)}, S, S) for bands {bands!r}, "
                f"got {shape!r}")

@@ -2,11 +2,12 @@
 from the public Table functions and the estimators: each must now give a correct result, a
 flagged row or a clear package error (a `GPMAstroError` subclass)."""
 
+import astropy.units as u
 import numpy as np
 import pytest
-from astropy.table import Table
+from astropy.table import Column, QTable
 
-from gpm_astro import predict_metallicity
+from gpm_astro import predict_metallicity, preprocess_cutouts
 from gpm_astro.exceptions import SchemaError
 from gpm_astro.testing import make_estimator_table
 
@@ -48,3 +49,58 @@ def test_preprocess_ok_in_two_cases_is_an_error():
     table["preprocess_ok"] = True
     with pytest.raises(SchemaError, match="differ only in case"):
         predict_metallicity(table, estimator="mass_metallicity", progress=False)
+
+
+# ------------------------------------------------------------------ units of fluxes and cutouts
+
+def _colour_tables():
+    return (make_estimator_table(40, seed=5, cutout_size=SIZE),
+            make_estimator_table(5, seed=1, cutout_size=SIZE))
+
+
+def test_colour_polynomial_refuses_magnitudes_given_as_fluxes():
+    train, table = _colour_tables()
+    for band in "grz":  # e.g. flux_columns pointed at mag_g, mag_r, mag_z
+        table[f"flux_{band}"] = Column(22.5 - 2.5 * np.log10(table[f"flux_{band}"]), unit=u.mag)
+    with pytest.raises(SchemaError, match="'flux_g' has unit mag, which is not a flux"):
+        predict_metallicity(table, estimator="colour_polynomial", fit_table=train,
+                            progress=False)
+
+
+@pytest.mark.parametrize("unit", [u.Jy, u.ABmag])
+def test_colour_polynomial_converts_flux_units(unit):
+    train, table = _colour_tables()
+    expected = predict_metallicity(table, estimator="colour_polynomial", fit_table=train,
+                                   progress=False)["Z_pred"]
+    converted = QTable(table)
+    for band in "grz":
+        flux = np.asarray(table[f"flux_{band}"]) * u.nanomaggy
+        converted[f"flux_{band}"] = flux.to(unit, u.zero_point_flux(1 * u.ABflux))
+    got = predict_metallicity(converted, estimator="colour_polynomial", fit_table=train,
+                              progress=False)
+    assert got["Z_pred_flag"].tolist() == ["ok"] * 5
+    assert np.allclose(np.asarray(got["Z_pred"]), np.asarray(expected), atol=1e-9)
+
+
+def test_qtable_cutouts_in_nanomaggies_are_predicted(saved_model):
+    from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
+
+    estimator = GPMResNetEstimator.load(saved_model, device="cpu", progress=False)
+    table = make_estimator_table(3, seed=1, cutout_size=SIZE)
+    expected = predict_metallicity(table, estimator=estimator, progress=False)
+    got = predict_metallicity(QTable(table), estimator=estimator, progress=False)
+    assert got["Z_pred_flag"].tolist() == expected["Z_pred_flag"].tolist()
+    assert np.allclose(np.asarray(got["Z_pred"]), np.asarray(expected["Z_pred"]))
+
+
+@pytest.mark.parametrize("unit", ["mag", "Jy", "adu"])
+def test_cutouts_in_another_unit_are_refused(saved_model, unit):
+    from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
+
+    estimator = GPMResNetEstimator.load(saved_model, device="cpu", progress=False)
+    table = make_estimator_table(2, seed=1, cutout_size=SIZE)
+    table["cutout"].unit = unit
+    with pytest.raises(SchemaError, match=f"'cutout' has unit {unit}"):
+        predict_metallicity(table, estimator=estimator, progress=False)
+    with pytest.raises(SchemaError, match=f"'cutout' has unit {unit}"):
+        preprocess_cutouts(table, progress=False)
