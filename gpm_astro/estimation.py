@@ -143,6 +143,9 @@ def _estimator_label(estimator):
 
 
 def _output_names(estimator, suffix):
+    if not isinstance(suffix, str):
+        msg = f"suffix must be a str (e.g. '_2'), got {suffix!r}"
+        raise ParameterError(msg)
     base = estimator.output_column
     return base + suffix, f"{base}_err{suffix}", f"{base}_flag{suffix}"
 
@@ -163,6 +166,8 @@ def _check_input(table, estimator, names, keep_columns):
                f"suffix=... (e.g. '_2') to keep both predictions")
         raise SchemaError(msg)
     if keep_columns is not None:
+        if isinstance(keep_columns, str):  # one name, not its letters
+            keep_columns = [keep_columns]
         keep_columns = list(resolve_columns(table, list(keep_columns), "keep_columns").values())
     return view, keep_columns
 

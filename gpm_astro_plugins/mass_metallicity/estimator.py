@@ -17,6 +17,12 @@ from gpm_astro.tables import numeric_column, require_table, with_column_names
 __all__ = ["MassMetallicity", "tremonti_slope"]
 
 
+def _is_real(value):
+    """A finite real number (not a bool, a string or NaN)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and \
+        not isinstance(value, (bool, np.bool_)) and bool(np.isfinite(value))
+
+
 def tremonti_slope(logmass):
     """dZ / dx of the Tremonti relation at ``x = log10(M*/Msun)``."""
     return 1.847 - 2 * 0.08026 * np.asarray(logmass, dtype=float)
@@ -82,12 +88,15 @@ class MassMetallicity(Estimator):
         return tuple(resolve_estimator(estimator).required_columns)
 
     def _validate(self):
-        low, high = self.mass_range
-        if not high > low:
-            msg = f"mass_range must be (low, high) with high > low, got {self.mass_range!r}"
+        pair = self.mass_range
+        if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2 \
+                or not all(_is_real(v) for v in pair) or not pair[1] > pair[0]:
+            msg = (f"mass_range must be (low, high), two finite numbers of log10(M*/Msun) with "
+                   f"high > low, got {self.mass_range!r}")
             raise ParameterError(msg)
-        if not self.intrinsic_scatter >= 0:
-            msg = f"intrinsic_scatter must be >= 0 dex, got {self.intrinsic_scatter!r}"
+        if not _is_real(self.intrinsic_scatter) or not self.intrinsic_scatter >= 0:
+            msg = (f"intrinsic_scatter must be a finite number >= 0 dex, got "
+                   f"{self.intrinsic_scatter!r}")
             raise ParameterError(msg)
 
     def _resolve_mass_estimator(self):

@@ -8,7 +8,7 @@ import pytest
 from astropy.table import Column, QTable
 
 from gpm_astro import predict_metallicity, preprocess_cutouts
-from gpm_astro.exceptions import SchemaError
+from gpm_astro.exceptions import ParameterError, SchemaError
 from gpm_astro.testing import make_estimator_table
 
 from .conftest import SIZE
@@ -104,3 +104,46 @@ def test_cutouts_in_another_unit_are_refused(saved_model, unit):
         predict_metallicity(table, estimator=estimator, progress=False)
     with pytest.raises(SchemaError, match=f"'cutout' has unit {unit}"):
         preprocess_cutouts(table, progress=False)
+
+
+# ------------------------------------------------------------------ estimator parameters
+
+@pytest.mark.parametrize("params", [
+    {"estimator": "mass_metallicity", "mass_range": "ab"},
+    {"estimator": "mass_metallicity", "mass_range": [9.0]},
+    {"estimator": "mass_metallicity", "mass_range": (np.nan, 11.5)},
+    {"estimator": "mass_metallicity", "intrinsic_scatter": "x"},
+    {"estimator": "mass_metallicity", "intrinsic_scatter": np.inf},
+    {"estimator": "colour_polynomial", "order": 2.0},
+    {"estimator": "colour_polynomial", "flux_columns": 3},
+    {"estimator": "colour_polynomial", "flux_columns": "grz"},
+    {"estimator": "mass_metallicity", "suffix": 2},
+])
+def test_bad_estimator_parameters_are_parameter_errors(params):
+    train, table = _colour_tables()
+    fit = train if params["estimator"] == "colour_polynomial" else None
+    with pytest.raises(ParameterError, match=r"mass_range|intrinsic_scatter|order|flux_columns"
+                                             r"|suffix"):
+        predict_metallicity(table, fit_table=fit, progress=False, **params)
+
+
+@pytest.mark.parametrize("param", ["order=2.0", 'mass_range="ab"', "intrinsic_scatter=1e999"])
+def test_cli_bad_estimator_parameter_is_one_line(tmp_path, capsys, param):
+    from gpm_astro.cli import main
+    from gpm_astro.io import write_table
+
+    train, table = _colour_tables()
+    write_table(train, tmp_path / "train.ecsv")
+    estimator = "colour_polynomial" if param.startswith("order") else "mass_metallicity"
+    code = main(["predict", str(tmp_path / "train.ecsv"), str(tmp_path / "out.ecsv"),
+                 "--no-progress", "--estimator", estimator, "--fit-table",
+                 str(tmp_path / "train.ecsv"), "--param", param])
+    message = capsys.readouterr().err
+    assert code == 1 and message.startswith("gpm-astro: error: ") and "internal" not in message
+
+
+def test_keep_columns_as_one_name():
+    table = make_estimator_table(3, seed=1, cutout_size=SIZE)
+    out = predict_metallicity(table, estimator="mass_metallicity", keep_columns="ra",
+                              progress=False)
+    assert out.colnames == ["ra", "Z_pred", "Z_pred_err", "Z_pred_flag"]
