@@ -8,7 +8,18 @@ from gpm_astro.tables import boolean_column, optional_column
 
 
 def _table_bands(table):
-    return str(table.meta.get("bands", "grz"))
+    """``meta["bands"]`` as one string: ``["g", "r", "z"]`` (which `preprocess_cutouts`
+    accepts and keeps) is ``"grz"``, not the 15 characters of its repr."""
+    bands = table.meta.get("bands", "grz")
+    if isinstance(bands, bytes):
+        bands = bands.decode("ascii", errors="replace")
+    if isinstance(bands, (list, tuple)) and all(isinstance(b, str) for b in bands):
+        return "".join(bands)
+    if not isinstance(bands, str):
+        msg = (f"table.meta['bands'] must name the cutout planes' bands, e.g. 'grz', got "
+               f"{bands!r}")
+        raise SchemaError(msg)
+    return bands
 
 
 def _check_cutouts(table, bands, expected_size=None):

@@ -147,3 +147,24 @@ def test_keep_columns_as_one_name():
     out = predict_metallicity(table, estimator="mass_metallicity", keep_columns="ra",
                               progress=False)
     assert out.colnames == ["ra", "Z_pred", "Z_pred_err", "Z_pred_flag"]
+
+
+@pytest.mark.parametrize("bands", [["g", "r", "z"], ("g", "r", "z"), b"grz"])
+def test_gpm_resnet_reads_bands_as_preprocess_cutouts_keeps_them(saved_model, bands):
+    from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
+
+    estimator = GPMResNetEstimator.load(saved_model, device="cpu", progress=False)
+    table = make_estimator_table(2, seed=1, cutout_size=SIZE)
+    expected = estimator.predict(table)["Z_pred"]
+    table.meta["bands"] = bands
+    assert np.allclose(np.asarray(estimator.predict(table)["Z_pred"]), np.asarray(expected))
+
+
+def test_gpm_resnet_bands_of_another_type_is_a_schema_error(saved_model):
+    from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
+
+    estimator = GPMResNetEstimator.load(saved_model, device="cpu", progress=False)
+    table = make_estimator_table(2, seed=1, cutout_size=SIZE)
+    table.meta["bands"] = 3
+    with pytest.raises(SchemaError, match="meta\\['bands'\\]"):
+        estimator.predict(table)
