@@ -345,6 +345,10 @@ def _finish(table, images, flags, columns, steps, pixel_scale, n_jobs, batch_siz
     out.replace_column(name, Column(images, name=name, copy=False), copy=False)
     out[name].unit = table[name].unit or u.nanomaggy
     out[name].description = "cleaned g, r, z cutout (0 outside the target), nanomaggy"
+    # an earlier result spelt otherwise (PREPROCESS_OK from a FITS tool) is replaced, not
+    # left beside the new one with its stale values
+    written = {c.lower() for c in ("preprocess_ok", "preprocess_flag", *_COLUMNS, *columns)}
+    out.remove_columns([c for c in out.colnames if c.lower() in written and c != name])
     out["preprocess_ok"] = flags == "ok"
     out["preprocess_ok"].description = "True when the cutout passed every preprocessing step"
     out["preprocess_flag"] = flags.astype("<U20")

@@ -168,3 +168,13 @@ def test_gpm_resnet_bands_of_another_type_is_a_schema_error(saved_model):
     table.meta["bands"] = 3
     with pytest.raises(SchemaError, match="meta\\['bands'\\]"):
         estimator.predict(table)
+
+
+def test_preprocess_cutouts_replaces_an_earlier_result_spelt_in_upper_case():
+    table = _upper_case_preprocess()  # PREPROCESS_OK of an earlier run, with failures
+    table["TARGET_X"] = -1.0
+    out = preprocess_cutouts(table, progress=False)
+    assert "PREPROCESS_OK" not in out.colnames and "TARGET_X" not in out.colnames
+    again = predict_metallicity(out, estimator="mass_metallicity", progress=False)
+    ok = np.asarray(out["preprocess_ok"])
+    assert (again["Z_pred_flag"] == "ok").tolist() == ok.tolist()
