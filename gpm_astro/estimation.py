@@ -186,8 +186,8 @@ def _rows_to_predict(table):
         reasons = np.ma.filled(np.ma.asanyarray(table[flag_name]).astype(str), "masked")
     else:
         reasons = np.full(n, "failed", dtype=object)
-    for i in np.flatnonzero(~ok):
-        flags[i] = f"preprocess:{reasons[i]}"
+    for i in np.flatnonzero(~ok):  # a masked preprocess_ok whose flag says ok: not "ok"
+        flags[i] = "preprocess:" + ("failed" if reasons[i] == "ok" else str(reasons[i]))
     return ok, flags
 
 

@@ -52,8 +52,8 @@ def _row_flags(table, rows, images, *, what="GPM-ResNet"):
                                    "masked")
         else:
             reasons = np.full(len(rows), "failed", dtype=object)
-        for i in np.flatnonzero(~ok):
-            flags[i] = f"preprocess:{reasons[i]}"
+        for i in np.flatnonzero(~ok):  # a masked preprocess_ok whose flag says ok: not "ok"
+            flags[i] = "preprocess:" + ("failed" if reasons[i] == "ok" else str(reasons[i]))
     unchecked = flags == "ok"
     if unchecked.any():
         flags[unchecked] = cutout_flags(images[unchecked])

@@ -5,7 +5,7 @@ flagged row or a clear package error (a `GPMAstroError` subclass)."""
 import astropy.units as u
 import numpy as np
 import pytest
-from astropy.table import Column, QTable
+from astropy.table import Column, MaskedColumn, QTable
 
 from gpm_astro import predict_metallicity, preprocess_cutouts
 from gpm_astro.exceptions import ParameterError, SchemaError
@@ -178,3 +178,15 @@ def test_preprocess_cutouts_replaces_an_earlier_result_spelt_in_upper_case():
     again = predict_metallicity(out, estimator="mass_metallicity", progress=False)
     ok = np.asarray(out["preprocess_ok"])
     assert (again["Z_pred_flag"] == "ok").tolist() == ok.tolist()
+
+
+def test_masked_preprocess_ok_never_flagged_preprocess_ok(saved_model):
+    from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
+
+    table = make_estimator_table(3, seed=1, cutout_size=SIZE)
+    table["preprocess_ok"] = MaskedColumn([True, True, True], mask=[False, True, False])
+    table["preprocess_flag"] = ["ok", "ok", "ok"]
+    estimator = GPMResNetEstimator.load(saved_model, device="cpu", progress=False)
+    for out in (predict_metallicity(table, estimator="mass_metallicity", progress=False),
+                estimator.predict(table)):
+        assert out["Z_pred_flag"].tolist()[1] == "preprocess:failed"
