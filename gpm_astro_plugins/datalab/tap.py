@@ -12,6 +12,7 @@ magnitudes must be numbers, column names must be plain identifiers of the two ta
 else is a `~gpm_astro.exceptions.ParameterError`.
 """
 
+import copy
 import io
 import numbers
 import re
@@ -333,13 +334,19 @@ class DataLabTAP(RemoteDataSource):
             msg = "Data Lab TAP chunk abandoned: another chunk failed"
             raise RemoteServiceError(msg)
         mode = self._mode_for(lo, hi) if self.mode == "auto" else mode
-        if mode == "sync":
-            return uws.run_sync(self, adql, maxrec)
-        return uws.run_async(
-            self, adql, maxrec, poll_interval=float(self._setting("poll_interval")),
-            job_timeout=float(self.conf.job_timeout),
-            stall_time=float(self.conf.job_stall_time),
-            max_restarts=int(self.conf.job_restarts), cancel=cancel)
+        try:
+            if mode == "sync":
+                return uws.run_sync(self, adql, maxrec)
+            return uws.run_async(
+                self, adql, maxrec, poll_interval=float(self._setting("poll_interval")),
+                job_timeout=float(self.conf.job_timeout),
+                stall_time=float(self.conf.job_stall_time),
+                max_restarts=int(self.conf.job_restarts), cancel=cancel)
+        except RemoteServiceError as exc:  # name the chunk; same class, status and body
+            what = "the cone query" if lo is None else f"the chunk of bricks {lo}-{hi}"
+            named = copy.copy(exc)
+            named.args = (f"{exc} ({what}, {mode})",)
+            raise named from exc
 
     def _checked(self, table):
         """The table with every selected column, named as selected; else an error."""

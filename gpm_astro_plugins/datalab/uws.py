@@ -77,7 +77,7 @@ def parse_tap_votable(content, url):
             warnings.simplefilter("ignore")  # astropy's VOTable spec warnings (W01 ...)
             votable = parse(io.BytesIO(content), verify="ignore")
             resource = _results_resource(votable)
-            status, message = _query_status(resource)
+            status, message = _query_status(votable, resource)
             if status == "ERROR":
                 msg = f"Data Lab TAP refused the query: {message}"
                 raise RemoteServiceError(msg)
@@ -106,16 +106,31 @@ def _results_resource(votable):
     return resources[0]
 
 
-def _query_status(resource):
-    """(status, message) of QUERY_STATUS; INFO elements may come before or after the table."""
+def _query_status(votable, resource):
+    """(status, message) of QUERY_STATUS, from every INFO of that name in the results
+    RESOURCE (before or after its TABLE), inside its tables, or below the root.
+
+    DALI puts ``QUERY_STATUS=OK`` before the TABLE and, when the answer was cut at MAXREC, a
+    second ``QUERY_STATUS=OVERFLOW`` after it (pyvo reads the last one for that reason), so
+    any ERROR wins, then any OVERFLOW; a status TAP does not define is an error.
+    """
     infos = list(resource.infos)
     for table in resource.tables:
         infos.extend(getattr(table, "infos", []))
+    infos.extend(votable.infos)
+    found = []
     for info in infos:
-        if info.name == "QUERY_STATUS":
+        if str(info.name).strip().upper() == "QUERY_STATUS":
             status = str(info.value).strip().upper()
             message = (info.content or "").strip() if hasattr(info, "content") else ""
-            return status, message or str(info.value)
+            found.append((status, message or str(info.value)))
+    for wanted in ("ERROR", "OVERFLOW", "OK"):
+        for status, message in found:
+            if status == wanted:
+                return status, message
+    if found:
+        msg = f"QUERY_STATUS {found[0][0]!r} is none of OK, OVERFLOW, ERROR"
+        raise ValueError(msg)
     return "OK", ""
 
 

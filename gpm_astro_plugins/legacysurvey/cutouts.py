@@ -18,7 +18,8 @@ non_finite          NaN or infinite pixels; the cube is kept
 bad_shape           a FITS cube of another shape, or with other bands, than requested
 truncated           the body ended early, or the FITS file inside it is cut short (retried)
 html_error_page     an HTML page instead of a FITS file (retried within the run)
-not_fits            any other body that is not a FITS file
+not_fits            any other body that is not a FITS file (e.g. the viewer's bare text
+                    "no such layer", sent with status 200 as text/html): not retried
 http_error          an HTTP error status (after retries for 429 / 5xx)
 timeout             no answer within the time-out (after retries)
 connection_error    the connection failed (after retries)
@@ -134,9 +135,14 @@ def parse_cutout(content, *, content_type="", bands="grz", size=152):
     'html_error_page'
     """
     head = content[:512].lstrip().lower()
-    if "html" in content_type.lower() or head.startswith((b"<!doctype html", b"<html")):
+    if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head or b"<body" in head:
         text = content[:200].decode("utf-8", errors="replace")
         return "html_error_page", f"an HTML page came back instead of FITS: {text!r}", None
+    if "html" in content_type.lower() and not content.startswith(b"SIMPLE  ="):
+        # the viewer's own refusals are bare text sent as text/html with status 200
+        # ("no such layer" for an unknown layer): asking again gives the same answer
+        text = content[:200].decode("utf-8", errors="replace")
+        return "not_fits", f"the viewer answered with text instead of FITS: {text!r}", None
     if not content.startswith(b"SIMPLE  ="):
         return "not_fits", f"body is not FITS: {content[:60]!r}", None
     if len(content) % 2880:
@@ -182,6 +188,14 @@ def _read_fits(content):
                         hdu.data is not None:
                     invvar = np.array(hdu.data, np.float32)
     return header, data, invvar
+
+
+def _whole_fits(response):
+    """``validate`` of the ``&invvar`` request: a whole FITS file, else asked again."""
+    content = response.content
+    if not content.startswith(b"SIMPLE  =") or len(content) % 2880:
+        msg = f"the inverse-variance answer is not a whole FITS file: {content[:200]!r}"
+        raise TransientResponseError(msg)
 
 
 def zero_cube_flag(content):
@@ -317,9 +331,14 @@ class LegacySurveyCutouts(RemoteDataSource):
                 response.content, content_type=response.headers.get("content-type", ""),
                 bands=bands, size=size)
             if flag == "all_zero":
-                invvar = self._request("GET", f"{self.server}/cutout.fits",
-                                       params={**self._params(ra, dec), "invvar": ""})
-                flag, detail = zero_cube_flag(invvar.content)
+                try:  # only a whole FITS answer is used or cached; anything else is retried
+                    invvar = self._request("GET", f"{self.server}/cutout.fits",
+                                           params={**self._params(ra, dec), "invvar": ""},
+                                           validate=_whole_fits)
+                    flag, detail = zero_cube_flag(invvar.content)
+                except RemoteServiceError as exc:
+                    flag, detail = ("zero_cube", f"all zero; the inverse-variance request "
+                                    f"failed: {exc}")
         except (_CutoutError, _TransientCutoutError) as exc:
             return exc.flag, str(exc), None
         except HTTPStatusError as exc:

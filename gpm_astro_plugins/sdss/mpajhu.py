@@ -11,6 +11,7 @@ Nothing is filtered on the server: `gpm_astro.select_starforming` applies the cu
 reports how many rows each one removed.
 """
 
+import copy
 import numbers
 import re
 import warnings
@@ -67,6 +68,11 @@ _SQL_ERROR_MARKERS = ("error_message", "incorrect syntax", "invalid column name"
                       "is not a recognized", "could not be bound", "conversion failed",
                       "ambiguous column name")
 SPECOBJID_MAX = 2 ** 64 - 1
+#: rows SkyServer's SQL Search returns at most (DR8 help, "Query Limits"); it cuts the answer
+#: there without saying so, so a chunk that reaches it cannot be trusted
+ROW_LIMIT = 500_000
+#: a CSV header line: column names separated by commas
+_CSV_HEADER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(,[A-Za-z_][A-Za-z0-9_]*)*$")
 PLATE_SHIFT = 50  # specObjID = plate << 50 | fiber << 38 | (mjd - 50000) << 24 | run2d << 10
 
 
@@ -196,7 +202,13 @@ def _sdss_client(source):
 
 def _check_skyserver_body(response):
     """Refuse an answer that is not SkyServer's CSV: an SQL error at once, a transient error
-    page (e.g. "Something went wrong") to be asked again with back-off."""
+    page (e.g. "Something went wrong") to be asked again with back-off.
+
+    The CSV is one table: the newer SkyServers (DR10 on) put a ``#Table1`` line before its
+    header, the classic ``x_sql.asp`` of DR1-DR9 starts at the header line (astroquery
+    issues #1715, #1924); both are read. Its SQL errors come as a first line beginning
+    ``ERROR`` (the SkyServer ``sqlcl`` client's test).
+    """
     from gpm_astro.remote import MalformedResponseError, TransientResponseError
 
     text = response.text
@@ -207,8 +219,19 @@ def _check_skyserver_body(response):
     if lowered.lstrip().startswith(("<!doctype", "<html")) or "<html" in lowered[:512]:
         msg = f"SkyServer answered with an error page: {text[:1000]!r}"
         raise TransientResponseError(msg)
-    if not text.lstrip().startswith("#Table1"):
-        msg = f"SkyServer answer is not '#Table1' CSV: {text[:200]!r}"
+    lines = text.lstrip().splitlines()
+    first = lines[0].strip() if lines else ""
+    if first.upper().startswith("ERROR"):
+        msg = f"SkyServer refused the SQL: {text[:1000]!r}"
+        raise MalformedResponseError(msg)
+    header = lines[1].strip() if first == "#Table1" and len(lines) > 1 else first
+    if first != "#Table1" and not _CSV_HEADER.match(header):
+        msg = f"SkyServer answer is not CSV with a header line: {text[:200]!r}"
+        raise MalformedResponseError(msg)
+    tables = [line.strip() for line in lines if line.startswith("#Table")]
+    if len(tables) > 1:
+        msg = (f"SkyServer answered with {len(tables)} tables ({', '.join(tables)}) where one "
+               f"was asked for: {text[:200]!r}")
         raise MalformedResponseError(msg)
 
 
@@ -288,16 +311,18 @@ class SDSSMPAJHU(RemoteDataSource):
                 raise ParameterError(msg)
         return int(lo), int(hi)
 
-    def _run_sql(self, sql):
+    def _run_sql(self, sql, what="the specObjID range query"):
         client = _sdss_client(self)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=UserWarning)
                 table = client.query_sql(sql, data_release=self.data_release, cache=self.cache)
-        except RemoteServiceError:
-            raise
+        except RemoteServiceError as exc:  # name the request: same class, status and body
+            named = copy.copy(exc)
+            named.args = (f"SkyServer query failed ({what}): {exc}",)
+            raise named from exc
         except Exception as exc:  # astroquery's own errors (parse failures, its exceptions)
-            msg = f"SkyServer query failed: {exc}"
+            msg = f"SkyServer query failed ({what}): {exc}"
             raise RemoteServiceError(msg) from exc
         return table
 
@@ -382,7 +407,13 @@ class SDSSMPAJHU(RemoteDataSource):
 
         for a, b in tqdm(self._chunks(lo, hi), desc="sdss_mpajhu", unit="chunk",
                          disable=not self.progress):
-            table = self._run_sql(mpajhu_sql(a, b, self.extra_columns))
+            table = self._run_sql(mpajhu_sql(a, b, self.extra_columns),
+                                  what=f"the chunk of specObjIDs [{a}, {b})")
+            if table is not None and len(table) >= ROW_LIMIT:
+                msg = (f"SkyServer returned {len(table)} rows for specObjIDs [{a}, {b}), its "
+                       f"row limit ({ROW_LIMIT}): the answer may be cut short; lower "
+                       f"plates_per_chunk")
+                raise RemoteServiceError(msg)
             yield _tidy(table, extra_column_map(self.extra_columns))
 
     def _payload(self, client, sql):

@@ -40,16 +40,23 @@ def sky_rows(n_bricks, per_brick):
 
 
 def votable_bytes(table, status="OK", message=None):
+    """A TAP answer as DALI lays it out: QUERY_STATUS before the TABLE; on OVERFLOW that one
+    says OK and a second QUERY_STATUS=OVERFLOW follows the TABLE (pyvo's
+    dal/tests/data/query/overflowstatus.xml)."""
     votable = from_table(table)
     resource = votable.resources[0]
     resource.type = "results"
-    info = Info(name="QUERY_STATUS", value=status)
+    info = Info(name="QUERY_STATUS", value="OK" if status == "OVERFLOW" else status)
     if message:
         info.content = message
     resource.infos.append(info)
     buffer = io.BytesIO()
     votable.to_xml(buffer)
-    return buffer.getvalue()
+    body = buffer.getvalue()
+    if status == "OVERFLOW":
+        trailer = b'<INFO name="QUERY_STATUS" value="OVERFLOW"/>\n </RESOURCE>'
+        body = body.replace(b"</RESOURCE>", trailer, 1)
+    return body
 
 
 class FakeTAP:
@@ -269,6 +276,7 @@ def test_service_reason_is_kept_whole(fake_service, tmp_path):
         with pytest.raises(RemoteServiceError) as info:
             make_source(tmp_path, brickid_range=(1, 2), mode="sync").query()
     assert reason.strip() in str(info.value) and len(reason) > 600
+    assert str(info.value).endswith("(the chunk of bricks 1-2, sync)")  # names the request
 
 
 @pytest.mark.parametrize("body, match", [
@@ -290,3 +298,35 @@ def test_result_without_the_selected_columns_is_an_error(fake_service, tmp_path)
         with pytest.raises(RemoteServiceError, match=r"lacks the selected column\(s\) "
                                                      r"\['z_phot_std'\]"):
             make_source(tmp_path, brickid_range=(1, 2), mode="sync").query()
+
+
+def test_overflow_info_after_the_table_is_not_taken_for_ok(fake_service, tmp_path):
+    # OpenCADC-style answer: OK before the TABLE, OVERFLOW after it; here the server's own
+    # row cap (5) is below MAXREC, so the row count alone cannot tell the answer was cut
+    from gpm_astro_plugins.datalab.uws import parse_tap_votable
+
+    rows = sky_rows(1, 5)
+    body = votable_bytes(rows, "OVERFLOW")
+    assert body.index(b'value="OK"') < body.index(b"<TABLE") < body.index(b'"OVERFLOW"')
+    answer = parse_tap_votable(body, "http://tap/sync")
+    assert answer.status == "OVERFLOW" and len(answer.table) == 5
+    fake_service.route("/tap/sync", Reply(body, content_type=VOTABLE))
+    with conf.set_temp("server", f"{fake_service.url}/tap"):
+        with pytest.raises(RemoteServiceError, match="brick 1 alone holds more than maxrec"):
+            make_source(tmp_path, brickid_range=(1, 1), mode="sync", maxrec=100).query()
+
+
+def test_query_status_below_the_root_or_unknown_is_read(fake_service, tmp_path):
+    from gpm_astro_plugins.datalab.uws import parse_tap_votable
+
+    # an error document whose QUERY_STATUS sits below VOTABLE (pyvo's rootinfo.xml layout)
+    root_error = (b'<?xml version="1.0" encoding="utf-8"?>\n'
+                  b'<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">\n'
+                  b' <INFO name="QUERY_STATUS" value="ERROR">syntax error at or near '
+                  b'&quot;FORM&quot;</INFO>\n <RESOURCE type="results"/>\n</VOTABLE>\n')
+    with pytest.raises(RemoteServiceError, match='refused the query: syntax error at or near '
+                                                 '"FORM"'):
+        parse_tap_votable(root_error, "http://tap/sync")
+    odd = votable_bytes(sky_rows(1, 2), "PARTIAL")
+    with pytest.raises(RemoteServiceError, match="QUERY_STATUS 'PARTIAL'"):
+        parse_tap_votable(odd, "http://tap/sync")

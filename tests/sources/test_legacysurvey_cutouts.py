@@ -427,3 +427,37 @@ def test_hdf5_with_other_position_columns_resumes(fake_service, tmp_path, cutout
     np.testing.assert_allclose(chunk["flux_r"], table["flux_r"])
     assert chunk["mag_r"][0] == pytest.approx(22.5 - 2.5 * np.log10(2.0))
     assert list(chunk["name"]) == ["a", "b"]
+
+
+def test_no_such_layer_is_flagged_once_not_retried(fake_service, tmp_path):
+    # the viewer's answer to an unknown layer: HttpResponse('no such layer'), i.e. status
+    # 200, Django's default text/html content type, and no markup (decals-web map/views.py,
+    # needs_layer); asking again cannot change it
+    fake_service.route("/cutout.fits", Reply(b"no such layer", status=200,
+                                             content_type="text/html; charset=utf-8"))
+    with conf.set_temp("server", fake_service.url):
+        result = make_source(fake_service, tmp_path, layer="ls-dr99").query(targets(2))
+    assert list(result["cutout_flag"]) == ["not_fits", "not_fits"]
+    assert "no such layer" in result["cutout_detail"][0]
+    assert np.all(np.isnan(result["cutout"]))
+    assert len(fake_service.requests) == 2  # one request a row, no retries
+    assert fake_service.requests[0].params["layer"] == "ls-dr99"
+
+
+def test_unusable_invvar_answer_is_retried_and_never_cached(fake_service, tmp_path,
+                                                             zero_bytes, stored):
+    # an all-zero cube asks for its inverse variance; an error page in answer to that must
+    # not be cached, or every later run would read the page again and never decide the row
+    page = Reply(stored("legacysurvey_error_page.html"), content_type="text/html")
+    fake_service.route("/cutout.fits", lambda r: page if "invvar" in r.params
+                       else Reply(zero_bytes, content_type=FITS_TYPE))
+    with conf.set_temp("server", fake_service.url):
+        first = make_source(fake_service, tmp_path).query(targets(1))
+        n_first = len(fake_service.requests)
+        make_source(fake_service, tmp_path).query(targets(1))
+    assert list(first["cutout_flag"]) == ["zero_cube"]
+    assert "inverse-variance request failed" in first["cutout_detail"][0]
+    assert np.all(first["cutout"][0] == 0)  # the cube as sent is kept
+    assert n_first == 1 + 3  # the cube, then the invvar asked 1 + max_retries times
+    invvar_again = [r for r in fake_service.requests[n_first:] if "invvar" in r.params]
+    assert len(invvar_again) == 3  # the cube came from the cache, the page did not

@@ -210,3 +210,62 @@ def test_result_feeds_select_starforming(fake_service, tmp_path, stored_rows):
     assert 0 < len(kept) == expected.sum()
     np.testing.assert_array_equal(np.sort(kept["specobjid"]),
                                   np.sort(rows["specobjid"][expected]))
+
+
+def classic_skyserver(request):
+    """SkyServer's classic x_sql.asp (DR1-DR9): the same CSV without the '#Table1' line, lines
+    ending in CRLF (astroquery issues #1715, #1924)."""
+    reply = skyserver(request)
+    lines = [line for line in reply.body.decode().splitlines() if line != "#Table1"]
+    return Reply(("\r\n".join(lines) + "\r\n").encode(), content_type="text/plain")
+
+
+def test_classic_x_sql_asp_csv_without_table_line(fake_service, tmp_path, stored_rows):
+    fake_service.route(SQL_PATH, classic_skyserver)
+    with conf.set_temp("server", fake_service.url), conf.set_temp("min_interval", 0.0):
+        result = make_source(tmp_path, cache=False).query()
+    assert result.colnames == list(LABEL_COLUMNS)
+    np.testing.assert_array_equal(result["specobjid"], stored_rows["specobjid"])
+    np.testing.assert_allclose(result["oh_p50"], stored_rows["oh_p50"])
+    assert result.meta["gpm_astro"]["steps"][-1]["params"]["specobjid_range"] == [
+        int(stored_rows["specobjid"].min()), int(stored_rows["specobjid"].max()) + 1]
+
+
+@pytest.mark.parametrize("body, match", [
+    (b"ERROR\r\nDivide by zero error encountered.\r\n", "refused the SQL"),
+    (b"", "not CSV with a header line"),
+    (b"No objects have been found\r\n", "not CSV with a header line"),
+    (b"#Table1\nmin_specobjid,max_specobjid\n1,2\n#Table2\nx\n3\n", "2 tables"),
+])
+def test_error_empty_and_several_table_answers_are_refused(fake_service, tmp_path, body,
+                                                             match):
+    fake_service.route(SQL_PATH, Reply(body, content_type="text/plain"))
+    with conf.set_temp("server", fake_service.url), conf.set_temp("min_interval", 0.0):
+        with pytest.raises(RemoteServiceError, match=match) as info:
+            make_source(tmp_path, cache=False).query()
+    assert len(fake_service.requests) == 1  # asking again cannot change these
+    assert "(the specObjID range query)" in str(info.value)  # the error names the request
+
+
+def test_a_failed_chunk_is_named(fake_service, tmp_path):
+    def second_chunk_fails(request):
+        if "i.specObjID >= 1" in request.params["cmd"] and len(fake_service.requests) > 2:
+            return Reply(b"ERROR\r\nTimeout expired.\r\n", content_type="text/plain")
+        return skyserver(request)
+
+    fake_service.route(SQL_PATH, second_chunk_fails)
+    with conf.set_temp("server", fake_service.url), conf.set_temp("min_interval", 0.0):
+        with pytest.raises(RemoteServiceError,
+                           match=r"\(the chunk of specObjIDs \[\d+, \d+\)\): SkyServer "
+                                 r"refused the SQL: 'ERROR"):
+            make_source(tmp_path, cache=False).query()
+
+
+def test_chunk_at_the_row_limit_is_not_taken_as_complete(fake_service, tmp_path, monkeypatch):
+    # SkyServer stops at its row limit without saying so: a chunk that reaches it may be cut
+    monkeypatch.setattr("gpm_astro_plugins.sdss.mpajhu.ROW_LIMIT", 5)
+    fake_service.route(SQL_PATH, skyserver)
+    with conf.set_temp("server", fake_service.url), conf.set_temp("min_interval", 0.0):
+        with pytest.raises(RemoteServiceError, match=r"rows for specObjIDs \[\d+, \d+\), its "
+                                                     r"row limit \(5\)"):
+            make_source(tmp_path, cache=False).query()
