@@ -24,6 +24,8 @@ __all__ = ["predict_metallicity", "iter_predict_metallicity", "resolve_estimator
 
 PREPROCESS_OK = "preprocess_ok"
 PREPROCESS_FLAG = "preprocess_flag"
+#: flag of a row the estimator returned no (finite) value for while calling it ``ok``
+NO_PREDICTION = "no_prediction"
 
 
 def resolve_estimator(estimator, *, weights=None, fit_table=None, fit_target=None,
@@ -224,7 +226,11 @@ def _predict_chunk(table, estimator, batch_size, progress_bar):
             values[rows] = np.ma.getdata(value).astype(float)
             errors[rows] = np.ma.filled(err.astype(float), np.nan)
             masked[rows] = np.ma.getmaskarray(value) | ~np.isfinite(values[rows])
-            flags[rows] = np.asarray(result[f"{pred_name}_flag"]).astype(str)
+            got = np.ma.filled(np.ma.asanyarray(result[f"{pred_name}_flag"]).astype(str), "")
+            got = got.astype(object)
+            # a row the estimator gave no value must not read back as a good measurement
+            got[masked[rows] & np.isin(got, ("ok", ""))] = NO_PREDICTION
+            flags[rows] = got
             _collect_extras(extras, result, pred_name, rows, n)
         if progress_bar is not None:
             progress_bar.update(stop - start)
