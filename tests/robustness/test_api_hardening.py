@@ -190,3 +190,40 @@ def test_masked_preprocess_ok_never_flagged_preprocess_ok(saved_model):
     for out in (predict_metallicity(table, estimator="mass_metallicity", progress=False),
                 estimator.predict(table)):
         assert out["Z_pred_flag"].tolist()[1] == "preprocess:failed"
+
+
+# ------------------------------------------------------------------ stellar-mass units and errors
+
+@pytest.mark.parametrize("unit, values", [
+    (None, [10.0, 9.5]), ("dex", [10.0, 9.5]), (u.dex(u.Msun), [10.0, 9.5]),
+    (u.Msun, [1e10, 10 ** 9.5]), (u.kg, [1e10 * 1.98841e30, 10 ** 9.5 * 1.98841e30])])
+def test_mass_column_is_read_as_log_mass_whatever_its_unit(unit, values):
+    from astropy.table import Table
+
+    table = Table({"lgm_tot_p50": values})
+    table["lgm_tot_p50"].unit = unit
+    out = predict_metallicity(table, estimator="mass_metallicity", progress=False)
+    reference = predict_metallicity(Table({"lgm_tot_p50": [10.0, 9.5]}),
+                                    estimator="mass_metallicity", progress=False)
+    np.testing.assert_allclose(out["Z_pred"], reference["Z_pred"], atol=1e-6)
+    assert list(out["Z_pred_flag"]) == ["ok", "ok"]
+
+
+def test_mass_column_in_another_unit_is_refused():
+    from astropy.table import Table
+
+    table = Table({"lgm_tot_p50": [10.0]})
+    table["lgm_tot_p50"].unit = "mag"
+    with pytest.raises(SchemaError, match="'lgm_tot_p50' has unit mag"):
+        predict_metallicity(table, estimator="mass_metallicity", progress=False)
+
+
+def test_linear_mass_of_zero_and_negative_mass_error_are_flagged():
+    from astropy.table import Table
+
+    table = Table({"mass": [1e10, 0.0, 1e10], "mass_err": [0.1, 0.1, -0.1]})
+    table["mass"].unit = u.Msun
+    out = predict_metallicity(table, estimator="mass_metallicity", mass_column="mass",
+                              mass_err_column="mass_err", progress=False)
+    assert list(out["Z_pred_flag"]) == ["ok", "missing_mass", "bad_mass_err"]
+    assert list(out["Z_pred"].mask) == [False, True, True]
