@@ -17,13 +17,15 @@ from tqdm.auto import tqdm
 from .base import Estimator
 from .exceptions import ParameterError, PluginError, SchemaError
 from .image_checks import cutout_flags
-from .tables import (boolean_column, record_step, require_positive_int, require_table,
-                     resolve_columns, warn_empty, with_column_names)
+from .tables import (boolean_column, optional_column, record_step, require_positive_int,
+                     require_table, resolve_columns, warn_empty, with_column_names)
 
 __all__ = ["predict_metallicity", "iter_predict_metallicity", "resolve_estimator"]
 
 PREPROCESS_OK = "preprocess_ok"
 PREPROCESS_FLAG = "preprocess_flag"
+#: flag of a row the estimator returned no (finite) value for while calling it ``ok``
+NO_PREDICTION = "no_prediction"
 
 
 def resolve_estimator(estimator, *, weights=None, fit_table=None, fit_target=None,
@@ -143,6 +145,9 @@ def _estimator_label(estimator):
 
 
 def _output_names(estimator, suffix):
+    if not isinstance(suffix, str):
+        msg = f"suffix must be a str (e.g. '_2'), got {suffix!r}"
+        raise ParameterError(msg)
     base = estimator.output_column
     return base + suffix, f"{base}_err{suffix}", f"{base}_flag{suffix}"
 
@@ -163,6 +168,8 @@ def _check_input(table, estimator, names, keep_columns):
                f"suffix=... (e.g. '_2') to keep both predictions")
         raise SchemaError(msg)
     if keep_columns is not None:
+        if isinstance(keep_columns, str):  # one name, not its letters
+            keep_columns = [keep_columns]
         keep_columns = list(resolve_columns(table, list(keep_columns), "keep_columns").values())
     return view, keep_columns
 
@@ -170,16 +177,19 @@ def _check_input(table, estimator, names, keep_columns):
 def _rows_to_predict(table):
     """Boolean mask of rows to show the estimator, and the flag of the others."""
     n = len(table)
-    if PREPROCESS_OK not in table.colnames:
+    # found ignoring case: a catalogue's PREPROCESS_OK = False must keep its rows unpredicted
+    ok_name = optional_column(table, PREPROCESS_OK, "predict_metallicity")
+    if ok_name is None:
         return np.ones(n, dtype=bool), np.full(n, "ok", dtype=object)
-    ok = boolean_column(table[PREPROCESS_OK], "predict_metallicity")
+    ok = boolean_column(table[ok_name], "predict_metallicity")
     flags = np.full(n, "ok", dtype=object)
-    if PREPROCESS_FLAG in table.colnames:
-        reasons = np.ma.filled(np.ma.asanyarray(table[PREPROCESS_FLAG]).astype(str), "masked")
+    flag_name = optional_column(table, PREPROCESS_FLAG, "predict_metallicity")
+    if flag_name is not None:
+        reasons = np.ma.filled(np.ma.asanyarray(table[flag_name]).astype(str), "masked")
     else:
         reasons = np.full(n, "failed", dtype=object)
-    for i in np.flatnonzero(~ok):
-        flags[i] = f"preprocess:{reasons[i]}"
+    for i in np.flatnonzero(~ok):  # a masked preprocess_ok whose flag says ok: not "ok"
+        flags[i] = "preprocess:" + ("failed" if reasons[i] == "ok" else str(reasons[i]))
     return ok, flags
 
 
@@ -216,7 +226,11 @@ def _predict_chunk(table, estimator, batch_size, progress_bar):
             values[rows] = np.ma.getdata(value).astype(float)
             errors[rows] = np.ma.filled(err.astype(float), np.nan)
             masked[rows] = np.ma.getmaskarray(value) | ~np.isfinite(values[rows])
-            flags[rows] = np.asarray(result[f"{pred_name}_flag"]).astype(str)
+            got = np.ma.filled(np.ma.asanyarray(result[f"{pred_name}_flag"]).astype(str), "")
+            got = got.astype(object)
+            # a row the estimator gave no value must not read back as a good measurement
+            got[masked[rows] & np.isin(got, ("ok", ""))] = NO_PREDICTION
+            flags[rows] = got
             _collect_extras(extras, result, pred_name, rows, n)
         if progress_bar is not None:
             progress_bar.update(stop - start)

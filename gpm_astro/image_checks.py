@@ -19,9 +19,13 @@ no_positive_flux  sums to zero or less over all pixels and bands (no source ligh
 ================  ================================================================
 """
 
+import astropy.units as u
 import numpy as np
 
-__all__ = ["cutout_flags", "IMAGE_FLAGS", "MAX_PIXEL_FLUX"]
+from .exceptions import SchemaError
+from .units import is_nanomaggy
+
+__all__ = ["cutout_flags", "check_cutout_unit", "IMAGE_FLAGS", "MAX_PIXEL_FLUX"]
 
 #: Largest absolute pixel value (nanomaggies) a galaxy cutout can hold: 1e6 nmgy is magnitude
 #: 7.5 in one 0.262" pixel, brighter than any galaxy in the Legacy Surveys by orders of magnitude.
@@ -30,6 +34,19 @@ MAX_PIXEL_FLUX = 1.0e6
 #: Every flag `cutout_flags` can give, besides ``ok``.
 IMAGE_FLAGS = ("missing_cutout", "non_float_cutout", "invalid_pixels", "blank_cutout",
                "constant_cutout", "absurd_flux", "no_positive_flux")
+
+
+def check_cutout_unit(column, what):
+    """`SchemaError` unless the cutouts are in nanomaggies: no unit, a dimensionless one or
+    ``nanomaggy`` (a `~astropy.table.QTable` column is a Quantity). A cutout in magnitudes,
+    Jy or counts would otherwise be read as nanomaggy fluxes."""
+    if is_nanomaggy(getattr(column, "unit", None)):
+        return
+    unit = column.unit
+    name = getattr(getattr(column, "info", None), "name", None) or "cutout"
+    msg = (f"{what}: column {name!r} has unit {unit}; cutouts must be fluxes in nanomaggies "
+           f"per pixel (unit nanomaggy or none), so convert them first")
+    raise SchemaError(msg)
 
 
 def cutout_flags(images):
@@ -54,6 +71,9 @@ def cutout_flags(images):
     >>> cutout_flags(np.stack([galaxy, np.zeros((3, 8, 8)), -galaxy, galaxy * 1e30])).tolist()
     ['ok', 'blank_cutout', 'no_positive_flux', 'absurd_flux']
     """
+    if isinstance(images, u.Quantity):  # a QTable's cutouts: checked in nanomaggies
+        check_cutout_unit(images, "cutout_flags")
+        images = images.value
     images = np.ma.asanyarray(images)
     n = images.shape[0] if images.ndim else 0
     flags = np.full(n, "ok", dtype=object)

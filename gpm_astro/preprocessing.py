@@ -20,6 +20,7 @@ from ._preprocess_runtime import (_WORKER_MAPPINGS, _executor,  # noqa: F401 (re
                                   _keep_freed_memory, _opencv_threads, _run_slot, _SharedSlots)
 from .base import PreprocessingStep, StepResult
 from .exceptions import ParameterError, PluginError, SchemaError
+from .image_checks import check_cutout_unit
 from .survey_constants import PIXEL_SCALE_ARCSEC
 from .tables import (record_step, require_positive_int, require_table, resolve_columns,
                      warn_empty)
@@ -273,6 +274,7 @@ def _prepare(table, pixel_scale):
         msg = (f"column 'cutout' must hold floating-point fluxes in nanomaggies, got integer "
                f"dtype {column.dtype}")
         raise SchemaError(msg)
+    check_cutout_unit(column, "preprocess_cutouts")
     shape = column.shape
     if len(shape) != 4 or shape[1] != 3 or shape[2] < 16 or shape[3] < 16:
         msg = (f"column 'cutout' must have shape (n, 3, H, W) with H, W >= 16 (g, r, z "
@@ -343,6 +345,10 @@ def _finish(table, images, flags, columns, steps, pixel_scale, n_jobs, batch_siz
     out.replace_column(name, Column(images, name=name, copy=False), copy=False)
     out[name].unit = table[name].unit or u.nanomaggy
     out[name].description = "cleaned g, r, z cutout (0 outside the target), nanomaggy"
+    # an earlier result spelt otherwise (PREPROCESS_OK from a FITS tool) is replaced, not
+    # left beside the new one with its stale values
+    written = {c.lower() for c in ("preprocess_ok", "preprocess_flag", *_COLUMNS, *columns)}
+    out.remove_columns([c for c in out.colnames if c.lower() in written and c != name])
     out["preprocess_ok"] = flags == "ok"
     out["preprocess_ok"].description = "True when the cutout passed every preprocessing step"
     out["preprocess_flag"] = flags.astype("<U20")

@@ -9,7 +9,8 @@ from astropy.table import Table
 
 from .exceptions import EmptyResultWarning, ParameterError, SchemaError
 
-__all__ = ["require_table", "require_columns", "resolve_columns", "with_column_names",
+__all__ = ["require_table", "require_columns", "resolve_columns", "optional_column",
+           "with_column_names",
            "require_positive_int", "record_step", "package_version", "warn_empty",
            "missing_mask", "numeric_column", "boolean_column", "provenance"]
 
@@ -101,6 +102,34 @@ def resolve_columns(table, names, what="this function"):
                f"case); columns present: {table.colnames}")
         raise SchemaError(msg)
     return resolved
+
+
+def optional_column(table, name, what="this function"):
+    """The table's own spelling of the optional column ``name`` (found ignoring case), or None.
+
+    For columns whose absence is allowed but whose presence changes the result (e.g.
+    ``preprocess_ok``: a catalogue that spells it ``PREPROCESS_OK`` must not have its failed
+    rows predicted as if it had none).
+
+    Raises
+    ------
+    SchemaError
+        If two columns differ from ``name`` only in case (which one was meant cannot be known).
+
+    Examples
+    --------
+    >>> from astropy.table import Table
+    >>> optional_column(Table({"PREPROCESS_OK": [True]}), "preprocess_ok")
+    'PREPROCESS_OK'
+    >>> optional_column(Table({"z": [0.1]}), "preprocess_ok") is None
+    True
+    """
+    found = [c for c in table.colnames if c.lower() == name.lower()]
+    if len(found) > 1:
+        msg = (f"{what} reads column {name!r}, but the table has {found}, which differ only in "
+               f"case; rename one of them")
+        raise SchemaError(msg)
+    return found[0] if found else None
 
 
 def with_column_names(table, names, what="this function"):

@@ -4,7 +4,7 @@ import astropy.units as u
 
 from .exceptions import SchemaError
 
-__all__ = ["nanomaggy", "dex", "in_degrees"]
+__all__ = ["nanomaggy", "dex", "in_degrees", "in_nanomaggies", "is_nanomaggy"]
 
 #: Legacy Survey / SDSS flux unit: AB magnitude 22.5 (astropy's photometric ``nanomaggy``).
 nanomaggy = u.nanomaggy
@@ -46,3 +46,45 @@ def in_degrees(values, unit, where):
         msg = f"{where} has unit {unit}, which is not an angle; give degrees (or no unit)"
         raise SchemaError(msg)
     return (values * unit).to_value(u.deg)
+
+
+#: A flux density (Jy, erg/s/cm2/Hz) or an AB magnitude (``ABmag``) is converted to nanomaggies
+#: through the AB zero point; a bare ``mag`` (no zero point) is not a flux and is refused.
+_AB = u.zero_point_flux(1 * u.ABflux)
+
+
+def is_nanomaggy(unit):
+    """True for no unit, a dimensionless one, ``nanomaggy`` and the spellings astropy does not
+    parse (``nanomaggies``), all of which mean nanomaggies in Legacy Survey files."""
+    if unit is None or unit == u.dimensionless_unscaled or unit == nanomaggy:
+        return True
+    return isinstance(unit, u.UnrecognizedUnit) and \
+        str(unit).strip().lower() in ("nanomaggy", "nanomaggies", "nmgy")
+
+
+def in_nanomaggies(values, unit, where):
+    """Fluxes ``values`` (float array) given in ``unit``, converted to nanomaggies.
+
+    No unit, or a dimensionless one, means the values are nanomaggies already (Legacy Survey
+    catalogues and cutouts). A flux density (``Jy``, ``maggy``) or an AB magnitude (``ABmag``)
+    is converted; any other unit, e.g. a bare ``mag`` column given where fluxes are read, is
+    refused instead of being read as fluxes.
+
+    Raises
+    ------
+    SchemaError
+        If ``unit`` is not a flux.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> in_nanomaggies(np.array([3.631e-6]), u.Jy, "column 'flux_g'").round(3)
+    array([1.])
+    """
+    if is_nanomaggy(unit):
+        return values
+    if isinstance(unit, u.UnrecognizedUnit) or not unit.is_equivalent(nanomaggy, _AB):
+        msg = (f"{where} has unit {unit}, which is not a flux; give fluxes in nanomaggies (or "
+               f"no unit), e.g. 10 ** ((22.5 - mag) / 2.5) for AB magnitudes")
+        raise SchemaError(msg)
+    return (values * unit).to_value(nanomaggy, _AB)

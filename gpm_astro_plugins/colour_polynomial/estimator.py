@@ -13,6 +13,7 @@ from gpm_astro.exceptions import GPMAstroError, ParameterError
 from gpm_astro.survey_constants import (ZERO_POINT, flux_to_magnitude, polynomial_design,
                                         polynomial_exponents)
 from gpm_astro.tables import numeric_column, require_table, with_column_names
+from gpm_astro.units import in_nanomaggies
 
 __all__ = ["ColourPolynomial", "polynomial_terms", "design_matrix", "flux_to_mag"]
 
@@ -101,14 +102,20 @@ class ColourPolynomial(Estimator):
     @property
     def required_columns(self):
         """The flux columns ``predict`` reads."""
+        self._validate()
         return tuple(self.flux_columns)
 
     def _validate(self):
-        if self.order not in (1, 2, 3, 4) or isinstance(self.order, bool):
+        # an int, not 2.0 (a float order fails deep inside numpy's range)
+        if isinstance(self.order, (bool, np.bool_)) or \
+                not isinstance(self.order, (int, np.integer)) or self.order not in (1, 2, 3, 4):
             msg = f"order must be 2 or 3 (1 and 4 allowed for experiments), got {self.order!r}"
             raise ParameterError(msg)
-        if len(tuple(self.flux_columns)) != 3:
-            msg = f"flux_columns must name the g, r, z flux columns, got {self.flux_columns!r}"
+        columns = self.flux_columns
+        if not isinstance(columns, (list, tuple)) or len(columns) != 3 or \
+                not all(isinstance(c, str) for c in columns):
+            msg = (f"flux_columns must be three column names (g, r, z fluxes), e.g. "
+                   f"('flux_g', 'flux_r', 'flux_z'), got {columns!r}")
             raise ParameterError(msg)
 
     def colours(self, table):
@@ -118,6 +125,9 @@ class ColourPolynomial(Estimator):
         bad = np.zeros(len(table), dtype=bool)
         for column in self.flux_columns:
             flux, missing = numeric_column(table[column], "colour_polynomial")
+            # a magnitude column (unit mag) is refused, not read as fluxes; Jy is converted
+            flux = in_nanomaggies(flux, getattr(table[column], "unit", None),
+                                  f"colour_polynomial: column {column!r}")
             bad |= missing
             mag = flux_to_mag(flux)
             bad |= ~np.isfinite(mag)

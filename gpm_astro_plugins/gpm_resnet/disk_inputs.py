@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from gpm_astro.exceptions import ParameterError, SchemaError
-from gpm_astro.tables import boolean_column, missing_mask
+from gpm_astro.tables import boolean_column, missing_mask, optional_column
 
 from .model import InputTransform
 
@@ -153,8 +153,9 @@ def _usable_archive_rows(table, target):
         raise SchemaError(msg)
     use = np.ones(len(table), dtype=bool)
     skipped = {"preprocess": 0, "missing_target": 0}
-    if "preprocess_ok" in table.colnames:
-        ok = boolean_column(table["preprocess_ok"], "fit_archive")
+    ok_name = optional_column(table, "preprocess_ok", "fit_archive")  # ignoring case
+    if ok_name is not None:
+        ok = boolean_column(table[ok_name], "fit_archive")
         skipped["preprocess"] = int((~ok).sum())
         use &= ok
     no_target = missing_mask(table[target])

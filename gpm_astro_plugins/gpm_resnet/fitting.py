@@ -9,8 +9,8 @@ from tqdm.auto import tqdm
 
 from gpm_astro.exceptions import GPMAstroError, ParameterError, SchemaError
 from gpm_astro.image_checks import IMAGE_FLAGS
-from gpm_astro.tables import (boolean_column, missing_mask, require_positive_int, require_table,
-                              with_column_names)
+from gpm_astro.tables import (boolean_column, missing_mask, optional_column, require_positive_int,
+                              require_table, with_column_names)
 
 from .domain import DomainModel, image_quantities, table_redshift
 from .error_model import (ONE_SIGMA, _combined_error, _fit_error_model, error_shape_factor,
@@ -78,8 +78,9 @@ class FittingMixin:
         n = len(table)
         skipped = {"preprocess": 0, "missing_target": 0, **dict.fromkeys(IMAGE_FLAGS, 0)}
         use = np.ones(n, dtype=bool)
-        if "preprocess_ok" in table.colnames:
-            ok = boolean_column(table["preprocess_ok"], f"{type(self).__name__}.fit")
+        ok_name = optional_column(table, "preprocess_ok", f"{type(self).__name__}.fit")
+        if ok_name is not None:  # found ignoring case: PREPROCESS_OK = False is not trained on
+            ok = boolean_column(table[ok_name], f"{type(self).__name__}.fit")
             skipped["preprocess"] = int((~ok).sum())
             use &= ok
         no_target = missing_mask(table[target])

@@ -3,17 +3,29 @@
 import numpy as np
 
 from gpm_astro.exceptions import SchemaError
-from gpm_astro.image_checks import cutout_flags
-from gpm_astro.tables import boolean_column
+from gpm_astro.image_checks import check_cutout_unit, cutout_flags
+from gpm_astro.tables import boolean_column, optional_column
 
 
 def _table_bands(table):
-    return str(table.meta.get("bands", "grz"))
+    """``meta["bands"]`` as one string: ``["g", "r", "z"]`` (which `preprocess_cutouts`
+    accepts and keeps) is ``"grz"``, not the 15 characters of its repr."""
+    bands = table.meta.get("bands", "grz")
+    if isinstance(bands, bytes):
+        bands = bands.decode("ascii", errors="replace")
+    if isinstance(bands, (list, tuple)) and all(isinstance(b, str) for b in bands):
+        return "".join(bands)
+    if not isinstance(bands, str):
+        msg = (f"table.meta['bands'] must name the cutout planes' bands, e.g. 'grz', got "
+               f"{bands!r}")
+        raise SchemaError(msg)
+    return bands
 
 
 def _check_cutouts(table, bands, expected_size=None):
     """Return the cutout side after checking the column's shape (n, bands, S, S)."""
     shape = table["cutout"].shape
+    check_cutout_unit(table["cutout"], "GPM-ResNet")
     if len(shape) != 4 or shape[1] != len(bands) or shape[2] != shape[3]:
         msg = (f"cutout column must have shape (n, {len(bands)}, S, S) for bands {bands!r}, "
                f"got {shape!r}")
@@ -31,15 +43,17 @@ def _row_flags(table, rows, images, *, what="GPM-ResNet"):
     (`gpm_astro.image_checks.cutout_flags`: missing, non-float, non-finite, blank, constant,
     absurd or no positive flux). ``what`` names the caller in an error on ``preprocess_ok``."""
     flags = np.full(len(rows), "ok", dtype=object)
-    if "preprocess_ok" in table.colnames:
-        ok = boolean_column(table["preprocess_ok"][rows], what)
-        if "preprocess_flag" in table.colnames:
-            reasons = np.ma.filled(np.ma.asanyarray(table["preprocess_flag"][rows]).astype(str),
+    ok_name = optional_column(table, "preprocess_ok", what)  # PREPROCESS_OK counts too
+    if ok_name is not None:
+        ok = boolean_column(table[ok_name][rows], what)
+        flag_name = optional_column(table, "preprocess_flag", what)
+        if flag_name is not None:
+            reasons = np.ma.filled(np.ma.asanyarray(table[flag_name][rows]).astype(str),
                                    "masked")
         else:
             reasons = np.full(len(rows), "failed", dtype=object)
-        for i in np.flatnonzero(~ok):
-            flags[i] = f"preprocess:{reasons[i]}"
+        for i in np.flatnonzero(~ok):  # a masked preprocess_ok whose flag says ok: not "ok"
+            flags[i] = "preprocess:" + ("failed" if reasons[i] == "ok" else str(reasons[i]))
     unchecked = flags == "ok"
     if unchecked.any():
         flags[unchecked] = cutout_flags(images[unchecked])

@@ -6,15 +6,56 @@ column (e.g. the MPA-JHU ``lgm_tot_p50``) or from a mass estimator such as the m
 GPM-ResNet (``gpm_resnet_mass``), whose ``logmstar_pred`` is used.
 """
 
+import astropy.units as u
 import numpy as np
 from astropy.table import Column, MaskedColumn, Table
 
 from gpm_astro.base import Estimator
-from gpm_astro.exceptions import ParameterError
+from gpm_astro.exceptions import ParameterError, SchemaError
 from gpm_astro.metrics import TREMONTI_MASS_RANGE, tremonti_mzr
 from gpm_astro.tables import numeric_column, require_table, with_column_names
 
-__all__ = ["MassMetallicity", "tremonti_slope"]
+__all__ = ["MassMetallicity", "tremonti_slope", "log_mass"]
+
+
+#: unit strings that say a column already holds log10(M*/Msun) (astropy cannot parse some)
+_LOG_MASS_UNITS = ("dex", "dex(solmass)", "dex(msun)", "log(msun)", "log(solmass)",
+                   "log10(msun)", "log10(solmass)", "[msun]", "[solmass]")
+
+
+def log_mass(values, unit, where):
+    """log10(M*/Msun) from a mass column's ``values`` given in ``unit``.
+
+    No unit, a dimensionless one, ``dex`` or ``dex(Msun)`` (and the spellings of
+    ``_LOG_MASS_UNITS``) mean the values are log masses already. A linear mass (``solMass``,
+    ``kg``) is converted, its non-positive values becoming NaN (missing). Any other unit is a
+    `~gpm_astro.exceptions.SchemaError` naming ``where``.
+
+    Examples
+    --------
+    >>> import astropy.units as u
+    >>> log_mass(np.array([1e10, 0.0]), u.Msun, "column 'mass'").tolist()
+    [10.0, nan]
+    """
+    if unit is None or unit == u.dimensionless_unscaled or unit == u.dex or \
+            str(unit).replace(" ", "").lower() in _LOG_MASS_UNITS:
+        return values
+    if isinstance(unit, u.FunctionUnitBase) and unit.physical_unit.is_equivalent(u.Msun):
+        return (values * unit).to_value(u.dex(u.Msun))
+    if not isinstance(unit, u.UnrecognizedUnit) and not isinstance(unit, u.FunctionUnitBase) \
+            and unit.is_equivalent(u.Msun):
+        linear = (values * unit).to_value(u.Msun)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(linear > 0, np.log10(np.where(linear > 0, linear, 1.0)), np.nan)
+    msg = (f"{where} has unit {unit}, which is not a stellar mass; give log10(M*/Msun) (no "
+           f"unit, dex or dex(solMass)) or masses in solMass")
+    raise SchemaError(msg)
+
+
+def _is_real(value):
+    """A finite real number (not a bool, a string or NaN)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and \
+        not isinstance(value, (bool, np.bool_)) and bool(np.isfinite(value))
 
 
 def tremonti_slope(logmass):
@@ -45,8 +86,10 @@ class MassMetallicity(Estimator):
     Notes
     -----
     ``Z_pred_err = sqrt(intrinsic_scatter**2 + (dZ/dx * mass_err)**2)``. Rows with a missing
-    mass (masked, NaN, -9999, -99) get flag ``missing_mass``; rows the mass estimator could not
-    predict get ``mass:<its flag>``.
+    mass (masked, NaN, -9999, -99) get flag ``missing_mass``, rows with a negative or infinite
+    mass error ``bad_mass_err``; rows the mass estimator could not predict get
+    ``mass:<its flag>``. A mass column with a unit is read through `log_mass` (log masses in
+    ``dex``, linear masses in ``solMass`` converted, any other unit an error).
 
     Examples
     --------
@@ -82,12 +125,15 @@ class MassMetallicity(Estimator):
         return tuple(resolve_estimator(estimator).required_columns)
 
     def _validate(self):
-        low, high = self.mass_range
-        if not high > low:
-            msg = f"mass_range must be (low, high) with high > low, got {self.mass_range!r}"
+        pair = self.mass_range
+        if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2 \
+                or not all(_is_real(v) for v in pair) or not pair[1] > pair[0]:
+            msg = (f"mass_range must be (low, high), two finite numbers of log10(M*/Msun) with "
+                   f"high > low, got {self.mass_range!r}")
             raise ParameterError(msg)
-        if not self.intrinsic_scatter >= 0:
-            msg = f"intrinsic_scatter must be >= 0 dex, got {self.intrinsic_scatter!r}"
+        if not _is_real(self.intrinsic_scatter) or not self.intrinsic_scatter >= 0:
+            msg = (f"intrinsic_scatter must be a finite number >= 0 dex, got "
+                   f"{self.intrinsic_scatter!r}")
             raise ParameterError(msg)
 
     def _resolve_mass_estimator(self):
@@ -129,12 +175,19 @@ class MassMetallicity(Estimator):
         table = with_column_names(table, list(self.required_columns), "mass_metallicity")
         if self.mass_estimator is None:
             mass, missing = numeric_column(table[self.mass_column], "mass_metallicity")
+            mass = log_mass(mass, getattr(table[self.mass_column], "unit", None),
+                            f"mass_metallicity: column {self.mass_column!r}")
+            missing |= ~np.isfinite(mass)
+            bad_err = np.zeros(n, dtype=bool)
             if self.mass_err_column:
                 mass_err, err_missing = numeric_column(table[self.mass_err_column],
                                                        "mass_metallicity")
                 missing |= err_missing
+                with np.errstate(invalid="ignore"):
+                    bad_err = ~err_missing & ~(mass_err >= 0)  # negative or not finite
             else:
                 mass_err = np.zeros(n)
+            flags[bad_err] = "bad_mass_err"
             flags[missing] = "missing_mass"
             return mass, mass_err, flags
         if not hasattr(self, "mass_estimator_"):

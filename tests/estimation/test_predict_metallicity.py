@@ -159,6 +159,29 @@ def test_contract_breaking_estimator_is_named(galaxies):
         predict_metallicity(galaxies, estimator=Short(), progress=False)
 
 
+def test_value_missing_under_an_ok_flag_is_flagged(galaxies):
+    class Holes(Spy):
+        """Calls three rows ``ok`` (or nothing) without giving them a value."""
+        name = "holes"
+
+        def predict(self, table):
+            out = super().predict(table)
+            out["Z_pred"][0] = np.nan
+            out["Z_pred"].mask[1] = True
+            out["Z_pred"][2] = np.inf
+            out["Z_pred_flag"][:3] = ["ok", "ok", ""]
+            return out
+
+    holes = Holes()
+    out = predict_metallicity(galaxies, estimator=holes, progress=False, batch_size=10_000)
+    shown = holes.batches_[0]
+    position = {row: i for i, row in enumerate(galaxies["row"])}
+    holed = [position[row] for row in shown[:3]]
+    assert list(out["Z_pred_flag"][holed]) == ["no_prediction"] * 3
+    assert out["Z_pred"].mask[holed].all()
+    assert "no_prediction" not in list(out["Z_pred_flag"][[position[r] for r in shown[3:]]])
+
+
 def test_empty_table_keeps_schema(galaxies):
     with pytest.warns(EmptyResultWarning):
         out = predict_metallicity(galaxies[:0], estimator=Spy(), progress=False)
