@@ -66,6 +66,19 @@ def test_load_config_fills_defaults_and_keeps_user_values():
     ({"estimators": {}}, "no estimators"),
     ({"estimators": {"a": {"params": {}}}}, "estimators.a"),
     ({"estimators": {"a": {"estimator": "x", "prams": {}}}}, "prams"),
+    # a value of the wrong type fails here, not in a later stage (or, silently, never)
+    ({"evaluate": {"figures": "no"}}, "evaluate.figures must be true or false"),
+    ({"application": {"unlabelled_only": "yes"}}, "application.unlabelled_only"),
+    ({"crossmatch": {"one_to_one": 1}}, "crossmatch.one_to_one"),
+    ({"sample": {"seed": "a"}}, "sample.seed must be an integer"),
+    ({"sample": {"n_bins": 2.5}}, "sample.n_bins"),
+    ({"sample": {"column": 5}}, "sample.column must be a string"),
+    ({"report": {"title": 3}}, "report.title"),
+    ({"source": {"params": [1]}}, "source.params must be a mapping"),
+    ({"output_dir": 5}, "output_dir must be a path"),
+    ({"application": {"source_type": "exp"}}, "'exp'"),
+    ({"estimators": {"a": {"estimator": "x", "target": 3}}}, "estimators.a.target"),
+    ({"estimators": {"a": {"estimator": "x", "params": []}}}, "estimators.a.params"),
 ])
 def test_load_config_rejects_bad_values_naming_them(bad, fragment):
     with pytest.raises(ParameterError) as info:

@@ -57,6 +57,11 @@ DEFAULT_CONFIG = {
     "report": {"title": "gpm_astro: gas-phase metallicity from Legacy Survey images"},
 }
 
+#: the Legacy Survey Tractor morphological types (``application.source_type``)
+TRACTOR_TYPES = ("PSF", "REX", "EXP", "DEV", "SER", "DUP")
+#: the file keys of the ``source`` section
+_FILE_KEYS = ("labels", "images", "truth")
+
 STAGE_NAMES = ("sky", "select", "crossmatch", "preprocess", "sample", "estimate",
                "evaluate", "catalogue", "report")
 
@@ -74,6 +79,11 @@ def _merge(defaults, user, where):
         if section and not isinstance(value, dict):
             msg = f"configuration section {where + key!r} must be a mapping, got {value!r}"
             raise ParameterError(msg)
+        if key == "params" and not isinstance(value, dict):
+            msg = f"{where + key} must be a mapping, got {value!r}"
+            raise ParameterError(msg)
+        if not section:
+            _check_type(where + key, default, value)
         if key in ("select", "preprocess"):  # keywords of a function: any key, defaults kept
             merged[key] = {**default, **copy.deepcopy(value)}
         elif section:
@@ -81,6 +91,33 @@ def _merge(defaults, user, where):
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+#: keys that may be null although their default is not
+_NULLABLE = ("application.estimator",)
+
+
+def _check_type(name, default, value):
+    """A value of the default's type (a number for a number), so that a typo fails at once
+    instead of in a later stage (or, as with ``figures = "no"``, not at all)."""
+    if default is None or isinstance(default, dict) or (value is None and name in _NULLABLE):
+        return
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        kind = "a number"
+    elif isinstance(default, str):
+        ok, kind = isinstance(value, str), "a string"
+    elif isinstance(default, (list, tuple)):
+        ok, kind = isinstance(value, (list, tuple)), "a list"
+    else:
+        return
+    if not ok:
+        msg = f"{name} must be {kind}, got {value!r}"
+        raise ParameterError(msg)
 
 
 def load_config(config=None, **overrides):
@@ -169,6 +206,11 @@ def _read_config_file(path):
 def _validate(cfg):
     from .sources import make_pipeline_source
 
+    for key, value in (("output_dir", cfg["output_dir"]),
+                       *((f"source.{k}", cfg["source"][k]) for k in _FILE_KEYS)):
+        if value is not None and not isinstance(value, str):
+            msg = f"{key} must be a path (a string), got {value!r}"
+            raise ParameterError(msg)
     make_pipeline_source(cfg["source"])  # the source exists, feeds a run, takes its params
     if not isinstance(cfg["keep_cutouts"], bool):
         msg = f"keep_cutouts must be true or false, got {cfg['keep_cutouts']!r}"
@@ -206,10 +248,20 @@ def _validate(cfg):
             msg = (f"estimators.{label} has unknown key(s) {sorted(unknown)}; valid: "
                    f"estimator, params, target, mass_model")
             raise ParameterError(msg)
+        if not isinstance(entry.get("params", {}), dict):
+            msg = f"estimators.{label}.params must be a mapping, got {entry['params']!r}"
+            raise ParameterError(msg)
+        if entry.get("target") is not None and not isinstance(entry["target"], str):
+            msg = f"estimators.{label}.target must be a column name, got {entry['target']!r}"
+            raise ParameterError(msg)
         if not str(label).replace("_", "").isalnum():
             msg = f"estimator labels may hold letters, digits and '_' only, got {label!r}"
             raise ParameterError(msg)
     app = cfg["application"]
+    if app["source_type"] not in TRACTOR_TYPES:
+        msg = (f"application.source_type must be a Legacy Survey Tractor type, one of "
+               f"{list(TRACTOR_TYPES)} (upper case), got {app['source_type']!r}")
+        raise ParameterError(msg)
     if app["estimator"] is not None and app["estimator"] not in estimators:
         msg = (f"application.estimator must be one of the estimator labels "
                f"{sorted(estimators)} (or null for no catalogue), got {app['estimator']!r}")
