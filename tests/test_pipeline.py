@@ -238,6 +238,25 @@ def test_rerun_skips_done_stages_and_reruns_what_changed(fake_run, tmp_path):
     assert forced["skipped"] == [] and list(forced["timings"]) == ["sky", "select"]
 
 
+def test_a_target_the_configuration_names_is_checked_and_its_change_retrains(fake_run,
+                                                                             tmp_path):
+    import shutil
+
+    _, source, out, _ = fake_run
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    # a column that is not there: a ParameterError naming the key, before any training
+    for changes, key in (({"evaluate": {"target": "oh_p5O"}}, "evaluate.target = 'oh_p5O'"),
+                         ({"sample": {"column": "oh"}}, "sample.column = 'oh'")):
+        with pytest.raises(ParameterError, match=key):
+            run_pipeline(_config(source, **changes), output_dir=copy, progress=False)
+    # the estimators without a target of their own learn evaluate.target: a new one retrains
+    result = run_pipeline(_config(source, evaluate={"target": "lgm_tot_p50"}),
+                          output_dir=copy, progress=False)
+    assert {"estimate:colour_polynomial_2", "estimate:mzr"}.isdisjoint(result["skipped"])
+    assert set(result["metrics"]["target"]) == {"lgm_tot_p50"}
+
+
 class _BrokenEstimator(Estimator):
     name = "pipeline_test_broken"
     required_columns = ()

@@ -186,6 +186,21 @@ class DataStages:
         result["preprocess_flag"] = np.zeros(0, "U20")
         return result
 
+    def _check_label_columns(self, table):
+        """Every label column the configuration names is in ``table``, before any training."""
+        wanted = [("sample.column", self.config["sample"]["column"]),
+                  ("evaluate.target", self.config["evaluate"]["target"])]
+        for label, entry in self.config["estimators"].items():
+            wanted.append((f"estimators.{label}.target", entry.get("target")))
+            if entry.get("mass_model"):
+                wanted.append((f"estimators.{label}.mass_model.target",
+                               entry["mass_model"].get("target")))
+        for key, column in wanted:
+            if column is not None and column not in table.colnames:
+                msg = (f"{key} = {column!r} is not a column of the labelled galaxies; "
+                       f"columns: {table.colnames}")
+                raise ParameterError(msg)
+
     def _stage_sample(self):
         from ..sampling import split_table, uniform_in_z_sample
         from ..tables import missing_mask
@@ -194,6 +209,7 @@ class DataStages:
         labelled = _read_table(self.path("preprocess/labelled.fits"))
         ok = np.asarray(labelled["preprocess_ok"], dtype=bool)
         pool = labelled[ok]
+        self._check_label_columns(pool)
         n_usable = int(np.sum(~missing_mask(pool[cfg["column"]])))
         n = min(cfg["n_galaxies"], int(cfg["max_fraction"] * n_usable))
         if n < cfg["n_galaxies"]:

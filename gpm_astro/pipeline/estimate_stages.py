@@ -72,6 +72,7 @@ class EstimateStages:
                                   **mass_params), f"{label}_mass", mass_params)
             needs_cutouts = True
         sample = _read_table(self.path("sample/sample.fits"))
+        self._check_label_columns(sample)
         train = self._part(sample, "train", needs_cutouts)
         validation = self._part(sample, "validation", needs_cutouts)
         test = self._part(sample, "test", needs_cutouts)

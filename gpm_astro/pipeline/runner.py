@@ -163,7 +163,10 @@ class Pipeline(DataStages, EstimateStages, ResultStages):
             outputs = [f"estimate/{label}_test.ecsv"]
             if label == cfg["application"]["estimator"]:
                 outputs.append(f"estimate/{label}_application.ecsv")
-            stages.append((f"estimate:{label}", outputs, [cfg["estimators"][label]]))
+            parts = [cfg["estimators"][label]]
+            if not cfg["estimators"][label].get("target"):  # trained on evaluate.target
+                parts.append(cfg["evaluate"]["target"])
+            stages.append((f"estimate:{label}", outputs, parts))
         stages += [
             ("evaluate", ["evaluate/metrics.ecsv", "evaluate/figures.json"],
              [cfg["evaluate"]]),
