@@ -89,8 +89,10 @@ def add_parser(subparsers):
         "cutouts", help="g, r, z cutouts for the rows of a table",
         description="Fetch a 152 x 152 g, r, z cutout for every row of TABLE. OUT ending in "
                     ".h5 / .hdf5 is written in the ssl-legacysurvey archive layout as cutouts "
-                    "arrive, and a re-run after an interruption fetches only what is missing; "
-                    "any other OUT is a table file with a `cutout` column.")
+                    "arrive, and the same command run again (after an interruption, or when "
+                    "the service did not answer for some rows) fetches only what is missing; "
+                    "--overwrite starts it over. Any other OUT is a table file with a `cutout` "
+                    "column. Exit status 1 when some cutouts could not be fetched.")
     cutouts.add_argument("table", metavar="TABLE", help="table with ra, dec (deg)")
     cutouts.add_argument("output", metavar="OUT", help="output file")
     cutouts.add_argument("--ra-column", default="ra", metavar="NAME",
@@ -188,25 +190,43 @@ def _print_flags(table, column):
         print(f"  {value}: {count}")
 
 
+#: cutout flags that say the service was not reached, or refused (after the retries)
+_UNREACHED_FLAGS = ("http_error", "timeout", "connection_error")
+
+
 def run_cutouts(args):
     from pathlib import Path
+
+    import numpy as np
 
     from ..io import read_table, write_table
     from . import refuse_existing
     from ..plugins import get_source
 
-    refuse_existing(args.output, args.overwrite)
+    to_hdf5 = Path(args.output).suffix.lower() in (".h5", ".hdf5")
+    if not to_hdf5:
+        refuse_existing(args.output, args.overwrite)
     targets = read_table(args.table)
     source = get_source("legacysurvey_cutouts")(
         layer=args.layer, pixel_scale=args.pixel_scale, size=args.size, **_remote_kwargs(args))
-    to_hdf5 = Path(args.output).suffix.lower() in (".h5", ".hdf5")
+    if to_hdf5 and args.overwrite and Path(args.output).is_file():
+        Path(args.output).unlink()  # start over; without --overwrite the same fetch resumes
     with _at_server(source, args.server):
+        server = source.server
         result = source.query(targets, output=args.output if to_hdf5 else None,
                               ra_column=args.ra_column, dec_column=args.dec_column)
     if not to_hdf5:
         write_table(result, args.output, overwrite=args.overwrite)
     print(f"{len(result)} rows -> {args.output}; cutout_flag counts:")
     _print_flags(result, "cutout_flag")
+    unreached = np.isin(np.asarray(result["cutout_flag"]), _UNREACHED_FLAGS)
+    if unreached.any():
+        again = ("run the same command again to fetch only those" if to_hdf5 else
+                 "run it again with --overwrite, or write to a .h5 file to resume")
+        print(f"gpm-astro fetch cutouts: error: {int(unreached.sum())} of {len(result)} "
+              f"cutouts could not be fetched from the Legacy Survey viewer ({server}): no "
+              f"answer, or an HTTP error, after the retries; {again}", file=sys.stderr)
+        return 1
     return 0
 
 

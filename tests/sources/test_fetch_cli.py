@@ -46,6 +46,28 @@ def test_fetch_cutouts_to_hdf5_and_table(fake_service, tmp_path, capsys, fast_ba
     assert len(fake_service.requests) == 2  # the second command was served by the cache
 
 
+def test_fetch_cutouts_says_which_service_failed_and_the_same_command_resumes(
+        fake_service, tmp_path, capsys, fast_backoff):
+    cube = Reply((DATA / "legacysurvey_cutout_grz.fits").read_bytes(), content_type="image/fits")
+    targets = tmp_path / "targets.ecsv"
+    write_table(Table({"ra": [150.0, 150.1], "dec": [2.0, 2.1]}), targets)
+    command = ["fetch", "cutouts", str(targets), str(tmp_path / "c.h5"), *FAST, "--no-cache"]
+    with cutout_conf.set_temp("server", fake_service.url):
+        fake_service.route("/cutout.fits", Reply(b"down", status=503, content_type="text/plain"))
+        assert main(command) == 1  # not a success when no cutout came
+        err = capsys.readouterr().err
+        assert "2 of 2 cutouts could not be fetched from the Legacy Survey viewer" in err
+        assert fake_service.url in err and "run the same command again" in err
+        fake_service.route("/cutout.fits", cube)
+        assert main(command) == 0  # the documented re-run resumes instead of refusing
+        assert "ok: 2" in capsys.readouterr().out
+        n_requests = len(fake_service.requests)
+        assert main(command) == 0  # nothing left to fetch
+        assert len(fake_service.requests) == n_requests
+        assert main([*command, "--overwrite"]) == 0  # starts over
+        assert len(fake_service.requests) == n_requests + 2
+
+
 def test_fetch_labels(fake_service, tmp_path, fast_backoff):
     fake_service.route(SQL_PATH, skyserver)
     output = tmp_path / "labels.fits"
