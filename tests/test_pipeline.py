@@ -320,6 +320,14 @@ def test_files_source_needs_a_cutout_column(tmp_path):
 
 # -- the catalogue builder -------------------------------------------------------------------
 
+def test_a_missing_relative_input_file_says_where_it_was_looked_for(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    source = {"name": "files", "labels": "data/labels.fits", "images": "data/images.fits"}
+    with pytest.raises(ParameterError, match="source.labels") as info:
+        Pipeline(_config(source), output_dir="out")
+    assert "current folder" in str(info.value) and str(tmp_path) in str(info.value)
+
+
 def test_make_catalogue_derives_mag_r_and_keeps_row_order():
     from astropy.table import MaskedColumn
 

@@ -394,5 +394,8 @@ def check_before_run(cfg):
     if source["name"] == "files":
         for key in ("labels", "images", "truth"):
             if source[key] and not Path(source[key]).is_file():
-                fail(f"source.{key}", FileNotFoundError(f"{source[key]!r} is not a file"))
+                where = "" if Path(source[key]).is_absolute() else \
+                    f" (a relative path is read from the current folder, {str(Path.cwd())!r})"
+                fail(f"source.{key}",
+                     FileNotFoundError(f"{source[key]!r} is not a file{where}"))
 
