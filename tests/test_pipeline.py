@@ -72,6 +72,7 @@ def test_load_config_fills_defaults_and_keeps_user_values():
     ({"crossmatch": {"one_to_one": 1}}, "crossmatch.one_to_one"),
     ({"sample": {"seed": "a"}}, "sample.seed must be an integer"),
     ({"sample": {"n_bins": 2.5}}, "sample.n_bins"),
+    ({"sample": {"n_bins": 0}}, "sample.n_bins must be a positive integer"),
     ({"sample": {"column": 5}}, "sample.column must be a string"),
     ({"report": {"title": 3}}, "report.title"),
     ({"source": {"params": [1]}}, "source.params must be a mapping"),

@@ -224,6 +224,9 @@ def _validate(cfg):
     if not isinstance(n, int) or isinstance(n, bool) or n < 3:
         msg = f"sample.n_galaxies must be an integer >= 3, got {n!r}"
         raise ParameterError(msg)
+    if sample["n_bins"] < 1:
+        msg = f"sample.n_bins must be a positive integer, got {sample['n_bins']!r}"
+        raise ParameterError(msg)
     frac = sample["max_fraction"]
     if not isinstance(frac, (int, float)) or isinstance(frac, bool) or not 0 < frac <= 1:
         msg = f"sample.max_fraction must be in (0, 1], got {frac!r}"
