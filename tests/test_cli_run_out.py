@@ -28,3 +28,9 @@ def test_run_without_any_output_folder_says_both_ways(tmp_path, capsys):
     assert main(["run", str(config)]) == 1
     err = capsys.readouterr().err
     assert "set output_dir in the configuration" in err and "--out DIR" in err
+
+
+def test_a_malformed_source_param_names_that_option(tmp_path, capsys):
+    assert main(["run", "--source", "mock", "--source-param", "n_galaxies", "--out",
+                 str(tmp_path / "out")]) == 1
+    assert "--source-param takes KEY=VALUE, got 'n_galaxies'" in capsys.readouterr().err

@@ -176,7 +176,7 @@ def run_source(args):
     refuse_existing(args.output, args.overwrite)
     source = get_source(args.name)(**parse_params(args.param))
     with _at_server(source, args.server):
-        result = source.query(**parse_params(args.query))
+        result = source.query(**parse_params(args.query, "--query"))
     write_table(result, args.output, overwrite=args.overwrite)
     print(f"{len(result)} rows of {args.name} -> {args.output}")
     return 0

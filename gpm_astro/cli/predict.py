@@ -30,15 +30,16 @@ def add_parser(subparsers):
     parser.set_defaults(func=run)
 
 
-def parse_params(pairs):
-    """Turn ``["order=3", "mass_column=lgm_fib_p50"]`` into a dict (JSON values when they parse)."""
+def parse_params(pairs, option="--param"):
+    """Turn ``["order=3", "mass_column=lgm_fib_p50"]`` into a dict (JSON values when they parse);
+    ``option`` is the command-line option that gave them, named in the error."""
     from ..exceptions import ParameterError
 
     params = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            msg = f"--param takes KEY=VALUE, got {pair!r}"
+            msg = f"{option} takes KEY=VALUE, got {pair!r}"
             raise ParameterError(msg)
         try:
             params[key] = json.loads(value)

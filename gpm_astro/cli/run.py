@@ -84,7 +84,7 @@ def _with_source(args):
     from .predict import parse_params
 
     config = load_config(args.config, output_dir=args.out)
-    params = parse_params(args.source_param)
+    params = parse_params(args.source_param, "--source-param")
     if args.source is not None and args.source != config["source"]["name"]:
         config["source"] = {"name": args.source, "params": params, "labels": None,
                             "images": None, "truth": None}
