@@ -76,3 +76,27 @@ def test_invalid_pixels_sub_reason_is_in_the_output_table():
     assert out["preprocess_flag"].tolist() == ["ok", "invalid_pixels", "invalid_pixels"]
     assert out["pixel_problem"].tolist() == ["", "nonfinite", "saturated"]
     assert "saturated" in out["pixel_problem"].description
+
+
+#: (dx, dy) px of real targets from their cutout's centre (the catalogued position is not the
+#: light's peak to the pixel)
+OFFSETS = [(2.0, 0.0), (-2.0, 1.5), (1.5, -2.0), (0.0, 2.5)]
+
+
+def test_a_target_a_pixel_or_two_off_centre_is_not_a_blend():
+    # the companion test rotates about the target's nucleus, not about the cutout's centre
+    isolated = [C.isolated(seed=s, r_mag=18.0, r_eff=3.0, x=C.CENTRE + dx, y=C.CENTRE + dy)
+                for s, (dx, dy) in enumerate(OFFSETS)]
+    out = preprocess_cutouts(Table({"cutout": C.stack(*isolated)}), progress=False)
+    assert out["preprocess_flag"].tolist() == ["ok"] * len(OFFSETS)
+    assert np.all(out["companion"] < 0.05)
+    assert np.allclose(out["target_x"], [C.CENTRE + dx for dx, _ in OFFSETS], atol=1.0)
+    assert np.allclose(out["target_y"], [C.CENTRE + dy for _, dy in OFFSETS], atol=1.0)
+    # an off-centre target with a companion leaving no saddle is still a blend
+    shoulders = [C.noisy(C.galaxy(19.0, x=C.CENTRE + dx, y=C.CENTRE + dy)
+                         + 0.3 * C.galaxy(19.0, x=C.CENTRE + dx + 5.0, y=C.CENTRE + dy - 1.0,
+                                          r_eff=1.5, angle=120.0), seed)
+                 for seed, (dx, dy) in enumerate(OFFSETS)]
+    strict = preprocess_cutouts(Table({"cutout": C.stack(*isolated, *shoulders)}),
+                                config="strict_blends", progress=False)
+    assert strict["preprocess_flag"].tolist() == ["ok"] * 4 + ["blended"] * 4
