@@ -100,3 +100,18 @@ def test_a_target_a_pixel_or_two_off_centre_is_not_a_blend():
     strict = preprocess_cutouts(Table({"cutout": C.stack(*isolated, *shoulders)}),
                                 config="strict_blends", progress=False)
     assert strict["preprocess_flag"].tolist() == ["ok"] * 4 + ["blended"] * 4
+
+
+def test_no_data_on_the_target_in_one_band_is_flagged_however_few_the_zeros():
+    # DR9 coadds hold 0 where no exposure of a band covers a pixel (a CCD gap, a masked
+    # column): too few zeros for the 5 % limit, but on the galaxy they are a hole in a colour
+    hole, column, far, edge = (C.isolated(seed=s) for s in range(4))
+    hole[1, 70:82, 70:82] = 0.0  # r only, on the nucleus: 0.6 % of the band
+    column[2, :, 74:77] = 0.0  # a dead z column through the galaxy: 2 %
+    far[0, 5:17, 5:17] = 0.0  # far from the target (masked anyway): fine
+    edge[:, :, 146:] = 0.0  # the footprint's edge, 4 % of the cutout: fine
+    out = preprocess_cutouts(Table({"cutout": C.stack(hole, column, far, edge)}),
+                             progress=False)
+    assert out["preprocess_flag"].tolist() == ["invalid_pixels"] * 2 + ["ok"] * 2
+    assert out["pixel_problem"].tolist() == ["zero_pixels"] * 2 + [""] * 2
+    assert CheckPixels(zero_radius=None).process(C.stack(hole), {}).flags.tolist() == ["ok"]
