@@ -115,3 +115,37 @@ def test_no_data_on_the_target_in_one_band_is_flagged_however_few_the_zeros():
     assert out["preprocess_flag"].tolist() == ["invalid_pixels"] * 2 + ["ok"] * 2
     assert out["pixel_problem"].tolist() == ["zero_pixels"] * 2 + [""] * 2
     assert CheckPixels(zero_radius=None).process(C.stack(hole), {}).flags.tolist() == ["ok"]
+
+
+def galaxy_with_neighbour(separation, seed=0):
+    """A mock disc (r ~ 18.7) and an equal neighbour ``separation`` px to its right: at the
+    detection isophote the two are one region from about 15 px to 45 px apart."""
+    renderer = CutoutRenderer(counts_per_nanomaggy=_counts_per_nanomaggy())
+    canvas = renderer.blank()
+    psf = renderer.psf_model([1.35, 1.3, 1.25])
+    centre, disk = renderer.centre, np.array([20.0, 30.0, 40.0])
+    for dx, dy, q, angle in ((0.0, 0.0, 0.6, 30.0), (separation, 3.0, 0.7, 120.0)):
+        renderer.add_galaxy(canvas, psf, x=centre + dx, y=centre + dy, bulge_flux=0.1 * disk,
+                            disk_flux=disk, bulge_hlr=0.4, disk_hlr=1.6, bulge_q=0.9,
+                            disk_q=q, position_angle=angle)
+    return renderer.add_noise(np.random.default_rng(seed), canvas, [0.004, 0.007, 0.026])
+
+
+def test_a_neighbour_joined_by_faint_wings_is_masked_not_merged_into_the_target():
+    separations = (28, 36, 14)
+    table = Table({"cutout": np.stack([galaxy_with_neighbour(d, seed=s)
+                                       for s, d in enumerate(separations)])})
+    out = preprocess_cutouts(table, progress=False)
+    # beyond 6" the neighbour is split off and masked; a close pair is still a blend
+    assert out["preprocess_flag"].tolist() == ["ok", "ok", "blended"]
+    centre = CutoutRenderer(counts_per_nanomaggy=_counts_per_nanomaggy()).centre
+    for row, separation in zip(out[:2], separations):
+        assert abs(row["target_x"] - centre) < 4 and abs(row["target_y"] - centre) < 2
+        neighbour = row["cutout"][:, int(centre + 3), int(centre + separation)]
+        assert np.all(neighbour == 0)  # the neighbour's nucleus is masked
+    whole = preprocess_cutouts(table[:2], steps=[
+        "check_pixels", ("mask_neighbours", {"split_beyond": None}),
+        ("size_limit", {"max_radius": 6.0, "region": "flux_fraction"}),
+        ("blend_check", {"contrast": 0.03, "max_companion": 0.12}), "fragment_check"],
+        progress=False)
+    assert "ok" not in whole["preprocess_flag"].tolist()  # merged: too large or a blend
