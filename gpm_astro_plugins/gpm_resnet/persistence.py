@@ -17,7 +17,7 @@ from gpm_astro.tables import package_version
 
 from .domain import DomainModel
 from .model import GPMResNet, GPMResNetConfig
-from .training import HISTORY_CSV, HISTORY_PNG, plot_history, write_history
+from .training import HISTORY_CSV, HISTORY_PNG, plot_history, resolve_device, write_history
 
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model_card.json"
@@ -95,7 +95,11 @@ class PersistenceMixin:
 
         self._check_fitted()
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file of that name, a file above it, no permission
+            what = "it is a file, not a folder" if directory.is_file() else exc
+            raise WeightsError(f"cannot save the model into {str(directory)!r}: {what}") from exc
         card = self.model_card()
         tensors = {}
         for member, model in enumerate(self.models_):
@@ -152,6 +156,8 @@ class PersistenceMixin:
             values ``save`` never writes (a target std that is not positive, an error model or
             seeing correction that is not numbers); tensors that do not fit the card's network
             or domain model, or hold NaN. Every message names the file.
+        ParameterError
+            A ``device`` this machine lacks (``"cuda"`` without CUDA) or cannot name.
         """
         from safetensors import safe_open
         from safetensors.torch import load_file
@@ -162,6 +168,7 @@ class PersistenceMixin:
         path = Path(path_or_name) if isinstance(path_or_name, (str, os.PathLike)) else None
         if path is None:
             raise WeightsError(f"weights must be a path or a name, got {path_or_name!r}")
+        resolve_device(device)  # device="cuda" without CUDA: said now, not at the first predict
         card = None
         verified_by_sha256 = False
         if path.is_dir():

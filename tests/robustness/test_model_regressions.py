@@ -265,3 +265,34 @@ def test_tensors_that_do_not_fit_the_card_are_refused(saved_model, tmp_path):
     with pytest.raises(WeightsError, match=r"member 0 do not fit the card's architecture: "
                                            r"size mismatch for pg"):
         _load(_other_writer(wider, source=source, target=tmp_path / "w.safetensors"))
+
+
+def test_cuda_requested_without_cuda_is_refused_at_load(saved_model, monkeypatch):
+    import torch
+
+    from gpm_astro.exceptions import ParameterError
+    from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ParameterError, match="device 'cuda' requested but CUDA is not"):
+        GPMResNetEstimator.load(saved_model, device="cuda")
+    with pytest.raises(ParameterError, match="device must be 'auto', 'cpu' or 'cuda"):
+        GPMResNetEstimator.load(saved_model, device="gpu0")
+    assert GPMResNetEstimator.load(saved_model, device="auto").models_[0].ilo[0].weight.is_cpu
+
+
+def test_saving_into_a_file_or_below_one_is_a_weights_error(saved_model, tmp_path):
+    estimator = _load(saved_model)
+    blocker = tmp_path / "model"
+    blocker.write_text("not a folder")
+    with pytest.raises(WeightsError, match=r"cannot save the model into '.*model': it is a "
+                                           r"file, not a folder"):
+        estimator.save(blocker)
+    with pytest.raises(WeightsError, match=r"cannot save the model into '.*model/sub'"):
+        estimator.save(blocker / "sub")
+    # over an existing model: replaced, and it loads as the new one
+    folder = tmp_path / "again"
+    shutil.copytree(saved_model, folder)
+    estimator.target_mean_ += 1.0
+    estimator.save(folder)
+    assert _load(folder).target_mean_ == estimator.target_mean_
