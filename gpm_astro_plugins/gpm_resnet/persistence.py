@@ -5,13 +5,14 @@ import json
 import math
 import numbers
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from astropy.table import Table
 
-from gpm_astro.exceptions import GPMAstroError, WeightsError
+from gpm_astro.exceptions import GPMAstroError, GPMAstroWarning, WeightsError
 from gpm_astro.weights import DIGEST_KEYS
 from gpm_astro.tables import package_version
 
@@ -233,10 +234,15 @@ class PersistenceMixin:
             raise WeightsError(msg) from exc
         estimator.weights_check_ = weights_check
         history_path = weights_path.parent / HISTORY_CSV
+        estimator.history_ = Table(names=("member", "epoch", "train_loss", "val_loss"))
         if history_path.is_file():
-            estimator.history_ = Table.read(str(history_path), format="ascii.csv")
-        else:
-            estimator.history_ = Table(names=("member", "epoch", "train_loss", "val_loss"))
+            try:
+                estimator.history_ = Table.read(str(history_path), format="ascii.csv")
+            except Exception as exc:  # astropy's readers raise many kinds
+                # the history is a record of the training, no part of the (verified) model
+                warnings.warn(f"cannot read the loss history {str(history_path)!r} "
+                              f"({type(exc).__name__}: {exc}); the model loads without it",
+                              GPMAstroWarning, stacklevel=2)
         return estimator
 
     @classmethod

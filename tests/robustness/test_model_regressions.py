@@ -296,3 +296,15 @@ def test_saving_into_a_file_or_below_one_is_a_weights_error(saved_model, tmp_pat
     estimator.target_mean_ += 1.0
     estimator.save(folder)
     assert _load(folder).target_mean_ == estimator.target_mean_
+
+
+def test_an_unreadable_loss_history_does_not_stop_the_model_loading(saved_model, tmp_path):
+    from gpm_astro.exceptions import GPMAstroWarning
+
+    folder = tmp_path / "model"
+    shutil.copytree(saved_model, folder)
+    (folder / "loss_history.csv").write_text('member,epoch\n1,2,3\n"')
+    with pytest.warns(GPMAstroWarning, match=r"cannot read the loss history '.*loss_history"
+                                             r"\.csv'.*loads without it"):
+        estimator = _load(folder)
+    assert len(estimator.history_) == 0 and estimator.weights_check_ == "content"
