@@ -24,6 +24,11 @@ __all__ = ["MaskNeighbours", "BlendCheck", "FragmentCheck", "detection_image",
 
 TARGET_COLUMNS = ("target_x", "target_y", "target_a", "target_b", "target_theta")
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+#: how far (px) from the cutout's centre the blend check looks for the target's nucleus: the
+#: ``centre_radius`` within which `MaskNeighbours` requires the target to peak (paper: 5 px)
+NUCLEUS_RADIUS = 5.0
+#: how far (px) the companion test's rotation centre may move from its anchor
+COMPANION_SEARCH = 1.0
 
 
 def detection_image(images, *, smoothing_fwhm=2.0, sample_step=3, clip_sigma=3.0):
@@ -105,6 +110,34 @@ def _central_peak(detection, labels, label, near_rows, near_cols):
     row, col = int(near_rows[best]), int(near_cols[best])
     window = detection[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2]
     return float(values[best]) if values[best] >= window.max() else -np.inf
+
+
+def _nucleus(image, segment, weights, centre, *, radius=NUCLEUS_RADIUS,
+             smoothing_fwhm=2.0):
+    """(x, y) of the brightest pixel of the segment within ``radius`` px of ``centre``, on
+    the combined flux smoothed by a Gaussian of FWHM ``smoothing_fwhm`` px (noise peaks do
+    not count); ``centre`` itself when the segment has no pixel there."""
+    height, width = segment.shape
+    sigma = smoothing_fwhm * FWHM_TO_SIGMA
+    pad = int(math.ceil(3 * sigma)) + 1
+    xa = max(int(math.floor(centre[0] - radius)) - pad, 0)
+    ya = max(int(math.floor(centre[1] - radius)) - pad, 0)
+    xb = min(int(math.ceil(centre[0] + radius)) + pad + 1, width)
+    yb = min(int(math.ceil(centre[1] + radius)) + pad + 1, height)
+    if xb <= xa or yb <= ya:
+        return centre
+    with np.errstate(over="ignore", invalid="ignore"):
+        combined = np.tensordot(weights, np.nan_to_num(image[:, ya:yb, xa:xb]),
+                                axes=1).astype(np.float32)
+        combined = np.nan_to_num(combined)
+    if sigma > 0:
+        combined = cv2.GaussianBlur(combined, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    y, x = np.mgrid[ya:yb, xa:xb]
+    near = segment[ya:yb, xa:xb] & (np.hypot(x - centre[0], y - centre[1]) <= radius)
+    if not near.any():
+        return centre
+    best = int(np.argmax(np.where(near, combined, -np.inf)))
+    return float(x.flat[best]), float(y.flat[best])
 
 
 class MaskNeighbours(PreprocessingStep):
@@ -415,8 +448,18 @@ class BlendCheck(PreprocessingStep):
 
     def _companion(self, image, segment, weights, band_sky, noise, centre):
         """`companion_residual` of the unsmoothed combined flux, on a crop that holds the
-        segment and its rotation about any centre searched (the same result, less work)."""
+        segment and its rotation about any centre searched (the same result, less work).
+
+        The rotation centre is searched within ``COMPANION_SEARCH`` px of an anchor: the
+        image centre moved towards the target's nucleus (its brightest pixel, see
+        `_nucleus`) until it is within half a pixel of it. A real galaxy sits a pixel or two
+        off the centre of its cutout, and rotated about the centre it would leave a residual
+        as large as a companion's; a search that strays further from the nucleus would rotate
+        a pair about its light centre."""
         height, width = segment.shape
+        nucleus = _nucleus(image, segment, weights, centre)
+        centre = tuple(c + math.copysign(max(abs(n - c) - 0.5, 0.0), n - c)
+                       for n, c in zip(nucleus, centre))
         x0, y0, w, h = cv2.boundingRect(segment.view(np.uint8))
         margin = 3
         xa = max(int(math.floor(min(x0, 2 * centre[0] - (x0 + w - 1)))) - margin, 0)
@@ -429,7 +472,8 @@ class BlendCheck(PreprocessingStep):
         combined = np.tensordot(weights, crop, axes=1)
         combined -= np.float32(np.dot(weights, band_sky))
         return companion_residual(combined.astype(np.float32), segment[ya:yb, xa:xb], noise,
-                                  centre=(centre[0] - xa, centre[1] - ya))
+                                  centre=(centre[0] - xa, centre[1] - ya),
+                                  search=COMPANION_SEARCH)
 
     def _asymmetry(self, image, segment, weights, band_sky, noise):
         """Rotational asymmetry of the unsmoothed combined flux, on a window that holds the

@@ -76,3 +76,42 @@ def test_invalid_pixels_sub_reason_is_in_the_output_table():
     assert out["preprocess_flag"].tolist() == ["ok", "invalid_pixels", "invalid_pixels"]
     assert out["pixel_problem"].tolist() == ["", "nonfinite", "saturated"]
     assert "saturated" in out["pixel_problem"].description
+
+
+#: (dx, dy) px of real targets from their cutout's centre (the catalogued position is not the
+#: light's peak to the pixel)
+OFFSETS = [(2.0, 0.0), (-2.0, 1.5), (1.5, -2.0), (0.0, 2.5)]
+
+
+def test_a_target_a_pixel_or_two_off_centre_is_not_a_blend():
+    # the companion test rotates about the target's nucleus, not about the cutout's centre
+    isolated = [C.isolated(seed=s, r_mag=18.0, r_eff=3.0, x=C.CENTRE + dx, y=C.CENTRE + dy)
+                for s, (dx, dy) in enumerate(OFFSETS)]
+    out = preprocess_cutouts(Table({"cutout": C.stack(*isolated)}), progress=False)
+    assert out["preprocess_flag"].tolist() == ["ok"] * len(OFFSETS)
+    assert np.all(out["companion"] < 0.05)
+    assert np.allclose(out["target_x"], [C.CENTRE + dx for dx, _ in OFFSETS], atol=1.0)
+    assert np.allclose(out["target_y"], [C.CENTRE + dy for _, dy in OFFSETS], atol=1.0)
+    # an off-centre target with a companion leaving no saddle is still a blend
+    shoulders = [C.noisy(C.galaxy(19.0, x=C.CENTRE + dx, y=C.CENTRE + dy)
+                         + 0.3 * C.galaxy(19.0, x=C.CENTRE + dx + 5.0, y=C.CENTRE + dy - 1.0,
+                                          r_eff=1.5, angle=120.0), seed)
+                 for seed, (dx, dy) in enumerate(OFFSETS)]
+    strict = preprocess_cutouts(Table({"cutout": C.stack(*isolated, *shoulders)}),
+                                config="strict_blends", progress=False)
+    assert strict["preprocess_flag"].tolist() == ["ok"] * 4 + ["blended"] * 4
+
+
+def test_no_data_on_the_target_in_one_band_is_flagged_however_few_the_zeros():
+    # DR9 coadds hold 0 where no exposure of a band covers a pixel (a CCD gap, a masked
+    # column): too few zeros for the 5 % limit, but on the galaxy they are a hole in a colour
+    hole, column, far, edge = (C.isolated(seed=s) for s in range(4))
+    hole[1, 70:82, 70:82] = 0.0  # r only, on the nucleus: 0.6 % of the band
+    column[2, :, 74:77] = 0.0  # a dead z column through the galaxy: 2 %
+    far[0, 5:17, 5:17] = 0.0  # far from the target (masked anyway): fine
+    edge[:, :, 146:] = 0.0  # the footprint's edge, 4 % of the cutout: fine
+    out = preprocess_cutouts(Table({"cutout": C.stack(hole, column, far, edge)}),
+                             progress=False)
+    assert out["preprocess_flag"].tolist() == ["invalid_pixels"] * 2 + ["ok"] * 2
+    assert out["pixel_problem"].tolist() == ["zero_pixels"] * 2 + [""] * 2
+    assert CheckPixels(zero_radius=None).process(C.stack(hole), {}).flags.tolist() == ["ok"]
