@@ -12,7 +12,8 @@ time and stored in the model card (and the weights file):
   Each gets an allowed range: the 0.5-99.5 % quantiles of the training rows, widened on both
   sides by 10 % of their width. A cutout whose aperture holds no positive flux in a band has
   no magnitude, colour or radius there: it fails that check (its flux is fainter than any
-  magnitude); a missing redshift or PSF FWHM skips that check for the row.
+  magnitude); a missing redshift or PSF FWHM skips that check for the row (a table with no
+  redshift column at all gets a warning).
 - **the network's own feature space**: the Mahalanobis distance of a galaxy's penultimate-layer
   features (the PG block's hidden layer) from the training rows' features (mean and shrunk
   covariance), in units of the 99.5th percentile of the same distance on the held-out

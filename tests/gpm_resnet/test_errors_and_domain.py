@@ -5,6 +5,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from gpm_astro import predict_metallicity
+from gpm_astro.exceptions import GPMAstroWarning
 from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
 from gpm_astro_plugins.gpm_resnet.domain import DomainModel, image_quantities
 from gpm_astro_plugins.gpm_resnet.model import GPMResNetConfig
@@ -183,3 +184,8 @@ def test_domain_flag_on_mock_galaxies_fainter_and_farther_than_the_training_set(
     fired = np.asarray(estimator.predict(faint.images)["Z_pred_domain_flag"]).astype(str)
     assert np.mean(np.char.startswith(quiet, "out")) <= 0.1
     assert np.mean(np.char.startswith(fired, "out")) >= 0.9
+    # without a redshift column the check cannot be made: said, not silently skipped
+    no_redshift = faint.images.copy()
+    no_redshift.remove_columns([c for c in ("z_phot_median", "z") if c in no_redshift.colnames])
+    with pytest.warns(GPMAstroWarning, match="no redshift column"):
+        estimator.predict(no_redshift[:4])
