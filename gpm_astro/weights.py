@@ -187,6 +187,13 @@ def list_weights():
     return Table(rows=rows, names=names)
 
 
+def _looks_like_path(text):
+    """Whether ``text`` reads as a file system path rather than a registered name."""
+    text = str(text)
+    return (any(sep in text for sep in filter(None, ("/", os.sep, os.altsep)))
+            or text.endswith((".safetensors", ".json")) or text.startswith("~"))
+
+
 def sha256_of(path, *, chunk_size=1 << 20):
     """Hex sha256 of a file, read in chunks."""
     digest = hashlib.sha256()
@@ -244,6 +251,9 @@ def fetch_weights(name_or_url, *, sha256=None, cache=True, show_progress=False, 
             known = ", ".join(sorted(entries)) or "none"
             if "://" in str(url) or os.path.exists(url):
                 msg = f"weights {name_or_url!r}: a URL or path needs sha256= (known names: {known})"
+            elif _looks_like_path(url):
+                msg = (f"weights file or folder {name_or_url!r} does not exist (and no weights "
+                       f"are registered under that name; known: {known})")
             else:
                 msg = f"no weights named {name_or_url!r}; known: {known}"
             raise WeightsError(msg)

@@ -10,7 +10,10 @@ time and stored in the model card (and the weights file):
   redshift (``z_phot_median``, else ``z``, when the table has one) and the r-band PSF FWHM
   (``psfsize``, when the table has it: the network never saw a galaxy through a wider PSF).
   Each gets an allowed range: the 0.5-99.5 % quantiles of the training rows, widened on both
-  sides by 10 % of their width.
+  sides by 10 % of their width. A cutout whose aperture holds no positive flux in a band has
+  no magnitude, colour or radius there: it fails that check (its flux is fainter than any
+  magnitude); a missing redshift or PSF FWHM skips that check for the row (a table with no
+  redshift column at all gets a warning).
 - **the network's own feature space**: the Mahalanobis distance of a galaxy's penultimate-layer
   features (the PG block's hidden layer) from the training rows' features (mean and shrunk
   covariance), in units of the 99.5th percentile of the same distance on the held-out
@@ -31,6 +34,9 @@ __all__ = ["DomainModel", "image_quantities", "table_redshift", "DOMAIN_QUANTITI
 
 #: the quantities checked one by one (besides the features)
 DOMAIN_QUANTITIES = ("mag_r", "colour_gr", "colour_rz", "radius_r", "redshift", "psfsize")
+#: the quantities measured on the cutout (`image_quantities`): NaN there means no positive flux
+#: in the aperture (a magnitude fainter than any), which fails the check instead of skipping it
+IMAGE_QUANTITIES = ("mag_r", "colour_gr", "colour_rz", "radius_r")
 #: redshift columns, in order of preference
 REDSHIFT_COLUMNS = ("z_phot_median", "z")
 #: radius (pixels) of the aperture of the image quantities: 5.2 arcsec at 0.262 arcsec / pixel
@@ -201,7 +207,10 @@ class DomainModel:
         Parameters
         ----------
         quantities : dict of numpy.ndarray
-            Values of the quantities (NaN where unknown: that check is skipped for the row).
+            Values of the quantities. A NaN redshift or PSF FWHM is unknown: that check is
+            skipped for the row. A NaN magnitude, colour or radius means the aperture holds
+            no positive flux in a band: that check fails (distance inf). An absent key skips
+            it.
         features : numpy.ndarray
             (n, k) penultimate-layer features.
 
@@ -218,7 +227,10 @@ class DomainModel:
         for name, (low, high) in self.ranges.items():
             values = np.asarray(quantities.get(name, np.full(n, np.nan)), dtype=float)
             centre, half = (low + high) / 2.0, max((high - low) / 2.0, 1e-12)
-            parts[name] = np.abs(values - centre) / half
+            distance = np.abs(values - centre) / half
+            if name in IMAGE_QUANTITIES and name in quantities:
+                distance[np.isnan(distance)] = np.inf  # no positive flux: not a skipped check
+            parts[name] = distance
         stacked = np.vstack(list(parts.values()))
         score = np.nanmax(stacked, axis=0)
         names = list(parts)

@@ -263,6 +263,13 @@ class InferenceMixin:
         scores = np.full(n, np.nan)
         domain_flags = np.full(n, "", dtype=object)
         redshift, _ = table_redshift(table) if domain is not None else (None, None)
+        if domain is not None and redshift is None and "redshift" in domain.ranges:
+            low, high = domain.ranges["redshift"]
+            warnings.warn(
+                f"this model was trained on redshifts {low:.3g}-{high:.3g} "
+                f"({domain.redshift_column!r}); the table has no redshift column "
+                f"(z_phot_median or z), so no row's domain flag checks the redshift",
+                GPMAstroWarning, stacklevel=2)
         correction = getattr(self, "seeing_correction_", None)
         seeing, seeing_applied = None, "none fitted"
         if correction is not None and not self.seeing_correction:

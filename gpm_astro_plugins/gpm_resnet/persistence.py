@@ -2,19 +2,23 @@
 
 import datetime
 import json
+import math
+import numbers
 import os
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from astropy.table import Table
 
-from gpm_astro.exceptions import GPMAstroError, WeightsError
+from gpm_astro.exceptions import GPMAstroError, GPMAstroWarning, WeightsError
 from gpm_astro.weights import DIGEST_KEYS
 from gpm_astro.tables import package_version
 
 from .domain import DomainModel
 from .model import GPMResNet, GPMResNetConfig
-from .training import HISTORY_CSV, HISTORY_PNG, plot_history, write_history
+from .training import HISTORY_CSV, HISTORY_PNG, plot_history, resolve_device, write_history
 
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model_card.json"
@@ -92,7 +96,11 @@ class PersistenceMixin:
 
         self._check_fitted()
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file of that name, a file above it, no permission
+            what = "it is a file, not a folder" if directory.is_file() else exc
+            raise WeightsError(f"cannot save the model into {str(directory)!r}: {what}") from exc
         card = self.model_card()
         tensors = {}
         for member, model in enumerate(self.models_):
@@ -144,7 +152,13 @@ class PersistenceMixin:
             Missing files; weights whose sha256 differs from the card or registry; weights or
             a card that differ from their content checksum (a flipped byte, an edited target
             mean); a ``model_card.json`` that differs from the card inside the weights file; a
-            card that is not JSON, lacks an entry or is for another estimator.
+            card that is not JSON, lacks an entry, is for another estimator, is of another
+            format version than `CARD_FORMAT` (written by a newer or older gpm_astro) or holds
+            values ``save`` never writes (a target std that is not positive, an error model or
+            seeing correction that is not numbers); tensors that do not fit the card's network
+            or domain model, or hold NaN. Every message names the file.
+        ParameterError
+            A ``device`` this machine lacks (``"cuda"`` without CUDA) or cannot name.
         """
         from safetensors import safe_open
         from safetensors.torch import load_file
@@ -155,6 +169,7 @@ class PersistenceMixin:
         path = Path(path_or_name) if isinstance(path_or_name, (str, os.PathLike)) else None
         if path is None:
             raise WeightsError(f"weights must be a path or a name, got {path_or_name!r}")
+        resolve_device(device)  # device="cuda" without CUDA: said now, not at the first predict
         card = None
         verified_by_sha256 = False
         if path.is_dir():
@@ -185,11 +200,13 @@ class PersistenceMixin:
         except Exception as exc:  # safetensors raises its own error types
             raise WeightsError(f"cannot read weights {str(weights_path)!r}: {exc}") from exc
         embedded = None
-        if metadata.get("format") == CARD_FORMAT and "model_card" in metadata:
+        if "model_card" in metadata:
+            _check_format(metadata.get("format"), str(weights_path))
             embedded = read_model_card(metadata["model_card"], str(weights_path))
         if card is None:
             if embedded is None:
-                msg = f"{str(weights_path)!r} holds no {CARD_FORMAT} model card"
+                msg = (f"{str(weights_path)!r} holds no {CARD_FORMAT} model card: it is no "
+                       f"weights file written by {cls.__name__}.save")
                 raise WeightsError(msg)
             card = embedded
         elif embedded is not None and _without_file_keys(card) != _without_file_keys(embedded):
@@ -200,22 +217,32 @@ class PersistenceMixin:
             raise WeightsError(msg)
         elif embedded is not None:
             card = embedded  # the same content, plus its content_sha256
+        _check_format(card.get("format"), str(path / CARD_FILE) if path.is_dir()
+                      else str(weights_path))
         weights_check = check_model_digest(card, tensors, source=str(path_or_name),
                                            verified_by_sha256=verified_by_sha256)
         try:
             estimator = cls._from_card(card, tensors, device, params)
-        except GPMAstroError:
-            raise
+        except WeightsError as exc:
+            raise WeightsError(f"model {str(path_or_name)!r}: {exc}") from exc
+        except GPMAstroError as exc:  # e.g. an architecture field this version does not know
+            msg = f"model card of {str(path_or_name)!r} does not describe a usable model: {exc}"
+            raise WeightsError(msg) from exc
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             msg = (f"model card of {str(path_or_name)!r} lacks or garbles an entry "
                    f"({type(exc).__name__}: {exc}); it was not written by save()")
             raise WeightsError(msg) from exc
         estimator.weights_check_ = weights_check
         history_path = weights_path.parent / HISTORY_CSV
+        estimator.history_ = Table(names=("member", "epoch", "train_loss", "val_loss"))
         if history_path.is_file():
-            estimator.history_ = Table.read(str(history_path), format="ascii.csv")
-        else:
-            estimator.history_ = Table(names=("member", "epoch", "train_loss", "val_loss"))
+            try:
+                estimator.history_ = Table.read(str(history_path), format="ascii.csv")
+            except Exception as exc:  # astropy's readers raise many kinds
+                # the history is a record of the training, no part of the (verified) model
+                warnings.warn(f"cannot read the loss history {str(history_path)!r} "
+                              f"({type(exc).__name__}: {exc}); the model loads without it",
+                              GPMAstroWarning, stacklevel=2)
         return estimator
 
     @classmethod
@@ -236,12 +263,21 @@ class PersistenceMixin:
         for member in range(uncertainty["n_ensemble"]):
             prefix = f"member{member}."
             state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            if not state:
+                msg = (f"the weights file holds no tensors of ensemble member {member} (the "
+                       f"card says n_ensemble {uncertainty['n_ensemble']})")
+                raise WeightsError(msg)
             model = GPMResNet(config)
             try:
                 model.load_state_dict(state)
             except RuntimeError as exc:
-                raise WeightsError(f"weights do not fit the card's architecture: {exc}") from exc
+                detail = " ".join(line.strip() for line in str(exc).splitlines()[1:])
+                detail = detail if len(detail) <= 500 else detail[:500] + " ..."
+                msg = (f"the weights of ensemble member {member} do not fit the card's "
+                       f"architecture: {detail}")
+                raise WeightsError(msg) from exc
             models.append(model.eval())
+        _check_card_values(card, tensors, config)
         estimator.config_ = config
         estimator.bands_ = card["input"]["table_bands"]
         estimator.target_ = card["target"]
@@ -266,6 +302,79 @@ class PersistenceMixin:
                                  if k.startswith("domain.")})
         estimator._inference_cache = {}
         return estimator
+
+
+def _number(value, what, *, low=None, positive=False, optional=False):
+    """``value`` as a float; `WeightsError` naming the card entry ``what`` unless it is a finite
+    real number (above ``low`` if given, or above 0 if ``positive``), or None if ``optional``."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value) or (positive and not value > 0) \
+            or (low is not None and value < low):
+        need = "a positive" if positive else "a finite" if low is None else f"a >= {low}"
+        raise WeightsError(f"card entry {what} must be {need} number, got {value!r}")
+    return float(value)
+
+
+def _check_card_values(card, tensors, config):
+    """`WeightsError` naming the entry or tensor when the card's numbers or the tensors could
+    not come from `save`: a model that would predict NaN, constants or raise mid-``predict``."""
+    standardization = card["target_standardization"]
+    _number(standardization["mean"], "target_standardization.mean")
+    _number(standardization["std"], "target_standardization.std", positive=True)
+    uncertainty = card["uncertainty"]
+    for key in ("n_ensemble", "mc_passes"):
+        value = uncertainty[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise WeightsError(f"card entry uncertainty.{key} must be a count >= 1, "
+                               f"got {value!r}")
+    scale = _number(uncertainty["err_scale"], "uncertainty.err_scale", low=0, optional=True)
+    _number(uncertainty["err_constant"], "uncertainty.err_constant", low=0,
+            optional=scale is not None)
+    shape = uncertainty.get("err_shape")
+    if shape is not None:
+        for key in ("centre", "scale", "err_reference", "err_power"):
+            _number(shape[key], f"uncertainty.err_shape.{key}", positive=key in (
+                "scale", "err_reference"))
+        knots = [_number(v, "uncertainty.err_shape.knots") for v in shape["knots"]]
+        logs = [_number(v, "uncertainty.err_shape.log_scale") for v in shape["log_scale"]]
+        if len(knots) < 2 or len(logs) != len(knots) or np.any(np.diff(knots) <= 0):
+            raise WeightsError("card entry uncertainty.err_shape needs two or more increasing "
+                               "knots and one log_scale a knot")
+    correction = card.get("seeing_correction")
+    if correction is not None:
+        for key in ("reference", "intercept", "slope"):
+            _number(correction[key], f"seeing_correction.{key}")
+        low, high = (_number(v, "seeing_correction.range") for v in correction["range"])
+        if not low <= high:
+            raise WeightsError(f"card entry seeing_correction.range must be [low, high], got "
+                               f"{correction['range']!r}")
+    if card.get("domain") is not None:
+        width = config.head_hidden
+        for key, shape in (("domain.feature_mean", (width,)),
+                           ("domain.feature_precision", (width, width))):
+            if key in tensors and tuple(tensors[key].shape) != shape:
+                raise WeightsError(f"tensor {key} has shape {tuple(tensors[key].shape)}, the "
+                                   f"card's network gives {width} features: expected {shape}")
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise WeightsError(f"tensor {key} holds NaN or infinite values")
+
+
+def _check_format(found, source):
+    """`WeightsError` unless ``found`` is the `CARD_FORMAT` this version reads."""
+    if found == CARD_FORMAT:
+        return
+    prefix, _, version = str(found).rpartition("/")
+    why = ""
+    if prefix == CARD_FORMAT.rpartition("/")[0] and version.isdigit():
+        newer = int(version) > int(CARD_FORMAT.rpartition("/")[2])
+        why = ("; it was written by a newer gpm_astro: upgrade the package" if newer else
+               "; it was written by an older gpm_astro: save the model again with this one")
+    msg = (f"model card of {source!r} is of format {found!r}, but gpm_astro "
+           f"{package_version()} reads {CARD_FORMAT!r}{why}")
+    raise WeightsError(msg)
 
 
 def _without_file_keys(card):

@@ -8,7 +8,7 @@ from gpm_astro.base import PreprocessingStep, StepResult
 from gpm_astro.exceptions import ParameterError
 from gpm_astro.survey_constants import PIXEL_SCALE_ARCSEC
 
-from .imaging import enclosing_circle, largest_component
+from .imaging import enclosing_circle, image_centre, largest_component
 
 __all__ = ["CheckPixels", "SizeLimit", "OK", "check_positive", "check_choice"]
 
@@ -36,7 +36,10 @@ class CheckPixels(PreprocessingStep):
     A cutout is rejected when any band holds a non-finite value (NaN, inf), a value whose
     absolute size exceeds ``max_abs_value`` (corrupt), a saturated source, more than
     ``max_zero_fraction`` of exact zeros (no data: off the survey footprint or a masked CCD
-    region; sky-subtracted noise is essentially never exactly 0), or is constant. Which of
+    region; sky-subtracted noise is essentially never exactly 0) or any exact zero within
+    ``zero_radius`` of the cutout's centre (no data where the target lies: a masked
+    column or a CCD gap in one band would give the network a galaxy with a hole in one
+    colour, however few the zeros), or is constant. Which of
     these it was is the per-row ``pixel_problem`` column of the output (``nonfinite``,
     ``zero_pixels``, ``saturated``, ``corrupt``, ``constant_band``; empty when none).
 
@@ -53,6 +56,9 @@ class CheckPixels(PreprocessingStep):
         Largest allowed fraction of non-finite pixels per band (default 0: none).
     max_zero_fraction : float
         Largest allowed fraction of pixels exactly equal to 0 per band.
+    zero_radius : float or None
+        Radius, arcsec, of the central disc in which no pixel of any band may be exactly 0
+        (default 6: the largest target `SizeLimit` keeps, paper); None: no such test.
     max_abs_value : float
         Largest allowed absolute pixel value, nanomaggies (larger: ``corrupt``).
     saturation_plateau : int or None
@@ -76,10 +82,11 @@ class CheckPixels(PreprocessingStep):
     provides = ("pixel_problem",)
 
     def __init__(self, *, max_nonfinite_fraction=0.0, max_zero_fraction=0.05,
-                 max_abs_value=1e6, saturation_plateau=6, plateau_tolerance=0.01,
-                 saturation_min_sigma=50.0):
+                 zero_radius=6.0, max_abs_value=1e6, saturation_plateau=6,
+                 plateau_tolerance=0.01, saturation_min_sigma=50.0):
         self.max_nonfinite_fraction = max_nonfinite_fraction
         self.max_zero_fraction = max_zero_fraction
+        self.zero_radius = zero_radius
         self.max_abs_value = max_abs_value
         self.saturation_plateau = saturation_plateau
         self.plateau_tolerance = plateau_tolerance
@@ -96,6 +103,8 @@ class CheckPixels(PreprocessingStep):
                        saturation_min_sigma=self.saturation_min_sigma)
         if self.saturation_plateau is not None:
             check_positive(self.name, saturation_plateau=self.saturation_plateau)
+        if self.zero_radius is not None:
+            check_positive(self.name, zero_radius=self.zero_radius)
 
     def process(self, images, context):
         self._validate()
@@ -115,6 +124,7 @@ class CheckPixels(PreprocessingStep):
                 masked = np.ma.masked_invalid(finite_rows)
                 low[rows], high[rows] = masked.min(-1).filled(0), masked.max(-1).filled(0)
         zeros = (pixels == 0).sum(-1) / per_band
+        central_zeros = self._central_zeros(images, zeros, context)
         with np.errstate(invalid="ignore"):
             huge = np.maximum(np.abs(low), np.abs(high)) > self.max_abs_value
             constant = high == low
@@ -123,11 +133,27 @@ class CheckPixels(PreprocessingStep):
         if self.saturation_plateau is not None:
             problem[self._saturated(images, high, ~nonfinite)] = "saturated"
         problem[(huge & ~nonfinite).any(-1)] = "corrupt"
-        problem[(zeros > self.max_zero_fraction).any(-1)] = "zero_pixels"
+        problem[(zeros > self.max_zero_fraction).any(-1) | central_zeros] = "zero_pixels"
         problem[nonfinite.any(-1)] = "nonfinite"
         flags = np.where(problem == "", OK, "invalid_pixels")
         return StepResult(images=images, flags=flags, columns={"pixel_problem": problem},
                           extras={"pixel_problem": problem})
+
+    def _central_zeros(self, images, zeros, context):
+        """(n,) bool: a pixel of some band is exactly 0 within ``zero_radius`` of the centre."""
+        found = np.zeros(images.shape[0], bool)
+        rows = np.flatnonzero((zeros > 0).any(-1))
+        if self.zero_radius is None or rows.size == 0:
+            return found
+        height, width = images.shape[2:]
+        radius = self.zero_radius / context.get("pixel_scale", PIXEL_SCALE_ARCSEC)
+        cx, cy = image_centre(height, width)
+        x0, x1 = max(int(math.floor(cx - radius)), 0), min(int(math.ceil(cx + radius)) + 1, width)
+        y0, y1 = max(int(math.floor(cy - radius)), 0), min(int(math.ceil(cy + radius)) + 1, height)
+        y, x = np.mgrid[y0:y1, x0:x1]
+        disc = np.hypot(x - cx, y - cy) <= radius
+        found[rows] = ((images[rows, :, y0:y1, x0:x1] == 0) & disc).any(axis=(1, 2, 3))
+        return found
 
     def _saturated(self, images, high, finite):
         """(n,) bool: a band whose peak sits on a flat top (see the class docstring)."""

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from gpm_astro.base import PreprocessingStep, StepResult
+from gpm_astro.survey_constants import PIXEL_SCALE_ARCSEC
 
 from .asymmetry import rotational_asymmetry
 from .common import OK, check_choice, check_positive
@@ -24,6 +25,11 @@ __all__ = ["MaskNeighbours", "BlendCheck", "FragmentCheck", "detection_image",
 
 TARGET_COLUMNS = ("target_x", "target_y", "target_a", "target_b", "target_theta")
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+#: how far (px) from the cutout's centre the blend check looks for the target's nucleus: the
+#: ``centre_radius`` within which `MaskNeighbours` requires the target to peak (paper: 5 px)
+NUCLEUS_RADIUS = 5.0
+#: how far (px) the companion test's rotation centre may move from its anchor
+COMPANION_SEARCH = 1.0
 
 
 def detection_image(images, *, smoothing_fwhm=2.0, sample_step=3, clip_sigma=3.0):
@@ -96,6 +102,13 @@ def _label_maxima(labels, values, wanted):
     return np.array([values[labels == label].max() for label in wanted], dtype=np.float64)
 
 
+def _central_peak_position(detection, labels, label, near_rows, near_cols):
+    """(x, y) of region ``label``'s highest pixel near the centre."""
+    inside = labels[near_rows, near_cols] == label
+    best = int(np.argmax(np.where(inside, detection[near_rows, near_cols], -np.inf)))
+    return float(near_cols[best]), float(near_rows[best])
+
+
 def _central_peak(detection, labels, label, near_rows, near_cols):
     """Height of region ``label``'s highest pixel near the centre, or -inf when that pixel is
     not a local maximum (the region only reaches the centre with its wing)."""
@@ -105,6 +118,92 @@ def _central_peak(detection, labels, label, near_rows, near_cols):
     row, col = int(near_rows[best]), int(near_cols[best])
     window = detection[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2]
     return float(values[best]) if values[best] >= window.max() else -np.inf
+
+
+def split_distant_peaks(labels, area, label, detection, *, centre, lowest, prominence,
+                        min_distance, footprint=5):
+    """Split off the target region's distant neighbours joined to it only by faint wings.
+
+    At the 1.5-sigma isophote a bright galaxy and a neighbour several arcseconds away are often
+    one 8-connected region. Within region ``label`` of ``labels`` the local maxima of
+    ``detection`` (over ``footprint`` x ``footprint`` px) that reach ``lowest`` and lie more
+    than ``min_distance`` px from ``centre`` (the target's peak) seed a watershed of the region
+    against the target's peak; each such piece whose peak stands ``prominence`` or more above
+    its saddle with the rest (its highest pixel bordering another piece) gets a label of its own,
+    so that it is masked as a neighbour. Closer peaks stay in the target's region for the blend
+    check. ``labels`` and ``area`` are returned updated (new labels after the old ones).
+    """
+    from skimage.segmentation import watershed
+
+    region = labels == label
+    x0, y0, w, h = cv2.boundingRect(region.view(np.uint8))
+    box = (slice(y0, y0 + h), slice(x0, x0 + w))
+    inside, values = region[box], detection[box].astype(np.float32)
+    kernel = np.ones((footprint, footprint), np.uint8)
+    peaks = inside & (values >= cv2.dilate(values, kernel)) & (values >= lowest)
+    rows, cols = np.nonzero(peaks)
+    far = np.hypot(cols + x0 - centre[0], rows + y0 - centre[1]) > min_distance
+    if not far.any():
+        return labels, area
+    centre_row = min(max(int(round(centre[1])) - y0, 0), h - 1)
+    centre_col = min(max(int(round(centre[0])) - x0, 0), w - 1)
+    seeds = list(zip(rows[far], cols[far]))
+    for _ in range(2):  # the second pass without the seeds that were not prominent
+        markers = np.zeros((h, w), np.int32)
+        markers[centre_row, centre_col] = 1
+        for k, (row, col) in enumerate(seeds, start=2):
+            markers[row, col] = k
+        pieces = watershed(-values, markers, mask=inside)
+        kept = []
+        for k, (row, col) in enumerate(seeds, start=2):
+            piece = pieces == k
+            border = piece & (cv2.dilate((inside & ~piece).view(np.uint8), np.ones((3, 3),
+                                         np.uint8)) > 0)
+            saddle = float(values[border].max()) if border.any() else -np.inf
+            if values[row, col] - saddle >= prominence:
+                kept.append((row, col))
+        if len(kept) == len(seeds):
+            break
+        seeds = kept
+        if not seeds:
+            return labels, area
+    labels = labels.copy()
+    new_areas = []
+    for k in range(2, len(seeds) + 2):
+        piece = pieces == k
+        labels[box][piece] = len(area) + len(new_areas)
+        new_areas.append(int(piece.sum()))
+    area = np.concatenate([area, new_areas]).astype(area.dtype)
+    area[label] -= int(sum(new_areas))
+    return labels, area
+
+
+def _nucleus(image, segment, weights, centre, *, radius=NUCLEUS_RADIUS,
+             smoothing_fwhm=2.0):
+    """(x, y) of the brightest pixel of the segment within ``radius`` px of ``centre``, on
+    the combined flux smoothed by a Gaussian of FWHM ``smoothing_fwhm`` px (noise peaks do
+    not count); ``centre`` itself when the segment has no pixel there."""
+    height, width = segment.shape
+    sigma = smoothing_fwhm * FWHM_TO_SIGMA
+    pad = int(math.ceil(3 * sigma)) + 1
+    xa = max(int(math.floor(centre[0] - radius)) - pad, 0)
+    ya = max(int(math.floor(centre[1] - radius)) - pad, 0)
+    xb = min(int(math.ceil(centre[0] + radius)) + pad + 1, width)
+    yb = min(int(math.ceil(centre[1] + radius)) + pad + 1, height)
+    if xb <= xa or yb <= ya:
+        return centre
+    with np.errstate(over="ignore", invalid="ignore"):
+        combined = np.tensordot(weights, np.nan_to_num(image[:, ya:yb, xa:xb]),
+                                axes=1).astype(np.float32)
+        combined = np.nan_to_num(combined)
+    if sigma > 0:
+        combined = cv2.GaussianBlur(combined, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    y, x = np.mgrid[ya:yb, xa:xb]
+    near = segment[ya:yb, xa:xb] & (np.hypot(x - centre[0], y - centre[1]) <= radius)
+    if not near.any():
+        return centre
+    best = int(np.argmax(np.where(near, combined, -np.inf)))
+    return float(x.flat[best]), float(y.flat[best])
 
 
 class MaskNeighbours(PreprocessingStep):
@@ -146,6 +245,14 @@ class MaskNeighbours(PreprocessingStep):
         Grow those sources by this many pixels before masking them.
     sample_step : int
         Use every ``sample_step``-th pixel (in x and y) to measure the sky and noise.
+    split_beyond : float or None
+        A peak of the target's region more than this many arcsec from the target's own peak,
+        standing ``split_prominence_sigma`` x noise above its saddle with the target, is a
+        neighbour joined by faint wings: its part of the region (`split_distant_peaks`) is
+        masked as another source (default 6, the largest target `SizeLimit` keeps; None: the
+        region is kept whole, and such a galaxy comes out ``too_large`` or ``blended``).
+    split_prominence_sigma : float
+        Least height of such a peak above its saddle, in units of the detection noise.
 
     Examples
     --------
@@ -167,7 +274,8 @@ class MaskNeighbours(PreprocessingStep):
     def __init__(self, *, threshold_sigma=1.5, smoothing_fwhm=2.0, min_area=5,
                  centre_radius=5.0, require_peak=True, min_peak_sigma=5.0,
                  centre_convention="pixel", enlarge=1.4,
-                 mask_other_sources=True, neighbour_dilation=1, sample_step=3):
+                 mask_other_sources=True, neighbour_dilation=1, sample_step=3,
+                 split_beyond=6.0, split_prominence_sigma=3.0):
         self.threshold_sigma = threshold_sigma
         self.smoothing_fwhm = smoothing_fwhm
         self.min_area = min_area
@@ -179,8 +287,13 @@ class MaskNeighbours(PreprocessingStep):
         self.mask_other_sources = mask_other_sources
         self.neighbour_dilation = neighbour_dilation
         self.sample_step = sample_step
+        self.split_beyond = split_beyond
+        self.split_prominence_sigma = split_prominence_sigma
 
     def _validate(self):
+        if self.split_beyond is not None:
+            check_positive(self.name, split_beyond=self.split_beyond,
+                           split_prominence_sigma=self.split_prominence_sigma)
         check_positive(self.name, threshold_sigma=self.threshold_sigma, min_area=self.min_area,
                        centre_radius=self.centre_radius, enlarge=self.enlarge,
                        sample_step=self.sample_step)
@@ -237,6 +350,8 @@ class MaskNeighbours(PreprocessingStep):
         if self.neighbour_dilation > 0:
             side = 2 * int(self.neighbour_dilation) + 1
             kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
+        lowest_peak = sky + self.min_peak_sigma * noise
+        pixel_scale = context.get("pixel_scale", PIXEL_SCALE_ARCSEC)
         for i in np.flatnonzero(usable):
             count, labels, area = label_regions(binary[i])
             near = labels[near_rows, near_cols]
@@ -250,6 +365,13 @@ class MaskNeighbours(PreprocessingStep):
                 flags[i] = "no_central_source"
                 continue
             label = candidates[0]
+            if self.split_beyond is not None:
+                peak = _central_peak_position(detection[i], labels, label, near_rows, near_cols)
+                labels, area = split_distant_peaks(
+                    labels, area, label, detection[i], centre=peak, lowest=lowest_peak[i],
+                    prominence=self.split_prominence_sigma * noise[i],
+                    min_distance=self.split_beyond / pixel_scale)
+                count = len(area)
             np.equal(labels, label, out=segment[i])
             x, y, a, b, theta = ellipse_from_moments(segment[i])
             a, b = a * self.enlarge, b * self.enlarge
@@ -415,8 +537,18 @@ class BlendCheck(PreprocessingStep):
 
     def _companion(self, image, segment, weights, band_sky, noise, centre):
         """`companion_residual` of the unsmoothed combined flux, on a crop that holds the
-        segment and its rotation about any centre searched (the same result, less work)."""
+        segment and its rotation about any centre searched (the same result, less work).
+
+        The rotation centre is searched within ``COMPANION_SEARCH`` px of an anchor: the
+        image centre moved towards the target's nucleus (its brightest pixel, see
+        `_nucleus`) until it is within half a pixel of it. A real galaxy sits a pixel or two
+        off the centre of its cutout, and rotated about the centre it would leave a residual
+        as large as a companion's; a search that strays further from the nucleus would rotate
+        a pair about its light centre."""
         height, width = segment.shape
+        nucleus = _nucleus(image, segment, weights, centre)
+        centre = tuple(c + math.copysign(max(abs(n - c) - 0.5, 0.0), n - c)
+                       for n, c in zip(nucleus, centre))
         x0, y0, w, h = cv2.boundingRect(segment.view(np.uint8))
         margin = 3
         xa = max(int(math.floor(min(x0, 2 * centre[0] - (x0 + w - 1)))) - margin, 0)
@@ -429,7 +561,8 @@ class BlendCheck(PreprocessingStep):
         combined = np.tensordot(weights, crop, axes=1)
         combined -= np.float32(np.dot(weights, band_sky))
         return companion_residual(combined.astype(np.float32), segment[ya:yb, xa:xb], noise,
-                                  centre=(centre[0] - xa, centre[1] - ya))
+                                  centre=(centre[0] - xa, centre[1] - ya),
+                                  search=COMPANION_SEARCH)
 
     def _asymmetry(self, image, segment, weights, band_sky, noise):
         """Rotational asymmetry of the unsmoothed combined flux, on a window that holds the

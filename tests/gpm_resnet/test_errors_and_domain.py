@@ -5,6 +5,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from gpm_astro import predict_metallicity
+from gpm_astro.exceptions import GPMAstroWarning
 from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
 from gpm_astro_plugins.gpm_resnet.domain import DomainModel, image_quantities
 from gpm_astro_plugins.gpm_resnet.model import GPMResNetConfig
@@ -131,6 +132,28 @@ def test_domain_model_checks_each_quantity_and_the_features():
                           ["out:mag_r"])
 
 
+def test_no_positive_flux_in_the_aperture_fails_the_check_instead_of_skipping_it(
+        error_head_model):
+    rng = np.random.default_rng(0)
+    train = {"mag_r": rng.uniform(15, 17, 500), "colour_gr": rng.uniform(0.5, 1, 500),
+             "redshift": rng.uniform(0.01, 0.2, 500)}
+    model = DomainModel.fit(train, rng.normal(size=(500, 4)), rng.normal(size=(200, 4)))
+    score, flags = model.score({"mag_r": np.array([16.0, np.nan]),
+                                "colour_gr": np.array([np.nan, 0.7]),
+                                "redshift": np.array([0.1, np.nan])}, np.zeros((2, 4)))
+    # a NaN magnitude or colour is a flux <= 0 (fainter than any magnitude); a NaN redshift
+    # is unknown and stays skipped
+    assert list(flags) == ["out:colour_gr", "out:mag_r"] and np.all(np.isinf(score))
+    # through predict: a galaxy with no positive r-band flux in its aperture
+    table = _noisy_labels(3, 4)
+    table["cutout"][1, 1] = -0.01
+    out = error_head_model.predict(table)
+    assert out["Z_pred_flag"][1] == "ok"
+    reasons = out["Z_pred_domain_flag"][1].split(":")[1].split(",")
+    assert {"mag_r", "colour_gr", "colour_rz", "radius_r"} <= set(reasons)
+    assert np.isinf(out["Z_pred_domain"][1])
+
+
 def test_image_quantities_measure_colour_and_size():
     images = make_galaxies(3, seed=7)["cutout"]
     q = image_quantities(np.asarray(images), "grz")
@@ -161,3 +184,8 @@ def test_domain_flag_on_mock_galaxies_fainter_and_farther_than_the_training_set(
     fired = np.asarray(estimator.predict(faint.images)["Z_pred_domain_flag"]).astype(str)
     assert np.mean(np.char.startswith(quiet, "out")) <= 0.1
     assert np.mean(np.char.startswith(fired, "out")) >= 0.9
+    # without a redshift column the check cannot be made: said, not silently skipped
+    no_redshift = faint.images.copy()
+    no_redshift.remove_columns([c for c in ("z_phot_median", "z") if c in no_redshift.colnames])
+    with pytest.warns(GPMAstroWarning, match="no redshift column"):
+        estimator.predict(no_redshift[:4])

@@ -80,6 +80,18 @@ def test_local_file_with_checksum(tmp_path):
         weights.fetch_weights(str(tmp_path / "absent.bin"), sha256=sha)
 
 
+def test_a_missing_path_is_said_to_be_missing_not_an_unknown_name(tmp_path):
+    from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
+
+    for missing in (tmp_path / "model", tmp_path / "model.safetensors", "model.safetensors"):
+        with pytest.raises(WeightsError, match=f"weights file or folder '{missing}' does not "
+                                               f"exist.*known: .*gpm_resnet_lite_mock"):
+            GPMResNetEstimator.load(missing)
+    # a bare word is still read as a name
+    with pytest.raises(WeightsError, match="no weights named 'absent'; known"):
+        GPMResNetEstimator.load("absent")
+
+
 def test_register_and_list(tmp_path, cleanup_names):
     path = tmp_path / "w.bin"
     path.write_bytes(b"abc")

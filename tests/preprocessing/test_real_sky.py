@@ -76,3 +76,76 @@ def test_invalid_pixels_sub_reason_is_in_the_output_table():
     assert out["preprocess_flag"].tolist() == ["ok", "invalid_pixels", "invalid_pixels"]
     assert out["pixel_problem"].tolist() == ["", "nonfinite", "saturated"]
     assert "saturated" in out["pixel_problem"].description
+
+
+#: (dx, dy) px of real targets from their cutout's centre (the catalogued position is not the
+#: light's peak to the pixel)
+OFFSETS = [(2.0, 0.0), (-2.0, 1.5), (1.5, -2.0), (0.0, 2.5)]
+
+
+def test_a_target_a_pixel_or_two_off_centre_is_not_a_blend():
+    # the companion test rotates about the target's nucleus, not about the cutout's centre
+    isolated = [C.isolated(seed=s, r_mag=18.0, r_eff=3.0, x=C.CENTRE + dx, y=C.CENTRE + dy)
+                for s, (dx, dy) in enumerate(OFFSETS)]
+    out = preprocess_cutouts(Table({"cutout": C.stack(*isolated)}), progress=False)
+    assert out["preprocess_flag"].tolist() == ["ok"] * len(OFFSETS)
+    assert np.all(out["companion"] < 0.05)
+    assert np.allclose(out["target_x"], [C.CENTRE + dx for dx, _ in OFFSETS], atol=1.0)
+    assert np.allclose(out["target_y"], [C.CENTRE + dy for _, dy in OFFSETS], atol=1.0)
+    # an off-centre target with a companion leaving no saddle is still a blend
+    shoulders = [C.noisy(C.galaxy(19.0, x=C.CENTRE + dx, y=C.CENTRE + dy)
+                         + 0.3 * C.galaxy(19.0, x=C.CENTRE + dx + 5.0, y=C.CENTRE + dy - 1.0,
+                                          r_eff=1.5, angle=120.0), seed)
+                 for seed, (dx, dy) in enumerate(OFFSETS)]
+    strict = preprocess_cutouts(Table({"cutout": C.stack(*isolated, *shoulders)}),
+                                config="strict_blends", progress=False)
+    assert strict["preprocess_flag"].tolist() == ["ok"] * 4 + ["blended"] * 4
+
+
+def test_no_data_on_the_target_in_one_band_is_flagged_however_few_the_zeros():
+    # DR9 coadds hold 0 where no exposure of a band covers a pixel (a CCD gap, a masked
+    # column): too few zeros for the 5 % limit, but on the galaxy they are a hole in a colour
+    hole, column, far, edge = (C.isolated(seed=s) for s in range(4))
+    hole[1, 70:82, 70:82] = 0.0  # r only, on the nucleus: 0.6 % of the band
+    column[2, :, 74:77] = 0.0  # a dead z column through the galaxy: 2 %
+    far[0, 5:17, 5:17] = 0.0  # far from the target (masked anyway): fine
+    edge[:, :, 146:] = 0.0  # the footprint's edge, 4 % of the cutout: fine
+    out = preprocess_cutouts(Table({"cutout": C.stack(hole, column, far, edge)}),
+                             progress=False)
+    assert out["preprocess_flag"].tolist() == ["invalid_pixels"] * 2 + ["ok"] * 2
+    assert out["pixel_problem"].tolist() == ["zero_pixels"] * 2 + [""] * 2
+    assert CheckPixels(zero_radius=None).process(C.stack(hole), {}).flags.tolist() == ["ok"]
+
+
+def galaxy_with_neighbour(separation, seed=0):
+    """A mock disc (r ~ 18.7) and an equal neighbour ``separation`` px to its right: at the
+    detection isophote the two are one region from about 15 px to 45 px apart."""
+    renderer = CutoutRenderer(counts_per_nanomaggy=_counts_per_nanomaggy())
+    canvas = renderer.blank()
+    psf = renderer.psf_model([1.35, 1.3, 1.25])
+    centre, disk = renderer.centre, np.array([20.0, 30.0, 40.0])
+    for dx, dy, q, angle in ((0.0, 0.0, 0.6, 30.0), (separation, 3.0, 0.7, 120.0)):
+        renderer.add_galaxy(canvas, psf, x=centre + dx, y=centre + dy, bulge_flux=0.1 * disk,
+                            disk_flux=disk, bulge_hlr=0.4, disk_hlr=1.6, bulge_q=0.9,
+                            disk_q=q, position_angle=angle)
+    return renderer.add_noise(np.random.default_rng(seed), canvas, [0.004, 0.007, 0.026])
+
+
+def test_a_neighbour_joined_by_faint_wings_is_masked_not_merged_into_the_target():
+    separations = (28, 36, 14)
+    table = Table({"cutout": np.stack([galaxy_with_neighbour(d, seed=s)
+                                       for s, d in enumerate(separations)])})
+    out = preprocess_cutouts(table, progress=False)
+    # beyond 6" the neighbour is split off and masked; a close pair is still a blend
+    assert out["preprocess_flag"].tolist() == ["ok", "ok", "blended"]
+    centre = CutoutRenderer(counts_per_nanomaggy=_counts_per_nanomaggy()).centre
+    for row, separation in zip(out[:2], separations):
+        assert abs(row["target_x"] - centre) < 4 and abs(row["target_y"] - centre) < 2
+        neighbour = row["cutout"][:, int(centre + 3), int(centre + separation)]
+        assert np.all(neighbour == 0)  # the neighbour's nucleus is masked
+    whole = preprocess_cutouts(table[:2], steps=[
+        "check_pixels", ("mask_neighbours", {"split_beyond": None}),
+        ("size_limit", {"max_radius": 6.0, "region": "flux_fraction"}),
+        ("blend_check", {"contrast": 0.03, "max_companion": 0.12}), "fragment_check"],
+        progress=False)
+    assert "ok" not in whole["preprocess_flag"].tolist()  # merged: too large or a blend

@@ -158,3 +158,153 @@ def test_gpm_resnet_flags_non_float_cutouts(saved_model, dtype):
                 estimator.predict(table)):
         assert out["Z_pred_flag"].tolist() == ["non_float_cutout"] * 2
         assert out["Z_pred"].mask.all()
+
+
+# ------------------------------------------------------------------ cards from other writers
+
+def _other_writer(card_edit=None, tensor_edit=None, *, source, target, metadata_format=None):
+    """A bare weights file as another writer (another version) would make it: its card and
+    tensors edited and the content checksum recomputed, so that only the content is wrong."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(source), framework="pt") as handle:
+        metadata = dict(handle.metadata())
+    tensors = load_file(str(source))
+    card = json.loads(metadata["model_card"])
+    if card_edit is not None:
+        card_edit(card)
+    if tensor_edit is not None:
+        tensor_edit(tensors)
+    card["content_sha256"] = model_digest(card, tensors)
+    metadata["model_card"] = json.dumps(card)
+    if metadata_format is not None:
+        metadata["format"] = metadata_format
+    save_file(tensors, str(target), metadata=metadata)
+    return target
+
+
+@pytest.mark.parametrize("found, why", [("gpm_astro.gpm_resnet/2", "newer gpm_astro"),
+                                        ("gpm_astro.gpm_resnet/0", "older gpm_astro"),
+                                        ("something.else/1", "reads 'gpm_astro.gpm_resnet/1'")])
+def test_card_of_another_format_version_is_refused(saved_model, tmp_path, found, why):
+    def edit(card):
+        card["format"] = found
+
+    bare = _other_writer(edit, source=saved_model / "model.safetensors",
+                         target=tmp_path / "model.safetensors", metadata_format=found)
+    with pytest.raises(WeightsError, match=f"model.safetensors.*of format '{found}'.*{why}"):
+        _load(bare)
+    # a folder whose card and weights both say so: refused too, not read as format 1
+    card = json.loads((saved_model / "model_card.json").read_text())
+    edit(card)
+    card["weights_sha256"] = sha256_of(bare)
+    (tmp_path / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(WeightsError, match=f"of format '{found}'"):
+        _load(tmp_path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["target_standardization"].update(std=0.0),
+     r"target_standardization\.std must be a positive number, got 0\.0"),
+    (lambda c: c["target_standardization"].update(mean=None),
+     r"target_standardization\.mean must be a finite number, got None"),
+    (lambda c: c["target_standardization"].update(mean="8.9"),
+     r"target_standardization\.mean must be a finite number"),
+    (lambda c: c["uncertainty"].update(n_ensemble=0), r"n_ensemble must be a count >= 1"),
+    (lambda c: c["uncertainty"].update(err_constant=None, err_scale=None),
+     r"err_constant must be a >= 0 number, got None"),
+    (lambda c: c.update(seeing_correction={"reference": 1.3, "intercept": 0.0, "slope": "x",
+                                           "range": [1.0, 1.6]}),
+     r"seeing_correction\.slope must be a finite number"),
+    (lambda c: c.update(seeing_correction={"reference": 1.3, "intercept": 0.0}),
+     r"lacks or garbles an entry.*'slope'"),
+    (lambda c: c["uncertainty"].update(err_shape={"centre": 8.8, "scale": 0.2}),
+     r"lacks or garbles an entry.*err_reference"),
+    (lambda c: c["architecture"].update(future_field=1),
+     r"does not describe a usable model: unknown GPMResNetConfig field.*future_field"),
+])
+def test_card_values_no_save_writes_are_refused_when_loading(saved_model, tmp_path, edit,
+                                                            message):
+    bare = _other_writer(edit, source=saved_model / "model.safetensors",
+                         target=tmp_path / "odd.safetensors")
+    with pytest.raises(WeightsError, match=message) as info:
+        _load(bare)
+    assert "odd.safetensors" in str(info.value)
+
+
+def test_tensors_that_do_not_fit_the_card_are_refused(saved_model, tmp_path):
+    def nan_weight(tensors):
+        import torch
+
+        key = next(k for k in sorted(tensors) if k.startswith("member0.") and
+                   tensors[k].ndim == 4)
+        tensors[key] = torch.full_like(tensors[key], float("nan"))
+
+    def small_domain(tensors):
+        tensors["domain.feature_mean"] = tensors["domain.feature_mean"][:4].clone()
+
+    def two_members(card):
+        card["uncertainty"]["n_ensemble"] = 2
+
+    source = saved_model / "model.safetensors"
+    with pytest.raises(WeightsError, match=r"odd\.safetensors.*member0\..* holds NaN"):
+        _load(_other_writer(None, nan_weight, source=source,
+                            target=tmp_path / "odd.safetensors"))
+    with pytest.raises(WeightsError, match=r"domain\.feature_mean has shape \(4,\).*"
+                                           r"expected \(8,\)"):
+        _load(_other_writer(None, small_domain, source=source,
+                            target=tmp_path / "d.safetensors"))
+    with pytest.raises(WeightsError, match=r"holds no tensors of ensemble member 1 \(the card "
+                                           r"says n_ensemble 2\)"):
+        _load(_other_writer(two_members, source=source, target=tmp_path / "m.safetensors"))
+
+    def wider(card):
+        card["architecture"]["head_hidden"] = 9
+
+    with pytest.raises(WeightsError, match=r"member 0 do not fit the card's architecture: "
+                                           r"size mismatch for pg"):
+        _load(_other_writer(wider, source=source, target=tmp_path / "w.safetensors"))
+
+
+def test_cuda_requested_without_cuda_is_refused_at_load(saved_model, monkeypatch):
+    import torch
+
+    from gpm_astro.exceptions import ParameterError
+    from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ParameterError, match="device 'cuda' requested but CUDA is not"):
+        GPMResNetEstimator.load(saved_model, device="cuda")
+    with pytest.raises(ParameterError, match="device must be 'auto', 'cpu' or 'cuda"):
+        GPMResNetEstimator.load(saved_model, device="gpu0")
+    assert GPMResNetEstimator.load(saved_model, device="auto").models_[0].ilo[0].weight.is_cpu
+
+
+def test_saving_into_a_file_or_below_one_is_a_weights_error(saved_model, tmp_path):
+    estimator = _load(saved_model)
+    blocker = tmp_path / "model"
+    blocker.write_text("not a folder")
+    with pytest.raises(WeightsError, match=r"cannot save the model into '.*model': it is a "
+                                           r"file, not a folder"):
+        estimator.save(blocker)
+    with pytest.raises(WeightsError, match=r"cannot save the model into '.*model/sub'"):
+        estimator.save(blocker / "sub")
+    # over an existing model: replaced, and it loads as the new one
+    folder = tmp_path / "again"
+    shutil.copytree(saved_model, folder)
+    estimator.target_mean_ += 1.0
+    estimator.save(folder)
+    assert _load(folder).target_mean_ == estimator.target_mean_
+
+
+def test_an_unreadable_loss_history_does_not_stop_the_model_loading(saved_model, tmp_path):
+    from gpm_astro.exceptions import GPMAstroWarning
+
+    folder = tmp_path / "model"
+    shutil.copytree(saved_model, folder)
+    (folder / "loss_history.csv").write_text('member,epoch\n1,2,3\n"')
+    with pytest.warns(GPMAstroWarning, match=r"cannot read the loss history '.*loss_history"
+                                             r"\.csv'.*loads without it"):
+        estimator = _load(folder)
+    assert len(estimator.history_) == 0 and estimator.weights_check_ == "content"
