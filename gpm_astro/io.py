@@ -20,7 +20,7 @@ import numpy as np
 from astropy.io.misc import yaml
 from astropy.table import Column, MaskedColumn, Table
 
-from .exceptions import ParameterError, TableIOError
+from .exceptions import GPMAstroWarning, ParameterError, TableIOError
 from .process_pool import remove_files_of_dead_processes
 
 __all__ = ["read_table", "write_table", "atomic_write_bytes", "atomic_file", "new_file_mode",
@@ -96,7 +96,9 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
         written by `write_table` gets its full ``meta``, non-FITS units (``nmgy``) and the
         masks of boolean columns back. In CSV and other plain-text formats, a column holding
         only ``True`` and ``False`` (how booleans are written there) is read as boolean, empty
-        cells masked, so a ``preprocess_ok`` of ``"False"`` never reads as true.
+        cells masked, so a ``preprocess_ok`` of ``"False"`` never reads as true; a column of
+        whole numbers above 2**63 - 1 (SDSS specObjIDs of plates above 8191) is read as
+        uint64, not as text.
 
     Raises
     ------
@@ -132,6 +134,8 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
         if fmt == "fits":  # TUNIT strings outside the FITS standard ('dex'): see below
             warnings.filterwarnings("ignore", message=".* did not parse as fits unit",
                                     category=u.UnitsWarning)
+        if fmt.startswith("ascii.") and fmt != "ascii.ecsv":  # see _restore_unsigned_integers
+            warnings.filterwarnings("ignore", message="OverflowError converting to IntType")
         table = Table.read(path, format=fmt, **kwargs)
     if fmt == "fits":
         _parse_nonstandard_units(table, path)
@@ -139,6 +143,7 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
             _restore_fits_meta(table, path)
     if fmt.startswith("ascii.") and fmt != "ascii.ecsv":
         _restore_text_booleans(table)
+        _restore_unsigned_integers(table, path)
     _to_native_byte_order(table)
     return _attach_cutouts(table, path) if attach_cutouts else table
 
@@ -205,6 +210,38 @@ def _restore_text_booleans(table):
         description = column.info.description
         table[name] = MaskedColumn(values, mask=mask, description=description) if mask.any() \
             else Column(values, description=description)
+
+
+_INT64_MAX = int(np.iinfo(np.int64).max)
+_UINT64_MAX = int(np.iinfo(np.uint64).max)
+
+
+def _restore_unsigned_integers(table, path):
+    """In place: a text column that astropy's CSV reader left as text because its integers
+    overflow int64 (SDSS specObjIDs of plates above 8191 exceed 2**63) is read as uint64 when
+    every value is a whole number below 2**64; larger ones stay text, with a warning."""
+    for name in table.colnames:
+        column = table[name]
+        if getattr(column, "dtype", None) is None or column.dtype.kind not in "US" or \
+                column.ndim != 1:
+            continue
+        data = np.ma.asanyarray(column)
+        mask = np.ma.getmaskarray(data)
+        present = np.char.strip(np.ma.getdata(data).astype(str))[~mask]
+        if present.size == 0 or not all(v.isascii() and v.isdigit() for v in present):
+            continue
+        largest = max(int(v) for v in present)
+        if largest <= _INT64_MAX:
+            continue
+        if largest > _UINT64_MAX:
+            warnings.warn(f"column {name!r} of {str(path)!r} holds integers above 2**64 - 1 "
+                          f"(e.g. {largest}); it is kept as text", GPMAstroWarning, stacklevel=3)
+            continue
+        numbers = np.zeros(len(column), dtype=np.uint64)
+        numbers[~mask] = np.array([int(v) for v in present], dtype=np.uint64)
+        description = column.info.description
+        table[name] = MaskedColumn(numbers, mask=mask, description=description) if mask.any() \
+            else Column(numbers, description=description)
 
 
 def _to_native_byte_order(table):
