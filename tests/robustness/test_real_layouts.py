@@ -130,7 +130,8 @@ def test_casjobs_layout_keeps_ids_exact_through_every_function(ids):
 
 @pytest.mark.parametrize("ending", ["fits", "ecsv", "csv", "h5", "parquet"])
 def test_specobjid_above_2_63_survives_every_format(tmp_path, ending):
-    pytest.importorskip("pyarrow") if ending == "parquet" else None
+    if ending == "parquet":
+        pytest.importorskip("pyarrow")
     ids = np.array([SPECOBJID_BIG, SPECOBJID_BIG + 1, SPECOBJID_266], dtype=np.uint64)
     path = tmp_path / f"labels.{ending}"
     write_table(Table({"specObjID": ids, "z": [0.1, 0.2, 0.3]}), path)
