@@ -1,7 +1,7 @@
 """Metallicity from stellar mass through the Tremonti et al. (2004) relation (paper eq. 5).
 
 ``Z = -1.492 + 1.847 x - 0.08026 x**2`` with ``x = log10(M*/Msun)``, valid for
-8.5 <= x <= 11.5 with an intrinsic scatter of about 0.10 dex. The mass comes from a table
+8.5 < x < 11.5 (paper §4.6; the end points are outside) with an intrinsic scatter of about 0.10 dex. The mass comes from a table
 column (e.g. the MPA-JHU ``lgm_tot_p50``) or from a mass estimator such as the mass-regression
 GPM-ResNet (``gpm_resnet_mass``), whose ``logmstar_pred`` is used.
 """
@@ -80,8 +80,9 @@ class MassMetallicity(Estimator):
     intrinsic_scatter : float, optional
         Scatter of the relation in dex, added in quadrature to the propagated mass error.
     mass_range : (float, float), optional
-        Masses outside this range (inclusive) are masked with flag ``mass_out_of_range``,
-        never extrapolated. Default: Tremonti's fitted range, 8.5 to 11.5.
+        Masses must lie strictly inside this open range, ``low < x < high`` (the paper's
+        8.5 < log M* < 11.5); the others, end points included, are masked with flag
+        ``mass_out_of_range``, never extrapolated. Default: Tremonti's fitted range.
 
     Notes
     -----
@@ -219,7 +220,8 @@ class MassMetallicity(Estimator):
         self._validate()
         mass, mass_err, flags = self._masses(table)
         low, high = self.mass_range
-        outside = (flags == "ok") & ((mass < low) | (mass > high))
+        # the relation holds for low < x < high (paper eq. 5): the end points are outside
+        outside = (flags == "ok") & ((mass <= low) | (mass >= high))
         flags[outside] = "mass_out_of_range"
         good = flags == "ok"
         values = np.full(len(table), np.nan)

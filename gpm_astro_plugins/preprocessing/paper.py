@@ -291,10 +291,22 @@ class PhotutilsBlendCheck(PreprocessingStep):
             segments = detect_sources(smoothed, threshold, int(self.n_pixels))
             if segments is None:
                 return 0
+            # photutils 3.0 renamed nlevels -> n_levels; 2.x (also accepted) has the old name
+            levels = "nlevels" if "nlevels" in _parameters(deblend_sources) else "n_levels"
             segments = deblend_sources(smoothed, segments, int(self.n_pixels),
-                                       n_levels=int(self.n_levels), contrast=self.contrast,
-                                       progress_bar=False)
+                                       contrast=self.contrast, progress_bar=False,
+                                       **{levels: int(self.n_levels)})
         return int(segments.n_labels)
+
+
+def _parameters(function):
+    """The names of ``function``'s parameters (empty when they cannot be read)."""
+    import inspect
+
+    try:
+        return inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return {}
 
 
 class PaperFragmentCheck(PreprocessingStep):

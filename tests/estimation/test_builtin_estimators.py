@@ -91,7 +91,7 @@ def test_polynomial_fit_errors():
 
 
 def test_mzr_matches_eq5_and_flags_out_of_range():
-    masses = np.array([8.5, 9.0, 10.0, 11.0, 11.5, 8.49, 11.6, -9999.0, np.nan])
+    masses = np.array([8.5001, 9.0, 10.0, 11.0, 11.4999, 8.49, 11.6, -9999.0, np.nan])
     table = Table({"lgm_tot_p50": masses})
     result = MassMetallicity().predict(table)
     expected = -1.492 + 1.847 * masses[:5] - 0.08026 * masses[:5] ** 2
@@ -100,6 +100,17 @@ def test_mzr_matches_eq5_and_flags_out_of_range():
         "missing_mass"] * 2
     assert result["Z_pred"].mask.tolist() == [False] * 5 + [True] * 4
     assert np.asarray(result["Z_pred_err"][:5]) == pytest.approx(0.10)
+
+
+def test_mzr_valid_range_is_open_as_in_the_paper():
+    """Eq. 5 holds for 8.5 < log M* < 11.5 (paper §4.6, METHOD.md §9): the end points are
+    outside it, flagged and not predicted."""
+    result = MassMetallicity().predict(Table({"lgm_tot_p50": [8.5, 11.5, 10.0]}))
+    assert result["Z_pred_flag"].tolist() == ["mass_out_of_range"] * 2 + ["ok"]
+    assert result["Z_pred"].mask.tolist() == [True, True, False]
+    custom = MassMetallicity(mass_range=(9.0, 10.0)).predict(
+        Table({"lgm_tot_p50": [9.0, 9.5, 10.0]}))
+    assert custom["Z_pred_flag"].tolist() == ["mass_out_of_range", "ok", "mass_out_of_range"]
 
 
 def test_mzr_error_propagates_mass_error():

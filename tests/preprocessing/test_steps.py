@@ -285,6 +285,30 @@ def test_photutils_blend_check_on_flux_splits_a_wide_pair():
     assert empty.flags.tolist() == ["no_central_source"]
 
 
+def test_photutils_blend_check_passes_the_paper_constants_to_photutils_2(monkeypatch):
+    """photutils 2.x (allowed by the requirements) spells the deblending keywords ``nlevels``
+    (3.0 renamed it ``n_levels``, METHOD.md section 13): the paper's 90 levels and contrast
+    1e-6 must reach it under that name, not fail with a TypeError."""
+    import photutils.segmentation as segmentation
+
+    real = segmentation.deblend_sources
+    seen = {}
+
+    def deblend_sources_v2(data, segment_img, npixels, *, labels=None, nlevels=32,
+                           contrast=0.001, mode="exponential", connectivity=8, relabel=True,
+                           nproc=1, progress_bar=True):
+        seen.update(npixels=npixels, nlevels=nlevels, contrast=contrast)
+        return real(data, segment_img, npixels, n_levels=nlevels, contrast=contrast,
+                    progress_bar=False)
+
+    monkeypatch.setattr(segmentation, "deblend_sources", deblend_sources_v2)
+    images = C.stack(C.pair(seed=14, separation=10.0, r_mag=18.0))
+    masked = PaperMaskNeighbours().process(images, {})
+    result = PhotutilsBlendCheck(image="flux").process(masked.images, {"bands": "grz"})
+    assert result.flags.tolist() == ["blended"]
+    assert seen == {"npixels": 10, "nlevels": 90, "contrast": 1e-6}
+
+
 def test_paper_fragment_check():
     images = np.zeros((2, 3, 32, 32), np.float32)
     images[:, :, 10:20, 10:20] = 1.0
