@@ -417,3 +417,19 @@ def test_keep_cutouts_false_removes_the_stores_and_a_rerun_remakes_them(fake_run
     assert state["_removed_cutouts"] == []
     with pytest.raises(ParameterError, match="keep_cutouts must be true or false, got 'no'"):
         load_config({"keep_cutouts": "no"})
+
+
+def test_application_galaxies_are_chosen_by_source_type_or_tractor_type_in_any_case():
+    from gpm_astro.pipeline.data_stages import DataStages
+
+    stages = DataStages.__new__(DataStages)
+    stages.config = {"application": {"source_type": "EXP", "unlabelled_only": True,
+                                     "max_galaxies": None}}
+    matched = Table({"image_row": [1, -1], "matched": [True, False]})
+    for name, values in (("source_type", ["EXP", "EXP", "REX", "EXP"]),
+                         ("TYPE", ["EXP", "EXP ", "REX", "exp"]),
+                         ("type", [b"EXP", b"EXP", b"REX", b"EXP"])):
+        images = Table({name: values})
+        assert stages._application_rows(images, matched).tolist() == [0, 3]
+    with pytest.raises(SchemaError, match="'source_type' \\(or Tractor's 'TYPE'\\)"):
+        stages._application_rows(Table({"morphology": ["EXP"] * 4}), matched)

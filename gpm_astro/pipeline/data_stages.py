@@ -13,6 +13,22 @@ from .cutout_store import (CutoutWriter, _read_table, _write_table, read_cutouts
 from .sources import make_pipeline_source, source_parameters
 
 
+def _source_type_column(images):
+    """The image catalogue's morphological-type column: ``source_type`` (the archive's name),
+    else Tractor's ``type``, found ignoring case; a `SchemaError` naming both when absent."""
+    for wanted in ("source_type", "type"):
+        found = [c for c in images.colnames if c.lower() == wanted]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            msg = f"the image catalogue has {found}, which differ only in case; rename one"
+            raise SchemaError(msg)
+    msg = (f"the image catalogue needs the Legacy Survey morphological type of each galaxy, "
+           f"column 'source_type' (or Tractor's 'TYPE'), to choose the application galaxies; "
+           f"its columns: {images.colnames}")
+    raise SchemaError(msg)
+
+
 class DataStages:
     """Stages ``sky`` to ``sample`` of `gpm_astro.pipeline.Pipeline` (a mixin)."""
 
@@ -117,8 +133,9 @@ class DataStages:
     def _application_rows(self, images, matched):
         """Rows of the image catalogue that get a catalogue entry (and why the others not)."""
         app = self.config["application"]
-        source_type = np.char.strip(np.asarray(images["source_type"]).astype(str))
-        chosen = source_type == str(app["source_type"]).strip()
+        source_type = np.char.upper(np.char.strip(
+            np.asarray(images[_source_type_column(images)]).astype(str)))
+        chosen = source_type == str(app["source_type"]).strip().upper()
         if app["unlabelled_only"]:
             used = np.asarray(matched["image_row"])[np.asarray(matched["matched"], bool)]
             labelled = np.zeros(len(images), bool)
