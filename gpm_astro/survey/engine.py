@@ -248,6 +248,9 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
         workers = dask_client.scheduler_info(n_workers=-1).get("workers", {})
         log(f"gpm-astro catalogue: scheduler {address}, {len(workers)} worker(s)")
         log(f"dashboard: {dashboard}")
+        if not workers:  # a batch queue's workers may come much later: say what it waits for
+            log("waiting for the first worker to join the scheduler (Ctrl-C stops; finished "
+                "partitions are kept)")
         if prefetch == "auto":
             prefetch = workers_have_spare_cores(dask_client)
         spec["prefetch"] = prefetch
