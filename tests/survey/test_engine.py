@@ -191,3 +191,32 @@ def test_a_running_scheduler_is_used_by_its_address(reference_run, mock_archive,
     assert session["scheduler"] == cluster.scheduler_address
     assert session["computed"] == [0] and summary["scheduler"].startswith("tcp://")
     assert _checksums(out) == _checksums(reference_run[0])
+
+
+def test_a_scheduler_without_workers_is_waited_for_out_loud(reference_run, mock_archive,
+                                                             tiny_model, tmp_path):
+    from distributed import LocalCluster
+
+    out = tmp_path / "run"
+    shutil.copytree(reference_run[0], out)
+    partition_files(out)[0].unlink()
+    import threading
+
+    said = []
+    with LocalCluster(n_workers=0, threads_per_worker=1, processes=False, protocol="tcp",
+                      dashboard_address=":0") as cluster:
+        def log(message):
+            said.append(message)
+            if message.startswith("waiting for the first worker"):
+                cluster.scale(1)  # the batch queue's worker arrives
+
+        late = threading.Timer(30, cluster.scale, (1,))  # never a hang, even if unsaid
+        late.start()
+        try:
+            summary = run_catalogue(mock_archive, out, weights=tiny_model,
+                                    scheduler=cluster.scheduler_address,
+                                    **run_options(log=log))
+        finally:
+            late.cancel()
+    assert any(m.startswith("waiting for the first worker") for m in said)
+    assert summary["n_finished"] == len(partition_files(out))
