@@ -11,7 +11,9 @@ Layout of the output folder::
 
 A study whose table exists is skipped on a rerun (delete the table, or pass ``force``, to
 redo it); a model whose predictions exist for the same settings is not trained again, so an
-interrupted run resumes where it stopped.
+interrupted run resumes where it stopped. Each table records the settings it was made with
+(``meta['study_settings']``): a rerun whose settings for that study differ is refused, naming
+the table, rather than keeping a table that its ``settings.json`` no longer describes.
 """
 
 import json
@@ -20,7 +22,31 @@ from pathlib import Path
 
 from ..exceptions import ParameterError
 
-__all__ = ["run_ablations"]
+__all__ = ["run_ablations", "study_settings"]
+
+#: the settings sections each study depends on, besides sample, target and reference
+_STUDY_SECTIONS = {"architectures": ("architectures",), "size": ("size",),
+                   "resolution": ("resolution",), "bands": ("bands",), "mzr": ("mzr",)}
+
+
+def study_settings(settings, name):
+    """The settings that study ``name`` depends on, as canonical JSON text."""
+    keys = ("sample", "target", "reference") + _STUDY_SECTIONS[name]
+    return json.dumps({key: settings[key] for key in keys}, sort_keys=True, default=str)
+
+
+def _settings_conflict(path, settings, name):
+    """Why the existing table at ``path`` does not match ``settings`` (None if it does)."""
+    from ..io import read_table
+
+    recorded = read_table(path).meta.get("study_settings")
+    if recorded is None:
+        return "it records no settings"
+    if recorded == study_settings(settings, name):
+        return None
+    old, new = json.loads(recorded), json.loads(study_settings(settings, name))
+    differ = sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
+    return f"its {', '.join(differ)} settings differ"
 
 
 def run_ablations(output_dir, settings=None, *, quick=False, studies=None, force=False,
@@ -80,6 +106,14 @@ def run_ablations(output_dir, settings=None, *, quick=False, studies=None, force
         settings["studies"] = list(studies)
     out = Path(output_dir)
     writable_directory(out, "ablation output folder")
+    if not force:  # refuse before anything is written, so the folder stays consistent
+        for name in settings["studies"]:
+            path = out / f"{name}.ecsv"
+            why = _settings_conflict(path, settings, name) if path.is_file() else None
+            if why:
+                msg = (f"{path} was made with other settings than this run's ({why}); pass "
+                       f"force=True (--force) to redo it, or choose another output folder")
+                raise ParameterError(msg)
     atomic_write_bytes(out / "settings.json",
                        json.dumps(settings, indent=1, default=str).encode())
     runner = None  # made once a study needs the sample
@@ -100,6 +134,7 @@ def run_ablations(output_dir, settings=None, *, quick=False, studies=None, force
         tic = time.perf_counter()
         table = STUDIES[name](runner, settings)
         seconds[name] = time.perf_counter() - tic
+        table.meta["study_settings"] = study_settings(settings, name)
         write_table(table, path, overwrite=True)
         tables[name] = table
         runner.log(f"{name} done in {seconds[name]:.1f} s -> {path.name}")

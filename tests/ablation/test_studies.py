@@ -111,11 +111,17 @@ def test_cli_resumes_the_same_folder(ablated, capsys):
     from gpm_astro.cli import main
 
     out, settings, _ = ablated
-    config = out / "settings.toml"
-    config.write_text(f'[sample]\nrun_dir = "{settings["sample"]["run_dir"]}"\n')
+    config = out / "settings_again.json"
+    config.write_text(json.dumps(settings))
     assert main(["ablate", "--out", str(out), "--config", str(config), "--studies",
                  "size,mzr", "--quiet"]) == 0
     assert "report:" in capsys.readouterr().out
+    # the same folder with other settings (here the paper-sized defaults) is refused
+    other = out / "settings.toml"
+    other.write_text(f'[sample]\nrun_dir = "{settings["sample"]["run_dir"]}"\n')
+    assert main(["ablate", "--out", str(out), "--config", str(other), "--studies",
+                 "size,mzr", "--quiet"]) != 0
+    assert "other settings" in capsys.readouterr().err
 
 
 def test_band_composite_rules():
@@ -246,3 +252,15 @@ def test_size_study_with_one_model_per_bin(ablated, tmp_path):
     assert table["n"].sum() == len(test_radius)
     with pytest.raises(ParameterError, match="size.retrain"):
         load_settings({"size": {"retrain": "yes"}})
+
+
+def test_rerun_with_other_settings_is_refused(ablated):
+    out, settings, _ = ablated
+    before = (out / "settings.json").read_bytes()
+    changed = dict(settings, resolution={"sizes": [8, 32]})
+    with pytest.raises(ParameterError, match=r"resolution\.ecsv.*other settings.*force"):
+        run_ablations(out, changed, studies=["resolution"], progress=False)
+    # nothing was rewritten: settings.json still describes the tables in the folder
+    assert (out / "settings.json").read_bytes() == before
+    assert list(read_table(out / "resolution.ecsv")["input_size"]) == [16, 32]
+
