@@ -4,6 +4,8 @@ Each reads the study's table (so a figure shows exactly the numbers of the table
 PNG: `plot_architectures` (Table 1 as a figure), `plot_fig11` (size, resolution and bands:
 mu as a red circle, +-1 sigma as the error bar), `plot_fig13` (Z_pred against true stellar
 mass: median and +-1 sigma lines against Tremonti et al.'s relation and its 0.1 dex scatter).
+An empty bin gets no point and ``n=0`` under its tick; a model that failed (its table row's
+``status``) gets no point and ``FAILED`` under its tick.
 """
 
 import numpy as np
@@ -53,14 +55,22 @@ def _mu_sigma(ax, x, table, *, nmad=False):
     ax.set_ylabel(_RESIDUAL_LABEL)
 
 
+def _failed(table):
+    """Which rows are models that failed (no point drawn; their tick says so)."""
+    if "status" not in table.colnames:
+        return np.zeros(len(table), bool)
+    return np.array([str(s).startswith("failed") for s in table["status"]])
+
+
 def plot_architectures(table, path):
     """mu +- sigma and NMAD of each architecture (the architectures study's table)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.0), dpi=110)
     x = np.arange(len(table))
     _mu_sigma(ax, x, table, nmad=True)
-    labels = [f"{row['name']}\n{row['n_parameters'] / 1e6:.2f} M\n{row['train_seconds']:.0f} s"
-              for row in table]
+    labels = [f"{row['name']}\nFAILED" if failed else
+              f"{row['name']}\n{row['n_parameters'] / 1e6:.2f} M\n{row['train_seconds']:.0f} s"
+              for row, failed in zip(table, _failed(table))]
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_xlim(-0.6, len(table) - 0.4)
     ax.set_title(f"Architectures on the same split ({table.meta.get('n_test', '?')} test "
@@ -92,7 +102,8 @@ def plot_fig11(tables, path):
         else:
             ticks = [str(b) for b in table["bands"]]
             ax.set_xlabel("bands")
-        ticks = [f"{tick}\nn={int(n)}" for tick, n in zip(ticks, table["n"])]
+        ticks = [f"{tick}\nFAILED" if failed else f"{tick}\nn={int(n)}"
+                 for tick, n, failed in zip(ticks, table["n"], _failed(table))]
         ax.set_xticks(x, ticks, fontsize=8)
         ax.set_xlim(-0.6, len(table) - 0.4)
         ax.set_title(f"({letter}) {name}", fontsize=10, loc="left")

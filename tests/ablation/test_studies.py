@@ -264,3 +264,22 @@ def test_rerun_with_other_settings_is_refused(ablated):
     assert (out / "settings.json").read_bytes() == before
     assert list(read_table(out / "resolution.ecsv")["input_size"]) == [16, 32]
 
+
+def test_a_failed_variant_is_a_failed_row(toy_run, tmp_path):
+    from gpm_astro.ablation.report_section import ablation_section
+
+    settings = toy_settings(sample={"run_dir": str(toy_run)}, studies=["architectures"])
+    settings["architectures"]["params"]["no_such_parameter"] = 1  # cannot be built
+    result = run_ablations(tmp_path, settings, progress=False)
+    table = result["tables"]["architectures"]
+    assert list(table["model"]) == ["mobilenet_v2", "gpm_resnet"]
+    failed, reference = table
+    assert failed["status"].startswith("failed: ") and "no_such_parameter" in failed["status"]
+    assert failed["n"] == 0 and failed["n_test"] == 12 and np.isnan(failed["sigma"])
+    assert reference["status"] == "ok" and np.isfinite(reference["sigma"])
+    assert not (tmp_path / "models/mobilenet_v2/result.json").exists()  # tried again next time
+    assert "failed: " in ablation_section(tmp_path)
+    assert (tmp_path / "figures/architectures.png").is_file()
+    from gpm_astro.ablation.figures import _failed
+
+    assert list(_failed(table)) == [True, False]  # FAILED under its tick, no point drawn
