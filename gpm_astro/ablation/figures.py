@@ -128,7 +128,7 @@ def plot_fig13(table, path, *, predictions=None, min_count=3):
     predictions : astropy.table.Table, optional
         The reference's test predictions, drawn as grey points.
     min_count : int, optional
-        Bins with fewer galaxies are not drawn.
+        Bins with fewer galaxies are not drawn (the lines break there).
     """
     from ..survey_constants import TREMONTI_MASS_RANGE, tremonti_metallicity
 
@@ -139,15 +139,19 @@ def plot_fig13(table, path, *, predictions=None, min_count=3):
         m = np.ma.filled(np.ma.asanyarray(predictions[mass_column]).astype(float), np.nan)
         z = np.ma.filled(np.ma.asanyarray(predictions["Z_pred"]).astype(float), np.nan)
         ax.scatter(m, z, s=4, color="0.75", rasterized=True, label=r"$Z_{\rm pred}$")
+    # a bin under min_count is NaN, so the lines break there instead of bridging it
     shown = np.asarray(table["n"]) >= min_count
-    x = np.asarray(table["logm_median"], float)[shown]
+    x = np.asarray(table["logm_median"], float)
+
+    def line(column):
+        return np.where(shown, np.asarray(table[column], float), np.nan)
+
     for prefix, colour, name in (("Z_pred", "red", r"$Z_{\rm pred}$"),
                                  ("Z_true", "tab:blue", r"$Z_{\rm true}$ (labels)")):
-        ax.plot(x, np.asarray(table[f"{prefix}_median"])[shown], "-", color=colour, lw=2,
-                label=f"median {name}")
+        ax.plot(x, line(f"{prefix}_median"), "-", color=colour, lw=2, label=f"median {name}")
         for suffix in ("p16", "p84"):
-            ax.plot(x, np.asarray(table[f"{prefix}_{suffix}"])[shown], "--", color=colour,
-                    lw=1.2, label=r"$\pm1\sigma$ " + name if suffix == "p16" else None)
+            ax.plot(x, line(f"{prefix}_{suffix}"), "--", color=colour, lw=1.2,
+                    label=r"$\pm1\sigma$ " + name if suffix == "p16" else None)
     grid = np.linspace(*TREMONTI_MASS_RANGE, 100)
     ax.plot(grid, tremonti_metallicity(grid), "k-", lw=1.5, label="Tremonti et al. (2004)")
     for sign in (-1, 1):

@@ -283,3 +283,17 @@ def test_a_failed_variant_is_a_failed_row(toy_run, tmp_path):
     from gpm_astro.ablation.figures import _failed
 
     assert list(_failed(table)) == [True, False]  # FAILED under its tick, no point drawn
+
+
+def test_fig13_leaves_a_gap_at_a_sparse_bin(ablated, tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from gpm_astro.ablation.figures import plot_fig13
+
+    table = read_table(ablated[0] / "mzr.ecsv")[:3]
+    table["n"] = [5, 0, 5]  # the middle bin empty: the lines break there, no bridge over it
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    plot_fig13(table, tmp_path / "fig13.png")
+    median = figures[0].axes[0].lines[0]
+    assert np.isnan(median.get_ydata()[1]) and len(median.get_xdata()) == 3
