@@ -297,3 +297,19 @@ def test_fig13_leaves_a_gap_at_a_sparse_bin(ablated, tmp_path, monkeypatch):
     plot_fig13(table, tmp_path / "fig13.png")
     median = figures[0].axes[0].lines[0]
     assert np.isnan(median.get_ydata()[1]) and len(median.get_xdata()) == 3
+
+
+def test_a_partial_rerun_keeps_the_folder_consistent(ablated, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    out, settings, _ = ablated
+    # a table of a study this run does not redo, made with other settings, is refused too
+    changed = dict(settings, resolution={"sizes": [8, 32]})
+    with pytest.raises(ParameterError, match=r"resolution\.ecsv.*other settings"):
+        run_ablations(out, changed, studies=["size"], force=True, progress=False)
+    # the figures show every table of the folder, not only the studies run now
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    run_ablations(out, settings, studies=["size"], progress=False)
+    titles = [ax.get_title(loc="left") for fig in figures for ax in fig.axes]
+    assert {"(a) size", "(b) resolution", "(c) bands"} <= set(titles)
