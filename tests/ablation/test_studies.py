@@ -313,3 +313,14 @@ def test_a_partial_rerun_keeps_the_folder_consistent(ablated, monkeypatch):
     run_ablations(out, settings, studies=["size"], progress=False)
     titles = [ax.get_title(loc="left") for fig in figures for ax in fig.axes]
     assert {"(a) size", "(b) resolution", "(c) bands"} <= set(titles)
+
+
+def test_report_counts_the_galaxies_outside_the_size_bins(ablated, tmp_path):
+    from gpm_astro.ablation.report_section import ablation_section
+    from gpm_astro.io import write_table
+
+    table = read_table(ablated[0] / "size.ecsv")
+    table.meta.update(n_outside=3, n_no_radius=1)
+    write_table(table, tmp_path / "size.ecsv")
+    page = ablation_section(tmp_path)
+    assert "3 test galaxies outside" in page and "1 without" in page
