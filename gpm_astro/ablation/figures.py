@@ -4,6 +4,8 @@ Each reads the study's table (so a figure shows exactly the numbers of the table
 PNG: `plot_architectures` (Table 1 as a figure), `plot_fig11` (size, resolution and bands:
 mu as a red circle, +-1 sigma as the error bar), `plot_fig13` (Z_pred against true stellar
 mass: median and +-1 sigma lines against Tremonti et al.'s relation and its 0.1 dex scatter).
+An empty bin gets no point and ``n=0`` under its tick; a model that failed (its table row's
+``status``) gets no point and ``FAILED`` under its tick.
 """
 
 import numpy as np
@@ -53,14 +55,22 @@ def _mu_sigma(ax, x, table, *, nmad=False):
     ax.set_ylabel(_RESIDUAL_LABEL)
 
 
+def _failed(table):
+    """Which rows are models that failed (no point drawn; their tick says so)."""
+    if "status" not in table.colnames:
+        return np.zeros(len(table), bool)
+    return np.array([str(s).startswith("failed") for s in table["status"]])
+
+
 def plot_architectures(table, path):
     """mu +- sigma and NMAD of each architecture (the architectures study's table)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.0), dpi=110)
     x = np.arange(len(table))
     _mu_sigma(ax, x, table, nmad=True)
-    labels = [f"{row['name']}\n{row['n_parameters'] / 1e6:.2f} M\n{row['train_seconds']:.0f} s"
-              for row in table]
+    labels = [f"{row['name']}\nFAILED" if failed else
+              f"{row['name']}\n{row['n_parameters'] / 1e6:.2f} M\n{row['train_seconds']:.0f} s"
+              for row, failed in zip(table, _failed(table))]
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_xlim(-0.6, len(table) - 0.4)
     ax.set_title(f"Architectures on the same split ({table.meta.get('n_test', '?')} test "
@@ -92,7 +102,8 @@ def plot_fig11(tables, path):
         else:
             ticks = [str(b) for b in table["bands"]]
             ax.set_xlabel("bands")
-        ticks = [f"{tick}\nn={int(n)}" for tick, n in zip(ticks, table["n"])]
+        ticks = [f"{tick}\nFAILED" if failed else f"{tick}\nn={int(n)}"
+                 for tick, n, failed in zip(ticks, table["n"], _failed(table))]
         ax.set_xticks(x, ticks, fontsize=8)
         ax.set_xlim(-0.6, len(table) - 0.4)
         ax.set_title(f"({letter}) {name}", fontsize=10, loc="left")
@@ -117,7 +128,7 @@ def plot_fig13(table, path, *, predictions=None, min_count=3):
     predictions : astropy.table.Table, optional
         The reference's test predictions, drawn as grey points.
     min_count : int, optional
-        Bins with fewer galaxies are not drawn.
+        Bins with fewer galaxies are not drawn (the lines break there).
     """
     from ..survey_constants import TREMONTI_MASS_RANGE, tremonti_metallicity
 
@@ -128,15 +139,19 @@ def plot_fig13(table, path, *, predictions=None, min_count=3):
         m = np.ma.filled(np.ma.asanyarray(predictions[mass_column]).astype(float), np.nan)
         z = np.ma.filled(np.ma.asanyarray(predictions["Z_pred"]).astype(float), np.nan)
         ax.scatter(m, z, s=4, color="0.75", rasterized=True, label=r"$Z_{\rm pred}$")
+    # a bin under min_count is NaN, so the lines break there instead of bridging it
     shown = np.asarray(table["n"]) >= min_count
-    x = np.asarray(table["logm_median"], float)[shown]
+    x = np.asarray(table["logm_median"], float)
+
+    def line(column):
+        return np.where(shown, np.asarray(table[column], float), np.nan)
+
     for prefix, colour, name in (("Z_pred", "red", r"$Z_{\rm pred}$"),
                                  ("Z_true", "tab:blue", r"$Z_{\rm true}$ (labels)")):
-        ax.plot(x, np.asarray(table[f"{prefix}_median"])[shown], "-", color=colour, lw=2,
-                label=f"median {name}")
+        ax.plot(x, line(f"{prefix}_median"), "-", color=colour, lw=2, label=f"median {name}")
         for suffix in ("p16", "p84"):
-            ax.plot(x, np.asarray(table[f"{prefix}_{suffix}"])[shown], "--", color=colour,
-                    lw=1.2, label=r"$\pm1\sigma$ " + name if suffix == "p16" else None)
+            ax.plot(x, line(f"{prefix}_{suffix}"), "--", color=colour, lw=1.2,
+                    label=r"$\pm1\sigma$ " + name if suffix == "p16" else None)
     grid = np.linspace(*TREMONTI_MASS_RANGE, 100)
     ax.plot(grid, tremonti_metallicity(grid), "k-", lw=1.5, label="Tremonti et al. (2004)")
     for sign in (-1, 1):

@@ -129,7 +129,9 @@ class ModelRunner:
         dict
             ``predictions`` (Table: ``Z_pred``, ``Z_pred_err``, ``Z_pred_flag``, the target
             and `KEEP_COLUMNS`), ``n_parameters``, ``train_seconds``, ``n_train``, ``label``,
-            ``estimator``, ``params``, ``bands``.
+            ``estimator``, ``params``, ``bands``. A model that cannot be built, trained or
+            run (e.g. no finite validation loss) is logged and returned with ``failed`` (the
+            error) and ``predictions`` None, and is not cached: a later run tries it again.
         """
         from ..io import read_table, write_table
 
@@ -142,9 +144,19 @@ class ModelRunner:
             if summary.get("key") == key:
                 self.log(f"{label}: trained before, predictions read back")
                 return dict(summary, predictions=read_table(predictions_path))
-        fitted, seconds = self._fit(label, estimator, params, bands, within)
-        test = self.split("test", bands, within)
-        predictions = fitted.predict(test)
+        try:
+            fitted, seconds = self._fit(label, estimator, params, bands, within)
+            test = self.split("test", bands, within)
+            predictions = fitted.predict(test)
+        except Exception as exc:  # one variant failing must not end the others
+            failed = f"{type(exc).__name__}: {exc}"
+            self.log(f"{label}: FAILED ({failed}); reported as failed, tried again next run")
+            return {"key": key, "label": label, "estimator": estimator,
+                    "params": copy.deepcopy(params), "bands": bands, "within": within,
+                    "n_parameters": -1, "train_seconds": float("nan"),
+                    "n_train": int(len(self.split("train", within=within))),
+                    "n_test": int(len(self.split("test", within=within))),
+                    "failed": failed, "predictions": None}
         for column in (self.target,) + KEEP_COLUMNS:
             if column in test.colnames and column not in predictions.colnames:
                 predictions[column] = test[column]

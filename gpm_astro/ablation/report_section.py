@@ -70,6 +70,10 @@ def ablation_section(folder, *, max_image_width=None):
                     f"(scatter {summary.get('pred_minus_tremonti_std', float('nan')):.4f}); "
                     f"labels: {summary.get('true_minus_tremonti_median', float('nan')):+.4f} "
                     f"(scatter {summary.get('true_minus_tremonti_std', float('nan')):.4f}).</p>")
+        if name == "size" and (table.meta.get("n_outside") or table.meta.get("n_no_radius")):
+            parts.append(
+                f"<p>Not in any bin: {table.meta.get('n_outside', 0)} test galaxies outside "
+                f"the edges, {table.meta.get('n_no_radius', 0)} without a radius.</p>")
         parts.append(table_to_html(shown, formats={k: v for k, v in _FORMATS.items()
                                                    if k in shown.colnames}))
     for file, (needs, caption) in FIGURES.items():

@@ -11,7 +11,11 @@ Layout of the output folder::
 
 A study whose table exists is skipped on a rerun (delete the table, or pass ``force``, to
 redo it); a model whose predictions exist for the same settings is not trained again, so an
-interrupted run resumes where it stopped.
+interrupted run resumes where it stopped. Each table records the settings it was made with
+(``meta['study_settings']``): a run into a folder holding a table made with other settings is
+refused, naming the table (unless this run redoes it with ``force``), rather than keeping a
+table that the folder's ``settings.json`` no longer describes. The figures and the report show
+every study table of the folder.
 """
 
 import json
@@ -20,7 +24,31 @@ from pathlib import Path
 
 from ..exceptions import ParameterError
 
-__all__ = ["run_ablations"]
+__all__ = ["run_ablations", "study_settings"]
+
+#: the settings sections each study depends on, besides sample, target and reference
+_STUDY_SECTIONS = {"architectures": ("architectures",), "size": ("size",),
+                   "resolution": ("resolution",), "bands": ("bands",), "mzr": ("mzr",)}
+
+
+def study_settings(settings, name):
+    """The settings that study ``name`` depends on, as canonical JSON text."""
+    keys = ("sample", "target", "reference") + _STUDY_SECTIONS[name]
+    return json.dumps({key: settings[key] for key in keys}, sort_keys=True, default=str)
+
+
+def _settings_conflict(path, settings, name):
+    """Why the existing table at ``path`` does not match ``settings`` (None if it does)."""
+    from ..io import read_table
+
+    recorded = read_table(path).meta.get("study_settings")
+    if recorded is None:
+        return "it records no settings"
+    if recorded == study_settings(settings, name):
+        return None
+    old, new = json.loads(recorded), json.loads(study_settings(settings, name))
+    differ = sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
+    return f"its {', '.join(differ)} settings differ"
 
 
 def run_ablations(output_dir, settings=None, *, quick=False, studies=None, force=False,
@@ -80,6 +108,19 @@ def run_ablations(output_dir, settings=None, *, quick=False, studies=None, force
         settings["studies"] = list(studies)
     out = Path(output_dir)
     writable_directory(out, "ablation output folder")
+    # refuse before anything is written, so that settings.json describes every table of the
+    # folder: those this run would skip and those of studies it does not run
+    for name in STUDY_NAMES:
+        path = out / f"{name}.ecsv"
+        if not path.is_file() or (force and name in settings["studies"]):
+            continue
+        why = _settings_conflict(path, settings, name)
+        if why:
+            redo = ("pass force=True (--force) to redo it" if name in settings["studies"] else
+                    f"run the {name} study too (with force=True, --force) or delete it")
+            msg = (f"{path} was made with other settings than this run's ({why}); {redo}, or "
+                   f"choose another output folder")
+            raise ParameterError(msg)
     atomic_write_bytes(out / "settings.json",
                        json.dumps(settings, indent=1, default=str).encode())
     runner = None  # made once a study needs the sample
@@ -100,11 +141,15 @@ def run_ablations(output_dir, settings=None, *, quick=False, studies=None, force
         tic = time.perf_counter()
         table = STUDIES[name](runner, settings)
         seconds[name] = time.perf_counter() - tic
+        table.meta["study_settings"] = study_settings(settings, name)
         write_table(table, path, overwrite=True)
         tables[name] = table
         runner.log(f"{name} done in {seconds[name]:.1f} s -> {path.name}")
+    # the figures show every study of the folder, as the report's tables do
+    shown = {name: tables[name] if name in tables else read_table(out / f"{name}.ecsv")
+             for name in STUDY_NAMES if name in tables or (out / f"{name}.ecsv").is_file()}
     reference = out / "models" / REFERENCE_LABEL / "predictions.ecsv"
-    figures = write_figures(tables, out / "figures",
+    figures = write_figures(shown, out / "figures",
                             predictions=read_table(reference) if reference.is_file() else None)
     section = ablation_section(out)
     page = render_report(title="gpm_astro: the paper's ablation studies",

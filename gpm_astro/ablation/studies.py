@@ -12,7 +12,7 @@ import copy
 import numpy as np
 from astropy.table import Table
 
-from ..exceptions import SchemaError
+from ..exceptions import GPMAstroError, SchemaError
 from ..metrics import binned_statistics, summarize
 from ..survey_constants import TREMONTI_MASS_RANGE, tremonti_metallicity
 
@@ -41,17 +41,34 @@ def reference_params(settings, **config_changes):
     return params
 
 
-def _reference(runner, settings):
+def _reference(runner, settings, study):
     ref = settings["reference"]
-    return runner.result(REFERENCE_LABEL, ref["estimator"], reference_params(settings))
+    result = runner.result(REFERENCE_LABEL, ref["estimator"], reference_params(settings))
+    if result.get("failed"):
+        msg = (f"the {study} study scores the reference {REFERENCE_LABEL}, which failed: "
+               f"{result['failed']}")
+        raise GPMAstroError(msg)
+    return result
+
+
+def _status(result):
+    """``ok``, or ``failed: <error>`` for a model that could not be built, trained or run."""
+    return f"failed: {result['failed']}" if result.get("failed") else "ok"
 
 
 def _stats(result, target):
+    """n_test, n, n_flagged, mu, sigma, nmad and status of one model's test predictions (a
+    failed model keeps its row: n = 0, NaN statistics, status ``failed: ...``)."""
     table = result["predictions"]
+    if table is None:
+        nan = float("nan")
+        return {"n_test": result["n_test"], "n": 0, "n_flagged": 0, "mu": nan, "sigma": nan,
+                "nmad": nan, "status": _status(result)}
     stats = summarize(table["Z_pred"], table[target])
     flags = np.asarray(table["Z_pred_flag"]).astype(str)
     return {"n_test": len(table), "n": stats["n"], "n_flagged": int(np.sum(flags != "ok")),
-            "mu": stats["mu"], "sigma": stats["sigma"], "nmad": stats["nmad"]}
+            "mu": stats["mu"], "sigma": stats["sigma"], "nmad": stats["nmad"],
+            "status": _status(result)}
 
 
 def _finish(rows, names, *, study, settings, runner, descriptions=None):
@@ -77,7 +94,7 @@ def architecture_study(runner, settings):
     astropy.table.Table
         One row per model (the reference last): ``model``, ``name``, ``estimator``,
         ``n_parameters``, ``train_seconds``, ``n_train``, ``n_test``, ``n``, ``n_flagged``,
-        ``mu``, ``sigma``, ``nmad``.
+        ``mu``, ``sigma``, ``nmad``, ``status`` (``ok`` or ``failed: <error>``, see `_stats`).
     """
     arch = settings["architectures"]
     runs = [(name, name, arch["params"]) for name in arch["names"]]
@@ -91,7 +108,7 @@ def architecture_study(runner, settings):
                      "train_seconds": round(float(result["train_seconds"]), 2),
                      "n_train": result["n_train"], **_stats(result, settings["target"])})
     names = ["model", "name", "estimator", "n_parameters", "train_seconds", "n_train",
-             "n_test", "n", "n_flagged", "mu", "sigma", "nmad"]
+             "n_test", "n", "n_flagged", "mu", "sigma", "nmad", "status"]
     table = _finish(rows, names, study="architectures", settings=settings, runner=runner,
                     descriptions={"n_parameters": "trainable parameters of the network",
                                   "train_seconds": "wall time of fit (training and "
@@ -112,13 +129,13 @@ def size_study(runner, settings):
     -------
     astropy.table.Table
         One row per bin: ``radius_low``, ``radius_high`` (arcsec), ``n``, ``mu``, ``sigma``,
-        ``nmad``, ``median`` (with ``retrain`` also ``model`` and ``n_train``; a bin with
-        fewer than 2 training or validation galaxies gets no model). Empty bins have n = 0
+        ``nmad``, ``median`` (with ``retrain`` also ``model``, ``n_train`` and ``status``; a
+        bin with fewer than 2 training or validation galaxies gets no model). Empty bins have n = 0
         and NaN statistics.
     """
     if settings["size"].get("retrain"):
         return _size_study_retrained(runner, settings)
-    result = _reference(runner, settings)
+    result = _reference(runner, settings, "size")
     table = result["predictions"]
     column = settings["size"]["column"]
     if column not in table.colnames:
@@ -154,18 +171,21 @@ def _size_study_retrained(runner, settings):
         counts = {name: len(runner.split(name, within=within))
                   for name in ("train", "validation", "test")}
         row = {"radius_low": low, "radius_high": high, "model": "", "n_train": counts["train"],
-               "n": 0, "mu": np.nan, "sigma": np.nan, "nmad": np.nan, "median": np.nan}
+               "n": 0, "mu": np.nan, "sigma": np.nan, "nmad": np.nan, "median": np.nan,
+               "status": "no model: too few galaxies"}
         if min(counts["train"], counts["validation"]) >= 2 and counts["test"]:
             label = f"{REFERENCE_LABEL}_radius{low:g}-{high:g}"
             result = runner.result(label, settings["reference"]["estimator"],
                                    reference_params(settings), within=within)
-            predictions = result["predictions"]
-            stats = summarize(predictions["Z_pred"], predictions[settings["target"]])
-            row.update(model=label, n=stats["n"], mu=stats["mu"], sigma=stats["sigma"],
-                       nmad=stats["nmad"], median=stats["median"])
+            row.update(model=label, status=_status(result))
+            if not result.get("failed"):
+                predictions = result["predictions"]
+                stats = summarize(predictions["Z_pred"], predictions[settings["target"]])
+                row.update(n=stats["n"], mu=stats["mu"], sigma=stats["sigma"],
+                           nmad=stats["nmad"], median=stats["median"])
         rows.append(row)
     names = ["radius_low", "radius_high", "model", "n_train", "n", "mu", "sigma", "nmad",
-             "median"]
+             "median", "status"]
     out = _finish(rows, names, study="size", settings=settings, runner=runner)
     for name in ("radius_low", "radius_high"):
         out[name].unit = "arcsec"
@@ -180,7 +200,7 @@ def resolution_study(runner, settings):
     -------
     astropy.table.Table
         One row per side: ``input_size`` (pixels), ``model``, ``n_parameters``,
-        ``train_seconds``, ``n``, ``mu``, ``sigma``, ``nmad``.
+        ``train_seconds``, ``n``, ``mu``, ``sigma``, ``nmad``, ``status``.
     """
     full = runner.cutout_size
     rows = []
@@ -194,7 +214,7 @@ def resolution_study(runner, settings):
                      "train_seconds": round(float(result["train_seconds"]), 2),
                      **_stats(result, settings["target"])})
     names = ["input_size", "model", "n_parameters", "train_seconds", "n_test", "n",
-             "n_flagged", "mu", "sigma", "nmad"]
+             "n_flagged", "mu", "sigma", "nmad", "status"]
     table = _finish(rows, names, study="resolution", settings=settings, runner=runner,
                     descriptions={"input_size": "side of the network input, pixels "
                                                 f"(resized from {full})"})
@@ -210,7 +230,7 @@ def band_study(runner, settings):
     -------
     astropy.table.Table
         One row per band set: ``bands``, ``channels`` (what the blue, green and red channels
-        hold), ``model``, ``train_seconds``, ``n``, ``mu``, ``sigma``, ``nmad``.
+        hold), ``model``, ``train_seconds``, ``n``, ``mu``, ``sigma``, ``nmad``, ``status``.
     """
     from .data import COMPOSITE_CHANNELS, band_composite
 
@@ -231,7 +251,7 @@ def band_study(runner, settings):
                      "train_seconds": round(float(result["train_seconds"]), 2),
                      **_stats(result, settings["target"])})
     names = ["bands", "channels", "model", "train_seconds", "n_test", "n", "n_flagged", "mu",
-             "sigma", "nmad"]
+             "sigma", "nmad", "status"]
     table = _finish(rows, names, study="bands", settings=settings, runner=runner,
                     descriptions={"channels": "blue | green | red channel of the input "
                                               "(fluxes)"})
@@ -259,7 +279,7 @@ def mzr_study(runner, settings):
         One row per mass bin (dex). ``meta['summary']``: over the galaxies inside Tremonti's
         fitted range, the median and scatter of Z_pred - eq. 5 and of Z_true - eq. 5.
     """
-    result = _reference(runner, settings)
+    result = _reference(runner, settings, "mzr")
     table = result["predictions"]
     mass_column = settings["mzr"]["mass_column"]
     target = settings["target"]

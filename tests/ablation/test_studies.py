@@ -111,11 +111,17 @@ def test_cli_resumes_the_same_folder(ablated, capsys):
     from gpm_astro.cli import main
 
     out, settings, _ = ablated
-    config = out / "settings.toml"
-    config.write_text(f'[sample]\nrun_dir = "{settings["sample"]["run_dir"]}"\n')
+    config = out / "settings_again.json"
+    config.write_text(json.dumps(settings))
     assert main(["ablate", "--out", str(out), "--config", str(config), "--studies",
                  "size,mzr", "--quiet"]) == 0
     assert "report:" in capsys.readouterr().out
+    # the same folder with other settings (here the paper-sized defaults) is refused
+    other = out / "settings.toml"
+    other.write_text(f'[sample]\nrun_dir = "{settings["sample"]["run_dir"]}"\n')
+    assert main(["ablate", "--out", str(out), "--config", str(other), "--studies",
+                 "size,mzr", "--quiet"]) != 0
+    assert "other settings" in capsys.readouterr().err
 
 
 def test_band_composite_rules():
@@ -246,3 +252,75 @@ def test_size_study_with_one_model_per_bin(ablated, tmp_path):
     assert table["n"].sum() == len(test_radius)
     with pytest.raises(ParameterError, match="size.retrain"):
         load_settings({"size": {"retrain": "yes"}})
+
+
+def test_rerun_with_other_settings_is_refused(ablated):
+    out, settings, _ = ablated
+    before = (out / "settings.json").read_bytes()
+    changed = dict(settings, resolution={"sizes": [8, 32]})
+    with pytest.raises(ParameterError, match=r"resolution\.ecsv.*other settings.*force"):
+        run_ablations(out, changed, studies=["resolution"], progress=False)
+    # nothing was rewritten: settings.json still describes the tables in the folder
+    assert (out / "settings.json").read_bytes() == before
+    assert list(read_table(out / "resolution.ecsv")["input_size"]) == [16, 32]
+
+
+def test_a_failed_variant_is_a_failed_row(toy_run, tmp_path):
+    from gpm_astro.ablation.report_section import ablation_section
+
+    settings = toy_settings(sample={"run_dir": str(toy_run)}, studies=["architectures"])
+    settings["architectures"]["params"]["no_such_parameter"] = 1  # cannot be built
+    result = run_ablations(tmp_path, settings, progress=False)
+    table = result["tables"]["architectures"]
+    assert list(table["model"]) == ["mobilenet_v2", "gpm_resnet"]
+    failed, reference = table
+    assert failed["status"].startswith("failed: ") and "no_such_parameter" in failed["status"]
+    assert failed["n"] == 0 and failed["n_test"] == 12 and np.isnan(failed["sigma"])
+    assert reference["status"] == "ok" and np.isfinite(reference["sigma"])
+    assert not (tmp_path / "models/mobilenet_v2/result.json").exists()  # tried again next time
+    assert "failed: " in ablation_section(tmp_path)
+    assert (tmp_path / "figures/architectures.png").is_file()
+    from gpm_astro.ablation.figures import _failed
+
+    assert list(_failed(table)) == [True, False]  # FAILED under its tick, no point drawn
+
+
+def test_fig13_leaves_a_gap_at_a_sparse_bin(ablated, tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from gpm_astro.ablation.figures import plot_fig13
+
+    table = read_table(ablated[0] / "mzr.ecsv")[:3]
+    table["n"] = [5, 0, 5]  # the middle bin empty: the lines break there, no bridge over it
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    plot_fig13(table, tmp_path / "fig13.png")
+    median = figures[0].axes[0].lines[0]
+    assert np.isnan(median.get_ydata()[1]) and len(median.get_xdata()) == 3
+
+
+def test_a_partial_rerun_keeps_the_folder_consistent(ablated, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    out, settings, _ = ablated
+    # a table of a study this run does not redo, made with other settings, is refused too
+    changed = dict(settings, resolution={"sizes": [8, 32]})
+    with pytest.raises(ParameterError, match=r"resolution\.ecsv.*other settings"):
+        run_ablations(out, changed, studies=["size"], force=True, progress=False)
+    # the figures show every table of the folder, not only the studies run now
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    run_ablations(out, settings, studies=["size"], progress=False)
+    titles = [ax.get_title(loc="left") for fig in figures for ax in fig.axes]
+    assert {"(a) size", "(b) resolution", "(c) bands"} <= set(titles)
+
+
+def test_report_counts_the_galaxies_outside_the_size_bins(ablated, tmp_path):
+    from gpm_astro.ablation.report_section import ablation_section
+    from gpm_astro.io import write_table
+
+    table = read_table(ablated[0] / "size.ecsv")
+    table.meta.update(n_outside=3, n_no_radius=1)
+    write_table(table, tmp_path / "size.ecsv")
+    page = ablation_section(tmp_path)
+    assert "3 test galaxies outside" in page and "1 without" in page
