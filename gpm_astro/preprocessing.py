@@ -10,17 +10,20 @@ the mock sky) and ``strict_blends``.
 
 import os
 from collections import deque
+from concurrent.futures.process import BrokenProcessPool
 from collections.abc import Mapping
 
 import numpy as np
 from astropy import units as u
 from astropy.table import Column, MaskedColumn
 
-from ._preprocess_runtime import (_WORKER_MAPPINGS, _executor,  # noqa: F401 (re-export)
-                                  _keep_freed_memory, _opencv_threads, _run_slot, _SharedSlots)
+from ._preprocess_runtime import (_EXECUTORS, _WORKER_MAPPINGS,  # noqa: F401 (re-export)
+                                  _executor, _keep_freed_memory, _opencv_threads, _run_slot,
+                                  _SharedSlots)
 from .base import PreprocessingStep, StepResult
 from .exceptions import ParameterError, PluginError, SchemaError
 from .image_checks import check_cutout_unit
+from .process_pool import dead_worker_error
 from .survey_constants import PIXEL_SCALE_ARCSEC
 from .tables import (record_step, require_positive_int, require_table, resolve_columns,
                      warn_empty)
@@ -468,7 +471,11 @@ def iter_preprocess_cutouts(chunks, *, steps=None, config="default", n_jobs=1,
 
     def complete_oldest_batch():
         chunk, start, slot, future = in_flight.popleft()
-        flags, columns = future.result()
+        try:
+            flags, columns = future.result()
+        except BrokenProcessPool as exc:
+            _EXECUTORS.pop(n_workers, None)  # a later call starts a new pool
+            raise dead_worker_error(f"preprocess_cutouts(n_jobs={n_jobs})", exc) from exc
         chunk.images[start:start + len(flags)] = slots.arrays[slot][:len(flags)]
         slots.free.append(slot)
         chunk.add(start, flags, columns)

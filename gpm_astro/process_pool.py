@@ -20,7 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from .exceptions import ParameterError
 
-__all__ = ["forkserver_pool", "resolve_n_jobs", "process_alive",
+__all__ = ["forkserver_pool", "dead_worker_error", "resolve_n_jobs", "process_alive",
            "remove_files_of_dead_processes", "can_start_processes", "require_child_processes"]
 
 #: Seconds between two checks of the parent where no pidfd can be opened.
@@ -144,6 +144,18 @@ def forkserver_pool(n_workers, *, initializer=None):
     context = multiprocessing.get_context("forkserver")
     start = functools.partial(_start_worker, os.getpid(), initializer)
     return ProcessPoolExecutor(max_workers=n_workers, initializer=start, mp_context=context)
+
+
+def dead_worker_error(what, exc):
+    """The package error for a pool whose worker process died (``exc``, a
+    ``BrokenProcessPool``): names the usual cause, a script whose call is not under
+    ``if __name__ == "__main__":`` (forkserver workers import the main module again)."""
+    from .exceptions import GPMAstroError
+
+    msg = (f"{what}: a worker process died ({exc}). In a script, worker processes import the "
+           f"script again, so the call must sit under `if __name__ == \"__main__\":`; "
+           f"otherwise the machine may be out of memory. n_jobs=1 uses no worker process")
+    return GPMAstroError(msg)
 
 
 def resolve_n_jobs(value):

@@ -1,11 +1,12 @@
 """The stages that make the labelled and application tables (sky to sample)."""
 
 import sys
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
 from ..exceptions import ParameterError, SchemaError
-from ..process_pool import forkserver_pool, resolve_n_jobs
+from ..process_pool import dead_worker_error, forkserver_pool, resolve_n_jobs
 from ..survey_constants import BANDS, CUTOUT_SHAPE, PIXEL_SCALE_ARCSEC
 from ..tables import record_step
 from .cutout_store import (CutoutWriter, _read_table, _write_table, read_cutouts,
@@ -85,7 +86,12 @@ class DataStages:
                                 source.pipeline_cutouts, rows, truth_rows)))
                         if pending and (start is None or len(pending) > 2 * n_jobs):
                             done_start, n_rows, future = pending.pop(0)
-                            out.write(done_start, checked(future.result(), n_rows))
+                            try:
+                                cutouts = future.result()
+                            except BrokenProcessPool as exc:
+                                raise dead_worker_error(
+                                    f"drawing the sky's cutouts (n_jobs={n_jobs})", exc) from exc
+                            out.write(done_start, checked(cutouts, n_rows))
                             bar.update(n_rows)
         bar.close()
         self._write_sky(labels, catalogue, truth, catalogue.meta)

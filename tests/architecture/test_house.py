@@ -172,6 +172,37 @@ class _InMemorySky(base.PipelineSource):
         return np.asarray(full["cutout"])[np.asarray(images["image_row"])]
 
 
+class _DyingSky(_InMemorySky):
+    """Its worker processes die while drawing cutouts (as an unguarded script's do)."""
+
+    def __init__(self, *, n_images=12, n_jobs=2):
+        super().__init__(n_images=n_images)
+        self.n_jobs, self.parent_pid = n_jobs, __import__("os").getpid()
+
+    def pipeline_cutouts(self, images, truth=None):
+        import os
+
+        if os.getpid() != self.parent_pid:
+            os._exit(1)
+        return super().pipeline_cutouts(images, truth)
+
+
+def test_a_dead_worker_of_the_sky_stage_is_a_clear_error(fresh_plugins, tmp_path):
+    from gpm_astro.exceptions import GPMAstroError
+    from gpm_astro.pipeline import run_pipeline
+
+    class Provider:
+        @hookimpl
+        def gpm_astro_register_data_sources(self, register):
+            register(_DyingSky, name="dying_sky")
+
+    fresh_plugins.register_plugin(Provider(), name="provider")
+    config = {"source": {"name": "dying_sky", "params": {"n_images": 12, "n_jobs": 2}},
+              "application": {"estimator": None}}
+    with pytest.raises(GPMAstroError, match="drawing the sky's cutouts.*__main__"):
+        run_pipeline(config, output_dir=tmp_path, progress=False, until="sky")
+
+
 def test_any_registered_pipeline_source_feeds_the_sky_stage(fresh_plugins, tmp_path):
     from gpm_astro.pipeline import load_config, read_cutouts, run_pipeline
 

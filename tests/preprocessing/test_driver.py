@@ -1,5 +1,6 @@
 """preprocess_cutouts / iter_preprocess_cutouts: the Table contract, plugins, errors."""
 
+import os
 import warnings
 
 import numpy as np
@@ -115,6 +116,34 @@ class Exploding(PreprocessingStep):
         if np.any(images[:, 0, 0, 0] < 0):
             raise RuntimeError("boom in a worker")
         return StepResult(images=images, flags=np.full(len(images), "ok"))
+
+
+class Dying(PreprocessingStep):
+    """Ends its worker process on a batch holding a cutout whose first pixel is negative
+    (as a worker dies when it re-runs an unguarded script, or runs out of memory)."""
+
+    name = "dying"
+
+    def __init__(self):
+        self.parent_pid = os.getpid()  # the caller, which cleans batches too, lives
+
+    def process(self, images, context):
+        if np.any(images[:, 0, 0, 0] < 0) and os.getpid() != self.parent_pid:
+            os._exit(1)
+        return StepResult(images=images, flags=np.full(len(images), "ok"))
+
+
+def test_a_dead_worker_is_a_clear_error_and_the_next_call_works(cases):
+    from gpm_astro.exceptions import GPMAstroError
+
+    table, _ = cases
+    cutouts = np.array(table["cutout"])
+    cutouts[:, 0, 0, 0] = -1.0
+    with pytest.raises(GPMAstroError, match="if __name__ == \"__main__\""):
+        preprocess_cutouts(Table({"cutout": cutouts}), steps=[Dying()], n_jobs=2,
+                           batch_size=2, progress=False)
+    again = preprocess_cutouts(table, n_jobs=2, batch_size=2, progress=False)
+    assert len(again) == len(table)
 
 
 def test_parallel_stream_of_mixed_chunks_matches_one_process(cases):
