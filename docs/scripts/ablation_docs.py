@@ -22,7 +22,8 @@ DOCS_STATIC = Path(__file__).resolve().parents[1] / "_static" / "ablation"
 MAX_WIDTH = 760
 
 COLUMNS = {
-    "architectures": ["name", "n_parameters", "train_seconds", "n", "mu", "sigma", "nmad"],
+    "architectures": ["name", "n_parameters", "train_seconds", "n", "mu", "sigma", "nmad",
+                      "status"],
     "size": ["radius_low", "radius_high", "n", "mu", "sigma", "nmad"],
     "resolution": ["input_size", "n_parameters", "train_seconds", "n", "mu", "sigma", "nmad"],
     "bands": ["bands", "channels", "train_seconds", "n", "mu", "sigma", "nmad"],
@@ -32,6 +33,8 @@ COLUMNS = {
 
 
 def _cell(value, name):
+    if isinstance(value, float) and value != value:  # NaN: an empty bin, no statistic
+        return "—"
     if name in ("mu", "pred_minus_tremonti"):
         return f"{value:+.4f}"
     if isinstance(value, float):

@@ -19,7 +19,7 @@ exists is skipped on a rerun, and trained models are reused, so an interrupted r
 
 The default is the paper-sized study (25,000 galaxies, the paper's networks and 50 epochs:
 for a GPU). --quick is the CI-sized run: a few hundred mock galaxies, quarter-width networks
-and 4 epochs, about 5 minutes on two CPU cores.
+and 4 epochs: about 100 CPU-seconds (2 minutes of wall time on a shared 2-core machine).
 """
 
 
