@@ -237,6 +237,13 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
     del instance
     manifest = Manifest(out, recipe).open()
     done = manifest.finished()
+    # rows that could not be read (an I/O error may pass, a repaired file reads) get another
+    # try: their partitions are computed again, never kept as flagged for good
+    unread = {i for i in done if manifest.data["partitions"][f"{i:06d}"].get("read_errors")}
+    if unread:
+        log(f"{len(unread):,d} finished partition(s) hold rows that could not be read: "
+            f"computing them again ({sorted(unread)[:5]}{' ...' if len(unread) > 5 else ''})")
+        done -= unread
     remove_unfinished_partitions(manifest, done)
     todo = [p for p in partitions if p.index not in done]
 

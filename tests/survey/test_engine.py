@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 import warnings
 
 import numpy as np
@@ -123,6 +124,18 @@ def test_unreadable_chunk_gives_flagged_rows_and_the_run_goes_on(reference_run, 
     # another batch size may differ in the last bits (4e-10 dex seen), nothing more
     np.testing.assert_allclose(np.ma.getdata(catalogue["Z_pred"])[others],
                                np.ma.getdata(reference["Z_pred"])[others], rtol=0, atol=1e-8,
+                               equal_nan=True)
+    # the file repaired (or the I/O error passed): a rerun reads the row again
+    shutil.copy(next(Path(mock_archive).glob(archive_file.name)), archive_file)
+    said = []
+    again = run_catalogue(archive, out, weights=tiny_model, client=dask_client,
+                          **run_options(log=said.append))
+    assert again["n_failed"] == 0 and "preprocess:unreadable" not in again["flags"]
+    assert any("could not be read: computing them again" in m for m in said)
+    repaired = read_catalogue(out)
+    assert repaired["preprocess_flag"].tolist() == reference["preprocess_flag"].tolist()
+    np.testing.assert_allclose(np.ma.getdata(repaired["Z_pred"]),
+                               np.ma.getdata(reference["Z_pred"]), rtol=0, atol=1e-8,
                                equal_nan=True)
 
 
