@@ -6,7 +6,7 @@ bookkeeping, column assembly) is what is measured. Ratios are against the bare c
 in the same run.
 """
 
-import sys
+import argparse
 import time
 
 from gpm_astro import predict_metallicity
@@ -39,4 +39,7 @@ def main(n_rows=200_000):
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200_000)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n_rows", nargs="?", type=int, default=200_000,
+                        help="rows of the synthetic table (default: 200000)")
+    main(parser.parse_args().n_rows)

@@ -11,7 +11,7 @@ paper trains on) and against the mock's ``Z_true``. The noise floor is the mock'
 E[Z | everything a noise-free image shows], which is the best any image-based estimator can do.
 """
 
-import sys
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +79,12 @@ def main(n_galaxies=4000, n_skies=1, figure_dir=None):
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 4000,
-         int(sys.argv[2]) if len(sys.argv) > 2 else 1,
-         sys.argv[3] if len(sys.argv) > 3 else None)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n_galaxies", nargs="?", type=int, default=4000,
+                        help="galaxies per mock sky (default: 4000)")
+    parser.add_argument("n_skies", nargs="?", type=int, default=1,
+                        help="mock skies, seeds 0, 1, ... (default: 1)")
+    parser.add_argument("figure_dir", nargs="?", default=None,
+                        help="also draw the figures into this folder")
+    args = parser.parse_args()
+    main(args.n_galaxies, args.n_skies, args.figure_dir)
