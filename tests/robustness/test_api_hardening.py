@@ -82,6 +82,33 @@ def test_colour_polynomial_converts_flux_units(unit):
     assert np.allclose(np.asarray(got["Z_pred"]), np.asarray(expected), atol=1e-9)
 
 
+@pytest.mark.parametrize("spelling", ["nanomaggy", "nmgy", "nanomaggies"])
+def test_colour_polynomial_reads_votable_nanomaggies(tmp_path, spelling):
+    """A VOTable (Data Lab, pyvo, astropy's own writer) gives 'nanomaggy' as a VOUnit of its
+    own, not astropy's nanomaggy: still nanomaggies, not a SchemaError or a raw astropy
+    UnitConversionError."""
+    import warnings
+
+    from gpm_astro.io import read_table
+
+    train, table = _colour_tables()
+    expected = predict_metallicity(table, estimator="colour_polynomial", fit_table=train,
+                                   progress=False)["Z_pred"]
+    columns = {f"flux_{band}": np.asarray(table[f"flux_{band}"], float) for band in "grz"}
+    path = tmp_path / "fluxes.vot"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        QTable({k: v * u.nanomaggy for k, v in columns.items()}).write(path, format="votable")
+    path.write_bytes(path.read_bytes().replace(b'unit="nmgy"', f'unit="{spelling}"'.encode()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        read = read_table(path)
+    got = predict_metallicity(read, estimator="colour_polynomial", fit_table=train,
+                              progress=False)
+    assert got["Z_pred_flag"].tolist() == ["ok"] * 5
+    assert np.allclose(np.asarray(got["Z_pred"]), np.asarray(expected), atol=1e-9)
+
+
 def test_qtable_cutouts_in_nanomaggies_are_predicted(saved_model):
     from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
 
