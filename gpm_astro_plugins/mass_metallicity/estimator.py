@@ -87,8 +87,8 @@ class MassMetallicity(Estimator):
     Notes
     -----
     ``Z_pred_err = sqrt(intrinsic_scatter**2 + (dZ/dx * mass_err)**2)``. Rows with a missing
-    mass (masked, NaN, -9999, -99) get flag ``missing_mass``, rows with a negative or infinite
-    mass error ``bad_mass_err``; rows the mass estimator could not predict get
+    mass or mass error (masked, NaN, infinite, -9999, -99) get flag ``missing_mass``, rows with
+    a negative mass error ``bad_mass_err``; rows the mass estimator could not predict get
     ``mass:<its flag>``. A mass column with a unit is read through `log_mass` (log masses in
     ``dex``, linear masses in ``solMass`` converted, any other unit an error).
 
