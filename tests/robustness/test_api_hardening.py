@@ -254,3 +254,22 @@ def test_linear_mass_of_zero_and_negative_mass_error_are_flagged():
                               mass_err_column="mass_err", progress=False)
     assert list(out["Z_pred_flag"]) == ["ok", "missing_mass", "bad_mass_err"]
     assert list(out["Z_pred"].mask) == [False, True, True]
+
+
+@pytest.mark.parametrize("unit", ["log(M_sun)", "log(M/Msun)", "logMsun", "[Msol]"])
+def test_log_mass_spelt_as_astropy_does_not_know_is_read_as_log(unit):
+    from astropy.table import Table
+
+    table = Table({"lgm_tot_p50": [10.0]})
+    table["lgm_tot_p50"].unit = u.Unit(unit, parse_strict="silent")
+    out = predict_metallicity(table, estimator="mass_metallicity", progress=False)
+    assert out["Z_pred_flag"][0] == "ok" and abs(out["Z_pred"][0] - 8.952) < 1e-3
+
+
+def test_log_masses_labelled_solmass_are_refused_not_flagged_out_of_range():
+    from astropy.table import Table
+
+    table = Table({"lgm_tot_p50": [10.2, 9.8]})
+    table["lgm_tot_p50"].unit = u.Msun
+    with pytest.raises(SchemaError, match="largest value is 10.2: log masses labelled"):
+        predict_metallicity(table, estimator="mass_metallicity", progress=False)
