@@ -55,11 +55,12 @@ _AB = u.zero_point_flux(1 * u.ABflux)
 
 def is_nanomaggy(unit):
     """True for no unit, a dimensionless one, ``nanomaggy`` and the spellings astropy does not
-    parse (``nanomaggies``), all of which mean nanomaggies in Legacy Survey files."""
+    parse (``nanomaggies``), all of which mean nanomaggies in Legacy Survey files. The
+    spellings count whatever unit object carries them: a VOTable's ``nanomaggy`` (or
+    ``nmgy``) is a VOUnit astropy defines anew, not its own nanomaggy."""
     if unit is None or unit == u.dimensionless_unscaled or unit == nanomaggy:
         return True
-    return isinstance(unit, u.UnrecognizedUnit) and \
-        str(unit).strip().lower() in ("nanomaggy", "nanomaggies", "nmgy")
+    return str(unit).strip().lower() in ("nanomaggy", "nanomaggies", "nmgy")
 
 
 def in_nanomaggies(values, unit, where):

@@ -87,6 +87,18 @@ def test_load_config_rejects_bad_values_naming_them(bad, fragment):
     assert fragment in str(info.value)
 
 
+def test_load_config_takes_path_objects_for_paths(tmp_path):
+    """A pathlib.Path is a path (the files source documents str or path-like) as it was
+    before the type checks, not 'must be a path (a string)'."""
+    from pathlib import Path
+
+    labels, images = Path(tmp_path / "labels.fits"), Path(tmp_path / "images.fits")
+    config = load_config({"source": {"name": "files", "labels": labels, "images": images}},
+                         output_dir=Path(tmp_path / "run"))
+    assert config["source"]["labels"] == labels
+    assert config["output_dir"] == Path(tmp_path / "run")
+
+
 def test_config_files_in_every_format_read_back_the_same(tmp_path):
     import yaml
 

@@ -190,8 +190,8 @@ def _print_flags(table, column):
         print(f"  {value}: {count}")
 
 
-#: cutout flags that say the service was not reached, or refused (after the retries)
-_UNREACHED_FLAGS = ("http_error", "timeout", "connection_error")
+#: cutout flags that say the service did not deliver (after the retries): a rerun may
+_UNREACHED_FLAGS = ("http_error", "timeout", "connection_error", "html_error_page", "truncated")
 
 
 def run_cutouts(args):
@@ -225,7 +225,8 @@ def run_cutouts(args):
                  "run it again with --overwrite, or write to a .h5 file to resume")
         print(f"gpm-astro fetch cutouts: error: {int(unreached.sum())} of {len(result)} "
               f"cutouts could not be fetched from the Legacy Survey viewer ({server}): no "
-              f"answer, or an HTTP error, after the retries; {again}", file=sys.stderr)
+              f"answer, an HTTP error, an error page or a cut-off answer, after the retries; "
+              f"{again}", file=sys.stderr)
         return 1
     return 0
 

@@ -2,6 +2,7 @@
 
 import copy
 import json
+import os
 from pathlib import Path
 
 from ..exceptions import ParameterError
@@ -208,7 +209,7 @@ def _validate(cfg):
 
     for key, value in (("output_dir", cfg["output_dir"]),
                        *((f"source.{k}", cfg["source"][k]) for k in _FILE_KEYS)):
-        if value is not None and not isinstance(value, str):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
             msg = f"{key} must be a path (a string), got {value!r}"
             raise ParameterError(msg)
     make_pipeline_source(cfg["source"])  # the source exists, feeds a run, takes its params

@@ -8,7 +8,7 @@ import numpy as np
 from ..exceptions import ParameterError, SchemaError
 from ..process_pool import dead_worker_error, forkserver_pool, resolve_n_jobs
 from ..survey_constants import BANDS, CUTOUT_SHAPE, PIXEL_SCALE_ARCSEC
-from ..tables import record_step
+from ..tables import optional_column, record_step
 from .cutout_store import (CutoutWriter, _read_table, _write_table, read_cutouts,
                            with_cutout_store)
 from .sources import make_pipeline_source, source_parameters
@@ -18,12 +18,9 @@ def _source_type_column(images):
     """The image catalogue's morphological-type column: ``source_type`` (the archive's name),
     else Tractor's ``type``, found ignoring case; a `SchemaError` naming both when absent."""
     for wanted in ("source_type", "type"):
-        found = [c for c in images.colnames if c.lower() == wanted]
-        if len(found) == 1:
-            return found[0]
-        if len(found) > 1:
-            msg = f"the image catalogue has {found}, which differ only in case; rename one"
-            raise SchemaError(msg)
+        found = optional_column(images, wanted, "the application stage")
+        if found is not None:
+            return found
     msg = (f"the image catalogue needs the Legacy Survey morphological type of each galaxy, "
            f"column 'source_type' (or Tractor's 'TYPE'), to choose the application galaxies; "
            f"its columns: {images.colnames}")

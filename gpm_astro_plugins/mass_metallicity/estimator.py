@@ -23,12 +23,18 @@ _LOG_MASS_UNITS = ("dex", "dex(solmass)", "dex(msun)", "log(msun)", "log(solmass
                    "log10(msun)", "log10(solmass)", "[msun]", "[solmass]")
 
 
+#: a linear stellar mass (solMass) below this is no galaxy: such a column holds log masses
+LINEAR_MASS_FLOOR = 1e3
+
+
 def log_mass(values, unit, where):
     """log10(M*/Msun) from a mass column's ``values`` given in ``unit``.
 
     No unit, a dimensionless one, ``dex`` or ``dex(Msun)`` (and the spellings of
-    ``_LOG_MASS_UNITS``) mean the values are log masses already. A linear mass (``solMass``,
-    ``kg``) is converted, its non-positive values becoming NaN (missing). Any other unit is a
+    ``_LOG_MASS_UNITS``, and any unit astropy does not know that starts with ``log``, ``dex``
+    or ``[``) mean the values are log masses already. A linear mass (``solMass``, ``kg``) is
+    converted, its non-positive values becoming NaN (missing); one whose values are all below
+    `LINEAR_MASS_FLOOR` solar masses (log masses under a linear label) and any other unit are a
     `~gpm_astro.exceptions.SchemaError` naming ``where``.
 
     Examples
@@ -37,14 +43,23 @@ def log_mass(values, unit, where):
     >>> log_mass(np.array([1e10, 0.0]), u.Msun, "column 'mass'").tolist()
     [10.0, nan]
     """
+    spelt = str(unit).replace(" ", "").lower() if unit is not None else ""
     if unit is None or unit == u.dimensionless_unscaled or unit == u.dex or \
-            str(unit).replace(" ", "").lower() in _LOG_MASS_UNITS:
+            spelt in _LOG_MASS_UNITS:
         return values
     if isinstance(unit, u.FunctionUnitBase) and unit.physical_unit.is_equivalent(u.Msun):
         return (values * unit).to_value(u.dex(u.Msun))
+    if isinstance(unit, u.UnrecognizedUnit) and spelt.startswith(("log", "dex", "[")):
+        return values  # log(M_sun), log(M/Msun), logMsun, [Msol]: a log mass however spelt
     if not isinstance(unit, u.UnrecognizedUnit) and not isinstance(unit, u.FunctionUnitBase) \
             and unit.is_equivalent(u.Msun):
         linear = (values * unit).to_value(u.Msun)
+        finite = linear[np.isfinite(linear) & (linear > 0)]
+        if finite.size and np.max(finite) < LINEAR_MASS_FLOOR:
+            msg = (f"{where} has unit {unit}, but its largest value is {np.max(finite):g}: "
+                   f"log masses labelled with a linear unit? Give log10(M*/Msun) the unit "
+                   f"dex (or none), or masses in solMass")
+            raise SchemaError(msg)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(linear > 0, np.log10(np.where(linear > 0, linear, 1.0)), np.nan)
     msg = (f"{where} has unit {unit}, which is not a stellar mass; give log10(M*/Msun) (no "
@@ -87,8 +102,8 @@ class MassMetallicity(Estimator):
     Notes
     -----
     ``Z_pred_err = sqrt(intrinsic_scatter**2 + (dZ/dx * mass_err)**2)``. Rows with a missing
-    mass (masked, NaN, -9999, -99) get flag ``missing_mass``, rows with a negative or infinite
-    mass error ``bad_mass_err``; rows the mass estimator could not predict get
+    mass or mass error (masked, NaN, infinite, -9999, -99) get flag ``missing_mass``, rows with
+    a negative mass error ``bad_mass_err``; rows the mass estimator could not predict get
     ``mass:<its flag>``. A mass column with a unit is read through `log_mass` (log masses in
     ``dex``, linear masses in ``solMass`` converted, any other unit an error).
 

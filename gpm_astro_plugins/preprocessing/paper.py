@@ -4,6 +4,7 @@ Each step reproduces the paper's recipe; where the published scripts do somethin
 (METHOD.md section 12) a parameter selects the published behaviour.
 """
 
+import functools
 import math
 import warnings
 
@@ -299,8 +300,9 @@ class PhotutilsBlendCheck(PreprocessingStep):
         return int(segments.n_labels)
 
 
+@functools.lru_cache(maxsize=None)
 def _parameters(function):
-    """The names of ``function``'s parameters (empty when they cannot be read)."""
+    """The names of ``function``'s parameters (empty when they cannot be read); read once."""
     import inspect
 
     try:

@@ -82,6 +82,33 @@ def test_colour_polynomial_converts_flux_units(unit):
     assert np.allclose(np.asarray(got["Z_pred"]), np.asarray(expected), atol=1e-9)
 
 
+@pytest.mark.parametrize("spelling", ["nanomaggy", "nmgy", "nanomaggies"])
+def test_colour_polynomial_reads_votable_nanomaggies(tmp_path, spelling):
+    """A VOTable (Data Lab, pyvo, astropy's own writer) gives 'nanomaggy' as a VOUnit of its
+    own, not astropy's nanomaggy: still nanomaggies, not a SchemaError or a raw astropy
+    UnitConversionError."""
+    import warnings
+
+    from gpm_astro.io import read_table
+
+    train, table = _colour_tables()
+    expected = predict_metallicity(table, estimator="colour_polynomial", fit_table=train,
+                                   progress=False)["Z_pred"]
+    columns = {f"flux_{band}": np.asarray(table[f"flux_{band}"], float) for band in "grz"}
+    path = tmp_path / "fluxes.vot"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        QTable({k: v * u.nanomaggy for k, v in columns.items()}).write(path, format="votable")
+    path.write_bytes(path.read_bytes().replace(b'unit="nmgy"', f'unit="{spelling}"'.encode()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        read = read_table(path)
+    got = predict_metallicity(read, estimator="colour_polynomial", fit_table=train,
+                              progress=False)
+    assert got["Z_pred_flag"].tolist() == ["ok"] * 5
+    assert np.allclose(np.asarray(got["Z_pred"]), np.asarray(expected), atol=1e-9)
+
+
 def test_qtable_cutouts_in_nanomaggies_are_predicted(saved_model):
     from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
 
@@ -227,3 +254,22 @@ def test_linear_mass_of_zero_and_negative_mass_error_are_flagged():
                               mass_err_column="mass_err", progress=False)
     assert list(out["Z_pred_flag"]) == ["ok", "missing_mass", "bad_mass_err"]
     assert list(out["Z_pred"].mask) == [False, True, True]
+
+
+@pytest.mark.parametrize("unit", ["log(M_sun)", "log(M/Msun)", "logMsun", "[Msol]"])
+def test_log_mass_spelt_as_astropy_does_not_know_is_read_as_log(unit):
+    from astropy.table import Table
+
+    table = Table({"lgm_tot_p50": [10.0]})
+    table["lgm_tot_p50"].unit = u.Unit(unit, parse_strict="silent")
+    out = predict_metallicity(table, estimator="mass_metallicity", progress=False)
+    assert out["Z_pred_flag"][0] == "ok" and abs(out["Z_pred"][0] - 8.952) < 1e-3
+
+
+def test_log_masses_labelled_solmass_are_refused_not_flagged_out_of_range():
+    from astropy.table import Table
+
+    table = Table({"lgm_tot_p50": [10.2, 9.8]})
+    table["lgm_tot_p50"].unit = u.Msun
+    with pytest.raises(SchemaError, match="largest value is 10.2: log masses labelled"):
+        predict_metallicity(table, estimator="mass_metallicity", progress=False)

@@ -68,6 +68,18 @@ def test_fetch_cutouts_says_which_service_failed_and_the_same_command_resumes(
         assert len(fake_service.requests) == n_requests + 2
 
 
+def test_fetch_cutouts_fails_when_only_error_pages_came(fake_service, tmp_path, capsys,
+                                                        fast_backoff):
+    targets = tmp_path / "targets.ecsv"
+    write_table(Table({"ra": [150.0], "dec": [2.0]}), targets)
+    page = Reply(b"<html><body>Something went wrong</body></html>", content_type="text/html")
+    with cutout_conf.set_temp("server", fake_service.url):
+        fake_service.route("/cutout.fits", page)
+        assert main(["fetch", "cutouts", str(targets), str(tmp_path / "c.h5"), *FAST,
+                     "--no-cache"]) == 1
+    assert "1 of 1 cutouts could not be fetched" in capsys.readouterr().err
+
+
 def test_fetch_labels(fake_service, tmp_path, fast_backoff):
     fake_service.route(SQL_PATH, skyserver)
     output = tmp_path / "labels.fits"

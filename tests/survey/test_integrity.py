@@ -243,3 +243,23 @@ def test_a_cancelled_partition_is_reported_as_failed_and_the_others_recorded(das
     canceller.join(timeout=5)
     assert [f["index"] for f in failed] == [1] and "cancelled" in failed[0]["error"]
     assert sorted(manifest.recorded) == [0, 2] and computed == 2
+
+
+def test_the_fingerprint_of_a_large_file_reads_its_start_middle_and_end(mock_archive, tmp_path,
+                                                                          monkeypatch):
+    import h5py
+
+    from gpm_astro_plugins.legacysurvey import archive_source
+    from gpm_astro_plugins.legacysurvey.archive_source import LegacySurveyArchive
+
+    monkeypatch.setattr(archive_source, "FINGERPRINT_BLOCK", 3)  # files of > 9 rows: sampled
+    archive = tmp_path / "archive"
+    shutil.copytree(mock_archive, archive)
+    (path,) = archive.glob("*.h5")
+    n = archive_source.archive_length(path)
+    assert archive_source._fingerprint_blocks(n) == [(0, 3), ((n - 3) // 2, (n - 3) // 2 + 3),
+                                                     (n - 3, n)]
+    before = LegacySurveyArchive(path=archive).fingerprint()
+    with h5py.File(path, "r+") as handle:
+        handle["ra"][(n - 3) // 2 + 1] += 1e-6  # a row of the middle block
+    assert LegacySurveyArchive(path=archive).fingerprint() != before
