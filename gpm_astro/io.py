@@ -191,25 +191,33 @@ def _attach_cutouts(table, path):
 _BOOLEAN_TEXT = {"True": True, "False": False}
 
 
-def _restore_text_booleans(table):
-    """In place: a text column holding only ``True``/``False`` (as CSV writes booleans) is
-    boolean again, so ``"False"`` never reads as true. Empty or masked cells stay masked."""
+def _text_columns(table):
+    """(name, stripped text, mask) of each one-dimensional text column of ``table``."""
     for name in table.colnames:
         column = table[name]
         if getattr(column, "dtype", None) is None or column.dtype.kind not in "US" or \
                 column.ndim != 1:
             continue
         data = np.ma.asanyarray(column)
-        mask = np.ma.getmaskarray(data)
-        text = np.char.strip(np.ma.getdata(data).astype(str))
+        yield name, np.char.strip(np.ma.getdata(data).astype(str)), np.ma.getmaskarray(data)
+
+
+def _replace_column(table, name, values, mask):
+    """In place: column ``name`` holds ``values`` (masked where ``mask``), same description."""
+    description = table[name].info.description
+    table[name] = MaskedColumn(values, mask=mask, description=description) if mask.any() \
+        else Column(values, description=description)
+
+
+def _restore_text_booleans(table):
+    """In place: a text column holding only ``True``/``False`` (as CSV writes booleans) is
+    boolean again, so ``"False"`` never reads as true. Empty or masked cells stay masked."""
+    for name, text, mask in list(_text_columns(table)):
         mask = mask | (text == "")
         present = text[~mask]
         if present.size == 0 or not np.isin(present, list(_BOOLEAN_TEXT)).all():
             continue
-        values = text == "True"
-        description = column.info.description
-        table[name] = MaskedColumn(values, mask=mask, description=description) if mask.any() \
-            else Column(values, description=description)
+        _replace_column(table, name, text == "True", mask)
 
 
 _INT64_MAX = int(np.iinfo(np.int64).max)
@@ -220,14 +228,8 @@ def _restore_unsigned_integers(table, path):
     """In place: a text column that astropy's CSV reader left as text because its integers
     overflow int64 (SDSS specObjIDs of plates above 8191 exceed 2**63) is read as uint64 when
     every value is a whole number below 2**64; larger ones stay text, with a warning."""
-    for name in table.colnames:
-        column = table[name]
-        if getattr(column, "dtype", None) is None or column.dtype.kind not in "US" or \
-                column.ndim != 1:
-            continue
-        data = np.ma.asanyarray(column)
-        mask = np.ma.getmaskarray(data)
-        present = np.char.strip(np.ma.getdata(data).astype(str))[~mask]
+    for name, text, mask in list(_text_columns(table)):
+        present = text[~mask]
         if present.size == 0 or not all(v.isascii() and v.isdigit() for v in present):
             continue
         largest = max(int(v) for v in present)
@@ -237,11 +239,9 @@ def _restore_unsigned_integers(table, path):
             warnings.warn(f"column {name!r} of {str(path)!r} holds integers above 2**64 - 1 "
                           f"(e.g. {largest}); it is kept as text", GPMAstroWarning, stacklevel=3)
             continue
-        numbers = np.zeros(len(column), dtype=np.uint64)
+        numbers = np.zeros(len(text), dtype=np.uint64)
         numbers[~mask] = np.array([int(v) for v in present], dtype=np.uint64)
-        description = column.info.description
-        table[name] = MaskedColumn(numbers, mask=mask, description=description) if mask.any() \
-            else Column(numbers, description=description)
+        _replace_column(table, name, numbers, mask)
 
 
 def _to_native_byte_order(table):
