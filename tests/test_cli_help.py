@@ -35,3 +35,15 @@ def test_the_walk_reaches_every_command():
     walk(build_parser(), [])
     assert {"demo", "run", "train", "predict", "fetch cutouts", "fetch catalog",
             "mock", "preprocess"} <= commands
+
+
+def test_the_top_help_gives_the_exit_statuses_and_the_debug_switch(capsys):
+    import pytest
+
+    from gpm_astro.cli import DEBUG_ENV_VAR, main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Exit status: 0 on success" in text and f"{DEBUG_ENV_VAR}=1" in text
+    assert "130 when interrupted" in text

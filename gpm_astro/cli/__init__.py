@@ -30,6 +30,9 @@ def build_parser():
         prog="gpm-astro",
         description=("Measure the gas-phase metallicity Z = 12 + log(O/H) of galaxies from "
                      "their DESI Legacy Survey g, r, z images (GPM-ResNet, A&A 694, A271)."),
+        epilog=(f"Exit status: 0 on success, 1 when a stage fails (the message says why), 2 "
+                f"when the command line itself is wrong, 3 on an internal error "
+                f"({DEBUG_ENV_VAR}=1 shows its traceback), 130 when interrupted."),
     )
     from .. import __version__
 
