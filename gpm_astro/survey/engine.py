@@ -90,14 +90,15 @@ def refuse_unrecorded_partitions(out):
         raise ParameterError(msg)
 
 
-def remove_unfinished_partitions(manifest, done):
-    """Delete the files in ``partitions/`` that are not finished partitions of this run (a
-    damaged file, one written before a crash but not recorded, one of an earlier plan), so
-    that the folder holds nothing but this run's partitions for any Parquet reader."""
+def remove_unfinished_partitions(manifest, done, files=None):
+    """Delete the ``files`` (default: those in ``partitions/``) that are not finished
+    partitions ``done`` of this run (a damaged file, one written before a crash but not
+    recorded, one of an earlier plan), so that the folder holds nothing but this run's
+    partitions for any reader."""
     keep = {manifest.directory / manifest.data["partitions"][f"{index:06d}"]["file"]
             for index in done}
-    for path in partition_files(manifest.directory):
-        if path not in keep:
+    for path in partition_files(manifest.directory) if files is None else files:
+        if path.exists() and path not in keep:
             path.unlink()
 
 
@@ -236,14 +237,7 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
                              "reads_cutouts": spec["cutouts"]}}
     del instance
     manifest = Manifest(out, recipe).open()
-    done = manifest.finished()
-    # rows that could not be read (an I/O error may pass, a repaired file reads) get another
-    # try: their partitions are computed again, never kept as flagged for good
-    unread = {i for i in done if manifest.data["partitions"][f"{i:06d}"].get("read_errors")}
-    if unread:
-        log(f"{len(unread):,d} finished partition(s) hold rows that could not be read: "
-            f"computing them again ({sorted(unread)[:5]}{' ...' if len(unread) > 5 else ''})")
-        done -= unread
+    done = manifest.resumable(log)
     remove_unfinished_partitions(manifest, done)
     todo = [p for p in partitions if p.index not in done]
 

@@ -111,6 +111,18 @@ class Manifest:
                 done.add(int(key))
         return done
 
+    def resumable(self, log=print):
+        """The finished partitions a rerun keeps: those of `finished` without unreadable
+        rows. A partition whose record lists ``read_errors`` is computed again (an I/O
+        error may pass, a repaired file reads), never kept as flagged for good; ``log`` says
+        which."""
+        done = self.finished()
+        unread = {i for i in done if self.data["partitions"][f"{i:06d}"].get("read_errors")}
+        if unread:
+            log(f"{len(unread):,d} finished partition(s) hold rows that could not be read: "
+                f"computing them again ({sorted(unread)[:5]}{' ...' if len(unread) > 5 else ''})")
+        return done - unread
+
     def start_session(self, **details):
         """Record a session (scheduler address, dashboard, workers) and return its record."""
         session = {"started": _now(), "versions": library_versions(), **_plain(details),

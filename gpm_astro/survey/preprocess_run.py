@@ -24,7 +24,8 @@ from ..io import writable_directory
 from ..tables import require_positive_int
 from .cluster import open_client
 from .engine import (CatalogueRunError, compute_partitions, failed_message, format_summary,
-                     run_summary, source_fingerprint, start_fresh)
+                     remove_unfinished_partitions, run_summary, source_fingerprint,
+                     start_fresh)
 from .manifest import MANIFEST_FILE, Manifest, file_sha256
 from .partitions import plan_fingerprint, plan_partitions
 from .task import UNREADABLE, _read
@@ -215,13 +216,10 @@ scheduler, n_workers, threads_per_worker, processes, dashboard_address, restart,
                         "content": content},
               "processing": {"preprocess": preprocess, "chunk_size": chunk_size}}
     manifest = Manifest(out, recipe).open()
-    done = manifest.finished()
+    done = manifest.resumable(log)
     # files not finished (damaged, unrecorded, another plan's) would be read back as part of
     # the sample: only this run's finished partitions stay
-    keep = {out / manifest.data["partitions"][f"{index:06d}"]["file"] for index in done}
-    for path in written:
-        if path.exists() and path not in keep:
-            path.unlink()
+    remove_unfinished_partitions(manifest, done, written)
     todo = [p for p in partitions if p.index not in done]
     starts = np.concatenate([[0], np.cumsum([p.n_rows for p in partitions])])
 

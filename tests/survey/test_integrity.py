@@ -190,6 +190,30 @@ def test_preprocess_folder_holds_only_recorded_archive_files(mock_archive, dask_
     assert written["input_row"].tolist() == [0, 2, 4]
 
 
+def test_a_preprocess_rerun_reads_again_the_rows_it_could_not_read(mock_archive, dask_client,
+                                                                    tmp_path):
+    from .conftest import corrupt_image_chunk
+
+    archive = tmp_path / "archive"
+    shutil.copytree(mock_archive, archive)
+    (archive_file,) = archive.glob("images_npix152_*.h5")
+    corrupt_image_chunk(archive_file, 2)
+    labels = Table({"archive_row": [0, 2, 4], "oh_p50": [8.6, 8.8, 9.0]})
+    options = {k: v for k, v in run_options(partition_size=2).items() if k != "source_type"}
+    out = tmp_path / "sample"
+    run_preprocess(archive, out, labels, client=dask_client, **options)
+    first = get_source("legacysurvey_archive")(path=out).query(cutouts=False)
+    assert list(first["preprocess_flag"][first["input_row"] == 2]) == ["unreadable"]
+    shutil.copy(next(Path(mock_archive).glob(archive_file.name)), archive_file)  # repaired
+    said = []
+    run_preprocess(archive, out, labels, client=dask_client,
+                   **{**options, "log": said.append})
+    assert any("could not be read: computing them again" in m for m in said)
+    again = get_source("legacysurvey_archive")(path=out).query(cutouts=False)
+    assert again["input_row"].tolist() == [0, 2, 4]
+    assert "unreadable" not in list(again["preprocess_flag"])
+
+
 def test_a_rerun_on_another_archive_at_the_same_path_is_refused(tiny_model, dask_client,
                                                                 tmp_path):
     from .conftest import write_mock_archive
