@@ -112,12 +112,12 @@ def _central_peak_position(detection, labels, label, near_rows, near_cols):
 def _central_peak(detection, labels, label, near_rows, near_cols):
     """Height of region ``label``'s highest pixel near the centre, or -inf when that pixel is
     not a local maximum (the region only reaches the centre with its wing)."""
-    inside = labels[near_rows, near_cols] == label
-    values = np.where(inside, detection[near_rows, near_cols], -np.inf)
-    best = int(np.argmax(values))
-    row, col = int(near_rows[best]), int(near_cols[best])
+    col, row = (int(v) for v in _central_peak_position(detection, labels, label, near_rows,
+                                                      near_cols))
+    if labels[row, col] != label:  # the region reaches no pixel near the centre
+        return -np.inf
     window = detection[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2]
-    return float(values[best]) if values[best] >= window.max() else -np.inf
+    return float(detection[row, col]) if detection[row, col] >= window.max() else -np.inf
 
 
 def split_distant_peaks(labels, area, label, detection, *, centre, lowest, prominence,
