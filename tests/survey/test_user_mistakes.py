@@ -27,3 +27,19 @@ def test_a_bad_run_option_is_refused_before_the_folder_records_it(mock_archive, 
     with pytest.raises(error, match=named):
         run_preprocess(mock_archive, tmp_path / "clean", labels, progress=False, **option)
     assert not (tmp_path / "clean" / "manifest.json").exists()
+
+
+def test_a_rerun_with_other_settings_names_each_difference(tmp_path):
+    from gpm_astro.survey.manifest import Manifest
+
+    recipe = {"input": {"partition_size": 50, "n_rows": 176, "source_type": "EXP"},
+              "processing": {"preprocess": "default", "chunk_size": 256}}
+    Manifest(tmp_path, recipe).open().save()
+    other = {"input": {"partition_size": 60, "n_rows": 176, "source_type": "EXP"},
+             "processing": {"preprocess": "paper", "chunk_size": 256}}
+    with pytest.raises(ParameterError) as refused:
+        Manifest(tmp_path, other).open()
+    message = str(refused.value)
+    assert "input.partition_size: 50 in the folder, 60 now" in message
+    assert 'processing.preprocess: "default" in the folder, "paper" now' in message
+    assert "chunk_size" not in message and "--restart" in message
