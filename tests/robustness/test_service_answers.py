@@ -1,0 +1,50 @@
+"""The Table API on answers shaped as the real services and files give them.
+
+Shapes follow the published definitions: SkyServer's schema for the MPA-JHU tables
+(``galSpecTables.sql``: ``ra``/``dec`` real with unit ``degrees``, ``specObjID`` bigint or
+numeric(20,0), -9999 for a missing measurement), VOTables from TAP services, and the Legacy
+Survey DR9 Tractor / sweep and photo-z files.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+from gpm_astro import crossmatch
+from gpm_astro.io import read_table
+
+#: A SkyServer VOTable answer for galSpecInfo: ra/dec in the schema's unit "degrees"
+GALSPECINFO_VOTABLE = """<?xml version="1.0" encoding="UTF-8"?>
+<VOTABLE version="1.3" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">
+<RESOURCE type="results"><TABLE>
+<FIELD name="specObjID" datatype="long"/>
+<FIELD name="ra" datatype="float" unit="degrees"/>
+<FIELD name="dec" datatype="float" unit="degrees"/>
+<DATA><TABLEDATA>
+<TR><TD>299489677444933632</TD><TD>145.0</TD><TD>-0.5</TD></TR>
+<TR><TD>299489677444933633</TD><TD>145.01</TD><TD>-0.5</TD></TR>
+</TABLEDATA></DATA></TABLE></RESOURCE></VOTABLE>
+"""
+
+
+@pytest.mark.parametrize("ending", ["vot", "fits"])
+def test_coordinates_in_degrees_spelt_out_are_angles(tmp_path, ending):
+    path = tmp_path / f"galspecinfo.{ending}"
+    if ending == "vot":
+        path.write_text(GALSPECINFO_VOTABLE)
+    else:  # the same unit as a FITS TUNIT, outside the FITS standard
+        fits.BinTableHDU.from_columns([
+            fits.Column("RA", "E", unit="degrees", array=[145.0, 145.01]),
+            fits.Column("DEC", "E", unit="degrees", array=[-0.5, -0.5])]).writeto(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # read as an angle, no "unknown unit" warning
+        labels = read_table(path)
+    # the schema stores ra as real (float32): the image lies 0.3 arcsec from that value
+    images = Table({"objid": [7], "ra": [float(np.float32(145.01)) + 0.3 / 3600], "dec": [-0.5]})
+    matched = crossmatch(labels, images, radius=1.0)
+    assert matched["match_flag"].tolist() == ["no_match", "ok"]
+    assert matched["objid"][1] == 7
+    assert abs(matched["separation"][1] - 0.3) < 0.01
