@@ -48,3 +48,19 @@ def test_coordinates_in_degrees_spelt_out_are_angles(tmp_path, ending):
     assert matched["match_flag"].tolist() == ["no_match", "ok"]
     assert matched["objid"][1] == 7
     assert abs(matched["separation"][1] - 0.3) < 0.01
+
+
+def test_sentinel_or_impossible_coordinates_are_invalid_not_matched():
+    # MPA-JHU rows the pipeline never ran carry -9999; SkyCoord would wrap RA -9999 to 81 deg
+    labels = Table({"specobjid": [1, 2, 3, 4, 5],
+                    "ra": [-9999.0, -99.0, 370.0, 81.0, 81.0],
+                    "dec": [0.0, 0.0, 0.0, -9999.0, 0.0]})
+    images = Table({"objid": [7, 8, 9], "ra": [81.0, 261.0, 10.0], "dec": [0.0, 0.0, 0.0]})
+    matched = crossmatch(labels, images, radius=1.0)
+    assert matched["match_flag"].tolist() == ["invalid_coordinates"] * 4 + ["ok"]
+    assert np.ma.getmaskarray(matched["objid"]).tolist() == [True] * 4 + [False]
+    counts = matched.meta["gpm_astro"]["steps"][-1]["params"]["counts"]
+    assert counts["invalid_coordinates"] == 4
+    # an image row at a sentinel position is never matched either
+    images["ra"][0] = -9999.0
+    assert crossmatch(labels[4:], images, radius=1.0)["match_flag"].tolist() == ["no_match"]
