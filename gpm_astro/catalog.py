@@ -340,7 +340,7 @@ def crossmatch(labels, images, *, radius=1.0 * u.arcsec, one_to_one=False, ra_co
         Coordinate columns of ``images``.
     label_id, image_id : str or sequence of str, optional
         Columns that identify a row (e.g. ``"specobjid"``, ``("release", "brickid",
-        "objid")``). When given, a duplicated identifier is an error. When not given,
+        "objid")``). When given, a duplicated or masked identifier is an error. When not given,
         duplicated rows are matched independently (and in one-to-one mode the first of two
         duplicated labels keeps the image).
     suffix : str, optional
@@ -366,7 +366,7 @@ def crossmatch(labels, images, *, radius=1.0 * u.arcsec, one_to_one=False, ra_co
         If ``labels`` or ``images`` is not an astropy Table.
     SchemaError
         If a coordinate or id column is missing, not numeric, or has a non-angle unit; if an id
-        is duplicated; if a suffixed name still clashes; if ``labels`` already has a column
+        is duplicated or masked; if a suffixed name still clashes; if ``labels`` already has a column
         ``separation``, ``matched`` or ``match_flag`` (never overwritten: rename it first).
     ParameterError
         If ``radius`` is not a positive finite angle or an option has the wrong type.
@@ -528,6 +528,14 @@ def _check_unique_ids(table, id_columns, what):
         msg = f"the {what} id must be a column name or a sequence of names, got {id_columns!r}"
         raise ParameterError(msg)
     names = list(resolve_columns(table, names, what=f"crossmatch ({what} id)").values())
+    for name in names:
+        # a masked id identifies nothing; its hidden value must not be called a duplicate
+        masked = np.flatnonzero(np.ma.getmaskarray(np.ma.asanyarray(table[name])))
+        if masked.size:
+            msg = (f"{what} id column {name!r} is masked in {masked.size} row(s), e.g. row(s) "
+                   f"{masked[:5].tolist()}: an id must be present to check that it is unique; "
+                   f"remove those rows or fill the ids first")
+            raise SchemaError(msg)
     if len(table) < 2:
         return
     keys = table[names].copy(copy_data=True)

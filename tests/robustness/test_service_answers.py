@@ -11,9 +11,10 @@ import warnings
 import numpy as np
 import pytest
 from astropy.io import fits
-from astropy.table import Table
+from astropy.table import MaskedColumn, Table
 
 from gpm_astro import crossmatch
+from gpm_astro.exceptions import SchemaError
 from gpm_astro.io import read_table
 
 #: A SkyServer VOTable answer for galSpecInfo: ra/dec in the schema's unit "degrees"
@@ -64,3 +65,19 @@ def test_sentinel_or_impossible_coordinates_are_invalid_not_matched():
     # an image row at a sentinel position is never matched either
     images["ra"][0] = -9999.0
     assert crossmatch(labels[4:], images, radius=1.0)["match_flag"].tolist() == ["no_match"]
+
+
+def test_masked_ids_are_named_not_called_duplicates_of_their_hidden_value():
+    # a TAP answer's nulls: masked ids whose hidden values repeat, or equal a real id
+    labels = Table({"ra": [10.0, 10.001, 10.002], "dec": [0.0, 0.0, 0.0],
+                    "specobjid": MaskedColumn([5, 5, 6], mask=[True, True, False])})
+    images = Table({"ra": [10.0], "dec": [0.0], "release": MaskedColumn([9010], mask=[True]),
+                    "brickid": [1], "objid": [1]})
+    with pytest.raises(SchemaError, match=r"'specobjid' is masked in 2 row\(s\).*\[0, 1\]"):
+        crossmatch(labels, images, label_id="specobjid")
+    with pytest.raises(SchemaError, match=r"'release' is masked in 1 row\(s\)"):
+        crossmatch(labels[2:], images, image_id=("release", "brickid", "objid"))
+    images["release"].mask = False
+    assert crossmatch(labels[2:], images, label_id="specobjid",
+                      image_id=("release", "brickid", "objid"))["match_flag"].tolist() == \
+        ["no_match"]
