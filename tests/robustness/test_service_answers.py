@@ -16,6 +16,9 @@ from astropy.table import MaskedColumn, Table
 from gpm_astro import crossmatch
 from gpm_astro.exceptions import SchemaError
 from gpm_astro.io import read_table
+from gpm_astro.testing import make_estimator_table
+
+from .conftest import SIZE
 
 #: A SkyServer VOTable answer for galSpecInfo: ra/dec in the schema's unit "degrees"
 GALSPECINFO_VOTABLE = """<?xml version="1.0" encoding="UTF-8"?>
@@ -81,3 +84,19 @@ def test_masked_ids_are_named_not_called_duplicates_of_their_hidden_value():
     assert crossmatch(labels[2:], images, label_id="specobjid",
                       image_id=("release", "brickid", "objid"))["match_flag"].tolist() == \
         ["no_match"]
+
+
+def test_gpm_resnet_domain_reads_the_upper_case_photo_z_of_a_dr9_file(saved_model):
+    from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
+
+    estimator = GPMResNetEstimator.load(saved_model, device="cpu", progress=False)
+    assert "redshift" in estimator.domain_.ranges  # trained on z_phot_median
+    table = make_estimator_table(3, seed=4, cutout_size=SIZE)
+    table.remove_column("z")
+    table.rename_column("z_phot_median", "Z_PHOT_MEDIAN")  # the DR9 photo-z file's name
+    table["Z_PHOT_MEDIAN"] = [0.1, 5.0, -99.0]  # -99: no photo-z
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "the table has no redshift column"
+        out = estimator.predict(table)
+    flags = out["Z_pred_domain_flag"].tolist()
+    assert "redshift" in flags[1] and "redshift" not in flags[0] + flags[2]
