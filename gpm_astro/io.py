@@ -22,6 +22,7 @@ from astropy.table import Column, MaskedColumn, Table
 
 from .exceptions import GPMAstroWarning, ParameterError, TableIOError
 from .process_pool import remove_files_of_dead_processes
+from .units import as_angle_unit
 
 __all__ = ["read_table", "write_table", "atomic_write_bytes", "atomic_file", "new_file_mode",
            "writable_directory", "partial_file", "remove_stale_partials", "FORMATS"]
@@ -508,7 +509,8 @@ def _write_nonstandard_units(path, units):
 
 def _parse_nonstandard_units(table, path):
     """In place: a TUNIT the FITS standard lacks but astropy knows (``dex``) becomes that
-    unit; one astropy does not know keeps its UnrecognizedUnit, with astropy's warning."""
+    unit, an angle spelt in words (``degrees``) that angle; one astropy does not know keeps
+    its UnrecognizedUnit, with astropy's warning."""
     for name in table.colnames:
         unit = getattr(table[name], "unit", None)
         if not isinstance(unit, u.UnrecognizedUnit):
@@ -516,6 +518,10 @@ def _parse_nonstandard_units(table, path):
         try:
             table[name].unit = u.Unit(unit.name)
         except ValueError:
+            angle = as_angle_unit(unit)  # SkyServer's TUNIT 'degrees' for the MPA-JHU ra/dec
+            if angle is not None:
+                table[name].unit = angle
+                continue
             msg = f"{str(path)!r}: column {name!r} has the unknown unit {unit.name!r}"
             warnings.warn(msg, u.UnitsWarning, stacklevel=3)
 

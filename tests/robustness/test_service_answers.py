@@ -1,0 +1,102 @@
+"""The Table API on answers shaped as the real services and files give them.
+
+Shapes follow the published definitions: SkyServer's schema for the MPA-JHU tables
+(``galSpecTables.sql``: ``ra``/``dec`` real with unit ``degrees``, ``specObjID`` bigint or
+numeric(20,0), -9999 for a missing measurement), VOTables from TAP services, and the Legacy
+Survey DR9 Tractor / sweep and photo-z files.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import MaskedColumn, Table
+
+from gpm_astro import crossmatch
+from gpm_astro.exceptions import SchemaError
+from gpm_astro.io import read_table
+from gpm_astro.testing import make_estimator_table
+
+from .conftest import SIZE
+
+#: A SkyServer VOTable answer for galSpecInfo: ra/dec in the schema's unit "degrees"
+GALSPECINFO_VOTABLE = """<?xml version="1.0" encoding="UTF-8"?>
+<VOTABLE version="1.3" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">
+<RESOURCE type="results"><TABLE>
+<FIELD name="specObjID" datatype="long"/>
+<FIELD name="ra" datatype="float" unit="degrees"/>
+<FIELD name="dec" datatype="float" unit="degrees"/>
+<DATA><TABLEDATA>
+<TR><TD>299489677444933632</TD><TD>145.0</TD><TD>-0.5</TD></TR>
+<TR><TD>299489677444933633</TD><TD>145.01</TD><TD>-0.5</TD></TR>
+</TABLEDATA></DATA></TABLE></RESOURCE></VOTABLE>
+"""
+
+
+@pytest.mark.parametrize("ending", ["vot", "fits"])
+def test_coordinates_in_degrees_spelt_out_are_angles(tmp_path, ending):
+    path = tmp_path / f"galspecinfo.{ending}"
+    if ending == "vot":
+        path.write_text(GALSPECINFO_VOTABLE)
+    else:  # the same unit as a FITS TUNIT, outside the FITS standard
+        fits.BinTableHDU.from_columns([
+            fits.Column("RA", "E", unit="degrees", array=[145.0, 145.01]),
+            fits.Column("DEC", "E", unit="degrees", array=[-0.5, -0.5])]).writeto(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # read as an angle, no "unknown unit" warning
+        labels = read_table(path)
+    # the schema stores ra as real (float32): the image lies 0.3 arcsec from that value
+    images = Table({"objid": [7], "ra": [float(np.float32(145.01)) + 0.3 / 3600], "dec": [-0.5]})
+    matched = crossmatch(labels, images, radius=1.0)
+    assert matched["match_flag"].tolist() == ["no_match", "ok"]
+    assert matched["objid"][1] == 7
+    assert abs(matched["separation"][1] - 0.3) < 0.01
+
+
+def test_sentinel_or_impossible_coordinates_are_invalid_not_matched():
+    # MPA-JHU rows the pipeline never ran carry -9999; SkyCoord would wrap RA -9999 to 81 deg
+    labels = Table({"specobjid": [1, 2, 3, 4, 5],
+                    "ra": [-9999.0, -99.0, 370.0, 81.0, 81.0],
+                    "dec": [0.0, 0.0, 0.0, -9999.0, 0.0]})
+    images = Table({"objid": [7, 8, 9], "ra": [81.0, 261.0, 10.0], "dec": [0.0, 0.0, 0.0]})
+    matched = crossmatch(labels, images, radius=1.0)
+    assert matched["match_flag"].tolist() == ["invalid_coordinates"] * 4 + ["ok"]
+    assert np.ma.getmaskarray(matched["objid"]).tolist() == [True] * 4 + [False]
+    counts = matched.meta["gpm_astro"]["steps"][-1]["params"]["counts"]
+    assert counts["invalid_coordinates"] == 4
+    # an image row at a sentinel position is never matched either
+    images["ra"][0] = -9999.0
+    assert crossmatch(labels[4:], images, radius=1.0)["match_flag"].tolist() == ["no_match"]
+
+
+def test_masked_ids_are_named_not_called_duplicates_of_their_hidden_value():
+    # a TAP answer's nulls: masked ids whose hidden values repeat, or equal a real id
+    labels = Table({"ra": [10.0, 10.001, 10.002], "dec": [0.0, 0.0, 0.0],
+                    "specobjid": MaskedColumn([5, 5, 6], mask=[True, True, False])})
+    images = Table({"ra": [10.0], "dec": [0.0], "release": MaskedColumn([9010], mask=[True]),
+                    "brickid": [1], "objid": [1]})
+    with pytest.raises(SchemaError, match=r"'specobjid' is masked in 2 row\(s\).*\[0, 1\]"):
+        crossmatch(labels, images, label_id="specobjid")
+    with pytest.raises(SchemaError, match=r"'release' is masked in 1 row\(s\)"):
+        crossmatch(labels[2:], images, image_id=("release", "brickid", "objid"))
+    images["release"].mask = False
+    assert crossmatch(labels[2:], images, label_id="specobjid",
+                      image_id=("release", "brickid", "objid"))["match_flag"].tolist() == \
+        ["no_match"]
+
+
+def test_gpm_resnet_domain_reads_the_upper_case_photo_z_of_a_dr9_file(saved_model):
+    from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
+
+    estimator = GPMResNetEstimator.load(saved_model, device="cpu", progress=False)
+    assert "redshift" in estimator.domain_.ranges  # trained on z_phot_median
+    table = make_estimator_table(3, seed=4, cutout_size=SIZE)
+    table.remove_column("z")
+    table.rename_column("z_phot_median", "Z_PHOT_MEDIAN")  # the DR9 photo-z file's name
+    table["Z_PHOT_MEDIAN"] = [0.1, 5.0, -99.0]  # -99: no photo-z
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "the table has no redshift column"
+        out = estimator.predict(table)
+    flags = out["Z_pred_domain_flag"].tolist()
+    assert "redshift" in flags[1] and "redshift" not in flags[0] + flags[2]
