@@ -320,8 +320,11 @@ def boolean_column(column, what):
         msg = f"{what}: column {name!r} must be one-dimensional, got shape {data.shape}"
         raise SchemaError(msg)
     if data.dtype.kind != "b":
+        # the conversion that fits the dtype: an SQL database's 0/1 compared with 'True' would
+        # make every row False
+        true = "1" if data.dtype.kind in "iuf" else "'True'"
         msg = (f"{what}: column {name!r} must be boolean (True/False), got dtype {data.dtype}, "
                f"e.g. {_example(np.ma.getdata(data))!r}; convert it, e.g. "
-               f"table[{name!r}] = table[{name!r}] == 'True'")
+               f"table[{name!r}] = table[{name!r}] == {true}")
         raise SchemaError(msg)
     return np.asarray(np.ma.filled(data, False), dtype=bool)

@@ -13,7 +13,7 @@ import pytest
 from astropy.io import fits
 from astropy.table import MaskedColumn, Table
 
-from gpm_astro import crossmatch, preprocess_cutouts
+from gpm_astro import crossmatch, predict_metallicity, preprocess_cutouts
 from gpm_astro.exceptions import SchemaError
 from gpm_astro.io import read_table
 from gpm_astro.testing import make_estimator_table
@@ -122,3 +122,13 @@ def test_bands_of_a_fits_header_read_back_upper_case_are_used(tmp_path, saved_mo
     back.meta["bands"] = "grz"
     with pytest.raises(SchemaError, match="differ only in case"):
         preprocess_cutouts(back, progress=False)
+
+
+def test_integer_preprocess_ok_from_a_database_gets_a_conversion_that_works():
+    # SQL databases (and pandas reading them) store booleans as 0 / 1
+    table = Table({"lgm_tot_p50": [10.0, 10.0], "preprocess_ok": np.array([1, 0], np.int16)})
+    with pytest.raises(SchemaError, match=r"table\['preprocess_ok'\] == 1$"):
+        predict_metallicity(table, estimator="mass_metallicity", progress=False)
+    table["preprocess_ok"] = table["preprocess_ok"] == 1  # as the message says
+    out = predict_metallicity(table, estimator="mass_metallicity", progress=False)
+    assert out["Z_pred_flag"].tolist() == ["ok", "preprocess:failed"]
