@@ -11,7 +11,7 @@ from .exceptions import EmptyResultWarning, ParameterError, SchemaError
 
 __all__ = ["require_table", "require_columns", "resolve_columns", "optional_column",
            "with_column_names",
-           "require_positive_int", "record_step", "package_version", "warn_empty",
+           "require_positive_int", "record_step", "package_version", "warn_empty", "meta_value",
            "missing_mask", "numeric_column", "boolean_column", "provenance"]
 
 MISSING_SENTINELS = (-9999, -99)
@@ -130,6 +130,43 @@ def optional_column(table, name, what="this function"):
                f"case; rename one of them")
         raise SchemaError(msg)
     return found[0] if found else None
+
+
+def meta_value(meta, key, default, what="this function"):
+    """``meta[key]`` found ignoring case, or ``default`` when no key matches.
+
+    A FITS header upper-cases keywords: a table written by astropy or TOPCAT reads back with
+    ``BANDS`` where the package wrote ``bands``, and must not be taken for a table without it.
+
+    Raises
+    ------
+    SchemaError
+        If several keys differ from ``key`` only in case and hold different values.
+
+    Examples
+    --------
+    >>> meta_value({"BANDS": "grz"}, "bands", "grz")
+    'grz'
+    >>> meta_value({}, "pixel_scale", 0.262)
+    0.262
+    """
+    found = [name for name in meta if isinstance(name, str) and name.lower() == key.lower()]
+    if not found:
+        return default
+    values = [meta[name] for name in found]
+    if any(not _same_value(value, values[0]) for value in values[1:]):
+        shown = {name: meta[name] for name in found}
+        msg = (f"{what} reads meta[{key!r}], but the table meta has {shown}, keys that differ "
+               f"only in case with different values; remove the wrong one")
+        raise SchemaError(msg)
+    return meta[key] if key in found else values[0]
+
+
+def _same_value(a, b):
+    try:
+        return bool(np.all(np.asarray(a == b)))
+    except Exception:  # values that cannot be compared are not the same
+        return False
 
 
 def with_column_names(table, names, what="this function"):
@@ -283,8 +320,11 @@ def boolean_column(column, what):
         msg = f"{what}: column {name!r} must be one-dimensional, got shape {data.shape}"
         raise SchemaError(msg)
     if data.dtype.kind != "b":
+        # the conversion that fits the dtype: an SQL database's 0/1 compared with 'True' would
+        # make every row False
+        true = "1" if data.dtype.kind in "iuf" else "'True'"
         msg = (f"{what}: column {name!r} must be boolean (True/False), got dtype {data.dtype}, "
                f"e.g. {_example(np.ma.getdata(data))!r}; convert it, e.g. "
-               f"table[{name!r}] = table[{name!r}] == 'True'")
+               f"table[{name!r}] = table[{name!r}] == {true}")
         raise SchemaError(msg)
     return np.asarray(np.ma.filled(data, False), dtype=bool)

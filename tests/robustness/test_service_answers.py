@@ -13,7 +13,7 @@ import pytest
 from astropy.io import fits
 from astropy.table import MaskedColumn, Table
 
-from gpm_astro import crossmatch
+from gpm_astro import crossmatch, predict_metallicity, preprocess_cutouts
 from gpm_astro.exceptions import SchemaError
 from gpm_astro.io import read_table
 from gpm_astro.testing import make_estimator_table
@@ -100,3 +100,35 @@ def test_gpm_resnet_domain_reads_the_upper_case_photo_z_of_a_dr9_file(saved_mode
         out = estimator.predict(table)
     flags = out["Z_pred_domain_flag"].tolist()
     assert "redshift" in flags[1] and "redshift" not in flags[0] + flags[2]
+
+
+def test_bands_of_a_fits_header_read_back_upper_case_are_used(tmp_path, saved_model):
+    from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
+
+    table = make_estimator_table(3, seed=4, cutout_size=SIZE)["cutout", "z_phot_median"]
+    flipped = Table({"cutout": np.asarray(table["cutout"])[:, ::-1],
+                     "z_phot_median": np.asarray(table["z_phot_median"])},
+                    meta={"bands": "zrg"})
+    path = tmp_path / "zrg.fits"
+    flipped.write(path)  # astropy's own writer: the header keyword reads back as BANDS
+    back = read_table(path)
+    assert "BANDS" in back.meta and "bands" not in back.meta
+    with pytest.raises(SchemaError, match="bands 'grz' in that order.*'zrg'"):
+        preprocess_cutouts(back, progress=False)
+    estimator = GPMResNetEstimator.load(saved_model, device="cpu", progress=False)
+    # the z, r, g planes are read as z, r, g, not as g, r, z
+    np.testing.assert_allclose(estimator.predict(back)["Z_pred"],
+                               estimator.predict(table)["Z_pred"], rtol=1e-5)
+    back.meta["bands"] = "grz"
+    with pytest.raises(SchemaError, match="differ only in case"):
+        preprocess_cutouts(back, progress=False)
+
+
+def test_integer_preprocess_ok_from_a_database_gets_a_conversion_that_works():
+    # SQL databases (and pandas reading them) store booleans as 0 / 1
+    table = Table({"lgm_tot_p50": [10.0, 10.0], "preprocess_ok": np.array([1, 0], np.int16)})
+    with pytest.raises(SchemaError, match=r"table\['preprocess_ok'\] == 1$"):
+        predict_metallicity(table, estimator="mass_metallicity", progress=False)
+    table["preprocess_ok"] = table["preprocess_ok"] == 1  # as the message says
+    out = predict_metallicity(table, estimator="mass_metallicity", progress=False)
+    assert out["Z_pred_flag"].tolist() == ["ok", "preprocess:failed"]
