@@ -120,6 +120,16 @@ def _central_peak(detection, labels, label, near_rows, near_cols):
     return float(detection[row, col]) if detection[row, col] >= window.max() else -np.inf
 
 
+def _centre_on_a_slope(detection, labels, area, near_rows, near_cols, lowest, min_area):
+    """Whether the pixels nearest the centre are bright (``lowest`` or more) and belong to a
+    detected region that has no local maximum near the centre: the centre lies on the slope
+    of a source peaking further away. The target, if there is one, is then a shoulder of
+    that source (a blend), not missing."""
+    rows, cols = near_rows[:4], near_cols[:4]  # nearest first: the 4 around an even centre
+    inside = (labels[rows, cols] > 0) & (area[labels[rows, cols]] >= min_area)
+    return bool(np.any(inside & (detection[rows, cols] >= lowest)))
+
+
 def split_distant_peaks(labels, area, label, detection, *, centre, lowest, prominence,
                         min_distance, min_own_share=0.3, footprint=5):
     """Split off the target region's distant neighbours joined to it only by faint wings.
@@ -225,8 +235,11 @@ class MaskNeighbours(PreprocessingStep):
     are segmented into 8-connected regions; the target is the region (of at least
     ``min_area`` px) that covers the pixel nearest the image centre within ``centre_radius``
     px (with ``require_peak``, the region must also peak there, clearly above the noise: a
-    neighbour's wing that merely reaches the centre, or a noise bump, does not count). Its
-    ellipse has the region's first and second moments; it is enlarged by ``enlarge`` and every
+    neighbour's wing that merely reaches the centre, or a noise bump, does not count). With
+    no such region the row is ``no_central_source``, unless the pixels nearest the centre
+    stand ``min_peak_sigma`` above the sky in a detected region: the centre then lies on the
+    slope of a source peaking further away, and the target is at best a shoulder of it
+    (``blended``). Its ellipse has the region's first and second moments; it is enlarged by ``enlarge`` and every
     pixel outside it, and every pixel of another detected source inside it (one that peaks
     ``min_peak_sigma`` above the sky; grown by ``neighbour_dilation`` px) when
     ``mask_other_sources``, is set to 0 in all bands.
@@ -386,7 +399,9 @@ class MaskNeighbours(PreprocessingStep):
                               if _central_peak(detection[i], labels, c, near_rows,
                                                near_cols) >= lowest]
             if len(candidates) == 0:
-                flags[i] = "no_central_source"
+                slope = self.require_peak and _centre_on_a_slope(
+                    detection[i], labels, area, near_rows, near_cols, lowest, self.min_area)
+                flags[i] = "blended" if slope else "no_central_source"
                 continue
             label = candidates[0]
             if self.split_beyond is not None:

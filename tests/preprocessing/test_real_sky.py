@@ -179,3 +179,15 @@ def test_knots_in_a_large_disc_are_not_split_off_as_neighbours():
         ("blend_check", {"contrast": 0.03, "max_companion": 0.12}), "fragment_check"],
         progress=False)
     assert np.sum(carved["preprocess_flag"] != "too_large") >= 2
+
+
+def test_a_target_on_a_brighter_neighbours_slope_is_blended_not_missing():
+    # the target (r = 18.5) 9 px from a neighbour 2.5-3 times as bright is only a shoulder
+    # on the neighbour's profile: no local maximum within 5 px of the centre, but hundreds of
+    # sigma of light there. It is a blend; an empty centre stays no_central_source.
+    shoulders = [C.noisy(C.galaxy(18.5, r_eff=3.0) + ratio * C.galaxy(
+        18.5, x=C.CENTRE - 7.2, y=C.CENTRE + 5.4, r_eff=3.0, angle=100.0), seed)
+        for seed, ratio in ((0, 2.5), (3, 3.0))]
+    table = Table({"cutout": C.stack(*shoulders, C.empty_centre(seed=5))})
+    out = preprocess_cutouts(table, progress=False)
+    assert out["preprocess_flag"].tolist() == ["blended", "blended", "no_central_source"]
