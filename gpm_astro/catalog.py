@@ -241,6 +241,10 @@ def _apply_cut(name, column, rule):
         raise SchemaError(msg)
     _check_cut_unit(name, column)
     none = np.zeros(len(values), dtype=bool)
+    if len(values) == 0:
+        # no value to compare: a text file with no rows (SkyServer's answer to a query that
+        # matched nothing) gives every column a made-up dtype, which says nothing
+        return none, none, none, _rule_text(name, op, target)
     if kind in "USO":
         if op != "in" or not isinstance(target[0], str):
             msg = (f"the {name} cut needs a numeric column, but column {column.name!r} holds "
@@ -262,18 +266,24 @@ def _apply_cut(name, column, rule):
     with np.errstate(invalid="ignore"):
         if op == "in":
             passes = np.isin(values, list(target))
-            text = f"in {list(target)}"
         elif op == ">=":
             passes = values >= target
-            text = f">= {target}"
         else:
             passes = np.ones(len(values), dtype=bool)
-            text = "not missing"
         if name in PLAUSIBLE_RANGES:
             low, high = PLAUSIBLE_RANGES[name]
             implausible = ~missing & ((values < low) | (values > high))
-            text += f", plausible in [{low}, {high}]"
-    return passes & ~missing & ~implausible, missing, implausible, text
+    return passes & ~missing & ~implausible, missing, implausible, _rule_text(name, op, target)
+
+
+def _rule_text(name, op, target):
+    """How a cut's rule reads in its record, e.g. ``>= 0.002, plausible in [-0.1, 10.0]``."""
+    text = {"in": lambda: f"in {list(target)}", ">=": lambda: f">= {target}",
+            "present": lambda: "not missing"}[op]()
+    if name in PLAUSIBLE_RANGES:
+        low, high = PLAUSIBLE_RANGES[name]
+        text += f", plausible in [{low}, {high}]"
+    return text
 
 
 def _check_cut_unit(name, column):

@@ -99,7 +99,8 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
         only ``True`` and ``False`` (how booleans are written there) is read as boolean, empty
         cells masked, so a ``preprocess_ok`` of ``"False"`` never reads as true; a column of
         whole numbers above 2**63 - 1 (SDSS specObjIDs of plates above 8191) is read as
-        uint64, not as text.
+        uint64, not as text. In CSV, lines starting with ``#`` are comments (SkyServer's
+        ``#Table1`` line), so an answer with no data line reads as a 0-row table.
 
     Raises
     ------
@@ -137,6 +138,10 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
                                     category=u.UnitsWarning)
         if fmt.startswith("ascii.") and fmt != "ascii.ecsv":  # see _restore_unsigned_integers
             warnings.filterwarnings("ignore", message="OverflowError converting to IntType")
+        if fmt == "ascii.csv":
+            # SkyServer's answer starts with a '#Table1' line; astropy skips it only when data
+            # rows follow, so a query that matched nothing would not read as 0 rows without
+            kwargs.setdefault("comment", "#")
         table = Table.read(path, format=fmt, **kwargs)
     if fmt == "fits":
         _parse_nonstandard_units(table, path)

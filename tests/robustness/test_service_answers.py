@@ -14,7 +14,7 @@ from astropy.io import fits
 from astropy.table import MaskedColumn, Table
 
 from gpm_astro import crossmatch, predict_metallicity, preprocess_cutouts, select_starforming
-from gpm_astro.exceptions import SchemaError
+from gpm_astro.exceptions import EmptyResultWarning, SchemaError
 from gpm_astro.io import read_table
 from gpm_astro.testing import make_estimator_table
 
@@ -144,3 +144,19 @@ def test_specobj_spelling_of_a_cut_column_is_suggested_and_accepted():
         select_starforming(labels)
     kept = select_starforming(labels, z_warning_column="zWarning")
     assert kept["z"].tolist() == [0.05]
+
+
+def test_skyserver_answer_with_no_rows_reads_and_selects_as_empty(tmp_path):
+    # a query that matched nothing: SkyServer's '#Table1' line and the header, no data line
+    path = tmp_path / "nothing.csv"
+    path.write_text("#Table1\nspecobjid,ra,dec,spectrotype,z,z_warning,reliable,snmedian_r,"
+                    "bptclass,oh_p50\n")
+    labels = read_table(path)
+    assert len(labels) == 0 and labels.colnames[:3] == ["specobjid", "ra", "dec"]
+    with pytest.warns(EmptyResultWarning, match="kept none of the 0 input rows"):
+        kept = select_starforming(labels)
+    assert len(kept) == 0 and kept.colnames == labels.colnames
+    assert [c["removed"] for c in kept.meta["gpm_astro"]["select_starforming"]] == [0] * 7
+    with pytest.warns(EmptyResultWarning):
+        matched = crossmatch(kept, Table({"ra": [1.0], "dec": [0.0]}))
+    assert len(matched) == 0 and "match_flag" in matched.colnames
