@@ -100,6 +100,12 @@ def resolve_columns(table, names, what="this function"):
     if missing:
         msg = (f"{what} needs column(s) {missing}, which the table lacks (compared ignoring "
                f"case); columns present: {table.colnames}")
+        for wanted in missing:  # SpecObj's zWarning for galSpecInfo's z_warning
+            squashed = str(wanted).lower().replace("_", "")
+            near = [n for n in table.colnames if n.lower().replace("_", "") == squashed]
+            if near:
+                msg += (f"; {near} differ from {wanted!r} only in case and underscores: if "
+                        f"that is the column, pass its name")
         raise SchemaError(msg)
     return resolved
 

@@ -13,7 +13,7 @@ import pytest
 from astropy.io import fits
 from astropy.table import MaskedColumn, Table
 
-from gpm_astro import crossmatch, predict_metallicity, preprocess_cutouts
+from gpm_astro import crossmatch, predict_metallicity, preprocess_cutouts, select_starforming
 from gpm_astro.exceptions import SchemaError
 from gpm_astro.io import read_table
 from gpm_astro.testing import make_estimator_table
@@ -132,3 +132,15 @@ def test_integer_preprocess_ok_from_a_database_gets_a_conversion_that_works():
     table["preprocess_ok"] = table["preprocess_ok"] == 1  # as the message says
     out = predict_metallicity(table, estimator="mass_metallicity", progress=False)
     assert out["Z_pred_flag"].tolist() == ["ok", "preprocess:failed"]
+
+
+def test_specobj_spelling_of_a_cut_column_is_suggested_and_accepted():
+    # SpecObj (and astroquery's answer) spells galSpecInfo's z_warning as zWarning
+    labels = Table({"spectrotype": ["GALAXY ", "GALAXY "], "reliable": [1, 1],
+                    "zWarning": [0, 4], "bptclass": [1, 1], "z": [0.05, 0.06],
+                    "snMedian_r": [10.0, 10.0], "oh_p50": [8.9, 8.8]})
+    with pytest.raises(SchemaError, match=r"\['zWarning'\] differ from 'z_warning' only in case "
+                                          r"and underscores"):
+        select_starforming(labels)
+    kept = select_starforming(labels, z_warning_column="zWarning")
+    assert kept["z"].tolist() == [0.05]
