@@ -376,8 +376,9 @@ def crossmatch(labels, images, *, radius=1.0 * u.arcsec, one_to_one=False, ra_co
         If ``labels`` or ``images`` is not an astropy Table.
     SchemaError
         If a coordinate or id column is missing, not numeric, or has a non-angle unit; if an id
-        is duplicated or masked; if a suffixed name still clashes; if ``labels`` already has a column
-        ``separation``, ``matched`` or ``match_flag`` (never overwritten: rename it first).
+        is duplicated or masked; if a suffixed name still clashes; if ``labels`` already has a
+        column ``separation``, ``matched`` or ``match_flag`` (never overwritten: rename it
+        first).
     ParameterError
         If ``radius`` is not a positive finite angle or an option has the wrong type.
 

@@ -20,6 +20,7 @@ import numpy as np
 from astropy.io.misc import yaml
 from astropy.table import Column, MaskedColumn, Table
 
+from .answer_checks import check_answer, check_read_answer
 from .exceptions import GPMAstroWarning, ParameterError, TableIOError
 from .process_pool import remove_files_of_dead_processes
 from .units import as_angle_unit
@@ -106,7 +107,13 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
     ------
     TableIOError
         If the file does not exist, its format is unknown, a needed package (e.g. pyarrow for
-        Parquet) is missing, or astropy cannot parse it.
+        Parquet) is missing, astropy cannot parse it, or it holds a service's answer that is
+        no single table (`gpm_astro.answer_checks`).
+
+    Warns
+    -----
+    GPMAstroWarning
+        For a TAP VOTable cut at the service's row limit (``QUERY_STATUS = OVERFLOW``).
 
     Examples
     --------
@@ -132,6 +139,7 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
         if reader is not None:
             table = reader.read_file(path)
             return _attach_cutouts(table, path) if attach_cutouts else table
+    check_answer(path, fmt)  # a service's error page or message saved as a table
     with _table_io_errors("read", path, fmt), _large_csv_fields(), warnings.catch_warnings():
         if fmt == "fits":  # TUNIT strings outside the FITS standard ('dex'): see below
             warnings.filterwarnings("ignore", message=".* did not parse as fits unit",
@@ -147,6 +155,7 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
         _parse_nonstandard_units(table, path)
         if FITS_META_KEYWORD in table.meta:
             _restore_fits_meta(table, path)
+    check_read_answer(table, path, fmt)  # several SkyServer tables, a TAP answer cut short
     if fmt.startswith("ascii.") and fmt != "ascii.ecsv":
         _restore_text_booleans(table)
         _restore_unsigned_integers(table, path)

@@ -14,7 +14,7 @@ from astropy.io import fits
 from astropy.table import MaskedColumn, Table
 
 from gpm_astro import crossmatch, predict_metallicity, preprocess_cutouts, select_starforming
-from gpm_astro.exceptions import EmptyResultWarning, SchemaError
+from gpm_astro.exceptions import EmptyResultWarning, GPMAstroWarning, SchemaError, TableIOError
 from gpm_astro.io import read_table
 from gpm_astro.testing import make_estimator_table
 
@@ -160,3 +160,52 @@ def test_skyserver_answer_with_no_rows_reads_and_selects_as_empty(tmp_path):
     with pytest.warns(EmptyResultWarning):
         matched = crossmatch(kept, Table({"ra": [1.0], "dec": [0.0]}))
     assert len(matched) == 0 and "match_flag" in matched.colnames
+
+
+@pytest.mark.parametrize("text, match", [
+    ("<!DOCTYPE html>\n<html><head><title>Server Error (500)</title></head></html>\n",
+     r"is an HTML page .*'Server Error \(500\)'"),
+    ("ERROR: Incorrect syntax near the keyword 'FORM'.\n",
+     r"holds a service's error message.*Incorrect syntax"),
+    ("#Table1\nspecobjid,z\n1,0.1\n#Table2\nmin,max\n3,4\n",
+     r"holds 2 tables \(Table1, Table2\)"),
+])
+def test_skyserver_answer_that_is_no_single_table_is_refused(tmp_path, text, match):
+    # read as a table these gave a column named '<!DOCTYPE html>', or text columns throughout
+    path = tmp_path / "answer.csv"
+    path.write_text(text)
+    with pytest.raises(TableIOError, match=match):
+        read_table(path)
+
+
+TAP_ANSWER = """<?xml version="1.0" encoding="UTF-8"?>
+<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">
+<RESOURCE type="results">
+<INFO name="QUERY_STATUS" value="{status}">{text}</INFO>
+{table}
+{after}
+</RESOURCE></VOTABLE>
+"""
+TAP_TABLE = """<TABLE><FIELD name="ls_id" datatype="long"/><FIELD name="ra" datatype="double"
+unit="deg"/><DATA><TABLEDATA><TR><TD>1</TD><TD>10.0</TD></TR><TR><TD>2</TD><TD>11.0</TD></TR>
+</TABLEDATA></DATA></TABLE>"""
+
+
+def test_tap_error_answer_and_truncated_answer(tmp_path):
+    error = tmp_path / "error.vot"
+    error.write_text(TAP_ANSWER.format(status="ERROR", text="syntax error at or near 'FORM'",
+                                       table="", after=""))
+    with pytest.raises(TableIOError, match=r"TAP service's error answer.*near 'FORM'"):
+        read_table(error)
+    # DALI: a result cut at MAXREC says so in an INFO after the table
+    cut = tmp_path / "cut.vot"
+    cut.write_text(TAP_ANSWER.format(status="OK", text="", table=TAP_TABLE,
+                                     after='<INFO name="QUERY_STATUS" value="OVERFLOW"/>'))
+    with pytest.warns(GPMAstroWarning, match="cut at the service's row limit.*its 2 rows"):
+        table = read_table(cut)
+    assert table["ls_id"].tolist() == [1, 2] and table.meta["query_status"] == "OVERFLOW"
+    whole = tmp_path / "whole.vot"
+    whole.write_text(TAP_ANSWER.format(status="OK", text="", table=TAP_TABLE, after=""))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(read_table(whole)) == 2
