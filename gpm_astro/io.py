@@ -20,8 +20,11 @@ import numpy as np
 from astropy.io.misc import yaml
 from astropy.table import Column, MaskedColumn, Table
 
+from .answer_checks import check_answer, check_read_answer
 from .exceptions import GPMAstroWarning, ParameterError, TableIOError
 from .process_pool import remove_files_of_dead_processes
+from .tables import text_objects_to_str
+from .units import as_angle_unit
 
 __all__ = ["read_table", "write_table", "atomic_write_bytes", "atomic_file", "new_file_mode",
            "writable_directory", "partial_file", "remove_stale_partials", "FORMATS"]
@@ -98,13 +101,21 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
         only ``True`` and ``False`` (how booleans are written there) is read as boolean, empty
         cells masked, so a ``preprocess_ok`` of ``"False"`` never reads as true; a column of
         whole numbers above 2**63 - 1 (SDSS specObjIDs of plates above 8191) is read as
-        uint64, not as text.
+        uint64, not as text. In CSV, lines starting with ``#`` are comments (SkyServer's
+        ``#Table1`` line), so an answer with no data line reads as a 0-row table. A column
+        of objects holding only text (a VOTable's ``char(*)``) is read as ``str``.
 
     Raises
     ------
     TableIOError
         If the file does not exist, its format is unknown, a needed package (e.g. pyarrow for
-        Parquet) is missing, or astropy cannot parse it.
+        Parquet) is missing, astropy cannot parse it, or it holds a service's answer that is
+        no single table (`gpm_astro.answer_checks`).
+
+    Warns
+    -----
+    GPMAstroWarning
+        For a TAP VOTable cut at the service's row limit (``QUERY_STATUS = OVERFLOW``).
 
     Examples
     --------
@@ -130,21 +141,28 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
         if reader is not None:
             table = reader.read_file(path)
             return _attach_cutouts(table, path) if attach_cutouts else table
+    check_answer(path, fmt)  # a service's error page or message saved as a table
     with _table_io_errors("read", path, fmt), _large_csv_fields(), warnings.catch_warnings():
         if fmt == "fits":  # TUNIT strings outside the FITS standard ('dex'): see below
             warnings.filterwarnings("ignore", message=".* did not parse as fits unit",
                                     category=u.UnitsWarning)
         if fmt.startswith("ascii.") and fmt != "ascii.ecsv":  # see _restore_unsigned_integers
             warnings.filterwarnings("ignore", message="OverflowError converting to IntType")
+        if fmt == "ascii.csv":
+            # SkyServer's answer starts with a '#Table1' line; astropy skips it only when data
+            # rows follow, so a query that matched nothing would not read as 0 rows without
+            kwargs.setdefault("comment", "#")
         table = Table.read(path, format=fmt, **kwargs)
     if fmt == "fits":
         _parse_nonstandard_units(table, path)
         if FITS_META_KEYWORD in table.meta:
             _restore_fits_meta(table, path)
+    check_read_answer(table, path, fmt)  # several SkyServer tables, a TAP answer cut short
     if fmt.startswith("ascii.") and fmt != "ascii.ecsv":
         _restore_text_booleans(table)
         _restore_unsigned_integers(table, path)
     _to_native_byte_order(table)
+    text_objects_to_str(table)  # a VOTable's char(*) column, which FITS and HDF5 cannot store
     return _attach_cutouts(table, path) if attach_cutouts else table
 
 
@@ -315,6 +333,9 @@ def write_table(table, path, *, overwrite=False, format=None, **kwargs):
     if fmt == "hdf5":
         kwargs.setdefault("path", HDF5_PATH)
         kwargs.setdefault("serialize_meta", True)
+    if any(getattr(table[name], "dtype", None) == object for name in table.colnames):
+        table = Table(table, copy=False)  # new columns over the same data: the input is kept
+        text_objects_to_str(table)  # pyvo's char(*) columns, which FITS and HDF5 cannot store
     to_write = _with_fits_meta(table) if fmt == "fits" else table
     nonstandard = _nonstandard_fits_units(table) if fmt == "fits" else {}
     suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith(".gz") else path.suffix
@@ -508,7 +529,8 @@ def _write_nonstandard_units(path, units):
 
 def _parse_nonstandard_units(table, path):
     """In place: a TUNIT the FITS standard lacks but astropy knows (``dex``) becomes that
-    unit; one astropy does not know keeps its UnrecognizedUnit, with astropy's warning."""
+    unit, an angle spelt in words (``degrees``) that angle; one astropy does not know keeps
+    its UnrecognizedUnit, with astropy's warning."""
     for name in table.colnames:
         unit = getattr(table[name], "unit", None)
         if not isinstance(unit, u.UnrecognizedUnit):
@@ -516,6 +538,10 @@ def _parse_nonstandard_units(table, path):
         try:
             table[name].unit = u.Unit(unit.name)
         except ValueError:
+            angle = as_angle_unit(unit)  # SkyServer's TUNIT 'degrees' for the MPA-JHU ra/dec
+            if angle is not None:
+                table[name].unit = angle
+                continue
             msg = f"{str(path)!r}: column {name!r} has the unknown unit {unit.name!r}"
             warnings.warn(msg, u.UnitsWarning, stacklevel=3)
 

@@ -4,7 +4,7 @@ import astropy.units as u
 
 from .exceptions import SchemaError
 
-__all__ = ["nanomaggy", "dex", "in_degrees", "in_nanomaggies", "is_nanomaggy"]
+__all__ = ["nanomaggy", "dex", "in_degrees", "as_angle_unit", "in_nanomaggies", "is_nanomaggy"]
 
 #: Legacy Survey / SDSS flux unit: AB magnitude 22.5 (astropy's photometric ``nanomaggy``).
 nanomaggy = u.nanomaggy
@@ -14,7 +14,9 @@ dex = u.dex
 def in_degrees(values, unit, where):
     """Angles ``values`` (float array) given in ``unit``, converted to degrees.
 
-    No unit, or a dimensionless one, means the values are degrees already.
+    No unit, or a dimensionless one, means the values are degrees already. An angle spelt in
+    words astropy does not parse (``degrees``, SkyServer's unit for the MPA-JHU ``ra``/``dec``)
+    is read as that angle.
 
     Parameters
     ----------
@@ -42,10 +44,32 @@ def in_degrees(values, unit, where):
     """
     if unit is None or unit == u.dimensionless_unscaled:
         return values
-    if not unit.is_equivalent(u.deg):
+    angle = as_angle_unit(unit)
+    if angle is None:
         msg = f"{where} has unit {unit}, which is not an angle; give degrees (or no unit)"
         raise SchemaError(msg)
-    return (values * unit).to_value(u.deg)
+    return (values * angle).to_value(u.deg)
+
+
+def as_angle_unit(unit):
+    """``unit`` as an astropy angle unit, or None when it is not an angle.
+
+    Archives spell angles in words astropy does not parse: SkyServer documents the MPA-JHU
+    ``ra``/``dec`` in ``degrees`` (a FITS TUNIT or a VOTable unit that astropy keeps as an
+    unrecognised or VOUnit-defined unit). A name that, lower-cased and without a plural
+    ``s``, is an angle astropy knows (``degrees``, ``Degree``, ``arcseconds``) counts as
+    that angle.
+    """
+    if not isinstance(unit, u.UnrecognizedUnit) and unit.is_equivalent(u.deg):
+        return unit
+    spelt = str(unit).strip().lower()
+    for candidate in (spelt, spelt[:-1] if spelt.endswith("s") else ""):
+        if not candidate:
+            continue
+        parsed = u.Unit(candidate, parse_strict="silent")
+        if not isinstance(parsed, u.UnrecognizedUnit) and parsed.is_equivalent(u.deg):
+            return parsed
+    return None
 
 
 #: A flux density (Jy, erg/s/cm2/Hz) or an AB magnitude (``ABmag``) is converted to nanomaggies
