@@ -24,7 +24,7 @@ from .answer_checks import check_answer, check_read_answer
 from .exceptions import GPMAstroWarning, ParameterError, TableIOError
 from .process_pool import remove_files_of_dead_processes
 from .tables import text_objects_to_str
-from .units import as_angle_unit
+from .units import as_angle_unit, use_known_units
 
 __all__ = ["read_table", "write_table", "atomic_write_bytes", "atomic_file", "new_file_mode",
            "writable_directory", "partial_file", "remove_stale_partials", "FORMATS"]
@@ -158,6 +158,8 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
         if FITS_META_KEYWORD in table.meta:
             _restore_fits_meta(table, path)
     check_read_answer(table, path, fmt)  # several SkyServer tables, a TAP answer cut short
+    if fmt == "votable":
+        use_known_units(table)  # VOUnit's own dex, Msun, degrees: astropy's dex, solMass, deg
     if fmt.startswith("ascii.") and fmt != "ascii.ecsv":
         _restore_text_booleans(table)
         _restore_unsigned_integers(table, path)
