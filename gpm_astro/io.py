@@ -154,7 +154,8 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
             kwargs.setdefault("comment", "#")
         table = Table.read(path, format=fmt, **kwargs)
     if fmt == "fits":
-        _parse_nonstandard_units(table, path)
+        # a file of write_table's keeps every unit in GPMMETA: no warning for what it restores
+        _parse_nonstandard_units(table, path, warn=FITS_META_KEYWORD not in table.meta)
         if FITS_META_KEYWORD in table.meta:
             _restore_fits_meta(table, path)
     check_read_answer(table, path, fmt)  # several SkyServer tables, a TAP answer cut short
@@ -529,7 +530,7 @@ def _write_nonstandard_units(path, units):
                 header[f"TUNIT{index}"] = (units[name], "unit outside the FITS standard")
 
 
-def _parse_nonstandard_units(table, path):
+def _parse_nonstandard_units(table, path, warn=True):
     """In place: a TUNIT the FITS standard lacks but astropy knows (``dex``) becomes that
     unit, an angle spelt in words (``degrees``) that angle; one astropy does not know keeps
     its UnrecognizedUnit, with astropy's warning."""
@@ -544,8 +545,9 @@ def _parse_nonstandard_units(table, path):
             if angle is not None:
                 table[name].unit = angle
                 continue
-            msg = f"{str(path)!r}: column {name!r} has the unknown unit {unit.name!r}"
-            warnings.warn(msg, u.UnitsWarning, stacklevel=3)
+            if warn:
+                msg = f"{str(path)!r}: column {name!r} has the unknown unit {unit.name!r}"
+                warnings.warn(msg, u.UnitsWarning, stacklevel=3)
 
 
 def _restore_fits_meta(table, path):
@@ -557,7 +559,7 @@ def _restore_fits_meta(table, path):
             raise TypeError("meta, units and bool_masks must be dicts")
         for name, unit in units.items():
             if name in table.colnames:
-                table[name].unit = u.Unit(unit)
+                table[name].unit = u.Unit(unit, parse_strict="silent")  # kept as written
         for name, companion in bool_masks.items():
             if name in table.colnames and companion in table.colnames:
                 mask = np.asarray(table[companion], dtype=bool)

@@ -278,3 +278,21 @@ def test_votable_units_read_by_vounit_are_the_catalogues_units(tmp_path):
     assert len(select_starforming(raw)) == 1
     assert predict_metallicity(raw, estimator="mass_metallicity", mass_column="mstar",
                                progress=False)["Z_pred_flag"][0] == "ok"
+
+
+def test_a_unit_astropy_does_not_know_survives_write_table_fits(tmp_path):
+    # e.g. lgm_tot_p50 read from a TAP answer with SkyServer's unit 'Log solar masses'
+    path = tmp_path / "galspec.vot"
+    path.write_text(GALSPEC_VOUNITS)
+    labels = read_table(path)
+    assert isinstance(labels["lgm_tot_p50"].unit, u.UnrecognizedUnit)
+    fits_path = tmp_path / "galspec.fits"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", u.UnitsWarning)  # astropy: not a FITS unit
+        write_table(labels, fits_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # restored from GPMMETA: no "unknown unit"
+        back = read_table(fits_path)  # was: TableIOError "malformed GPMMETA header keyword"
+    assert str(back["lgm_tot_p50"].unit) == str(labels["lgm_tot_p50"].unit)
+    out = predict_metallicity(back, estimator="mass_metallicity", progress=False)
+    assert out["Z_pred_flag"].tolist() == ["ok", "missing_mass"]
