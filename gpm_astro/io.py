@@ -23,6 +23,7 @@ from astropy.table import Column, MaskedColumn, Table
 from .answer_checks import check_answer, check_read_answer
 from .exceptions import GPMAstroWarning, ParameterError, TableIOError
 from .process_pool import remove_files_of_dead_processes
+from .tables import text_objects_to_str
 from .units import as_angle_unit
 
 __all__ = ["read_table", "write_table", "atomic_write_bytes", "atomic_file", "new_file_mode",
@@ -101,7 +102,8 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
         cells masked, so a ``preprocess_ok`` of ``"False"`` never reads as true; a column of
         whole numbers above 2**63 - 1 (SDSS specObjIDs of plates above 8191) is read as
         uint64, not as text. In CSV, lines starting with ``#`` are comments (SkyServer's
-        ``#Table1`` line), so an answer with no data line reads as a 0-row table.
+        ``#Table1`` line), so an answer with no data line reads as a 0-row table. A column
+        of objects holding only text (a VOTable's ``char(*)``) is read as ``str``.
 
     Raises
     ------
@@ -160,6 +162,7 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
         _restore_text_booleans(table)
         _restore_unsigned_integers(table, path)
     _to_native_byte_order(table)
+    text_objects_to_str(table)  # a VOTable's char(*) column, which FITS and HDF5 cannot store
     return _attach_cutouts(table, path) if attach_cutouts else table
 
 
@@ -330,6 +333,9 @@ def write_table(table, path, *, overwrite=False, format=None, **kwargs):
     if fmt == "hdf5":
         kwargs.setdefault("path", HDF5_PATH)
         kwargs.setdefault("serialize_meta", True)
+    if any(getattr(table[name], "dtype", None) == object for name in table.colnames):
+        table = Table(table, copy=False)  # new columns over the same data: the input is kept
+        text_objects_to_str(table)  # pyvo's char(*) columns, which FITS and HDF5 cannot store
     to_write = _with_fits_meta(table) if fmt == "fits" else table
     nonstandard = _nonstandard_fits_units(table) if fmt == "fits" else {}
     suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith(".gz") else path.suffix

@@ -12,6 +12,7 @@ from .exceptions import EmptyResultWarning, ParameterError, SchemaError
 __all__ = ["require_table", "require_columns", "resolve_columns", "optional_column",
            "with_column_names",
            "require_positive_int", "record_step", "package_version", "warn_empty", "meta_value",
+           "text_objects_to_str",
            "missing_mask", "numeric_column", "boolean_column", "provenance"]
 
 MISSING_SENTINELS = (-9999, -99)
@@ -173,6 +174,52 @@ def _same_value(a, b):
         return bool(np.all(np.asarray(a == b)))
     except Exception:  # values that cannot be compared are not the same
         return False
+
+
+def text_objects_to_str(table):
+    """In place: each one-dimensional object column that holds only text (str, bytes, or None
+    and masked cells) becomes a plain str column, masked where it had None or a mask.
+
+    A VOTable's variable-length ``char`` field (Data Lab's ``type``, arraysize ``*``) reads as
+    an object column, which FITS, HDF5 and Parquet cannot store and string functions cannot
+    strip; as ``str`` it is a column like any other.
+
+    Examples
+    --------
+    >>> from astropy.table import Table
+    >>> t = Table({"type": np.array(["EXP", None, b"PSF"], dtype=object)})
+    >>> text_objects_to_str(t)
+    >>> t["type"].dtype.kind, t["type"].tolist()
+    ('U', ['EXP', None, 'PSF'])
+    """
+    from astropy.table import Column, MaskedColumn
+
+    for name in table.colnames:
+        column = table[name]
+        if getattr(column, "dtype", None) is None or column.dtype.kind != "O" or \
+                column.ndim != 1:
+            continue
+        data = np.ma.asanyarray(column)
+        mask = np.ma.getmaskarray(data).copy()
+        values = np.ma.getdata(data)
+        text = []
+        for i, value in enumerate(values):
+            if mask[i] or value is None:
+                mask[i] = True
+                text.append("")
+            elif isinstance(value, bytes):
+                text.append(value.decode("utf-8", errors="replace"))
+            elif isinstance(value, str):
+                text.append(value)
+            else:
+                break  # numbers or arrays: not a text column, left as it is
+        else:
+            info = column.info
+            kind = MaskedColumn if mask.any() else Column
+            new = kind(np.array(text, dtype=str), name=name, unit=info.unit,
+                       description=info.description, meta=info.meta, format=info.format,
+                       **({"mask": mask} if mask.any() else {}))
+            table.replace_column(name, new)
 
 
 def with_column_names(table, names, what="this function"):

@@ -7,6 +7,7 @@ Survey DR9 Tractor / sweep and photo-z files.
 """
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,10 +16,13 @@ from astropy.table import MaskedColumn, Table
 
 from gpm_astro import crossmatch, predict_metallicity, preprocess_cutouts, select_starforming
 from gpm_astro.exceptions import EmptyResultWarning, GPMAstroWarning, SchemaError, TableIOError
-from gpm_astro.io import read_table
+from gpm_astro.io import read_table, write_table
 from gpm_astro.testing import make_estimator_table
 
 from .conftest import SIZE
+
+#: stored service answers (tests/data/README.md)
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 #: A SkyServer VOTable answer for galSpecInfo: ra/dec in the schema's unit "degrees"
 GALSPECINFO_VOTABLE = """<?xml version="1.0" encoding="UTF-8"?>
@@ -209,3 +213,24 @@ def test_tap_error_answer_and_truncated_answer(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(read_table(whole)) == 2
+
+
+@pytest.mark.parametrize("ending", ["fits", "h5", "parquet"])
+def test_votable_char_star_column_reads_as_str_and_writes_anywhere(tmp_path, ending):
+    if ending == "parquet":
+        pytest.importorskip("pyarrow")
+    # Data Lab's ls_dr9.tractor answer: type is char, arraysize "*" (an object column)
+    answer = read_table(DATA / "datalab_tap_sync_result.xml")
+    assert answer["type"].dtype.kind == "U" and set(answer["type"]) <= {"EXP", "REX", "PSF",
+                                                                         "DEV", "SER", "DUP"}
+    path = tmp_path / f"tractor.{ending}"
+    write_table(answer, path)
+    back = read_table(path)
+    assert np.char.strip(np.asarray(back["type"]).astype(str)).tolist() == \
+        answer["type"].tolist()
+    # the same column as pyvo's to_table() hands it over (objects, a null) is written too
+    rows = Table({"type": MaskedColumn(np.array(["EXP", None], dtype=object), mask=[0, 1]),
+                  "objid": [1, 2]})
+    write_table(rows, tmp_path / f"pyvo.{ending}")
+    assert rows["type"].dtype == object  # the caller's table is left as it was
+    assert read_table(tmp_path / f"pyvo.{ending}")["objid"].tolist() == [1, 2]
