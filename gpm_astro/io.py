@@ -20,7 +20,7 @@ import numpy as np
 from astropy.io.misc import yaml
 from astropy.table import Column, MaskedColumn, Table
 
-from .answer_checks import check_answer, check_read_answer
+from .answer_checks import check_answer, check_read_answer, starts_with_table_mark
 from .exceptions import GPMAstroWarning, ParameterError, TableIOError
 from .io_parquet import restore_array_shapes
 from .process_pool import remove_files_of_dead_processes
@@ -103,8 +103,8 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
         only ``True`` and ``False`` (how booleans are written there) is read as boolean, empty
         cells masked, so a ``preprocess_ok`` of ``"False"`` never reads as true; a column of
         whole numbers above 2**63 - 1 (SDSS specObjIDs of plates above 8191) is read as
-        uint64, not as text. In CSV, lines starting with ``#`` are comments (SkyServer's
-        ``#Table1`` line), so an answer with no data line reads as a 0-row table. A column
+        uint64, not as text. A CSV that starts with SkyServer's ``#Table1`` line has ``#``
+        lines as comments, so its answer with no data line reads as a 0-row table. A column
         of objects holding only text (a VOTable's ``char(*)``) is read as ``str``.
 
     Raises
@@ -150,9 +150,9 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
                                     category=u.UnitsWarning)
         if fmt.startswith("ascii.") and fmt != "ascii.ecsv":  # see _restore_unsigned_integers
             warnings.filterwarnings("ignore", message="OverflowError converting to IntType")
-        if fmt == "ascii.csv":
-            # SkyServer's answer starts with a '#Table1' line; astropy skips it only when data
-            # rows follow, so a query that matched nothing would not read as 0 rows without
+        if fmt == "ascii.csv" and starts_with_table_mark(path):
+            # SkyServer's '#Table1' line: astropy skips it only when data rows follow, so a
+            # query that matched nothing would not read as 0 rows without
             kwargs.setdefault("comment", "#")
         table = Table.read(path, format=fmt, **kwargs)
     if fmt == "fits":

@@ -296,3 +296,11 @@ def test_a_unit_astropy_does_not_know_survives_write_table_fits(tmp_path):
     assert str(back["lgm_tot_p50"].unit) == str(labels["lgm_tot_p50"].unit)
     out = predict_metallicity(back, estimator="mass_metallicity", progress=False)
     assert out["Z_pred_flag"].tolist() == ["ok", "missing_mass"]
+
+
+def test_a_csv_header_behind_a_hash_stays_the_header(tmp_path):
+    # only SkyServer's '#Table1' makes '#' lines comments: no data row becomes a header
+    path = tmp_path / "mine.csv"
+    path.write_text("#ra,dec\n10.0,0.0\n11.0,1.0\n")
+    table = read_table(path)
+    assert len(table) == 2 and table.colnames == ["#ra", "dec"]
