@@ -20,12 +20,12 @@ import numpy as np
 from astropy.io.misc import yaml
 from astropy.table import Column, MaskedColumn, Table
 
-from .answer_checks import check_answer, check_read_answer
+from .answer_checks import check_answer, check_read_answer, starts_with_table_mark
 from .exceptions import GPMAstroWarning, ParameterError, TableIOError
 from .io_parquet import restore_array_shapes
 from .process_pool import remove_files_of_dead_processes
 from .tables import text_objects_to_str
-from .units import as_angle_unit
+from .units import as_angle_unit, use_known_units
 
 __all__ = ["read_table", "write_table", "atomic_write_bytes", "atomic_file", "new_file_mode",
            "writable_directory", "partial_file", "remove_stale_partials", "FORMATS"]
@@ -103,8 +103,8 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
         only ``True`` and ``False`` (how booleans are written there) is read as boolean, empty
         cells masked, so a ``preprocess_ok`` of ``"False"`` never reads as true; a column of
         whole numbers above 2**63 - 1 (SDSS specObjIDs of plates above 8191) is read as
-        uint64, not as text. In CSV, lines starting with ``#`` are comments (SkyServer's
-        ``#Table1`` line), so an answer with no data line reads as a 0-row table. A column
+        uint64, not as text. A CSV that starts with SkyServer's ``#Table1`` line has ``#``
+        lines as comments, so its answer with no data line reads as a 0-row table. A column
         of objects holding only text (a VOTable's ``char(*)``) is read as ``str``.
 
     Raises
@@ -150,16 +150,19 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
                                     category=u.UnitsWarning)
         if fmt.startswith("ascii.") and fmt != "ascii.ecsv":  # see _restore_unsigned_integers
             warnings.filterwarnings("ignore", message="OverflowError converting to IntType")
-        if fmt == "ascii.csv":
-            # SkyServer's answer starts with a '#Table1' line; astropy skips it only when data
-            # rows follow, so a query that matched nothing would not read as 0 rows without
+        if fmt == "ascii.csv" and starts_with_table_mark(path):
+            # SkyServer's '#Table1' line: astropy skips it only when data rows follow, so a
+            # query that matched nothing would not read as 0 rows without
             kwargs.setdefault("comment", "#")
         table = Table.read(path, format=fmt, **kwargs)
     if fmt == "fits":
-        _parse_nonstandard_units(table, path)
+        # a file of write_table's keeps every unit in GPMMETA: no warning for what it restores
+        _parse_nonstandard_units(table, path, warn=FITS_META_KEYWORD not in table.meta)
         if FITS_META_KEYWORD in table.meta:
             _restore_fits_meta(table, path)
     check_read_answer(table, path, fmt)  # several SkyServer tables, a TAP answer cut short
+    if fmt == "votable":
+        use_known_units(table)  # VOUnit's own dex, Msun, degrees: astropy's dex, solMass, deg
     if fmt.startswith("ascii.") and fmt != "ascii.ecsv":
         _restore_text_booleans(table)
         _restore_unsigned_integers(table, path)
@@ -531,7 +534,7 @@ def _write_nonstandard_units(path, units):
                 header[f"TUNIT{index}"] = (units[name], "unit outside the FITS standard")
 
 
-def _parse_nonstandard_units(table, path):
+def _parse_nonstandard_units(table, path, warn=True):
     """In place: a TUNIT the FITS standard lacks but astropy knows (``dex``) becomes that
     unit, an angle spelt in words (``degrees``) that angle; one astropy does not know keeps
     its UnrecognizedUnit, with astropy's warning."""
@@ -546,8 +549,9 @@ def _parse_nonstandard_units(table, path):
             if angle is not None:
                 table[name].unit = angle
                 continue
-            msg = f"{str(path)!r}: column {name!r} has the unknown unit {unit.name!r}"
-            warnings.warn(msg, u.UnitsWarning, stacklevel=3)
+            if warn:
+                msg = f"{str(path)!r}: column {name!r} has the unknown unit {unit.name!r}"
+                warnings.warn(msg, u.UnitsWarning, stacklevel=3)
 
 
 def _restore_fits_meta(table, path):
@@ -559,7 +563,7 @@ def _restore_fits_meta(table, path):
             raise TypeError("meta, units and bool_masks must be dicts")
         for name, unit in units.items():
             if name in table.colnames:
-                table[name].unit = u.Unit(unit)
+                table[name].unit = u.Unit(unit, parse_strict="silent")  # kept as written
         for name, companion in bool_masks.items():
             if name in table.colnames and companion in table.colnames:
                 mask = np.asarray(table[companion], dtype=bool)
