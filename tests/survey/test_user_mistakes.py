@@ -43,3 +43,10 @@ def test_a_rerun_with_other_settings_names_each_difference(tmp_path):
     assert "input.partition_size: 50 in the folder, 60 now" in message
     assert 'processing.preprocess: "default" in the folder, "paper" now' in message
     assert "chunk_size" not in message and "--restart" in message
+
+
+def test_a_table_file_given_as_the_archive_is_named(tmp_path):
+    table = tmp_path / "labels.fits"
+    Table({"ra": [1.0], "dec": [2.0]}).write(table)
+    with pytest.raises(ParameterError, match=r"labels\.fits' is not an HDF5 archive file"):
+        run_catalogue(table, tmp_path / "cat", estimator="mass_metallicity", **run_options())
