@@ -50,3 +50,15 @@ def test_a_table_file_given_as_the_archive_is_named(tmp_path):
     Table({"ra": [1.0], "dec": [2.0]}).write(table)
     with pytest.raises(ParameterError, match=r"labels\.fits' is not an HDF5 archive file"):
         run_catalogue(table, tmp_path / "cat", estimator="mass_metallicity", **run_options())
+
+
+def test_an_untrained_estimator_is_refused_before_any_task(mock_archive, tmp_path, capsys):
+    from gpm_astro.cli import main
+
+    with pytest.raises(ParameterError, match="'colour_polynomial' must be trained"):
+        run_catalogue(mock_archive, tmp_path / "cat", estimator="colour_polynomial",
+                      **run_options())
+    assert not (tmp_path / "cat" / "manifest.json").exists()
+    assert main(["catalogue", "--images", str(mock_archive), "--out", str(tmp_path / "cli"),
+                 "--no-progress"]) == 1
+    assert "give --weights gpm_resnet_lite_mock" in capsys.readouterr().err
