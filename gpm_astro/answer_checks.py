@@ -14,7 +14,7 @@ import warnings
 
 from .exceptions import GPMAstroWarning, TableIOError
 
-__all__ = ["check_answer", "check_read_answer", "check_text_answer", "check_single_table",
+__all__ = ["check_answer", "check_read_answer", "starts_with_table_mark", "check_text_answer", "check_single_table",
            "votable_query_status", "warn_votable_overflow"]
 
 #: bytes read from each end of a file to find what it is
@@ -83,6 +83,16 @@ def check_text_answer(path):
     if _SQL_ERROR.match(first):
         msg = f"{str(path)!r} holds a service's error message, not a table: {first[:300]!r}"
         raise TableIOError(msg)
+
+
+def starts_with_table_mark(path):
+    """True when the file's first line is SkyServer's ``#Table1`` (its CSV answer).
+
+    Only then are ``#`` lines comments to `gpm_astro.io.read_table`: a CSV of another origin
+    may put its header line behind a ``#`` (``#ra,dec``), which must stay the header.
+    """
+    first = next((line.strip() for line in _head(path).splitlines() if line.strip()), "")
+    return first.startswith("#") and bool(_TABLE_MARK.match(first))
 
 
 def check_single_table(table, path):

@@ -15,7 +15,7 @@ from astropy.table import Column, MaskedColumn, Table
 
 from .exceptions import EmptyResultWarning, ParameterError, SchemaError
 from .tables import missing_mask, provenance, record_step, require_table, resolve_columns
-from .units import in_degrees
+from .units import in_degrees, known_unit
 
 __all__ = ["select_starforming", "crossmatch", "MATCH_FLAGS"]
 
@@ -288,7 +288,7 @@ def _rule_text(name, op, target):
 
 def _check_cut_unit(name, column):
     """SchemaError when a cut's column has a unit the cut cannot compare with its rule."""
-    unit = getattr(column, "unit", None)
+    unit = known_unit(getattr(column, "unit", None))  # a VOTable's dex is astropy's dex
     if unit is None or unit == u.dimensionless_unscaled:
         return
     if any(unit == accepted for accepted in _CUT_UNITS.get(name, ())):

@@ -4,11 +4,47 @@ import astropy.units as u
 
 from .exceptions import SchemaError
 
-__all__ = ["nanomaggy", "dex", "in_degrees", "as_angle_unit", "in_nanomaggies", "is_nanomaggy"]
+__all__ = ["nanomaggy", "dex", "known_unit", "use_known_units", "in_degrees", "as_angle_unit", "in_nanomaggies", "is_nanomaggy"]
 
 #: Legacy Survey / SDSS flux unit: AB magnitude 22.5 (astropy's photometric ``nanomaggy``).
 nanomaggy = u.nanomaggy
 dex = u.dex
+
+
+def known_unit(unit):
+    """``unit`` as astropy's own unit of that name, or an `~astropy.units.UnrecognizedUnit`.
+
+    A VOTable (1.4 on) reads units with the VOUnit parser, which defines every name it does
+    not know anew: ``dex``, ``Msun`` and ``degrees`` come back as new units, not astropy's
+    ``dex``, ``solMass`` or ``deg``, and compare unequal to them. The unit's name read by
+    astropy's own parser is what the catalogue meant; a name no parser knows (``Log solar
+    masses``, SkyServer's unit of ``lgm_tot_p50``) comes back unrecognised. None stays None.
+
+    Examples
+    --------
+    >>> vo_dex = u.Unit("dex", format="vounit", parse_strict="silent")  # as a VOTable reads it
+    >>> vo_dex == u.dex, known_unit(vo_dex) == u.dex
+    (False, True)
+    """
+    if unit is None:
+        return None
+    text = unit.name if isinstance(unit, u.UnrecognizedUnit) else unit.to_string()
+    parsed = u.Unit(text, parse_strict="silent")
+    return parsed
+
+
+def use_known_units(table):
+    """In place: each column's unit becomes its `known_unit` (an angle spelt in words, such
+    as ``degrees``, that angle), so that a VOTable's ``dex`` is astropy's ``dex``."""
+    for name in table.colnames:
+        unit = getattr(table[name], "unit", None)
+        if unit is None or isinstance(table[name], u.Quantity):
+            continue
+        known = known_unit(unit)
+        if isinstance(known, u.UnrecognizedUnit):
+            known = as_angle_unit(known) or known
+        if known is not unit:
+            table[name].unit = known
 
 
 def in_degrees(values, unit, where):

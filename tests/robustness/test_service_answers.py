@@ -9,6 +9,7 @@ Survey DR9 Tractor / sweep and photo-z files.
 import warnings
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -234,3 +235,72 @@ def test_votable_char_star_column_reads_as_str_and_writes_anywhere(tmp_path, end
     write_table(rows, tmp_path / f"pyvo.{ending}")
     assert rows["type"].dtype == object  # the caller's table is left as it was
     assert read_table(tmp_path / f"pyvo.{ending}")["objid"].tolist() == [1, 2]
+
+
+#: a TAP answer (VOTable 1.4: units read by the VOUnit parser) with SkyServer's units
+GALSPEC_VOUNITS = """<?xml version="1.0" encoding="UTF-8"?>
+<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">
+<RESOURCE type="results"><INFO name="QUERY_STATUS" value="OK"/><TABLE>
+<FIELD name="spectrotype" datatype="char" arraysize="*"/>
+<FIELD name="reliable" datatype="short"/><FIELD name="z_warning" datatype="short"/>
+<FIELD name="bptclass" datatype="short"/><FIELD name="z" datatype="float"/>
+<FIELD name="snmedian_r" datatype="float"/><FIELD name="oh_p50" datatype="float" unit="dex"/>
+<FIELD name="lgm_tot_p50" datatype="float" unit="Log solar masses"/>
+<FIELD name="mstar" datatype="double" unit="Msun"/>
+<DATA><TABLEDATA>
+<TR><TD>GALAXY</TD><TD>1</TD><TD>0</TD><TD>1</TD><TD>0.05</TD><TD>10</TD><TD>8.9</TD>
+<TD>10.0</TD><TD>1e10</TD></TR>
+<TR><TD>GALAXY</TD><TD>1</TD><TD>0</TD><TD>1</TD><TD>0.06</TD><TD>10</TD><TD>-9999</TD>
+<TD>-9999</TD><TD>0</TD></TR>
+</TABLEDATA></DATA></TABLE></RESOURCE></VOTABLE>
+"""
+
+
+def test_votable_units_read_by_vounit_are_the_catalogues_units(tmp_path):
+    # VOUnit defines dex, Msun and 'Log solar masses' anew: not astropy's dex and solMass
+    path = tmp_path / "galspec.vot"
+    path.write_text(GALSPEC_VOUNITS)
+    labels = read_table(path)
+    kept = select_starforming(labels)  # oh_p50 in dex is a metallicity, not refused
+    assert len(kept) == 1
+    for column in ("lgm_tot_p50", "mstar"):
+        out = predict_metallicity(labels, estimator="mass_metallicity", mass_column=column,
+                                  progress=False)
+        assert out["Z_pred_flag"].tolist() == ["ok", "missing_mass"]
+        assert out["Z_pred"][0] == pytest.approx(8.952, abs=1e-3)
+    # the same tables as pyvo hands them over, without read_table
+    from astropy.io.votable import parse_single_table
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # astropy's own notes on units VOUnit lacks
+        raw = parse_single_table(str(path)).to_table()
+    assert raw["oh_p50"].unit != u.dex  # VOUnit's own dex
+    assert len(select_starforming(raw)) == 1
+    assert predict_metallicity(raw, estimator="mass_metallicity", mass_column="mstar",
+                               progress=False)["Z_pred_flag"][0] == "ok"
+
+
+def test_a_unit_astropy_does_not_know_survives_write_table_fits(tmp_path):
+    # e.g. lgm_tot_p50 read from a TAP answer with SkyServer's unit 'Log solar masses'
+    path = tmp_path / "galspec.vot"
+    path.write_text(GALSPEC_VOUNITS)
+    labels = read_table(path)
+    assert isinstance(labels["lgm_tot_p50"].unit, u.UnrecognizedUnit)
+    fits_path = tmp_path / "galspec.fits"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", u.UnitsWarning)  # astropy: not a FITS unit
+        write_table(labels, fits_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # restored from GPMMETA: no "unknown unit"
+        back = read_table(fits_path)  # was: TableIOError "malformed GPMMETA header keyword"
+    assert str(back["lgm_tot_p50"].unit) == str(labels["lgm_tot_p50"].unit)
+    out = predict_metallicity(back, estimator="mass_metallicity", progress=False)
+    assert out["Z_pred_flag"].tolist() == ["ok", "missing_mass"]
+
+
+def test_a_csv_header_behind_a_hash_stays_the_header(tmp_path):
+    # only SkyServer's '#Table1' makes '#' lines comments: no data row becomes a header
+    path = tmp_path / "mine.csv"
+    path.write_text("#ra,dec\n10.0,0.0\n11.0,1.0\n")
+    table = read_table(path)
+    assert len(table) == 2 and table.colnames == ["#ra", "dec"]
