@@ -15,7 +15,7 @@ from astropy.table import Column, MaskedColumn, Table
 
 from .exceptions import EmptyResultWarning, ParameterError, SchemaError
 from .tables import missing_mask, provenance, record_step, require_table, resolve_columns
-from .units import in_degrees
+from .units import in_degrees, known_unit
 
 __all__ = ["select_starforming", "crossmatch", "MATCH_FLAGS"]
 
@@ -241,6 +241,10 @@ def _apply_cut(name, column, rule):
         raise SchemaError(msg)
     _check_cut_unit(name, column)
     none = np.zeros(len(values), dtype=bool)
+    if len(values) == 0:
+        # no value to compare: a text file with no rows (SkyServer's answer to a query that
+        # matched nothing) gives every column a made-up dtype, which says nothing
+        return none, none, none, _rule_text(name, op, target)
     if kind in "USO":
         if op != "in" or not isinstance(target[0], str):
             msg = (f"the {name} cut needs a numeric column, but column {column.name!r} holds "
@@ -262,23 +266,29 @@ def _apply_cut(name, column, rule):
     with np.errstate(invalid="ignore"):
         if op == "in":
             passes = np.isin(values, list(target))
-            text = f"in {list(target)}"
         elif op == ">=":
             passes = values >= target
-            text = f">= {target}"
         else:
             passes = np.ones(len(values), dtype=bool)
-            text = "not missing"
         if name in PLAUSIBLE_RANGES:
             low, high = PLAUSIBLE_RANGES[name]
             implausible = ~missing & ((values < low) | (values > high))
-            text += f", plausible in [{low}, {high}]"
-    return passes & ~missing & ~implausible, missing, implausible, text
+    return passes & ~missing & ~implausible, missing, implausible, _rule_text(name, op, target)
+
+
+def _rule_text(name, op, target):
+    """How a cut's rule reads in its record, e.g. ``>= 0.002, plausible in [-0.1, 10.0]``."""
+    text = {"in": lambda: f"in {list(target)}", ">=": lambda: f">= {target}",
+            "present": lambda: "not missing"}[op]()
+    if name in PLAUSIBLE_RANGES:
+        low, high = PLAUSIBLE_RANGES[name]
+        text += f", plausible in [{low}, {high}]"
+    return text
 
 
 def _check_cut_unit(name, column):
     """SchemaError when a cut's column has a unit the cut cannot compare with its rule."""
-    unit = getattr(column, "unit", None)
+    unit = known_unit(getattr(column, "unit", None))  # a VOTable's dex is astropy's dex
     if unit is None or unit == u.dimensionless_unscaled:
         return
     if any(unit == accepted for accepted in _CUT_UNITS.get(name, ())):
@@ -340,9 +350,9 @@ def crossmatch(labels, images, *, radius=1.0 * u.arcsec, one_to_one=False, ra_co
         Coordinate columns of ``images``.
     label_id, image_id : str or sequence of str, optional
         Columns that identify a row (e.g. ``"specobjid"``, ``("release", "brickid",
-        "objid")``). When given, a duplicated identifier is an error. When not given, duplicated
-        rows are matched independently (and in one-to-one mode the first of two duplicated
-        labels keeps the image).
+        "objid")``). When given, a duplicated or masked identifier is an error. When not given,
+        duplicated rows are matched independently (and in one-to-one mode the first of two
+        duplicated labels keeps the image).
     suffix : str, optional
         Appended to the name of an image column that clashes (ignoring case) with a label
         column (or with an output column ``separation``, ``matched``, ``match_flag``), e.g.
@@ -354,8 +364,9 @@ def crossmatch(labels, images, *, radius=1.0 * u.arcsec, one_to_one=False, ra_co
         ``len(labels)`` rows in label order: the label columns, the image columns (masked
         columns, masked where unmatched), ``separation`` (arcsec, masked where unmatched),
         ``matched`` (bool) and ``match_flag``: ``"ok"``, ``"no_match"`` (nothing within
-        ``radius``), ``"invalid_coordinates"`` (masked, NaN or \\|dec\\| > 90 in the label row)
-        or ``"image_taken"`` (one-to-one mode). Image rows with invalid coordinates are never
+        ``radius``), ``"invalid_coordinates"`` (masked, NaN, a missing-value sentinel -9999
+        or -99, \\|ra\\| > 360 or \\|dec\\| > 90 in the label row) or ``"image_taken"``
+        (one-to-one mode). Image rows with invalid coordinates are never
         matched. ``meta`` is the labels' meta plus the images' keys it lacks (e.g. ``bands``,
         ``pixel_scale``), with the step and its counts recorded.
 
@@ -365,8 +376,9 @@ def crossmatch(labels, images, *, radius=1.0 * u.arcsec, one_to_one=False, ra_co
         If ``labels`` or ``images`` is not an astropy Table.
     SchemaError
         If a coordinate or id column is missing, not numeric, or has a non-angle unit; if an id
-        is duplicated; if a suffixed name still clashes; if ``labels`` already has a column
-        ``separation``, ``matched`` or ``match_flag`` (never overwritten: rename it first).
+        is duplicated or masked; if a suffixed name still clashes; if ``labels`` already has a
+        column ``separation``, ``matched`` or ``match_flag`` (never overwritten: rename it
+        first).
     ParameterError
         If ``radius`` is not a positive finite angle or an option has the wrong type.
 
@@ -491,7 +503,9 @@ def _match_radius(radius):
 
 
 def _coordinates(table, ra_column, dec_column, what):
-    """Return (ra_deg, dec_deg, valid) with invalid rows (masked, NaN, |dec| > 90) marked."""
+    """Return (ra_deg, dec_deg, valid) with invalid rows marked: masked, NaN, a missing-value
+    sentinel (-9999, -99: an RA of -9999 is no position, not RA 81 deg), |ra| > 360 or
+    |dec| > 90."""
     arrays = []
     valid = np.ones(len(table), dtype=bool)
     for name in (ra_column, dec_column):
@@ -507,12 +521,13 @@ def _coordinates(table, ra_column, dec_column, what):
             raise SchemaError(msg)
         # a plain ndarray: a MaskedColumn's data keeps its unit, and data * unit is deg2
         values = np.array(np.ma.getdata(data), dtype=np.float64, subok=False)
+        valid &= ~missing_mask(data)  # the sentinels as the catalogue writes them
         values = in_degrees(values, unit, f"{what} column {name!r}")
-        valid &= ~np.ma.getmaskarray(data) & np.isfinite(values)
+        valid &= np.isfinite(values)
         arrays.append(values)
     ra, dec = arrays
     with np.errstate(invalid="ignore"):
-        valid &= np.abs(dec) <= 90.0
+        valid &= (np.abs(ra) <= 360.0) & (np.abs(dec) <= 90.0)
     return ra, dec, valid
 
 
@@ -524,6 +539,14 @@ def _check_unique_ids(table, id_columns, what):
         msg = f"the {what} id must be a column name or a sequence of names, got {id_columns!r}"
         raise ParameterError(msg)
     names = list(resolve_columns(table, names, what=f"crossmatch ({what} id)").values())
+    for name in names:
+        # a masked id identifies nothing; its hidden value must not be called a duplicate
+        masked = np.flatnonzero(np.ma.getmaskarray(np.ma.asanyarray(table[name])))
+        if masked.size:
+            msg = (f"{what} id column {name!r} is masked in {masked.size} row(s), e.g. row(s) "
+                   f"{masked[:5].tolist()}: an id must be present to check that it is unique; "
+                   f"remove those rows or fill the ids first")
+            raise SchemaError(msg)
     if len(table) < 2:
         return
     keys = table[names].copy(copy_data=True)

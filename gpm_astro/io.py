@@ -8,7 +8,6 @@ Multi-dimensional columns (the (n, 3, 152, 152) ``cutout`` column) and the neste
 
 import contextlib
 import csv
-import json
 import os
 import re
 import tempfile
@@ -17,11 +16,17 @@ from pathlib import Path
 
 import astropy.units as u
 import numpy as np
-from astropy.io.misc import yaml
 from astropy.table import Column, MaskedColumn, Table
 
+from .answer_checks import check_answer, check_read_answer, starts_with_table_mark
 from .exceptions import GPMAstroWarning, ParameterError, TableIOError
+from .io_parquet import restore_array_shapes
 from .process_pool import remove_files_of_dead_processes
+from .tables import text_objects_to_str
+from .fits_meta import (FITS_MASK_SUFFIX, FITS_META_KEYWORD, nonstandard_fits_units,  # noqa: F401
+                        parse_nonstandard_units, restore_fits_meta, with_fits_meta,
+                        write_nonstandard_units)
+from .units import use_known_units
 
 __all__ = ["read_table", "write_table", "atomic_write_bytes", "atomic_file", "new_file_mode",
            "writable_directory", "partial_file", "remove_stale_partials", "FORMATS"]
@@ -36,10 +41,6 @@ FORMATS = {
     ".vot": "votable", ".votable": "votable", ".xml": "votable",
 }
 
-#: FITS header keyword holding the whole ``meta`` (YAML inside a JSON string).
-FITS_META_KEYWORD = "GPMMETA"
-#: Suffix of the column that carries a masked boolean column's mask in a FITS file.
-FITS_MASK_SUFFIX = "__gpm_mask"
 #: Dataset path used for HDF5 tables unless ``path=`` is given.
 HDF5_PATH = "data"
 
@@ -94,17 +95,26 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
     `~astropy.table.Table`
         The table, numeric columns in native byte order (FITS is big-endian); a FITS file
         written by `write_table` gets its full ``meta``, non-FITS units (``nmgy``) and the
-        masks of boolean columns back. In CSV and other plain-text formats, a column holding
+        masks of boolean columns back; a Parquet file's multi-dimensional columns (cutouts)
+        get their shape back, which astropy's reader flattens. In CSV and other plain-text formats, a column holding
         only ``True`` and ``False`` (how booleans are written there) is read as boolean, empty
         cells masked, so a ``preprocess_ok`` of ``"False"`` never reads as true; a column of
         whole numbers above 2**63 - 1 (SDSS specObjIDs of plates above 8191) is read as
-        uint64, not as text.
+        uint64, not as text. A CSV that starts with SkyServer's ``#Table1`` line has ``#``
+        lines as comments, so its answer with no data line reads as a 0-row table. A column
+        of objects holding only text (a VOTable's ``char(*)``) is read as ``str``.
 
     Raises
     ------
     TableIOError
         If the file does not exist, its format is unknown, a needed package (e.g. pyarrow for
-        Parquet) is missing, or astropy cannot parse it.
+        Parquet) is missing, astropy cannot parse it, or it holds a service's answer that is
+        no single table (`gpm_astro.answer_checks`).
+
+    Warns
+    -----
+    GPMAstroWarning
+        For a TAP VOTable cut at the service's row limit (``QUERY_STATUS = OVERFLOW``).
 
     Examples
     --------
@@ -130,21 +140,33 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
         if reader is not None:
             table = reader.read_file(path)
             return _attach_cutouts(table, path) if attach_cutouts else table
+    check_answer(path, fmt)  # a service's error page or message saved as a table
     with _table_io_errors("read", path, fmt), _large_csv_fields(), warnings.catch_warnings():
         if fmt == "fits":  # TUNIT strings outside the FITS standard ('dex'): see below
             warnings.filterwarnings("ignore", message=".* did not parse as fits unit",
                                     category=u.UnitsWarning)
         if fmt.startswith("ascii.") and fmt != "ascii.ecsv":  # see _restore_unsigned_integers
             warnings.filterwarnings("ignore", message="OverflowError converting to IntType")
+        if fmt == "ascii.csv" and starts_with_table_mark(path):
+            # SkyServer's '#Table1' line: astropy skips it only when data rows follow, so a
+            # query that matched nothing would not read as 0 rows without
+            kwargs.setdefault("comment", "#")
         table = Table.read(path, format=fmt, **kwargs)
     if fmt == "fits":
-        _parse_nonstandard_units(table, path)
+        # a file of write_table's keeps every unit in GPMMETA: no warning for what it restores
+        parse_nonstandard_units(table, path, warn=FITS_META_KEYWORD not in table.meta)
         if FITS_META_KEYWORD in table.meta:
-            _restore_fits_meta(table, path)
+            restore_fits_meta(table, path)
+    check_read_answer(table, path, fmt)  # several SkyServer tables, a TAP answer cut short
+    if fmt == "votable":
+        use_known_units(table)  # VOUnit's own dex, Msun, degrees: astropy's dex, solMass, deg
     if fmt.startswith("ascii.") and fmt != "ascii.ecsv":
         _restore_text_booleans(table)
         _restore_unsigned_integers(table, path)
+    if fmt == "parquet":  # astropy flattens (n, 3, 152, 152) to (n, 69312) there
+        restore_array_shapes(table, path)
     _to_native_byte_order(table)
+    text_objects_to_str(table)  # a VOTable's char(*) column, which FITS and HDF5 cannot store
     return _attach_cutouts(table, path) if attach_cutouts else table
 
 
@@ -315,8 +337,11 @@ def write_table(table, path, *, overwrite=False, format=None, **kwargs):
     if fmt == "hdf5":
         kwargs.setdefault("path", HDF5_PATH)
         kwargs.setdefault("serialize_meta", True)
-    to_write = _with_fits_meta(table) if fmt == "fits" else table
-    nonstandard = _nonstandard_fits_units(table) if fmt == "fits" else {}
+    if any(getattr(table[name], "dtype", None) == object for name in table.colnames):
+        table = Table(table, copy=False)  # new columns over the same data: the input is kept
+        text_objects_to_str(table)  # pyvo's char(*) columns, which FITS and HDF5 cannot store
+    to_write = with_fits_meta(table) if fmt == "fits" else table
+    nonstandard = nonstandard_fits_units(table) if fmt == "fits" else {}
     suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith(".gz") else path.suffix
     try:
         handle, temp_name = partial_file(path, suffix=suffix)
@@ -328,7 +353,7 @@ def write_table(table, path, *, overwrite=False, format=None, **kwargs):
         with _table_io_errors("write", path, fmt):
             to_write.write(temp_name, format=fmt, overwrite=True, **kwargs)
             if nonstandard:
-                _write_nonstandard_units(temp_name, nonstandard)
+                write_nonstandard_units(temp_name, nonstandard)
             os.chmod(temp_name, new_file_mode())
             os.replace(temp_name, path)
     finally:
@@ -432,114 +457,6 @@ def _hdf5_has(path, dataset):
             return dataset in handle
     except OSError:
         return False
-
-
-def _with_fits_meta(table):
-    """A shallow copy a FITS file can hold; the full meta and units go in one keyword.
-
-    FITS headers take only short upper-case keywords with scalar values, and TUNIT only FITS
-    units (not ``nmgy``), so ``meta`` and every column unit are also stored as YAML inside a
-    JSON string under `FITS_META_KEYWORD`; `read_table` restores them.
-    """
-    header_meta = {}
-    for key, value in table.meta.items():
-        is_scalar = isinstance(value, (str, int, float, bool)) and value is not None
-        if (isinstance(key, str) and len(key) <= 8 and key.replace("_", "").isalnum()
-                and is_scalar):
-            header_meta[key.upper()] = value
-        elif isinstance(key, str) and key.lower() in ("comments", "history"):
-            header_meta[key.upper()] = value
-    shallow = Table(table, copy=False)  # new column objects over the same data
-    units = {}
-    for name in shallow.colnames:
-        unit = getattr(shallow[name], "unit", None)
-        if unit is None or isinstance(shallow[name], u.Quantity):
-            continue
-        units[name] = unit.to_string()
-        try:
-            unit.to_string("fits")
-        except ValueError:
-            shallow[name].unit = None  # not a FITS unit: kept in the keyword only
-    bool_masks = {}
-    for name in list(shallow.colnames):
-        column = shallow[name]
-        if column.dtype.kind == "b" and np.ma.is_masked(column):
-            # FITS logicals have no null that astropy writes: keep the mask in a companion
-            companion = f"{name}{FITS_MASK_SUFFIX}"
-            shallow[companion] = np.ma.getmaskarray(column)
-            shallow[name] = np.asarray(np.ma.filled(column, False))
-            bool_masks[name] = companion
-    try:
-        payload = {"meta": dict(table.meta), "units": units, "bool_masks": bool_masks}
-        header_meta[FITS_META_KEYWORD] = json.dumps(yaml.dump(payload))
-    except Exception as exc:  # yaml raises its own error types for unsupported objects
-        msg = f"table meta cannot be stored in a FITS file: {exc}"
-        raise TableIOError(msg) from exc
-    shallow.meta = header_meta
-    return shallow
-
-
-def _nonstandard_fits_units(table):
-    """Column name -> unit string, for the units the FITS standard lacks (``dex``, ``nmgy``)."""
-    units = {}
-    for name in table.colnames:
-        unit = getattr(table[name], "unit", None)
-        if unit is None or isinstance(table[name], u.Quantity):
-            continue
-        try:
-            unit.to_string("fits")
-        except ValueError:
-            units[name] = unit.to_string()
-    return units
-
-
-def _write_nonstandard_units(path, units):
-    """Write TUNITn for units astropy leaves out of a FITS file, so that any reader (TOPCAT,
-    fitsio, astropy) shows them; `read_table` reads them back as units."""
-    from astropy.io import fits
-
-    with fits.open(path, mode="update") as hdus:
-        header = hdus[1].header
-        for index in range(1, header.get("TFIELDS", 0) + 1):
-            name = header.get(f"TTYPE{index}")
-            if name in units:
-                header[f"TUNIT{index}"] = (units[name], "unit outside the FITS standard")
-
-
-def _parse_nonstandard_units(table, path):
-    """In place: a TUNIT the FITS standard lacks but astropy knows (``dex``) becomes that
-    unit; one astropy does not know keeps its UnrecognizedUnit, with astropy's warning."""
-    for name in table.colnames:
-        unit = getattr(table[name], "unit", None)
-        if not isinstance(unit, u.UnrecognizedUnit):
-            continue
-        try:
-            table[name].unit = u.Unit(unit.name)
-        except ValueError:
-            msg = f"{str(path)!r}: column {name!r} has the unknown unit {unit.name!r}"
-            warnings.warn(msg, u.UnitsWarning, stacklevel=3)
-
-
-def _restore_fits_meta(table, path):
-    try:
-        payload = yaml.load(json.loads(table.meta[FITS_META_KEYWORD]))
-        meta, units = payload["meta"], payload["units"]
-        bool_masks = payload.get("bool_masks", {})
-        if not all(isinstance(x, dict) for x in (meta, units, bool_masks)):
-            raise TypeError("meta, units and bool_masks must be dicts")
-        for name, unit in units.items():
-            if name in table.colnames:
-                table[name].unit = u.Unit(unit)
-        for name, companion in bool_masks.items():
-            if name in table.colnames and companion in table.colnames:
-                mask = np.asarray(table[companion], dtype=bool)
-                table[name] = MaskedColumn(np.asarray(table[name]), mask=mask,
-                                           description=table[name].info.description)
-                table.remove_column(companion)
-    except Exception as exc:  # malformed keyword written by something else
-        msg = f"{str(path)!r} has a malformed {FITS_META_KEYWORD} header keyword: {exc}"
-        raise TableIOError(msg) from exc
-    table.meta = meta
 
 
 def partial_file(path, *, suffix=".part"):

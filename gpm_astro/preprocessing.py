@@ -25,8 +25,8 @@ from .exceptions import ParameterError, PluginError, SchemaError
 from .image_checks import check_cutout_unit
 from .process_pool import dead_worker_error
 from .survey_constants import PIXEL_SCALE_ARCSEC
-from .tables import (record_step, require_positive_int, require_table, resolve_columns,
-                     warn_empty)
+from .tables import (meta_value, record_step, require_positive_int, require_table,
+                     resolve_columns, warn_empty)
 
 __all__ = ["preprocess_cutouts", "iter_preprocess_cutouts", "resolve_steps", "run_steps",
            "configurations", "PREPROCESS_FLAGS"]
@@ -283,17 +283,21 @@ def _prepare(table, pixel_scale):
         msg = (f"column 'cutout' must have shape (n, 3, H, W) with H, W >= 16 (g, r, z "
                f"planes; 152 x 152 for Legacy Survey cutouts), got {shape}")
         raise SchemaError(msg)
-    bands = table.meta.get("bands", "grz")
+    # found ignoring case: a FITS header reads back as BANDS, which must not mean "no bands"
+    bands = meta_value(table.meta, "bands", "grz", "preprocess_cutouts")
+    if isinstance(bands, bytes):
+        bands = bands.decode("ascii", errors="replace")
     is_text = isinstance(bands, str) or (isinstance(bands, (list, tuple))
                                          and all(isinstance(b, str) for b in bands))
     if not is_text or "".join(bands) != "grz":
         msg = f"cutouts must hold the bands 'grz' in that order, table.meta['bands'] is {bands!r}"
         raise SchemaError(msg)
     if pixel_scale is None:
-        scale = _arcsec(table.meta.get("pixel_scale", _DEFAULT_PIXEL_SCALE))
+        given = meta_value(table.meta, "pixel_scale", _DEFAULT_PIXEL_SCALE, "preprocess_cutouts")
+        scale = _arcsec(given)
         if scale is None:
             msg = (f"table.meta['pixel_scale'] must be a positive number of arcsec per pixel, "
-                   f"got {table.meta['pixel_scale']!r}")
+                   f"got {given!r}")
             raise SchemaError(msg)
     else:
         scale = _arcsec(pixel_scale)

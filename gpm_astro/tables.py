@@ -11,7 +11,8 @@ from .exceptions import EmptyResultWarning, ParameterError, SchemaError
 
 __all__ = ["require_table", "require_columns", "resolve_columns", "optional_column",
            "with_column_names",
-           "require_positive_int", "record_step", "package_version", "warn_empty",
+           "require_positive_int", "record_step", "package_version", "warn_empty", "meta_value",
+           "text_objects_to_str",
            "missing_mask", "numeric_column", "boolean_column", "provenance"]
 
 MISSING_SENTINELS = (-9999, -99)
@@ -100,6 +101,12 @@ def resolve_columns(table, names, what="this function"):
     if missing:
         msg = (f"{what} needs column(s) {missing}, which the table lacks (compared ignoring "
                f"case); columns present: {table.colnames}")
+        for wanted in missing:  # SpecObj's zWarning for galSpecInfo's z_warning
+            squashed = str(wanted).lower().replace("_", "")
+            near = [n for n in table.colnames if n.lower().replace("_", "") == squashed]
+            if near:
+                msg += (f"; {near} differ from {wanted!r} only in case and underscores: if "
+                        f"that is the column, pass its name")
         raise SchemaError(msg)
     return resolved
 
@@ -130,6 +137,89 @@ def optional_column(table, name, what="this function"):
                f"case; rename one of them")
         raise SchemaError(msg)
     return found[0] if found else None
+
+
+def meta_value(meta, key, default, what="this function"):
+    """``meta[key]`` found ignoring case, or ``default`` when no key matches.
+
+    A FITS header upper-cases keywords: a table written by astropy or TOPCAT reads back with
+    ``BANDS`` where the package wrote ``bands``, and must not be taken for a table without it.
+
+    Raises
+    ------
+    SchemaError
+        If several keys differ from ``key`` only in case and hold different values.
+
+    Examples
+    --------
+    >>> meta_value({"BANDS": "grz"}, "bands", "grz")
+    'grz'
+    >>> meta_value({}, "pixel_scale", 0.262)
+    0.262
+    """
+    found = [name for name in meta if isinstance(name, str) and name.lower() == key.lower()]
+    if not found:
+        return default
+    values = [meta[name] for name in found]
+    if any(not _same_value(value, values[0]) for value in values[1:]):
+        shown = {name: meta[name] for name in found}
+        msg = (f"{what} reads meta[{key!r}], but the table meta has {shown}, keys that differ "
+               f"only in case with different values; remove the wrong one")
+        raise SchemaError(msg)
+    return meta[key] if key in found else values[0]
+
+
+def _same_value(a, b):
+    try:
+        return bool(np.all(np.asarray(a == b)))
+    except Exception:  # values that cannot be compared are not the same
+        return False
+
+
+def text_objects_to_str(table):
+    """In place: each one-dimensional object column that holds only text (str, bytes, or None
+    and masked cells) becomes a plain str column, masked where it had None or a mask.
+
+    A VOTable's variable-length ``char`` field (Data Lab's ``type``, arraysize ``*``) reads as
+    an object column, which FITS, HDF5 and Parquet cannot store and string functions cannot
+    strip; as ``str`` it is a column like any other.
+
+    Examples
+    --------
+    >>> from astropy.table import Table
+    >>> t = Table({"type": np.array(["EXP", None, b"PSF"], dtype=object)})
+    >>> text_objects_to_str(t)
+    >>> t["type"].dtype.kind, t["type"].tolist()
+    ('U', ['EXP', None, 'PSF'])
+    """
+    from astropy.table import Column, MaskedColumn
+
+    for name in table.colnames:
+        column = table[name]
+        if getattr(column, "dtype", None) is None or column.dtype.kind != "O" or \
+                column.ndim != 1:
+            continue
+        data = np.ma.asanyarray(column)
+        mask = np.ma.getmaskarray(data).copy()
+        values = np.ma.getdata(data)
+        text = []
+        for i, value in enumerate(values):
+            if mask[i] or value is None:
+                mask[i] = True
+                text.append("")
+            elif isinstance(value, bytes):
+                text.append(value.decode("utf-8", errors="replace"))
+            elif isinstance(value, str):
+                text.append(value)
+            else:
+                break  # numbers or arrays: not a text column, left as it is
+        else:
+            info = column.info
+            kind = MaskedColumn if mask.any() else Column
+            new = kind(np.array(text, dtype=str), name=name, unit=info.unit,
+                       description=info.description, meta=info.meta, format=info.format,
+                       **({"mask": mask} if mask.any() else {}))
+            table.replace_column(name, new)
 
 
 def with_column_names(table, names, what="this function"):
@@ -283,8 +373,11 @@ def boolean_column(column, what):
         msg = f"{what}: column {name!r} must be one-dimensional, got shape {data.shape}"
         raise SchemaError(msg)
     if data.dtype.kind != "b":
+        # the conversion that fits the dtype: an SQL database's 0/1 compared with 'True' would
+        # make every row False
+        true = "1" if data.dtype.kind in "iuf" else "'True'"
         msg = (f"{what}: column {name!r} must be boolean (True/False), got dtype {data.dtype}, "
                f"e.g. {_example(np.ma.getdata(data))!r}; convert it, e.g. "
-               f"table[{name!r}] = table[{name!r}] == 'True'")
+               f"table[{name!r}] = table[{name!r}] == {true}")
         raise SchemaError(msg)
     return np.asarray(np.ma.filled(data, False), dtype=bool)

@@ -76,6 +76,19 @@ def test_parquet_round_trip_or_clear_error(tmp_path):
         assert list(read_table(path)["specobjid"]) == [101, 102, 103]
 
 
+def test_parquet_keeps_the_shape_of_cutouts_and_their_masks(tmp_path):
+    pytest.importorskip("pyarrow")
+    cutouts = np.arange(2 * 3 * 16 * 16, dtype="f4").reshape(2, 3, 16, 16)
+    table = Table({"cutout": MaskedColumn(cutouts, unit="nmgy"), "objid": [1, 2]})
+    table["cutout"].mask[1, 2, 5, 7] = True
+    write_table(table, tmp_path / "cutouts.parquet")
+    back = read_table(tmp_path / "cutouts.parquet")
+    assert back["cutout"].shape == (2, 3, 16, 16)  # astropy alone gives (2, 768)
+    assert back["cutout"].unit == "nmgy"
+    assert np.array_equal(back["cutout"].mask, table["cutout"].mask)
+    assert np.array_equal(back["cutout"].data, cutouts)
+
+
 def test_overwrite_and_atomic_replacement(tmp_path):
     path = tmp_path / "labels.fits"
     write_table(Table({"a": [1, 2]}), path)

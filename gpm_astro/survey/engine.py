@@ -23,11 +23,41 @@ from .task import process_partition
 from .worker import EstimatorPlugin, load_estimator
 
 __all__ = ["run_catalogue", "CatalogueRunError", "compute_partitions", "format_summary",
-           "failed_message"]
+           "failed_message", "check_run_options"]
 
 
 class CatalogueRunError(GPMAstroError):
     """Some partitions failed; the others are written and recorded, a rerun retries these."""
+
+
+def check_run_options(*, partition_size, chunk_size, preprocess, preprocess_jobs, n_workers,
+                      threads_per_worker):
+    """Check the options of a run before anything is written, so that a typo is one error
+    naming it, not a failed task per partition and a manifest recording the typo.
+
+    Returns
+    -------
+    (int, int)
+        ``partition_size`` and ``chunk_size`` as ints.
+
+    Raises
+    ------
+    ParameterError, UnknownPluginError
+        Naming the bad option and its value.
+    """
+    from ..preprocessing import resolve_steps
+
+    partition_size = require_positive_int(partition_size, "partition_size")
+    chunk_size = require_positive_int(chunk_size, "chunk_size")
+    require_positive_int(preprocess_jobs, "preprocess_jobs")
+    if n_workers is not None:  # 0 would start a cluster without workers and wait for ever
+        require_positive_int(n_workers, "n_workers (local workers)")
+    require_positive_int(threads_per_worker, "threads_per_worker")
+    if not isinstance(preprocess, str):
+        msg = f"preprocess must be the name of a preprocessing configuration, got {preprocess!r}"
+        raise ParameterError(msg)
+    resolve_steps(config=preprocess)
+    return partition_size, chunk_size
 
 
 def _model_record(estimator, weights, fit_table, fit_target, params):
@@ -196,8 +226,10 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
         Some partitions failed (the others are kept; a rerun retries only the failed ones).
     """
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    partition_size = require_positive_int(partition_size, "partition_size")
-    chunk_size = require_positive_int(chunk_size, "chunk_size")
+    partition_size, chunk_size = check_run_options(
+        partition_size=partition_size, chunk_size=chunk_size, preprocess=preprocess,
+        preprocess_jobs=preprocess_jobs, n_workers=n_workers,
+        threads_per_worker=threads_per_worker)
     if not (isinstance(prefetch, bool) or prefetch == "auto"):
         msg = f'prefetch must be True, False or "auto", got {prefetch!r}'
         raise ParameterError(msg)
@@ -219,6 +251,11 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
     partitions = plan_partitions(rows, partition_size)
     model = _model_record(estimator, weights, fit_table, fit_target, estimator_params)
     instance = load_estimator(model)  # here first, so a bad model fails before any task
+    if getattr(instance, "requires_fit", False) and callable(getattr(instance, "is_fitted", None)) \
+            and not instance.is_fitted():
+        msg = (f"estimator {estimator!r} must be trained before it predicts: give weights "
+               f"(--weights MODEL) or a table to fit it on (--fit-table TABLE)")
+        raise ParameterError(msg)
     if getattr(instance, "output_column", None) != "Z_pred":
         msg = (f"estimator {estimator!r} predicts {getattr(instance, 'output_column', None)!r}"
                f"; the catalogue needs a metallicity estimator (Z_pred)")

@@ -20,10 +20,42 @@ from ..exceptions import ParameterError
 from ..io import atomic_write_bytes
 from ..tables import _plain, package_version
 
-__all__ = ["MANIFEST_FILE", "MANIFEST_FORMAT", "Manifest", "file_sha256", "library_versions"]
+__all__ = ["MANIFEST_FILE", "MANIFEST_FORMAT", "Manifest", "file_sha256", "library_versions",
+           "recipe_differences"]
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "gpm_astro.catalogue/1"
+
+
+#: differences a refused rerun names (the rest are counted)
+_SHOWN_DIFFERENCES = 4
+_MISSING = object()
+
+
+def _short(value):
+    text = "(absent)" if value is _MISSING else json.dumps(value)
+    return text if len(text) <= 70 else text[:67] + "..."
+
+
+def recipe_differences(recorded, wanted, prefix=""):
+    """Each setting in which two recipes differ, as ``"key.path: recorded -> wanted"``.
+
+    Examples
+    --------
+    >>> recipe_differences({"input": {"partition_size": 50, "n_rows": 9}},
+    ...                    {"input": {"partition_size": 60, "n_rows": 9}})
+    ['input.partition_size: 50 in the folder, 60 now']
+    """
+    if isinstance(recorded, dict) and isinstance(wanted, dict):
+        found = []
+        for key in sorted(set(recorded) | set(wanted), key=str):
+            found += recipe_differences(recorded.get(key, _MISSING), wanted.get(key, _MISSING),
+                                        f"{prefix}{key}.")
+        return found
+    if recorded == wanted:
+        return []
+    return [f"{prefix.rstrip('.') or 'recipe'}: {_short(recorded)} in the folder, "
+            f"{_short(wanted)} now"]
 
 
 def file_sha256(path):
@@ -90,11 +122,13 @@ class Manifest:
                        f"(format {data.get('format')!r})")
                 raise ParameterError(msg)
             if data.get("recipe") != self.recipe:
-                changed = sorted(k for k in set(self.recipe) | set(data.get("recipe", {}))
-                                 if self.recipe.get(k) != data.get("recipe", {}).get(k))
+                changed = recipe_differences(data.get("recipe"), self.recipe)
+                shown = "; ".join(changed[:_SHOWN_DIFFERENCES])
+                more = len(changed) - _SHOWN_DIFFERENCES
                 msg = (f"{str(self.directory)!r} holds a catalogue made with other settings "
-                       f"(different: {', '.join(changed)}); choose a new output folder, or "
-                       f"restart to discard it")
+                       f"(different: {shown}{f'; and {more} more' if more > 0 else ''}); "
+                       f"choose a new output folder, or restart to discard it (--restart, "
+                       f"restart=True)")
                 raise ParameterError(msg)
             self.data = data
         else:

@@ -21,11 +21,10 @@ from astropy.table import Column, MaskedColumn, Table, vstack
 
 from ..exceptions import ParameterError, SchemaError
 from ..io import writable_directory
-from ..tables import require_positive_int
 from .cluster import open_client
-from .engine import (CatalogueRunError, compute_partitions, failed_message, format_summary,
-                     remove_unfinished_partitions, run_summary, source_fingerprint,
-                     start_fresh)
+from .engine import (CatalogueRunError, check_run_options, compute_partitions, failed_message,
+                     format_summary, remove_unfinished_partitions, run_summary,
+                     source_fingerprint, start_fresh)
 from .manifest import MANIFEST_FILE, Manifest, file_sha256
 from .partitions import plan_fingerprint, plan_partitions
 from .task import UNREADABLE, _read
@@ -184,8 +183,10 @@ scheduler, n_workers, threads_per_worker, processes, dashboard_address, restart,
         Some partitions failed; a rerun retries them.
     """
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    partition_size = require_positive_int(partition_size, "partition_size")
-    chunk_size = require_positive_int(chunk_size, "chunk_size")
+    partition_size, chunk_size = check_run_options(
+        partition_size=partition_size, chunk_size=chunk_size, preprocess=preprocess,
+        preprocess_jobs=preprocess_jobs, n_workers=n_workers,
+        threads_per_worker=threads_per_worker)
     label_columns = list(label_columns)
     rows, labels = _label_rows(labels, label_columns)
     out = writable_directory(out, "output folder of the cleaned sample")

@@ -28,6 +28,7 @@ them (``out:mag_r,redshift,features``), else it reads ``in``.
 import numpy as np
 
 from gpm_astro.exceptions import ParameterError
+from gpm_astro.tables import optional_column
 
 __all__ = ["DomainModel", "image_quantities", "table_redshift", "DOMAIN_QUANTITIES",
            "APERTURE_RADIUS_PX", "IN_DOMAIN"]
@@ -111,9 +112,14 @@ def image_quantities(images, bands, pixel_scale=0.262):
 
 
 def table_redshift(table, rows=None):
-    """The redshift of each row (``z_phot_median``, else ``z``) and the column used, or None."""
-    for name in REDSHIFT_COLUMNS:
-        if name in table.colnames:
+    """The redshift of each row (``z_phot_median``, else ``z``) and the column used, or None.
+
+    Names are compared ignoring case, as the DR9 photo-z files spell ``Z_PHOT_MEDIAN``; two
+    columns that differ only in case are a `~gpm_astro.exceptions.SchemaError`.
+    """
+    for wanted in REDSHIFT_COLUMNS:
+        name = optional_column(table, wanted, "the GPM-ResNet domain check")
+        if name is not None:
             column = table[name] if rows is None else table[name][rows]
             values = np.ma.filled(np.ma.asanyarray(column).astype(float), np.nan)
             values = np.asarray(values, dtype=float)

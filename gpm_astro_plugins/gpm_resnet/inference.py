@@ -198,6 +198,13 @@ class InferenceMixin:
             log_variance = variances.mean(dim=0).log()
         return output[:, 0], log_variance, draws, (kept if features else None)
 
+    def check_table(self, table):
+        """`SchemaError` unless ``table["cutout"]`` is (n, bands, S, S) in nanomaggies with
+        the model's bands and cutout size (see `gpm_astro.base.Estimator.check_table`)."""
+        self._check_fitted()
+        table = with_column_names(table, ["cutout"], f"{type(self).__name__}.predict")
+        _check_cutouts(table, _table_bands(table), self.config_.cutout_size)
+
     def predict(self, table, *, batch_size=None, precision=None, compile=None, progress=None):
         """Predict one value and its 1-sigma error per row, streaming the table in batches.
 

@@ -4,13 +4,14 @@ import numpy as np
 
 from gpm_astro.exceptions import SchemaError
 from gpm_astro.image_checks import check_cutout_unit, cutout_flags
-from gpm_astro.tables import boolean_column, optional_column
+from gpm_astro.tables import boolean_column, meta_value, optional_column
 
 
 def _table_bands(table):
     """``meta["bands"]`` as one string: ``["g", "r", "z"]`` (which `preprocess_cutouts`
-    accepts and keeps) is ``"grz"``, not the 15 characters of its repr."""
-    bands = table.meta.get("bands", "grz")
+    accepts and keeps) is ``"grz"``, not the 15 characters of its repr. The key is found
+    ignoring case (a FITS header gives ``BANDS``)."""
+    bands = meta_value(table.meta, "bands", "grz", "GPM-ResNet")
     if isinstance(bands, bytes):
         bands = bands.decode("ascii", errors="replace")
     if isinstance(bands, (list, tuple)) and all(isinstance(b, str) for b in bands):

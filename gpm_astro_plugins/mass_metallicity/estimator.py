@@ -14,6 +14,7 @@ from gpm_astro.base import Estimator
 from gpm_astro.exceptions import ParameterError, SchemaError
 from gpm_astro.metrics import TREMONTI_MASS_RANGE, tremonti_mzr
 from gpm_astro.tables import numeric_column, require_table, with_column_names
+from gpm_astro.units import known_unit
 
 __all__ = ["MassMetallicity", "tremonti_slope", "log_mass"]
 
@@ -43,6 +44,7 @@ def log_mass(values, unit, where):
     >>> log_mass(np.array([1e10, 0.0]), u.Msun, "column 'mass'").tolist()
     [10.0, nan]
     """
+    unit = known_unit(unit)  # a VOTable's dex and Msun (VOUnit's own) are astropy's
     spelt = str(unit).replace(" ", "").lower() if unit is not None else ""
     if unit is None or unit == u.dimensionless_unscaled or unit == u.dex or \
             spelt in _LOG_MASS_UNITS:

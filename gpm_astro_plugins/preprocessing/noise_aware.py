@@ -19,6 +19,7 @@ from .common import OK, check_choice, check_positive
 from .companion import companion_residual
 from .imaging import (ellipse_from_moments, ellipse_mask, finite_or_zero, image_centre,
                       label_regions, robust_sky_noise)
+from .splitting import split_distant_peaks
 
 __all__ = ["MaskNeighbours", "BlendCheck", "FragmentCheck", "detection_image",
            "rotational_asymmetry"]
@@ -120,62 +121,14 @@ def _central_peak(detection, labels, label, near_rows, near_cols):
     return float(detection[row, col]) if detection[row, col] >= window.max() else -np.inf
 
 
-def split_distant_peaks(labels, area, label, detection, *, centre, lowest, prominence,
-                        min_distance, footprint=5):
-    """Split off the target region's distant neighbours joined to it only by faint wings.
-
-    At the 1.5-sigma isophote a bright galaxy and a neighbour several arcseconds away are often
-    one 8-connected region. Within region ``label`` of ``labels`` the local maxima of
-    ``detection`` (over ``footprint`` x ``footprint`` px) that reach ``lowest`` and lie more
-    than ``min_distance`` px from ``centre`` (the target's peak) seed a watershed of the region
-    against the target's peak; each such piece whose peak stands ``prominence`` or more above
-    its saddle with the rest (its highest pixel bordering another piece) gets a label of its own,
-    so that it is masked as a neighbour. Closer peaks stay in the target's region for the blend
-    check. ``labels`` and ``area`` are returned updated (new labels after the old ones).
-    """
-    from skimage.segmentation import watershed
-
-    region = labels == label
-    x0, y0, w, h = cv2.boundingRect(region.view(np.uint8))
-    box = (slice(y0, y0 + h), slice(x0, x0 + w))
-    inside, values = region[box], detection[box].astype(np.float32)
-    kernel = np.ones((footprint, footprint), np.uint8)
-    peaks = inside & (values >= cv2.dilate(values, kernel)) & (values >= lowest)
-    rows, cols = np.nonzero(peaks)
-    far = np.hypot(cols + x0 - centre[0], rows + y0 - centre[1]) > min_distance
-    if not far.any():
-        return labels, area
-    centre_row = min(max(int(round(centre[1])) - y0, 0), h - 1)
-    centre_col = min(max(int(round(centre[0])) - x0, 0), w - 1)
-    seeds = list(zip(rows[far], cols[far]))
-    for _ in range(2):  # the second pass without the seeds that were not prominent
-        markers = np.zeros((h, w), np.int32)
-        markers[centre_row, centre_col] = 1
-        for k, (row, col) in enumerate(seeds, start=2):
-            markers[row, col] = k
-        pieces = watershed(-values, markers, mask=inside)
-        kept = []
-        for k, (row, col) in enumerate(seeds, start=2):
-            piece = pieces == k
-            border = piece & (cv2.dilate((inside & ~piece).view(np.uint8), np.ones((3, 3),
-                                         np.uint8)) > 0)
-            saddle = float(values[border].max()) if border.any() else -np.inf
-            if values[row, col] - saddle >= prominence:
-                kept.append((row, col))
-        if len(kept) == len(seeds):
-            break
-        seeds = kept
-        if not seeds:
-            return labels, area
-    labels = labels.copy()
-    new_areas = []
-    for k in range(2, len(seeds) + 2):
-        piece = pieces == k
-        labels[box][piece] = len(area) + len(new_areas)
-        new_areas.append(int(piece.sum()))
-    area = np.concatenate([area, new_areas]).astype(area.dtype)
-    area[label] -= int(sum(new_areas))
-    return labels, area
+def _centre_on_a_slope(detection, labels, area, near_rows, near_cols, lowest, min_area):
+    """Whether the pixels nearest the centre are bright (``lowest`` or more) and belong to a
+    detected region that has no local maximum near the centre: the centre lies on the slope
+    of a source peaking further away. The target, if there is one, is then a shoulder of
+    that source (a blend), not missing."""
+    rows, cols = near_rows[:4], near_cols[:4]  # nearest first: the 4 around an even centre
+    inside = (labels[rows, cols] > 0) & (area[labels[rows, cols]] >= min_area)
+    return bool(np.any(inside & (detection[rows, cols] >= lowest)))
 
 
 def _nucleus(image, segment, weights, centre, *, radius=NUCLEUS_RADIUS,
@@ -214,11 +167,14 @@ class MaskNeighbours(PreprocessingStep):
     are segmented into 8-connected regions; the target is the region (of at least
     ``min_area`` px) that covers the pixel nearest the image centre within ``centre_radius``
     px (with ``require_peak``, the region must also peak there, clearly above the noise: a
-    neighbour's wing that merely reaches the centre, or a noise bump, does not count). Its
-    ellipse has the region's first and second moments; it is enlarged by ``enlarge`` and every
-    pixel outside it, and every pixel of another detected source inside it (one that peaks
-    ``min_peak_sigma`` above the sky; grown by ``neighbour_dilation`` px) when
-    ``mask_other_sources``, is set to 0 in all bands.
+    neighbour's wing that merely reaches the centre, or a noise bump, does not count). With
+    no such region the row is ``no_central_source``, unless the pixels nearest the centre
+    stand ``min_peak_sigma`` above the sky in a detected region: the centre then lies on the
+    slope of a source peaking further away, and the target is at best a shoulder of it
+    (``blended``). Its ellipse has the region's first and second moments; it is enlarged by
+    ``enlarge`` and every pixel outside it, and every pixel of another detected source inside
+    it (one that peaks ``min_peak_sigma`` above the sky; grown by ``neighbour_dilation`` px)
+    when ``mask_other_sources``, is set to 0 in all bands.
 
     Parameters
     ----------
@@ -253,6 +209,10 @@ class MaskNeighbours(PreprocessingStep):
         region is kept whole, and such a galaxy comes out ``too_large`` or ``blended``).
     split_prominence_sigma : float
         Least height of such a peak above its saddle, in units of the detection noise.
+    split_min_own_share : float
+        Least share of such a piece's flux that lies above its saddle with the target: a knot
+        in a large galaxy's outer disc stands above the saddle too, but its piece is mostly
+        the disc's light, which stays with the target (see `split_distant_peaks`).
 
     Examples
     --------
@@ -275,7 +235,7 @@ class MaskNeighbours(PreprocessingStep):
                  centre_radius=5.0, require_peak=True, min_peak_sigma=5.0,
                  centre_convention="pixel", enlarge=1.4,
                  mask_other_sources=True, neighbour_dilation=1, sample_step=3,
-                 split_beyond=6.0, split_prominence_sigma=3.0):
+                 split_beyond=6.0, split_prominence_sigma=3.0, split_min_own_share=0.3):
         self.threshold_sigma = threshold_sigma
         self.smoothing_fwhm = smoothing_fwhm
         self.min_area = min_area
@@ -289,11 +249,20 @@ class MaskNeighbours(PreprocessingStep):
         self.sample_step = sample_step
         self.split_beyond = split_beyond
         self.split_prominence_sigma = split_prominence_sigma
+        self.split_min_own_share = split_min_own_share
 
     def _validate(self):
         if self.split_beyond is not None:
             check_positive(self.name, split_beyond=self.split_beyond,
                            split_prominence_sigma=self.split_prominence_sigma)
+            share = self.split_min_own_share
+            if isinstance(share, bool) or not isinstance(share, (int, float, np.number)) \
+                    or not 0.0 <= share <= 1.0:
+                from gpm_astro.exceptions import ParameterError
+
+                msg = f"{self.name}: split_min_own_share must be a number in [0, 1], got " \
+                      f"{share!r}"
+                raise ParameterError(msg)
         check_positive(self.name, threshold_sigma=self.threshold_sigma, min_area=self.min_area,
                        centre_radius=self.centre_radius, enlarge=self.enlarge,
                        sample_step=self.sample_step)
@@ -362,7 +331,9 @@ class MaskNeighbours(PreprocessingStep):
                               if _central_peak(detection[i], labels, c, near_rows,
                                                near_cols) >= lowest]
             if len(candidates) == 0:
-                flags[i] = "no_central_source"
+                slope = self.require_peak and _centre_on_a_slope(
+                    detection[i], labels, area, near_rows, near_cols, lowest, self.min_area)
+                flags[i] = "blended" if slope else "no_central_source"
                 continue
             label = candidates[0]
             if self.split_beyond is not None:
@@ -370,7 +341,8 @@ class MaskNeighbours(PreprocessingStep):
                 labels, area = split_distant_peaks(
                     labels, area, label, detection[i], centre=peak, lowest=lowest_peak[i],
                     prominence=self.split_prominence_sigma * noise[i],
-                    min_distance=self.split_beyond / pixel_scale)
+                    min_distance=self.split_beyond / pixel_scale,
+                    min_own_share=self.split_min_own_share)
                 count = len(area)
             np.equal(labels, label, out=segment[i])
             x, y, a, b, theta = ellipse_from_moments(segment[i])

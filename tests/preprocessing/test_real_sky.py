@@ -149,3 +149,45 @@ def test_a_neighbour_joined_by_faint_wings_is_masked_not_merged_into_the_target(
         ("blend_check", {"contrast": 0.03, "max_companion": 0.12}), "fragment_check"],
         progress=False)
     assert "ok" not in whole["preprocess_flag"].tolist()  # merged: too large or a blend
+
+
+def knotty_disc(seed, n_knots=14, share=0.02):
+    """A bright disc (r = 15, r_eff 12 px = 3.1") whose outer disc, 24-36 px out, holds
+    ``n_knots`` PSF-sized HII-region knots of ``share`` of its light each, bluer than it."""
+    rng = np.random.default_rng(seed)
+    image = C.galaxy(15.0, r_eff=12.0, axis_ratio=0.8)
+    colour = np.array([1.4, 1.0, 0.7], np.float32)[:, None, None] / C.COLOUR[:, None, None]
+    for _ in range(n_knots):
+        radius, angle = rng.uniform(24.0, 36.0), rng.uniform(0.0, 2 * np.pi)
+        knot = C.galaxy(22.5, x=C.CENTRE + radius * np.cos(angle),
+                        y=C.CENTRE + 0.8 * radius * np.sin(angle), r_eff=0.5)
+        image = image + knot * (share * image[1].sum() / knot[1].sum()) * colour
+    return C.noisy(image, seed)
+
+
+def test_knots_in_a_large_disc_are_not_split_off_as_neighbours():
+    # the knots stand well above their saddles, 6" and more from the nucleus, like a
+    # neighbour joined by faint wings; split off, their watershed pieces carve the outer disc
+    # away and the galaxy (90 % of its light within 8-9") passes the 6" limit
+    table = Table({"cutout": np.stack([knotty_disc(seed) for seed in range(6)])})
+    out = preprocess_cutouts(table, progress=False)
+    assert out["preprocess_flag"].tolist() == ["too_large"] * 6
+    assert np.all(out["enclosing_radius"] > 7.5)
+    carved = preprocess_cutouts(table, steps=[
+        "check_pixels", ("mask_neighbours", {"split_min_own_share": 0.0}),
+        ("size_limit", {"max_radius": 6.0, "region": "flux_fraction"}),
+        ("blend_check", {"contrast": 0.03, "max_companion": 0.12}), "fragment_check"],
+        progress=False)
+    assert np.sum(carved["preprocess_flag"] != "too_large") >= 2
+
+
+def test_a_target_on_a_brighter_neighbours_slope_is_blended_not_missing():
+    # the target (r = 18.5) 9 px from a neighbour 2.5-3 times as bright is only a shoulder
+    # on the neighbour's profile: no local maximum within 5 px of the centre, but hundreds of
+    # sigma of light there. It is a blend; an empty centre stays no_central_source.
+    shoulders = [C.noisy(C.galaxy(18.5, r_eff=3.0) + ratio * C.galaxy(
+        18.5, x=C.CENTRE - 7.2, y=C.CENTRE + 5.4, r_eff=3.0, angle=100.0), seed)
+        for seed, ratio in ((0, 2.5), (3, 3.0))]
+    table = Table({"cutout": C.stack(*shoulders, C.empty_centre(seed=5))})
+    out = preprocess_cutouts(table, progress=False)
+    assert out["preprocess_flag"].tolist() == ["blended", "blended", "no_central_source"]

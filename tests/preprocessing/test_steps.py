@@ -322,6 +322,7 @@ def test_paper_fragment_check():
 @pytest.mark.parametrize("step, bad", [
     (MaskNeighbours, {"threshold_sigma": -1}),
     (MaskNeighbours, {"centre_convention": "middle"}),
+    (MaskNeighbours, {"split_min_own_share": 1.5}),
     (BlendCheck, {"mode": "cubic"}),
     (BlendCheck, {"max_asymmetry": -0.5}),
     (SizeLimit, {"region": "blob"}),

@@ -1,0 +1,64 @@
+"""A user's typical mistakes with the engine's options and output folder: each is one error
+naming the bad value, raised before anything is written or any task runs."""
+
+import pytest
+from astropy.table import Table
+
+from gpm_astro.exceptions import ParameterError
+from gpm_astro.survey import run_catalogue, run_preprocess
+
+from .conftest import run_options
+
+
+@pytest.mark.parametrize(("option", "error", "named"), [
+    ({"preprocess": "defualt"}, ParameterError, "'defualt'"),
+    ({"preprocess_jobs": 0}, ParameterError, "preprocess_jobs must be a positive integer, got 0"),
+    ({"preprocess_jobs": -1}, ParameterError, "preprocess_jobs .* got -1"),
+    ({"n_workers": 0}, ParameterError, r"n_workers \(local workers\) .* got 0"),
+    ({"threads_per_worker": 0}, ParameterError, "threads_per_worker .* got 0"),
+])
+def test_a_bad_run_option_is_refused_before_the_folder_records_it(mock_archive, tmp_path,
+                                                                  option, error, named):
+    out = tmp_path / "cat"
+    with pytest.raises(error, match=named):
+        run_catalogue(mock_archive, out, estimator="mass_metallicity", **run_options(**option))
+    assert not (out / "manifest.json").exists()  # a corrected rerun is not refused
+    labels = Table({"archive_row": [0, 1], "oh_p50": [8.8, 9.0]})
+    with pytest.raises(error, match=named):
+        run_preprocess(mock_archive, tmp_path / "clean", labels, progress=False, **option)
+    assert not (tmp_path / "clean" / "manifest.json").exists()
+
+
+def test_a_rerun_with_other_settings_names_each_difference(tmp_path):
+    from gpm_astro.survey.manifest import Manifest
+
+    recipe = {"input": {"partition_size": 50, "n_rows": 176, "source_type": "EXP"},
+              "processing": {"preprocess": "default", "chunk_size": 256}}
+    Manifest(tmp_path, recipe).open().save()
+    other = {"input": {"partition_size": 60, "n_rows": 176, "source_type": "EXP"},
+             "processing": {"preprocess": "paper", "chunk_size": 256}}
+    with pytest.raises(ParameterError) as refused:
+        Manifest(tmp_path, other).open()
+    message = str(refused.value)
+    assert "input.partition_size: 50 in the folder, 60 now" in message
+    assert 'processing.preprocess: "default" in the folder, "paper" now' in message
+    assert "chunk_size" not in message and "--restart" in message
+
+
+def test_a_table_file_given_as_the_archive_is_named(tmp_path):
+    table = tmp_path / "labels.fits"
+    Table({"ra": [1.0], "dec": [2.0]}).write(table)
+    with pytest.raises(ParameterError, match=r"labels\.fits' is not an HDF5 archive file"):
+        run_catalogue(table, tmp_path / "cat", estimator="mass_metallicity", **run_options())
+
+
+def test_an_untrained_estimator_is_refused_before_any_task(mock_archive, tmp_path, capsys):
+    from gpm_astro.cli import main
+
+    with pytest.raises(ParameterError, match="'colour_polynomial' must be trained"):
+        run_catalogue(mock_archive, tmp_path / "cat", estimator="colour_polynomial",
+                      **run_options())
+    assert not (tmp_path / "cat" / "manifest.json").exists()
+    assert main(["catalogue", "--images", str(mock_archive), "--out", str(tmp_path / "cli"),
+                 "--no-progress"]) == 1
+    assert "give --weights gpm_resnet_lite_mock" in capsys.readouterr().err
