@@ -130,14 +130,23 @@ def _error_report(z_pred, err, test):
     return out
 
 
-def _unshaped_error(z_pred, err, shape):
-    """The error before the error shape: inverts ``err = bare * exp(s(u)) * (bare / ref) ** p``
+def _unshaped(z_pred, err, shape):
+    """The prediction and error before the error shape: inverts ``Z_pred = z + d(z)``
+    (`gpm_resnet.error_model.error_shape_shift`, small and smooth: a fixed-point iteration)
+    and ``err = bare * exp(s(u)) * (bare / ref) ** p``
     (`gpm_resnet.error_model.error_shape_factor`) for ``bare``."""
-    u = (z_pred - shape["centre"]) / shape["scale"]
+    from gpm_astro_plugins.gpm_resnet.error_model import error_shape_shift
+
+    z = np.array(z_pred, dtype=float)
+    for _ in range(50):
+        z = z_pred - error_shape_shift(z, shape)
+    if not np.allclose(z + error_shape_shift(z, shape), z_pred, atol=1e-9, equal_nan=True):
+        raise RuntimeError("the error shape's bias correction could not be inverted")
+    u = (z - shape["centre"]) / shape["scale"]
     log_factor = np.interp(u, shape["knots"], shape["log_scale"])
     power = shape["err_power"]
     log_bare = (np.log(err) - log_factor + power * np.log(shape["err_reference"])) / (1 + power)
-    return np.exp(log_bare)
+    return z, np.exp(log_bare)
 
 
 def _print_errors(errors, label):
@@ -315,8 +324,7 @@ def main(argv=None):
     results["errors"] = _error_report(z_pred, err, test)
     shape = getattr(estimator, "err_shape_", None)
     if shape is not None:
-        results["errors_without_shape"] = _error_report(
-            z_pred, _unshaped_error(z_pred, err, shape), test)
+        results["errors_without_shape"] = _error_report(*_unshaped(z_pred, err, shape), test)
     # what the best possible estimator with the best possible errors reaches on the same rows
     results["errors_ideal"] = _error_report(np.asarray(test["Z_best"], dtype=float),
                                             np.asarray(test["Z_floor"], dtype=float), test)

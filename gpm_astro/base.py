@@ -108,6 +108,17 @@ class Estimator(Configurable):
     def predict(self, table):
         """Return a Table of predictions, one row per input row, in input order."""
 
+    def check_table(self, table):
+        """Check the columns of a whole table (their shape, bands, unit) before any row is
+        predicted; raise `~gpm_astro.exceptions.SchemaError` for one that cannot be right.
+
+        `gpm_astro.predict_metallicity` calls it once per table before it hands ``predict``
+        only the rows worth predicting, so that a column of the wrong shape (cutouts stored
+        channels-last, two bands) is an error even when no row reaches ``predict`` (every
+        cutout blank or rejected by preprocessing), not a table of row flags. The default
+        checks nothing.
+        """
+
     def describe(self):
         """A short description of this configured estimator, for reports and logs.
 

@@ -162,6 +162,9 @@ def _check_input(table, estimator, names, keep_columns):
     require_table(table)
     needed = list(getattr(estimator, "required_columns", ()))
     view = with_column_names(table, needed, f"estimator {_estimator_label(estimator)!r}")
+    check_table = getattr(estimator, "check_table", None)  # plugins need not subclass Estimator
+    if callable(check_table):
+        check_table(view)  # whatever rows reach predict: a wrong shape is an error, not flags
     clashes = [n for n in names if n.lower() in {c.lower() for c in table.colnames}]
     if clashes:
         msg = (f"the table already has column(s) {clashes} (compared ignoring case); pass "

@@ -93,8 +93,10 @@ def add_parser(subparsers):
 
 def run(args):
     from ..survey import run_catalogue
-    from .predict import parse_params
+    from .predict import _refuse_untrained, parse_params
 
+    if args.weights is None and args.fit_table is None:
+        _refuse_untrained(args.estimator)  # says which weights or options would do
     source_type = None if args.source_type.lower() == "all" else args.source_type
     summary = run_catalogue(
         args.images, args.out, estimator=args.estimator, weights=args.weights,

@@ -394,6 +394,7 @@ def check_before_run(cfg):
                       config=cfg["preprocess"].get("config", "default"))
     except GPMAstroError as exc:
         fail("preprocess", exc)
+    _check_stage_values(cfg, fail)
     source = cfg["source"]
     if source["name"] == "files":
         for key in ("labels", "images", "truth"):
@@ -403,3 +404,31 @@ def check_before_run(cfg):
                 fail(f"source.{key}",
                      FileNotFoundError(f"{source[key]!r} is not a file{where}"))
 
+
+
+def _check_stage_values(cfg, fail):
+    """The values of the select and preprocess keywords (``n_jobs = 0``, ``snr_min = "5"``),
+    checked by the functions themselves on an empty table, so that a wrong one fails now, not
+    after the sky stage has run for minutes."""
+    import warnings
+
+    import numpy as np
+    from astropy.table import Table
+
+    from ..catalog import select_starforming
+    from ..exceptions import GPMAstroError, SchemaError
+    from ..preprocessing import preprocess_cutouts
+
+    empty_cutouts = Table({"cutout": np.zeros((0, 3, 152, 152), np.float32)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an empty result is the point here
+        try:  # the keyword values are checked before the columns: a missing one is fine
+            select_starforming(Table(), **cfg["select"])
+        except SchemaError:
+            pass
+        except (GPMAstroError, TypeError) as exc:
+            fail("select", exc)
+        try:
+            preprocess_cutouts(empty_cutouts, **{"progress": False, **cfg["preprocess"]})
+        except (GPMAstroError, TypeError) as exc:
+            fail("preprocess", exc)

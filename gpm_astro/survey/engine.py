@@ -251,6 +251,11 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
     partitions = plan_partitions(rows, partition_size)
     model = _model_record(estimator, weights, fit_table, fit_target, estimator_params)
     instance = load_estimator(model)  # here first, so a bad model fails before any task
+    if getattr(instance, "requires_fit", False) and callable(getattr(instance, "is_fitted", None)) \
+            and not instance.is_fitted():
+        msg = (f"estimator {estimator!r} must be trained before it predicts: give weights "
+               f"(--weights MODEL) or a table to fit it on (--fit-table TABLE)")
+        raise ParameterError(msg)
     if getattr(instance, "output_column", None) != "Z_pred":
         msg = (f"estimator {estimator!r} predicts {getattr(instance, 'output_column', None)!r}"
                f"; the catalogue needs a metallicity estimator (Z_pred)")

@@ -234,6 +234,13 @@ class ArchitectureEstimator(Estimator):
         values = np.concatenate(out) if out else np.empty(0)
         return values * self.target_std_ + self.target_mean_
 
+    def check_table(self, table):
+        """`SchemaError` unless ``table["cutout"]`` has the model's bands and size (see
+        `gpm_astro.base.Estimator.check_table`)."""
+        self._check_fitted()
+        require_columns(table, ["cutout"], f"{type(self).__name__}.predict")
+        self._bands(table, self.recipe_.cutout_size)
+
     def predict(self, table, *, batch_size=256):
         """Predict Z and its (constant) 1-sigma error per row.
 

@@ -349,12 +349,13 @@ class FittingMixin:
             self.err_scale_ = None
             self.err_constant_ = float(np.quantile(residual, ONE_SIGMA))
         if self.calibrate_errors and self.error_shape:
-            self.err_shape_ = fit_error_shape(residual, self._errors(value, spread), value,
-                                              groups, centre=float(np.mean(train_y)),
+            self.err_shape_ = fit_error_shape(value, y, self._errors(value, spread), groups,
+                                              centre=float(np.mean(train_y)),
                                               scale=float(np.std(train_y)))
 
     def _errors(self, value, spread):
-        """The calibrated 1-sigma error of predictions ``value`` with stochastic ``spread``."""
+        """The calibrated 1-sigma error of predictions ``value`` (before the error shape's bias
+        correction) with stochastic ``spread``."""
         if self.err_scale_ is None:
             base = np.full(len(value), self.err_constant_)
         else:

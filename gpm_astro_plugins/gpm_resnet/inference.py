@@ -12,6 +12,7 @@ from gpm_astro.exceptions import GPMAstroWarning, ParameterError
 from gpm_astro.tables import (record_step, require_positive_int, require_table,
                               with_column_names)
 
+from .error_model import error_shape_shift
 from .model import FeatureTail, InputTransform, mixed_precision_copy
 from .seeing import BAD_SEEING_FLAG, SEEING_COLUMN, seeing_offset, table_seeing
 from .table_inputs import _check_cutouts, _row_flags, _table_bands
@@ -197,6 +198,13 @@ class InferenceMixin:
             log_variance = variances.mean(dim=0).log()
         return output[:, 0], log_variance, draws, (kept if features else None)
 
+    def check_table(self, table):
+        """`SchemaError` unless ``table["cutout"]`` is (n, bands, S, S) in nanomaggies with
+        the model's bands and cutout size (see `gpm_astro.base.Estimator.check_table`)."""
+        self._check_fitted()
+        table = with_column_names(table, ["cutout"], f"{type(self).__name__}.predict")
+        _check_cutouts(table, _table_bands(table), self.config_.cutout_size)
+
     def predict(self, table, *, batch_size=None, precision=None, compile=None, progress=None):
         """Predict one value and its 1-sigma error per row, streaming the table in batches.
 
@@ -260,6 +268,7 @@ class InferenceMixin:
         errors = np.full(n, np.nan)
         flags = np.full(n, "ok", dtype=object)
         domain = getattr(self, "domain_", None)
+        shape = getattr(self, "err_shape_", None)
         scores = np.full(n, np.nan)
         domain_flags = np.full(n, "", dtype=object)
         redshift, _ = table_redshift(table) if domain is not None else (None, None)
@@ -303,7 +312,7 @@ class InferenceMixin:
                 features=domain is not None)
             if correction is not None:
                 value = value + seeing_offset(seeing[rows[good]], correction)
-            values[rows[good]] = value
+            values[rows[good]] = value + error_shape_shift(value, shape)
             if domain is not None:
                 quantities = image_quantities(raw, bands)
                 if redshift is not None:

@@ -64,9 +64,12 @@ class PersistenceMixin:
 
     def _error_model_name(self):
         split = getattr(self, "calibration_split_", "validation")
-        shaped = (f", shaped over Z_pred for coverage within quintiles of "
-                  f"{', '.join(self.err_shape_['groups'])}"
-                  if getattr(self, "err_shape_", None) else "")
+        shape = getattr(self, "err_shape_", None)
+        shaped = ""
+        if shape:
+            corrected = " with a bias correction of Z_pred" if "shift" in shape else ""
+            shaped = (f", shaped over Z_pred{corrected} for coverage within quintiles of "
+                      f"{', '.join(shape['groups'])}")
         if self.config_.error_head:
             return f"error head (predicted variance), scaled on the {split} rows{shaped}"
         if self._has_spread():
@@ -339,9 +342,11 @@ def _check_card_values(card, tensors, config):
                 "scale", "err_reference"))
         knots = [_number(v, "uncertainty.err_shape.knots") for v in shape["knots"]]
         logs = [_number(v, "uncertainty.err_shape.log_scale") for v in shape["log_scale"]]
-        if len(knots) < 2 or len(logs) != len(knots) or np.any(np.diff(knots) <= 0):
+        shifts = [_number(v, "uncertainty.err_shape.shift") for v in shape.get("shift", logs)]
+        if (len(knots) < 2 or len(logs) != len(knots) or len(shifts) != len(knots)
+                or np.any(np.diff(knots) <= 0)):
             raise WeightsError("card entry uncertainty.err_shape needs two or more increasing "
-                               "knots and one log_scale a knot")
+                               "knots and one log_scale (and shift) a knot")
     correction = card.get("seeing_correction")
     if correction is not None:
         for key in ("reference", "intercept", "slope"):

@@ -31,10 +31,15 @@ def archive_files(path):
     Raises
     ------
     ParameterError
-        If ``path`` does not exist or a directory holds no archive file.
+        If ``path`` does not exist, is a file but not an HDF5 file (a FITS or Parquet table
+        given where the archive is expected), or is a directory holding no archive file.
     """
     path = Path(path)
     if path.is_file():
+        if not h5py.is_hdf5(path):
+            msg = (f"{str(path)!r} is not an HDF5 archive file: an image archive is a "
+                   f"directory of images_npix152_*.h5 files or one such file")
+            raise ParameterError(msg)
         return [path]
     if not path.is_dir():
         msg = f"no archive file or directory at {str(path)!r}"

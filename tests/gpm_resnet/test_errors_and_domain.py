@@ -55,7 +55,8 @@ def test_error_head_is_calibrated_and_ranks_on_held_out_galaxies(error_head_mode
 
 
 def test_error_shape_is_fitted_on_the_calibration_split_and_applied_in_predict(tmp_path):
-    from gpm_astro_plugins.gpm_resnet.error_model import ONE_SIGMA, error_shape_factor
+    from gpm_astro_plugins.gpm_resnet.error_model import (ONE_SIGMA, error_shape_factor,
+                                                           error_shape_shift)
 
     estimator = GPMResNetEstimator(config=error_head_config(), progress=False,
                                    predict_batch_size=64,
@@ -74,11 +75,13 @@ def test_error_shape_is_fitted_on_the_calibration_split_and_applied_in_predict(t
     held_out = _noisy_labels(50, 9)
     shaped = estimator.predict(held_out)
     estimator.err_shape_ = None
-    bare = np.asarray(estimator.predict(held_out)["Z_pred_err"])
+    unshaped = estimator.predict(held_out)
+    bare_pred, bare = np.asarray(unshaped["Z_pred"]), np.asarray(unshaped["Z_pred_err"])
     estimator.err_shape_ = shape
+    np.testing.assert_allclose(shaped["Z_pred"], bare_pred + error_shape_shift(bare_pred, shape),
+                               rtol=1e-12)
     np.testing.assert_allclose(
-        shaped["Z_pred_err"], bare * error_shape_factor(shaped["Z_pred"], bare, shape),
-        rtol=1e-9)
+        shaped["Z_pred_err"], bare * error_shape_factor(bare_pred, bare, shape), rtol=1e-9)
     assert not np.allclose(shaped["Z_pred_err"], bare)
     # and the saved model keeps it
     estimator.save(tmp_path / "model")

@@ -59,6 +59,7 @@ def test_the_documented_call_predicts_with_the_mock_sky_caveat(shipped):
     cleaned["preprocess_ok"] = [True, True, True, False]
     cleaned["preprocess_flag"] = ["ok", "ok", "ok", "blended"]
     cleaned["psfsize"] = np.full((4, 3), 1.3, np.float32)  # the seeing correction reads it
+    cleaned["z_phot_median"] = np.full(4, 0.1)  # the domain check reads it
     # docs/estimators.rst, "predict_metallicity"
     out = predict_metallicity(cleaned, estimator="gpm_resnet", weights=NAME, progress=False)
     assert list(out["Z_pred_flag"]) == ["ok", "ok", "ok", "preprocess:blended"]

@@ -253,6 +253,10 @@ def test_preprocess_cutouts_pixel_scale_in_metres():
       "application": {"estimator": "z"}}, r"estimators\.z: .*no parameter\(s\) \['ordr'\]"),
     ({"preprocess": {"config": "nope"}}, r"preprocess: config must be one of"),
     ({"select": {"zmin": 0.01}}, r"select: unknown key\(s\) \['zmin'\]"),
+    # values, not only keys: these failed only after the sky stage had run
+    ({"preprocess": {"n_jobs": "2"}}, r"preprocess: n_jobs must be .*got '2'"),
+    ({"preprocess": {"batch_size": 0}}, r"preprocess: batch_size must be .*got 0"),
+    ({"select": {"snr_min": "5"}}, r"select: snr_min must be a real number.*got '5'"),
 ])
 def test_run_config_mistakes_found_before_the_first_stage(tmp_path, config, match):
     from gpm_astro.pipeline import Pipeline

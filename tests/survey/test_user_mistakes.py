@@ -43,3 +43,43 @@ def test_a_rerun_with_other_settings_names_each_difference(tmp_path):
     assert "input.partition_size: 50 in the folder, 60 now" in message
     assert 'processing.preprocess: "default" in the folder, "paper" now' in message
     assert "chunk_size" not in message and "--restart" in message
+
+
+def test_a_table_file_given_as_the_archive_is_named(tmp_path):
+    table = tmp_path / "labels.fits"
+    Table({"ra": [1.0], "dec": [2.0]}).write(table)
+    with pytest.raises(ParameterError, match=r"labels\.fits' is not an HDF5 archive file"):
+        run_catalogue(table, tmp_path / "cat", estimator="mass_metallicity", **run_options())
+
+
+def test_an_untrained_estimator_is_refused_before_any_task(mock_archive, tmp_path, capsys):
+    from gpm_astro.cli import main
+
+    with pytest.raises(ParameterError, match="'colour_polynomial' must be trained"):
+        run_catalogue(mock_archive, tmp_path / "cat", estimator="colour_polynomial",
+                      **run_options())
+    assert not (tmp_path / "cat" / "manifest.json").exists()
+    assert main(["catalogue", "--images", str(mock_archive), "--out", str(tmp_path / "cli"),
+                 "--no-progress"]) == 1
+    assert "give --weights gpm_resnet_lite_mock" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["fits", "parquet"])
+def test_labels_without_an_archive_row_are_refused_not_read_as_a_row(mock_archive, tmp_path,
+                                                                      fmt):
+    from astropy.table import MaskedColumn
+
+    from gpm_astro.exceptions import SchemaError
+    from gpm_astro.io import read_table, write_table
+
+    labels = Table({"archive_row": MaskedColumn([0, 1, 2], mask=[False, True, False]),
+                    "oh_p50": [8.8, 8.9, 9.0]})
+    write_table(labels, tmp_path / f"labels.{fmt}")  # FITS keeps 999999, Parquet the 1
+    with pytest.raises(SchemaError, match=r"1 label row\(s\) have no archive_row .* row 1"):
+        run_preprocess(mock_archive, tmp_path / "clean", read_table(tmp_path / f"labels.{fmt}"),
+                       progress=False)
+    with pytest.raises(ParameterError, match=r"archive_row values do not fit the archive"):
+        run_preprocess(mock_archive, tmp_path / "clean", Table({"archive_row": [0, 999_999],
+                                                                "oh_p50": [8.8, 9.0]}),
+                       progress=False)
+    assert not (tmp_path / "clean" / "manifest.json").exists()
