@@ -414,7 +414,7 @@ class _Chunk:
 
 def iter_preprocess_cutouts(chunks, *, steps=None, config="default", n_jobs=1,
                             batch_size=DEFAULT_BATCH_SIZE, pixel_scale=None, max_pending=None,
-                            clean_here=True, progress=True):
+                            clean_here=True, progress=True, total=None):
     """Preprocess a stream of tables, yielding each cleaned table in input order.
 
     Memory stays bounded: each chunk is yielded as soon as its last batch is done, and at
@@ -437,6 +437,9 @@ def iter_preprocess_cutouts(chunks, *, steps=None, config="default", n_jobs=1,
         predicting). Needs ``n_jobs >= 2``.
     progress : bool, optional
         Show a progress bar over cutouts.
+    total : int, optional
+        Cutouts in all chunks together, when known: the progress bar then shows the fraction
+        done and the time left.
 
     Yields
     ------
@@ -471,7 +474,7 @@ def iter_preprocess_cutouts(chunks, *, steps=None, config="default", n_jobs=1,
     in_flight = deque()  # (chunk, start, slot, future) of the batches in worker processes
     slots = None
     n_workers = n_jobs - 1  # this process cleans batches too
-    bar = tqdm(desc="preprocess", unit="cutout", disable=not progress)
+    bar = tqdm(total=total, desc="preprocess", unit="cutout", disable=not progress)
 
     def complete_oldest_batch():
         chunk, start, slot, future = in_flight.popleft()
@@ -610,7 +613,7 @@ def preprocess_cutouts(table, *, steps=None, config="default", n_jobs=1,
     show = progress and n_batches > 1
     result = next(iter_preprocess_cutouts([table], steps=steps, config=config, n_jobs=n_jobs,
                                           batch_size=batch_size, pixel_scale=pixel_scale,
-                                          progress=show))
+                                          progress=show, total=len(table)))
     if len(result) == 0:
         warn_empty("preprocess_cutouts")
     return result

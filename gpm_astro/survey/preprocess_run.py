@@ -21,7 +21,7 @@ from astropy.table import Column, MaskedColumn, Table, vstack
 
 from ..exceptions import ParameterError, SchemaError
 from ..io import writable_directory
-from .cluster import open_client
+from .cluster import open_client, oversubscription_note
 from .engine import (CatalogueRunError, check_run_options, compute_partitions, failed_message,
                      format_summary, remove_unfinished_partitions, run_summary,
                      source_fingerprint, start_fresh)
@@ -41,7 +41,19 @@ def _label_rows(labels, label_columns):
         msg = (f"labels need an archive_row column (the matched image's row, as crossmatch "
                f"against the archive's catalogue gives it); columns: {labels.colnames}")
         raise SchemaError(msg)
-    rows = np.asarray(labels["archive_row"], dtype=np.int64)
+    column = labels["archive_row"]
+    absent = np.ma.getmaskarray(column)
+    if absent.any():  # np.asarray would read the hidden value (or FITS's 999999) as a row
+        msg = (f"{int(absent.sum())} label row(s) have no archive_row (masked; the first is row "
+               f"{int(np.flatnonzero(absent)[0])}), as crossmatch leaves the labels it found no "
+               f"image for; keep the matched ones first (labels[labels['matched']])")
+        raise SchemaError(msg)
+    data = np.ma.getdata(column)
+    if data.dtype.kind not in "iu" and not (
+            data.dtype.kind == "f" and np.all(np.isfinite(data)) and np.all(data % 1 == 0)):
+        msg = f"archive_row must hold whole row numbers, got dtype {data.dtype} ({data[:3]!r})"
+        raise SchemaError(msg)
+    rows = data.astype(np.int64)
     order = np.argsort(rows, kind="stable")
     if np.any(np.diff(rows[order]) == 0):
         msg = "labels hold the same archive_row twice; crossmatch one to one first"
@@ -163,7 +175,8 @@ def run_preprocess(images, out, labels, *, label_columns=("oh_p50",),
         ``input_row``; plus ``manifest.json``.
     labels : astropy.table.Table
         One row per galaxy to clean, with ``archive_row`` (its row in ``images``, as a
-        crossmatch against the archive's catalogue gives) and the ``label_columns``.
+        crossmatch against the archive's catalogue gives; masked, repeated or out-of-range
+        values are refused) and the ``label_columns``.
     label_columns : sequence of str, optional
         Label columns written beside the cutouts (the training target, e.g. ``oh_p50``).
     source, source_params, partition_size, chunk_size, preprocess, preprocess_jobs, client, \
@@ -203,7 +216,13 @@ scheduler, n_workers, threads_per_worker, processes, dashboard_address, restart,
     source_kwargs = {"path": str(Path(images).resolve()), **dict(source_params or {})}
     from ..plugins import get_source
 
-    content = source_fingerprint(get_source(source)(**source_kwargs))
+    reader = get_source(source)(**source_kwargs)
+    try:  # every archive_row within the archive, checked here rather than in a failed task
+        reader.select_rows(rows=rows)
+    except ParameterError as exc:
+        msg = f"the labels' archive_row values do not fit the archive {str(images)!r}: {exc}"
+        raise ParameterError(msg) from exc
+    content = source_fingerprint(reader)
     partitions = plan_partitions(rows, partition_size)
     spec = {"source": source, "source_params": source_kwargs, "chunk_size": chunk_size,
             "preprocess": preprocess, "preprocess_jobs": preprocess_jobs,
@@ -231,6 +250,9 @@ scheduler, n_workers, threads_per_worker, processes, dashboard_address, restart,
         return (preprocess_partition, partition.index, partition.rows, part_labels,
                 {**spec, "start": int(starts[partition.index])})
 
+    note = oversubscription_note(client, scheduler, n_workers, threads_per_worker)
+    if note:
+        log(note)
     with open_client(client=client, scheduler=scheduler, n_workers=n_workers,
                      threads_per_worker=threads_per_worker, processes=processes,
                      dashboard_address=dashboard_address) as dask_client:

@@ -22,3 +22,11 @@ def test_a_cutout_column_of_the_wrong_shape_is_an_error_whatever_the_rows_hold(s
     with pytest.raises(SchemaError, match=rf"shape .*got \({shape[0]}, "):
         predict_metallicity(table, estimator="gpm_resnet", weights="gpm_resnet_lite_mock",
                             progress=False)
+
+
+def test_the_preprocess_progress_bar_knows_how_many_cutouts_there_are(capsys):
+    from gpm_astro import preprocess_cutouts
+
+    table = Table({"cutout": np.zeros((4, 3, 32, 32), np.float32)})
+    preprocess_cutouts(table, batch_size=2, progress=True)
+    assert "4/4" in capsys.readouterr().err  # a fraction and a time left, not a bare count

@@ -62,3 +62,35 @@ def test_an_untrained_estimator_is_refused_before_any_task(mock_archive, tmp_pat
     assert main(["catalogue", "--images", str(mock_archive), "--out", str(tmp_path / "cli"),
                  "--no-progress"]) == 1
     assert "give --weights gpm_resnet_lite_mock" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["fits", "parquet"])
+def test_labels_without_an_archive_row_are_refused_not_read_as_a_row(mock_archive, tmp_path,
+                                                                      fmt):
+    from astropy.table import MaskedColumn
+
+    from gpm_astro.exceptions import SchemaError
+    from gpm_astro.io import read_table, write_table
+
+    labels = Table({"archive_row": MaskedColumn([0, 1, 2], mask=[False, True, False]),
+                    "oh_p50": [8.8, 8.9, 9.0]})
+    write_table(labels, tmp_path / f"labels.{fmt}")  # FITS keeps 999999, Parquet the 1
+    with pytest.raises(SchemaError, match=r"1 label row\(s\) have no archive_row .* row 1"):
+        run_preprocess(mock_archive, tmp_path / "clean", read_table(tmp_path / f"labels.{fmt}"),
+                       progress=False)
+    with pytest.raises(ParameterError, match=r"archive_row values do not fit the archive"):
+        run_preprocess(mock_archive, tmp_path / "clean", Table({"archive_row": [0, 999_999],
+                                                                "oh_p50": [8.8, 9.0]}),
+                       progress=False)
+    assert not (tmp_path / "clean" / "manifest.json").exists()
+
+
+def test_more_local_workers_than_cores_is_said_out_loud():
+    from gpm_astro.survey.cluster import local_cores, oversubscription_note
+
+    cores = local_cores()
+    note = oversubscription_note(None, None, cores + 1, 1)
+    assert f"{cores + 1} local worker(s) x 1 thread(s) on {cores} core(s)" in note
+    assert f"--workers {cores} or fewer" in note
+    assert oversubscription_note(None, None, cores, 1) is None
+    assert oversubscription_note(None, "tcp://elsewhere:8786", 4 * cores, 1) is None
