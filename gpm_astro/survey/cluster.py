@@ -4,7 +4,7 @@ import contextlib
 import os
 
 __all__ = ["LOCAL_WORKER_CONFIG", "open_client", "local_cores", "gpu_resources",
-           "workers_have_spare_cores"]
+           "workers_have_spare_cores", "oversubscription_note"]
 
 
 def local_cores():
@@ -13,6 +13,21 @@ def local_cores():
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
+
+
+def oversubscription_note(client, scheduler, n_workers, threads_per_worker):
+    """A line to log when the local cluster to start runs more task threads than this
+    machine has cores (``--workers 64`` on a laptop), else None: they only take turns on the
+    cores, while each worker process holds its own model and chunks in memory."""
+    if client is not None or scheduler is not None or n_workers is None:
+        return None
+    cores = local_cores()
+    if n_workers * threads_per_worker <= cores:
+        return None
+    return (f"note: {n_workers} local worker(s) x {threads_per_worker} thread(s) on {cores} "
+            f"core(s): the extra ones only take turns on the cores, and each worker holds its "
+            f"own model and cutout chunks in memory (about 0.7 GB with the lite network); "
+            f"--workers {cores} or fewer runs as fast")
 
 
 #: Dask settings of the workers the engine starts itself: not daemonic, so that a worker may

@@ -15,7 +15,8 @@ from pathlib import Path
 from ..exceptions import GPMAstroError, ParameterError
 from ..io import writable_directory
 from ..tables import require_positive_int
-from .cluster import gpu_resources, open_client, workers_have_spare_cores
+from .cluster import (gpu_resources, open_client, oversubscription_note,
+                      workers_have_spare_cores)
 from .manifest import MANIFEST_FILE, Manifest, file_sha256
 from .parquet import partition_files
 from .partitions import plan_fingerprint, plan_partitions, select_input_rows
@@ -278,6 +279,9 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
     remove_unfinished_partitions(manifest, done)
     todo = [p for p in partitions if p.index not in done]
 
+    note = oversubscription_note(client, scheduler, n_workers, threads_per_worker)
+    if note:
+        log(note)
     with open_client(client=client, scheduler=scheduler, n_workers=n_workers,
                      threads_per_worker=threads_per_worker, processes=processes,
                      dashboard_address=dashboard_address) as dask_client:

@@ -21,7 +21,7 @@ from astropy.table import Column, MaskedColumn, Table, vstack
 
 from ..exceptions import ParameterError, SchemaError
 from ..io import writable_directory
-from .cluster import open_client
+from .cluster import open_client, oversubscription_note
 from .engine import (CatalogueRunError, check_run_options, compute_partitions, failed_message,
                      format_summary, remove_unfinished_partitions, run_summary,
                      source_fingerprint, start_fresh)
@@ -250,6 +250,9 @@ scheduler, n_workers, threads_per_worker, processes, dashboard_address, restart,
         return (preprocess_partition, partition.index, partition.rows, part_labels,
                 {**spec, "start": int(starts[partition.index])})
 
+    note = oversubscription_note(client, scheduler, n_workers, threads_per_worker)
+    if note:
+        log(note)
     with open_client(client=client, scheduler=scheduler, n_workers=n_workers,
                      threads_per_worker=threads_per_worker, processes=processes,
                      dashboard_address=dashboard_address) as dask_client:

@@ -83,3 +83,14 @@ def test_labels_without_an_archive_row_are_refused_not_read_as_a_row(mock_archiv
                                                                 "oh_p50": [8.8, 9.0]}),
                        progress=False)
     assert not (tmp_path / "clean" / "manifest.json").exists()
+
+
+def test_more_local_workers_than_cores_is_said_out_loud():
+    from gpm_astro.survey.cluster import local_cores, oversubscription_note
+
+    cores = local_cores()
+    note = oversubscription_note(None, None, cores + 1, 1)
+    assert f"{cores + 1} local worker(s) x 1 thread(s) on {cores} core(s)" in note
+    assert f"--workers {cores} or fewer" in note
+    assert oversubscription_note(None, None, cores, 1) is None
+    assert oversubscription_note(None, "tcp://elsewhere:8786", 4 * cores, 1) is None
