@@ -91,7 +91,8 @@ def starts_with_table_mark(path):
     Only then are ``#`` lines comments to `gpm_astro.io.read_table`: a CSV of another origin
     may put its header line behind a ``#`` (``#ra,dec``), which must stay the header.
     """
-    first = next((line.strip() for line in _head(path).splitlines() if line.strip()), "")
+    lines = _head(path).lstrip("\ufeff").splitlines()
+    first = next((line.strip() for line in lines if line.strip()), "")
     return first.startswith("#") and bool(_TABLE_MARK.match(first))
 
 

@@ -147,6 +147,9 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
                                     category=u.UnitsWarning)
         if fmt.startswith("ascii.") and fmt != "ascii.ecsv":  # see _restore_unsigned_integers
             warnings.filterwarnings("ignore", message="OverflowError converting to IntType")
+        if fmt.startswith("ascii.") and _starts_with_bom(path):
+            # a CSV saved by Excel: without this the first column is named '\ufeffra'
+            kwargs.setdefault("encoding", "utf-8-sig")
         if fmt == "ascii.csv" and starts_with_table_mark(path):
             # SkyServer's '#Table1' line: astropy skips it only when data rows follow, so a
             # query that matched nothing would not read as 0 rows without
@@ -168,6 +171,11 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
     _to_native_byte_order(table)
     text_objects_to_str(table)  # a VOTable's char(*) column, which FITS and HDF5 cannot store
     return _attach_cutouts(table, path) if attach_cutouts else table
+
+
+def _starts_with_bom(path):
+    with open(path, "rb") as handle:
+        return handle.read(3) == b"\xef\xbb\xbf"
 
 
 def _registered_file_reader(path):

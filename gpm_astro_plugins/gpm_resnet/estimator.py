@@ -107,7 +107,8 @@ class GPMResNetEstimator(FittingMixin, ArchiveFittingMixin, InferenceMixin, Pers
     training_summary_ : dict
         Rows used and skipped (by reason), best epochs.
     validation_metrics_ : dict
-        mu, sigma, nmad, coverage on the validation rows.
+        mu, sigma, nmad, coverage on the validation rows, of the predictions as `predict`
+        gives them (seeing correction and error shape applied).
     bands_ : str
         Bands of the training table, in cutout order.
     domain_ : DomainModel or None

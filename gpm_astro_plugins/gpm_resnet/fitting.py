@@ -14,7 +14,7 @@ from gpm_astro.tables import (boolean_column, missing_mask, optional_column, req
 
 from .domain import DomainModel, image_quantities, table_redshift
 from .error_model import (ONE_SIGMA, _combined_error, _fit_error_model, error_shape_factor,
-                          fit_error_shape)
+                          error_shape_shift, fit_error_shape)
 from .model import GPMResNet, InputTransform, get_config
 from .seeing import fit_seeing_correction, seeing_offset, table_seeing
 from .table_inputs import _check_cutouts, _row_flags, _table_bands
@@ -317,6 +317,8 @@ class FittingMixin:
         err = self._errors(value, spread)
         from gpm_astro.metrics import summarize
 
+        # as predict gives them: the error shape's bias correction moves Z_pred too
+        value = value + error_shape_shift(value, self.err_shape_)
         self.validation_metrics_ = summarize(value, val_y, err)
         self.training_summary_ = {
             "n_rows": summary["n_rows"], "n_train": int(len(train_y)),

@@ -6,6 +6,7 @@ from scipy.stats import spearmanr
 
 from gpm_astro import predict_metallicity
 from gpm_astro.exceptions import GPMAstroWarning
+from gpm_astro.metrics import summarize
 from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
 from gpm_astro_plugins.gpm_resnet.domain import DomainModel, image_quantities
 from gpm_astro_plugins.gpm_resnet.model import GPMResNetConfig
@@ -61,11 +62,17 @@ def test_error_shape_is_fitted_on_the_calibration_split_and_applied_in_predict(t
     estimator = GPMResNetEstimator(config=error_head_config(), progress=False,
                                    predict_batch_size=64,
                                    error_shape=True)
-    calibration = _noisy_labels(1200, 8)
-    estimator.fit(_noisy_labels(120, 1), validation=_noisy_labels(40, 2),
-                  calibration=calibration)
+    calibration, validation = _noisy_labels(1200, 8), _noisy_labels(40, 2)
+    estimator.fit(_noisy_labels(120, 1), validation=validation, calibration=calibration)
     shape = estimator.err_shape_
     assert len(shape["knots"]) == 3 and shape["groups"] == ["oh_p50", "mag_r", "radius_r"]
+    # the validation metrics (model card, `gpm-astro train`) are those of what predict gives:
+    # the bias-corrected Z_pred with its shaped error
+    on_validation = estimator.predict(validation)
+    expected = summarize(on_validation["Z_pred"], validation["oh_p50"],
+                         on_validation["Z_pred_err"])
+    for key in ("mu", "sigma", "coverage", "median_err"):
+        assert estimator.validation_metrics_[key] == pytest.approx(expected[key], rel=1e-6), key
     assert estimator.model_card()["uncertainty"]["err_shape"] == shape
     # exactly 68.27 % of the calibration rows are covered, by construction
     out = estimator.predict(calibration)

@@ -304,3 +304,12 @@ def test_a_csv_header_behind_a_hash_stays_the_header(tmp_path):
     path.write_text("#ra,dec\n10.0,0.0\n11.0,1.0\n")
     table = read_table(path)
     assert len(table) == 2 and table.colnames == ["#ra", "dec"]
+
+
+def test_a_csv_saved_with_a_byte_order_mark_keeps_its_first_column_name(tmp_path):
+    # Excel's "CSV UTF-8" starts with a BOM, which astropy glued to the first name: '\ufeffra'
+    path = tmp_path / "labels.csv"
+    path.write_bytes(b"\xef\xbb\xbfra,dec,specobjid\r\n10.0,0.0,1\r\n")
+    labels = read_table(path)
+    assert labels.colnames == ["ra", "dec", "specobjid"]
+    assert crossmatch(labels, Table({"ra": [10.0], "dec": [0.0]}))["match_flag"][0] == "ok"
