@@ -97,3 +97,16 @@ def test_more_local_workers_than_cores_is_said_out_loud():
     assert f"--workers {cores} or fewer" in note
     assert oversubscription_note(None, None, cores, 1) is None
     assert oversubscription_note(None, "tcp://elsewhere:8786", 4 * cores, 1) is None
+
+
+@pytest.mark.parametrize("merge, named", [
+    ("catalogue.txt", r"merge: cannot tell the table format of .*catalogue\.txt"),
+    ("/nonexistent-folder/catalogue.fits", r"merge: the folder of .*nonexistent-folder"),
+])
+def test_a_merge_target_that_cannot_be_written_is_refused_before_any_task(mock_archive,
+                                                                           tmp_path, merge,
+                                                                           named):
+    with pytest.raises(ParameterError, match=named):
+        run_catalogue(mock_archive, tmp_path / "cat", estimator="mass_metallicity",
+                      merge=merge, **run_options())
+    assert not (tmp_path / "cat" / "manifest.json").exists()
