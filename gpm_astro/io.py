@@ -140,8 +140,8 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
         if reader is not None:
             table = reader.read_file(path)
             return _attach_cutouts(table, path) if attach_cutouts else table
-    check_answer(path, fmt)  # a service's error page or message saved as a table
     with _table_io_errors("read", path, fmt), _large_csv_fields(), warnings.catch_warnings():
+        check_answer(path, fmt)  # a service's error page or message saved as a table
         if fmt == "fits":  # TUNIT strings outside the FITS standard ('dex'): see below
             warnings.filterwarnings("ignore", message=".* did not parse as fits unit",
                                     category=u.UnitsWarning)
@@ -374,6 +374,8 @@ def _table_io_errors(action, path, fmt):
     """Turn what astropy raises while reading or writing ``path`` into a `TableIOError`."""
     try:
         yield
+    except TableIOError:
+        raise  # ours already names the path and says what is wrong
     except ImportError as exc:
         doing = {"read": "reading", "write": "writing"}[action]
         msg = f"{doing} {str(path)!r} as {fmt} needs a package that is missing: {exc}"

@@ -185,3 +185,20 @@ def test_require_positive_int_accepts_python_and_numpy_integers():
 
     assert require_positive_int(3, "n") == 3
     assert type(require_positive_int(np.int64(7), "n")) is int
+
+
+@pytest.mark.parametrize("ending", [".csv", ".vot"])
+def test_a_table_file_that_cannot_be_opened_is_a_table_io_error(tmp_path, monkeypatch, ending):
+    # what an unreadable file (no read permission) raises; root reads every file, so the
+    # refusal is simulated where read_table first opens it: the service-answer checks
+    import gpm_astro.answer_checks
+
+    path = tmp_path / f"t{ending}"
+    write_table(Table({"a": [1, 2]}), path)
+
+    def refused(file, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(file))
+
+    monkeypatch.setattr(gpm_astro.answer_checks, "open", refused, raising=False)
+    with pytest.raises(TableIOError, match="Permission denied"):
+        read_table(path)

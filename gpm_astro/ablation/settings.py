@@ -137,6 +137,21 @@ def _edges(values, name):
         raise ParameterError(msg)
 
 
+def _check_estimators(reference, names, params):
+    """The reference and every architecture are registered estimators that take their
+    parameters (a typo fails now, not after the sample has been made)."""
+    from ..estimation import resolve_estimator
+    from ..exceptions import GPMAstroError
+
+    models = [("reference", reference.get("estimator", "gpm_resnet"), reference["params"])]
+    models += [(f"architectures.names[{i}]", name, params) for i, name in enumerate(names)]
+    for where, name, model_params in models:
+        try:
+            resolve_estimator(name, **model_params)
+        except (GPMAstroError, TypeError) as exc:
+            raise ParameterError(f"ablation setting {where}: {exc}") from exc
+
+
 def validate_settings(settings):
     """Raise `ParameterError` naming the first bad setting."""
     studies = settings["studies"]
@@ -159,11 +174,14 @@ def validate_settings(settings):
     if not isinstance(settings["architectures"]["params"], dict):
         msg = f"architectures.params must be a mapping, got {settings['architectures']['params']!r}"
         raise ParameterError(msg)
+    _check_estimators(reference, names, settings["architectures"]["params"])
     _positive_ints(settings["resolution"]["sizes"], "resolution.sizes")
     sets = settings["bands"]["sets"]
     if not isinstance(sets, list) or not sets or not all(
-            isinstance(s, str) and 1 <= len(s) <= 3 and len(set(s)) == len(s) for s in sets):
-        msg = f"bands.sets must be a list of 1-3 distinct band letters each, got {sets!r}"
+            isinstance(s, str) and 1 <= len(s) <= 3 and len(set(s)) == len(s)
+            and set(s) <= set("grz") for s in sets):
+        msg = (f"bands.sets must be a list of 1-3 distinct letters of the cutouts' bands g, r, "
+               f"z each, got {sets!r}")
         raise ParameterError(msg)
     _edges(settings["size"]["edges"], "size.edges")
     if not isinstance(settings["size"]["retrain"], bool):

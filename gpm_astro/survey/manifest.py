@@ -52,6 +52,11 @@ def recipe_differences(recorded, wanted, prefix=""):
             found += recipe_differences(recorded.get(key, _MISSING), wanted.get(key, _MISSING),
                                         f"{prefix}{key}.")
         return found
+    if isinstance(recorded, list) and isinstance(wanted, list) and len(recorded) == len(wanted):
+        found = []  # e.g. the archive files' checksums: name the file and the field
+        for i, (old, new) in enumerate(zip(recorded, wanted)):
+            found += recipe_differences(old, new, f"{prefix.rstrip('.')}[{i}].")
+        return found
     if recorded == wanted:
         return []
     return [f"{prefix.rstrip('.') or 'recipe'}: {_short(recorded)} in the folder, "

@@ -149,6 +149,11 @@ def test_band_composite_rules():
     ({"reference": {"params": {"config": "lite"}}}, "reference.params.config"),
     ({"architectures": {"nmaes": []}}, "unknown ablation setting 'architectures.nmaes'"),
     ({"sample": {"pipeline": 5}}, "pipeline run configuration: a mapping or a file"),
+    # these passed the settings and failed only after the sample was made
+    ({"bands": {"sets": ["gx"]}}, r"bands\.sets .* g, r, z each, got \['gx'\]"),
+    ({"reference": {"estimator": "gpm_resnt"}}, "reference: no estimator named 'gpm_resnt'"),
+    ({"architectures": {"names": ["resnet51"]}},
+     r"architectures\.names\[0\]: no estimator named 'resnet51'"),
 ])
 def test_bad_settings_are_named(settings, message):
     with pytest.raises(ParameterError, match=message):

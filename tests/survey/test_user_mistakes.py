@@ -32,15 +32,18 @@ def test_a_bad_run_option_is_refused_before_the_folder_records_it(mock_archive, 
 def test_a_rerun_with_other_settings_names_each_difference(tmp_path):
     from gpm_astro.survey.manifest import Manifest
 
-    recipe = {"input": {"partition_size": 50, "n_rows": 176, "source_type": "EXP"},
+    recipe = {"input": {"partition_size": 50, "n_rows": 176, "source_type": "EXP",
+                        "content": [{"file": "a.h5", "sha256": "aaa"}]},
               "processing": {"preprocess": "default", "chunk_size": 256}}
     Manifest(tmp_path, recipe).open().save()
-    other = {"input": {"partition_size": 60, "n_rows": 176, "source_type": "EXP"},
+    other = {"input": {"partition_size": 60, "n_rows": 176, "source_type": "EXP",
+                       "content": [{"file": "a.h5", "sha256": "bbb"}]},
              "processing": {"preprocess": "paper", "chunk_size": 256}}
     with pytest.raises(ParameterError) as refused:
         Manifest(tmp_path, other).open()
     message = str(refused.value)
     assert "input.partition_size: 50 in the folder, 60 now" in message
+    assert 'input.content[0].sha256: "aaa" in the folder, "bbb" now' in message  # which file
     assert 'processing.preprocess: "default" in the folder, "paper" now' in message
     assert "chunk_size" not in message and "--restart" in message
 
