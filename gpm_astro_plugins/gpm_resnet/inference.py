@@ -249,6 +249,7 @@ class InferenceMixin:
             Missing ``cutout`` column, or cutouts of another shape or band set.
         """
         self._check_fitted()
+        require_positive_int(self.mc_passes, "mc_passes")  # 0 or -1 was one pass, silently
         require_table(table)
         table = with_column_names(table, ["cutout"], f"{type(self).__name__}.predict")
         bands = _table_bands(table)

@@ -30,3 +30,17 @@ def test_the_preprocess_progress_bar_knows_how_many_cutouts_there_are(capsys):
     table = Table({"cutout": np.zeros((4, 3, 32, 32), np.float32)})
     preprocess_cutouts(table, batch_size=2, progress=True)
     assert "4/4" in capsys.readouterr().err  # a fraction and a time left, not a bare count
+
+
+@pytest.mark.parametrize("passes", [0, -1])
+def test_mc_passes_below_one_is_refused_at_prediction(passes):
+    from gpm_astro.exceptions import ParameterError
+
+    y, x = np.mgrid[:152, :152]
+    galaxy = 0.3 * np.exp(-((x - 75.5) ** 2 + (y - 75.5) ** 2) / 20.0)
+    noise = np.random.default_rng(0).normal(0, 0.005, (1, 3, 152, 152))
+    table = Table({"cutout": (galaxy + noise).astype(np.float32)})
+    with pytest.raises(ParameterError, match=rf"mc_passes must be a positive integer, "
+                                             rf"got {passes}"):
+        predict_metallicity(table, estimator="gpm_resnet", weights="gpm_resnet_lite_mock",
+                            mc_passes=passes, progress=False)
