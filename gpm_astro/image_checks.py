@@ -13,6 +13,8 @@ non_float_cutout  is not floating point (int16, bool, complex): not fluxes in na
 invalid_pixels    has a NaN or infinite pixel
 blank_cutout      is zero everywhere
 constant_cutout   has one value everywhere (no source, no noise)
+blank_band        has a band that is zero everywhere (the survey has no data in that band
+                  there: the Legacy Survey cutout service fills it with zeros)
 absurd_flux       has a pixel brighter than `MAX_PIXEL_FLUX` (1e6 nanomaggies, i.e. a
                   7.5 mag source in one pixel), or fainter than minus that
 no_positive_flux  sums to zero or less over all pixels and bands (no source light)
@@ -33,7 +35,7 @@ MAX_PIXEL_FLUX = 1.0e6
 
 #: Every flag `cutout_flags` can give, besides ``ok``.
 IMAGE_FLAGS = ("missing_cutout", "non_float_cutout", "invalid_pixels", "blank_cutout",
-               "constant_cutout", "absurd_flux", "no_positive_flux")
+               "constant_cutout", "blank_band", "absurd_flux", "no_positive_flux")
 
 
 def check_cutout_unit(column, what):
@@ -55,7 +57,8 @@ def cutout_flags(images):
     Parameters
     ----------
     images : array-like or numpy.ma.MaskedArray, shape (n, ...)
-        One cutout per row, fluxes in nanomaggies (e.g. (n, 3, 152, 152)).
+        One cutout per row, fluxes in nanomaggies (e.g. (n, 3, 152, 152)); with four
+        dimensions the second is the band.
 
     Returns
     -------
@@ -68,8 +71,10 @@ def cutout_flags(images):
     >>> from gpm_astro.image_checks import cutout_flags
     >>> rng = np.random.default_rng(0)
     >>> galaxy = rng.normal(0, 0.01, (3, 8, 8)); galaxy[:, 3:5, 3:5] += 1.0
-    >>> cutout_flags(np.stack([galaxy, np.zeros((3, 8, 8)), -galaxy, galaxy * 1e30])).tolist()
-    ['ok', 'blank_cutout', 'no_positive_flux', 'absurd_flux']
+    >>> no_z = galaxy.copy(); no_z[2] = 0.0
+    >>> cutout_flags(np.stack([galaxy, np.zeros((3, 8, 8)), -galaxy, galaxy * 1e30, no_z])
+    ...              ).tolist()
+    ['ok', 'blank_cutout', 'no_positive_flux', 'absurd_flux', 'blank_band']
     """
     if isinstance(images, u.Quantity):  # a QTable's cutouts: checked in nanomaggies
         check_cutout_unit(images, "cutout_flags")
@@ -81,7 +86,8 @@ def cutout_flags(images):
         return flags.astype(str)
     masked = np.ma.getmaskarray(images).reshape(n, -1).any(axis=1)
     flags[masked] = "missing_cutout"
-    data = np.ma.getdata(images).reshape(n, -1)
+    n_bands = images.shape[1] if images.ndim == 4 else 1
+    data = np.ma.getdata(images).reshape(n, n_bands, -1)
     if data.dtype.kind != "f":
         flags[flags == "ok"] = "non_float_cutout"
         return flags.astype(str)
@@ -91,14 +97,18 @@ def cutout_flags(images):
     return flags.astype(str)
 
 
-def _one_cutout(pixels):
-    """The flag of one flattened float cutout (row by row: bounded memory for big batches)."""
-    if not np.isfinite(pixels).all():
+def _one_cutout(bands):
+    """The flag of one float cutout, (bands, pixels) (row by row: bounded memory for big
+    batches)."""
+    if not np.isfinite(bands).all():
         return "invalid_pixels"
-    pixels = pixels.astype(np.float64, copy=False)
-    low, high = pixels.min(), pixels.max()
+    low, high = bands.min(), bands.max()
     if low == high:
         return "blank_cutout" if high == 0 else "constant_cutout"
+    if len(bands) > 1 and (~bands.any(axis=1)).any():
+        return "blank_band"
+    pixels = bands.reshape(-1).astype(np.float64, copy=False)
+    low, high = float(low), float(high)
     if max(abs(low), abs(high)) > MAX_PIXEL_FLUX:
         return "absurd_flux"
     if pixels.sum() <= 0:

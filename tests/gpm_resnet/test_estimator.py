@@ -77,8 +77,8 @@ def test_fit_skips_unusable_rows_and_counts_them():
     summary = estimator.training_summary_
     assert summary["skipped"] == {"preprocess": 4, "missing_target": 1, "missing_cutout": 0,
                                   "non_float_cutout": 0, "invalid_pixels": 1,
-                                  "blank_cutout": 0, "constant_cutout": 0, "absurd_flux": 0,
-                                  "no_positive_flux": 0}
+                                  "blank_cutout": 0, "constant_cutout": 0, "blank_band": 0,
+                                  "absurd_flux": 0, "no_positive_flux": 0}
     assert summary["n_train"] + summary["n_validation"] == 18
     # without MC passes or an ensemble the error is one calibrated constant
     assert estimator.err_scale_ is None and estimator.err_constant_ > 0

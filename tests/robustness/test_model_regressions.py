@@ -130,6 +130,8 @@ def test_bad_checkpoint_with_resume_is_a_one_line_cli_error(tmp_path, capsys):
 NONSENSE = {
     "all_zero": (lambda c: np.zeros_like(c), "blank_cutout"),
     "constant": (lambda c: np.full_like(c, 0.3), "constant_cutout"),
+    # the Legacy Survey cutout service's answer where the survey has no z-band data
+    "no_z_band": (lambda c: np.concatenate([c[:2], np.zeros_like(c[2:])]), "blank_band"),
     "huge_1e30": (lambda c: c * np.float32(1e30), "absurd_flux"),
     "negative": (lambda c: -np.abs(c), "no_positive_flux"),
     "nan": (lambda c: np.where(np.arange(c.size).reshape(c.shape) == 5, np.nan, c),
