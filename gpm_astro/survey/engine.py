@@ -421,12 +421,15 @@ def failed_message(failed, what):
             f"them")
 
 
-def format_summary(summary):
-    """The end-of-run summary as text: rows, rows flagged by reason, throughput."""
-    lines = [f"catalogue: {summary['n_rows']:,d} rows in {summary['n_finished']:,d} of "
+def format_summary(summary, *, what="catalogue", ok_label="predicted"):
+    """The end-of-run summary as text: rows, rows flagged by reason, throughput.
+
+    ``what`` names the product (``"cleaned sample"`` for `run_preprocess`), ``ok_label`` the
+    rows flagged ``ok`` (``"clean"`` there: nothing is predicted)."""
+    lines = [f"{what}: {summary['n_rows']:,d} rows in {summary['n_finished']:,d} of "
              f"{summary['n_partitions']:,d} partitions"]
     ok = summary["flags"].get("ok", 0)
-    lines.append(f"  predicted: {ok:,d}")
+    lines.append(f"  {ok_label}: {ok:,d}")
     for flag, count in summary["flags"].items():
         if flag != "ok":
             lines.append(f"  flagged {flag}: {count:,d}")

@@ -110,3 +110,15 @@ def test_a_merge_target_that_cannot_be_written_is_refused_before_any_task(mock_a
         run_catalogue(mock_archive, tmp_path / "cat", estimator="mass_metallicity",
                       merge=merge, **run_options())
     assert not (tmp_path / "cat" / "manifest.json").exists()
+
+
+def test_the_cleaned_sample_summary_does_not_claim_predictions():
+    from gpm_astro.survey import format_summary
+
+    summary = {"n_rows": 5, "n_finished": 1, "n_partitions": 1, "flags": {"ok": 3, "blended": 2},
+               "computed_rows": 5, "seconds": 1.0, "rows_per_second": 5.0,
+               "rows_per_second_per_worker": 5.0, "n_workers": 1, "failed": []}
+    text = format_summary(summary, what="cleaned sample", ok_label="clean")
+    assert text.startswith("cleaned sample: 5 rows") and "  clean: 3" in text
+    assert "predicted" not in text
+    assert "  predicted: 3" in format_summary(summary)
