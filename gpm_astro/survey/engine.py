@@ -304,7 +304,7 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
         log(note)
     with open_client(client=client, scheduler=scheduler, n_workers=n_workers,
                      threads_per_worker=threads_per_worker, processes=processes,
-                     dashboard_address=dashboard_address) as dask_client:
+                     dashboard_address=dashboard_address, log=log) as dask_client:
         dashboard = dask_client.dashboard_link
         address = dask_client.scheduler.address
         workers = dask_client.scheduler_info(n_workers=-1).get("workers", {})

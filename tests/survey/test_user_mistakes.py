@@ -122,3 +122,13 @@ def test_the_cleaned_sample_summary_does_not_claim_predictions():
     assert text.startswith("cleaned sample: 5 rows") and "  clean: 3" in text
     assert "predicted" not in text
     assert "  predicted: 3" in format_summary(summary)
+
+
+def test_an_unreachable_scheduler_is_named_not_an_internal_error(mock_archive, tmp_path):
+    import dask
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "0.5s"}), \
+            pytest.raises(ParameterError, match=r"cannot reach the Dask scheduler at "
+                                                r"'tcp://127\.0\.0\.1:1'"):
+        run_catalogue(mock_archive, tmp_path / "cat", estimator="mass_metallicity",
+                      scheduler="tcp://127.0.0.1:1", **run_options())
