@@ -313,3 +313,15 @@ def test_a_csv_saved_with_a_byte_order_mark_keeps_its_first_column_name(tmp_path
     labels = read_table(path)
     assert labels.colnames == ["ra", "dec", "specobjid"]
     assert crossmatch(labels, Table({"ra": [10.0], "dec": [0.0]}))["match_flag"][0] == "ok"
+
+
+def test_votable_columns_are_named_by_the_field_names_not_their_ids(tmp_path):
+    # a FIELD's ID is an XML key ('col0'); its name is what the service calls the column
+    path = tmp_path / "answer.vot"
+    path.write_text(TAP_ANSWER.format(status="OK", text="", after="", table=(
+        '<TABLE><FIELD ID="col0" name="ra" datatype="double" unit="deg"/>'
+        '<FIELD ID="col1" name="dec" datatype="double" unit="deg"/>'
+        "<DATA><TABLEDATA><TR><TD>10.0</TD><TD>0.0</TD></TR></TABLEDATA></DATA></TABLE>")))
+    labels = read_table(path)
+    assert labels.colnames == ["ra", "dec"]
+    assert crossmatch(labels, Table({"ra": [10.0], "dec": [0.0]}))["match_flag"][0] == "ok"
