@@ -104,6 +104,25 @@ def _model_version(instance):
             "target": card.get("target")}
 
 
+def _merge_target(out, merge):
+    """Where ``merge`` puts the merged catalogue (relative names in ``out``), checked: a
+    format `gpm_astro.io.write_table` knows by the name, in an existing folder."""
+    if merge is None:
+        return None
+    from ..io import FORMATS
+
+    target = Path(merge)
+    target = target if target.is_absolute() else out / target
+    if not any(target.name.lower().endswith(ending) for ending in FORMATS):
+        msg = (f"merge: cannot tell the table format of {str(target)!r} from its name; use "
+               f"one of the endings {sorted(FORMATS)}")
+        raise ParameterError(msg)
+    if not target.parent.is_dir():
+        msg = f"merge: the folder of {str(target)!r} does not exist"
+        raise ParameterError(msg)
+    return target
+
+
 def start_fresh(out):
     for name in ("manifest.json",):
         (out / name).unlink(missing_ok=True)
@@ -235,6 +254,7 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
         msg = f'prefetch must be True, False or "auto", got {prefetch!r}'
         raise ParameterError(msg)
     out = writable_directory(out, "catalogue output folder")
+    merge_target = _merge_target(out, merge)  # a bad name fails now, not after the last task
     if restart:
         start_fresh(out)
     refuse_unrecorded_partitions(out)
@@ -324,9 +344,7 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
     if merge is not None:
         from .merge import merge_catalogue
 
-        target = Path(merge)
-        target = target if target.is_absolute() else out / target
-        summary["merged"] = str(merge_catalogue(out, target))
+        summary["merged"] = str(merge_catalogue(out, merge_target))
         log(f"merged catalogue: {summary['merged']}")
     return summary
 
@@ -403,12 +421,15 @@ def failed_message(failed, what):
             f"them")
 
 
-def format_summary(summary):
-    """The end-of-run summary as text: rows, rows flagged by reason, throughput."""
-    lines = [f"catalogue: {summary['n_rows']:,d} rows in {summary['n_finished']:,d} of "
+def format_summary(summary, *, what="catalogue", ok_label="predicted"):
+    """The end-of-run summary as text: rows, rows flagged by reason, throughput.
+
+    ``what`` names the product (``"cleaned sample"`` for `run_preprocess`), ``ok_label`` the
+    rows flagged ``ok`` (``"clean"`` there: nothing is predicted)."""
+    lines = [f"{what}: {summary['n_rows']:,d} rows in {summary['n_finished']:,d} of "
              f"{summary['n_partitions']:,d} partitions"]
     ok = summary["flags"].get("ok", 0)
-    lines.append(f"  predicted: {ok:,d}")
+    lines.append(f"  {ok_label}: {ok:,d}")
     for flag, count in summary["flags"].items():
         if flag != "ok":
             lines.append(f"  flagged {flag}: {count:,d}")

@@ -272,7 +272,7 @@ scheduler, n_workers, threads_per_worker, processes, dashboard_address, restart,
     summary.update(dashboard=dashboard, scheduler=address, out=str(out))
     manifest.end_session(seconds=summary["seconds"], computed_rows=computed_rows,
                          failed=failed)
-    log(format_summary(summary).replace("catalogue:", "cleaned sample:"))
+    log(format_summary(summary, what="cleaned sample", ok_label="clean"))
     if failed:
         raise CatalogueRunError(failed_message(failed, "call"))
     return summary

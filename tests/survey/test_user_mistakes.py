@@ -97,3 +97,28 @@ def test_more_local_workers_than_cores_is_said_out_loud():
     assert f"--workers {cores} or fewer" in note
     assert oversubscription_note(None, None, cores, 1) is None
     assert oversubscription_note(None, "tcp://elsewhere:8786", 4 * cores, 1) is None
+
+
+@pytest.mark.parametrize("merge, named", [
+    ("catalogue.txt", r"merge: cannot tell the table format of .*catalogue\.txt"),
+    ("/nonexistent-folder/catalogue.fits", r"merge: the folder of .*nonexistent-folder"),
+])
+def test_a_merge_target_that_cannot_be_written_is_refused_before_any_task(mock_archive,
+                                                                           tmp_path, merge,
+                                                                           named):
+    with pytest.raises(ParameterError, match=named):
+        run_catalogue(mock_archive, tmp_path / "cat", estimator="mass_metallicity",
+                      merge=merge, **run_options())
+    assert not (tmp_path / "cat" / "manifest.json").exists()
+
+
+def test_the_cleaned_sample_summary_does_not_claim_predictions():
+    from gpm_astro.survey import format_summary
+
+    summary = {"n_rows": 5, "n_finished": 1, "n_partitions": 1, "flags": {"ok": 3, "blended": 2},
+               "computed_rows": 5, "seconds": 1.0, "rows_per_second": 5.0,
+               "rows_per_second_per_worker": 5.0, "n_workers": 1, "failed": []}
+    text = format_summary(summary, what="cleaned sample", ok_label="clean")
+    assert text.startswith("cleaned sample: 5 rows") and "  clean: 3" in text
+    assert "predicted" not in text
+    assert "  predicted: 3" in format_summary(summary)
