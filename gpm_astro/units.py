@@ -1,5 +1,7 @@
 """Units used by the Legacy Survey and SDSS catalogues (astropy's own definitions)."""
 
+import warnings
+
 import astropy.units as u
 
 from .exceptions import SchemaError
@@ -29,8 +31,10 @@ def known_unit(unit):
     if unit is None:
         return None
     text = unit.name if isinstance(unit, u.UnrecognizedUnit) else unit.to_string()
-    parsed = u.Unit(text, parse_strict="silent")
-    return parsed
+    with warnings.catch_warnings():
+        # astropy's style notes ("multiple slashes") on a unit the catalogue chose, not ours
+        warnings.simplefilter("ignore", u.UnitsWarning)
+        return u.Unit(text, parse_strict="silent")
 
 
 def use_known_units(table):

@@ -325,3 +325,17 @@ def test_votable_columns_are_named_by_the_field_names_not_their_ids(tmp_path):
     labels = read_table(path)
     assert labels.colnames == ["ra", "dec"]
     assert crossmatch(labels, Table({"ra": [10.0], "dec": [0.0]}))["match_flag"][0] == "ok"
+
+
+def test_galspecline_flux_units_read_without_warnings(tmp_path):
+    # SkyServer's unit of the MPA-JHU line fluxes; -1 is its error sentinel, kept as written
+    path = tmp_path / "lines.vot"
+    path.write_text(TAP_ANSWER.format(status="OK", text="", after="", table=(
+        '<TABLE><FIELD name="h_alpha_flux" datatype="float" unit="1e-17 erg/s/cm^2"/>'
+        '<FIELD name="h_alpha_flux_err" datatype="float" unit="1e-17 erg/s/cm^2"/>'
+        "<DATA><TABLEDATA><TR><TD>10.0</TD><TD>-1</TD></TR></TABLEDATA></DATA></TABLE>")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lines = read_table(path)
+    assert lines["h_alpha_flux"].unit == u.Unit("1e-17 erg / (s cm2)")
+    assert lines["h_alpha_flux_err"][0] == -1
