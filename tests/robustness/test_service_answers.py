@@ -339,3 +339,13 @@ def test_galspecline_flux_units_read_without_warnings(tmp_path):
         lines = read_table(path)
     assert lines["h_alpha_flux"].unit == u.Unit("1e-17 erg / (s cm2)")
     assert lines["h_alpha_flux_err"][0] == -1
+
+
+def test_galspecline_flux_unit_as_a_fits_tunit_reads_without_warnings(tmp_path):
+    path = tmp_path / "lines.fits"
+    fits.BinTableHDU.from_columns([fits.Column("H_ALPHA_FLUX", "E", unit="1e-17 erg/s/cm^2",
+                                               array=[10.0, -9999.0])]).writeto(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lines = read_table(path)
+    assert lines["H_ALPHA_FLUX"].unit == u.Unit("1e-17 erg / (s cm2)")
