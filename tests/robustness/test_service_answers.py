@@ -81,10 +81,14 @@ def test_masked_ids_are_named_not_called_duplicates_of_their_hidden_value():
                     "specobjid": MaskedColumn([5, 5, 6], mask=[True, True, False])})
     images = Table({"ra": [10.0], "dec": [0.0], "release": MaskedColumn([9010], mask=[True]),
                     "brickid": [1], "objid": [1]})
-    with pytest.raises(SchemaError, match=r"'specobjid' is masked in 2 row\(s\).*\[0, 1\]"):
+    with pytest.raises(SchemaError, match=r"'specobjid' is masked or NaN in 2 row\(s\).*\[0, 1\]"):
         crossmatch(labels, images, label_id="specobjid")
-    with pytest.raises(SchemaError, match=r"'release' is masked in 1 row\(s\)"):
+    with pytest.raises(SchemaError, match=r"'release' is masked or NaN in 1 row\(s\)"):
         crossmatch(labels[2:], images, image_id=("release", "brickid", "objid"))
+    # NaN never equals NaN: two NaN ids (a float column from pandas) would pass as unique
+    nan_ids = Table({"ra": [10.0, 10.001], "dec": [0.0, 0.0], "specobjid": [np.nan, np.nan]})
+    with pytest.raises(SchemaError, match=r"'specobjid' is masked or NaN in 2 row\(s\)"):
+        crossmatch(nan_ids, images, label_id="specobjid")
     images["release"].mask = False
     assert crossmatch(labels[2:], images, label_id="specobjid",
                       image_id=("release", "brickid", "objid"))["match_flag"].tolist() == \
