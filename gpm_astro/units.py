@@ -6,7 +6,8 @@ import astropy.units as u
 
 from .exceptions import SchemaError
 
-__all__ = ["nanomaggy", "dex", "known_unit", "use_known_units", "in_degrees", "as_angle_unit", "in_nanomaggies", "is_nanomaggy"]
+__all__ = ["nanomaggy", "dex", "known_unit", "use_known_units", "in_degrees", "as_angle_unit",
+           "in_nanomaggies", "is_nanomaggy"]
 
 #: Legacy Survey / SDSS flux unit: AB magnitude 22.5 (astropy's photometric ``nanomaggy``).
 nanomaggy = u.nanomaggy
