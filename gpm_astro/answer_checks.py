@@ -14,8 +14,8 @@ import warnings
 
 from .exceptions import GPMAstroWarning, TableIOError
 
-__all__ = ["check_answer", "check_read_answer", "starts_with_table_mark", "check_text_answer", "check_single_table",
-           "votable_query_status", "warn_votable_overflow"]
+__all__ = ["check_answer", "check_read_answer", "starts_with_table_mark", "check_text_answer",
+           "check_single_table", "votable_query_status", "warn_votable_overflow"]
 
 #: bytes read from each end of a file to find what it is
 _SNIFF_BYTES = 65536

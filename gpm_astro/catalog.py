@@ -350,9 +350,9 @@ def crossmatch(labels, images, *, radius=1.0 * u.arcsec, one_to_one=False, ra_co
         Coordinate columns of ``images``.
     label_id, image_id : str or sequence of str, optional
         Columns that identify a row (e.g. ``"specobjid"``, ``("release", "brickid",
-        "objid")``). When given, a duplicated or masked identifier is an error. When not given,
-        duplicated rows are matched independently (and in one-to-one mode the first of two
-        duplicated labels keeps the image).
+        "objid")``). When given, a duplicated, masked or NaN identifier is an error. When not
+        given, duplicated rows are matched independently (and in one-to-one mode the first of
+        two duplicated labels keeps the image).
     suffix : str, optional
         Appended to the name of an image column that clashes (ignoring case) with a label
         column (or with an output column ``separation``, ``matched``, ``match_flag``), e.g.
@@ -376,9 +376,9 @@ def crossmatch(labels, images, *, radius=1.0 * u.arcsec, one_to_one=False, ra_co
         If ``labels`` or ``images`` is not an astropy Table.
     SchemaError
         If a coordinate or id column is missing, not numeric, or has a non-angle unit; if an id
-        is duplicated or masked; if a suffixed name still clashes; if ``labels`` already has a
-        column ``separation``, ``matched`` or ``match_flag`` (never overwritten: rename it
-        first).
+        is duplicated, masked or NaN; if a suffixed name still clashes; if ``labels`` already
+        has a column ``separation``, ``matched`` or ``match_flag`` (never overwritten: rename
+        it first).
     ParameterError
         If ``radius`` is not a positive finite angle or an option has the wrong type.
 
@@ -540,10 +540,16 @@ def _check_unique_ids(table, id_columns, what):
         raise ParameterError(msg)
     names = list(resolve_columns(table, names, what=f"crossmatch ({what} id)").values())
     for name in names:
-        # a masked id identifies nothing; its hidden value must not be called a duplicate
-        masked = np.flatnonzero(np.ma.getmaskarray(np.ma.asanyarray(table[name])))
+        # a masked or NaN id identifies nothing; a masked one's hidden value must not be
+        # called a duplicate, and NaN never equals NaN, so NaN ids would pass as unique
+        data = np.ma.asanyarray(table[name])
+        absent = np.ma.getmaskarray(data).copy()
+        if np.ma.getdata(data).dtype.kind in "fc":
+            absent |= np.isnan(np.ma.getdata(data))
+        masked = np.flatnonzero(absent)
         if masked.size:
-            msg = (f"{what} id column {name!r} is masked in {masked.size} row(s), e.g. row(s) "
+            msg = (f"{what} id column {name!r} is masked or NaN in {masked.size} row(s), e.g. "
+                   f"row(s) "
                    f"{masked[:5].tolist()}: an id must be present to check that it is unique; "
                    f"remove those rows or fill the ids first")
             raise SchemaError(msg)

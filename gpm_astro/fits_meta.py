@@ -108,7 +108,9 @@ def parse_nonstandard_units(table, path, warn=True):
         if not isinstance(unit, u.UnrecognizedUnit):
             continue
         try:
-            table[name].unit = u.Unit(unit.name)
+            with warnings.catch_warnings():  # astropy's style notes ("multiple slashes")
+                warnings.simplefilter("ignore", u.UnitsWarning)
+                table[name].unit = u.Unit(unit.name)
         except ValueError:
             angle = as_angle_unit(unit)  # SkyServer's TUNIT 'degrees' for the MPA-JHU ra/dec
             if angle is not None:

@@ -102,7 +102,8 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
         whole numbers above 2**63 - 1 (SDSS specObjIDs of plates above 8191) is read as
         uint64, not as text. A CSV that starts with SkyServer's ``#Table1`` line has ``#``
         lines as comments, so its answer with no data line reads as a 0-row table. A column
-        of objects holding only text (a VOTable's ``char(*)``) is read as ``str``.
+        of objects holding only text (a VOTable's ``char(*)``) is read as ``str``; a
+        VOTable's columns are named by their FIELD names, not their IDs.
 
     Raises
     ------
@@ -150,6 +151,10 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
         if fmt.startswith("ascii.") and _starts_with_bom(path):
             # a CSV saved by Excel: without this the first column is named '\ufeffra'
             kwargs.setdefault("encoding", "utf-8-sig")
+        if fmt == "votable":
+            # a FIELD's name is the column's name (pyvo's choice); astropy's default takes the
+            # ID, an XML reference key that some services set to 'col0', 'col1' ...
+            kwargs.setdefault("use_names_over_ids", True)
         if fmt == "ascii.csv" and starts_with_table_mark(path):
             # SkyServer's '#Table1' line: astropy skips it only when data rows follow, so a
             # query that matched nothing would not read as 0 rows without

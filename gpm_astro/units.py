@@ -1,10 +1,13 @@
 """Units used by the Legacy Survey and SDSS catalogues (astropy's own definitions)."""
 
+import warnings
+
 import astropy.units as u
 
 from .exceptions import SchemaError
 
-__all__ = ["nanomaggy", "dex", "known_unit", "use_known_units", "in_degrees", "as_angle_unit", "in_nanomaggies", "is_nanomaggy"]
+__all__ = ["nanomaggy", "dex", "known_unit", "use_known_units", "in_degrees", "as_angle_unit",
+           "in_nanomaggies", "is_nanomaggy"]
 
 #: Legacy Survey / SDSS flux unit: AB magnitude 22.5 (astropy's photometric ``nanomaggy``).
 nanomaggy = u.nanomaggy
@@ -29,8 +32,10 @@ def known_unit(unit):
     if unit is None:
         return None
     text = unit.name if isinstance(unit, u.UnrecognizedUnit) else unit.to_string()
-    parsed = u.Unit(text, parse_strict="silent")
-    return parsed
+    with warnings.catch_warnings():
+        # astropy's style notes ("multiple slashes") on a unit the catalogue chose, not ours
+        warnings.simplefilter("ignore", u.UnitsWarning)
+        return u.Unit(text, parse_strict="silent")
 
 
 def use_known_units(table):

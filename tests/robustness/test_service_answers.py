@@ -81,10 +81,14 @@ def test_masked_ids_are_named_not_called_duplicates_of_their_hidden_value():
                     "specobjid": MaskedColumn([5, 5, 6], mask=[True, True, False])})
     images = Table({"ra": [10.0], "dec": [0.0], "release": MaskedColumn([9010], mask=[True]),
                     "brickid": [1], "objid": [1]})
-    with pytest.raises(SchemaError, match=r"'specobjid' is masked in 2 row\(s\).*\[0, 1\]"):
+    with pytest.raises(SchemaError, match=r"'specobjid' is masked or NaN in 2 row\(s\).*\[0, 1\]"):
         crossmatch(labels, images, label_id="specobjid")
-    with pytest.raises(SchemaError, match=r"'release' is masked in 1 row\(s\)"):
+    with pytest.raises(SchemaError, match=r"'release' is masked or NaN in 1 row\(s\)"):
         crossmatch(labels[2:], images, image_id=("release", "brickid", "objid"))
+    # NaN never equals NaN: two NaN ids (a float column from pandas) would pass as unique
+    nan_ids = Table({"ra": [10.0, 10.001], "dec": [0.0, 0.0], "specobjid": [np.nan, np.nan]})
+    with pytest.raises(SchemaError, match=r"'specobjid' is masked or NaN in 2 row\(s\)"):
+        crossmatch(nan_ids, images, label_id="specobjid")
     images["release"].mask = False
     assert crossmatch(labels[2:], images, label_id="specobjid",
                       image_id=("release", "brickid", "objid"))["match_flag"].tolist() == \
@@ -313,3 +317,39 @@ def test_a_csv_saved_with_a_byte_order_mark_keeps_its_first_column_name(tmp_path
     labels = read_table(path)
     assert labels.colnames == ["ra", "dec", "specobjid"]
     assert crossmatch(labels, Table({"ra": [10.0], "dec": [0.0]}))["match_flag"][0] == "ok"
+
+
+def test_votable_columns_are_named_by_the_field_names_not_their_ids(tmp_path):
+    # a FIELD's ID is an XML key ('col0'); its name is what the service calls the column
+    path = tmp_path / "answer.vot"
+    path.write_text(TAP_ANSWER.format(status="OK", text="", after="", table=(
+        '<TABLE><FIELD ID="col0" name="ra" datatype="double" unit="deg"/>'
+        '<FIELD ID="col1" name="dec" datatype="double" unit="deg"/>'
+        "<DATA><TABLEDATA><TR><TD>10.0</TD><TD>0.0</TD></TR></TABLEDATA></DATA></TABLE>")))
+    labels = read_table(path)
+    assert labels.colnames == ["ra", "dec"]
+    assert crossmatch(labels, Table({"ra": [10.0], "dec": [0.0]}))["match_flag"][0] == "ok"
+
+
+def test_galspecline_flux_units_read_without_warnings(tmp_path):
+    # SkyServer's unit of the MPA-JHU line fluxes; -1 is its error sentinel, kept as written
+    path = tmp_path / "lines.vot"
+    path.write_text(TAP_ANSWER.format(status="OK", text="", after="", table=(
+        '<TABLE><FIELD name="h_alpha_flux" datatype="float" unit="1e-17 erg/s/cm^2"/>'
+        '<FIELD name="h_alpha_flux_err" datatype="float" unit="1e-17 erg/s/cm^2"/>'
+        "<DATA><TABLEDATA><TR><TD>10.0</TD><TD>-1</TD></TR></TABLEDATA></DATA></TABLE>")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lines = read_table(path)
+    assert lines["h_alpha_flux"].unit == u.Unit("1e-17 erg / (s cm2)")
+    assert lines["h_alpha_flux_err"][0] == -1
+
+
+def test_galspecline_flux_unit_as_a_fits_tunit_reads_without_warnings(tmp_path):
+    path = tmp_path / "lines.fits"
+    fits.BinTableHDU.from_columns([fits.Column("H_ALPHA_FLUX", "E", unit="1e-17 erg/s/cm^2",
+                                               array=[10.0, -9999.0])]).writeto(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lines = read_table(path)
+    assert lines["H_ALPHA_FLUX"].unit == u.Unit("1e-17 erg / (s cm2)")
