@@ -204,7 +204,7 @@ scheduler, n_workers, threads_per_worker, processes, dashboard_address, restart,
     rows, labels = _label_rows(labels, label_columns)
     out = writable_directory(out, "output folder of the cleaned sample")
     if restart:
-        start_fresh(out)
+        start_fresh(out, log)
         for stale in out.glob("images_npix*_*_*.h5"):
             stale.unlink()
     written = sorted(out.glob("images_npix*_*_*.h5"))
