@@ -38,9 +38,30 @@ LOCAL_WORKER_CONFIG = {"distributed.worker.daemon": False,
                        "distributed.worker.profile.enabled": False}
 
 
+def _connect(scheduler, log):
+    """A `distributed.Client` of the running scheduler at ``scheduler`` (an address, or a
+    scheduler file ending in ``.json``), or `ParameterError` naming it when unreachable."""
+    from distributed import Client
+
+    from ..exceptions import ParameterError
+
+    if str(scheduler).endswith(".json"):
+        if not os.path.exists(scheduler):  # Dask waits for it without a word, for ever
+            log(f"waiting for the scheduler file {str(scheduler)!r} to appear (a scheduler "
+                f"started with --scheduler-file writes it; check the path; Ctrl-C stops)")
+        kwargs = {"scheduler_file": scheduler}
+    else:
+        kwargs = {"address": scheduler}
+    try:
+        return Client(**kwargs)
+    except OSError as exc:  # a wrong address, a scheduler not (yet) running, a firewall
+        msg = f"cannot reach the Dask scheduler at {str(scheduler)!r}: {exc}"
+        raise ParameterError(msg) from exc
+
+
 @contextlib.contextmanager
 def open_client(*, client=None, scheduler=None, n_workers=None, threads_per_worker=1,
-                processes=True, dashboard_address=":8787"):
+                processes=True, dashboard_address=":8787", log=print):
     """Yield a `distributed.Client`: the one given, one connected to ``scheduler``, or one on
     a new `distributed.LocalCluster` (closed on exit).
 
@@ -62,6 +83,13 @@ def open_client(*, client=None, scheduler=None, n_workers=None, threads_per_work
         profile page stays empty).
     dashboard_address : str, optional
         Where the local dashboard listens (``":0"``: any free port).
+    log : callable, optional
+        Receives a message while a scheduler file does not exist yet.
+
+    Raises
+    ------
+    ParameterError
+        A ``scheduler`` that cannot be reached (named in the message).
     """
     from distributed import Client, LocalCluster
 
@@ -69,9 +97,7 @@ def open_client(*, client=None, scheduler=None, n_workers=None, threads_per_work
         yield client
         return
     if scheduler is not None:
-        kwargs = ({"scheduler_file": scheduler} if str(scheduler).endswith(".json")
-                  else {"address": scheduler})
-        with Client(**kwargs) as remote:
+        with _connect(scheduler, log) as remote:
             yield remote
         return
     import dask

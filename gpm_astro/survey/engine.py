@@ -123,9 +123,33 @@ def _merge_target(out, merge):
     return target
 
 
-def start_fresh(out):
-    for name in ("manifest.json",):
-        (out / name).unlink(missing_ok=True)
+def remove_merged(out, merged, log):
+    """Delete the merged catalogue files a manifest records (``merged``: their paths), since
+    they hold partitions that are being discarded or computed again; one outside ``out`` is
+    left where it is, with a note that it is stale."""
+    for name in merged:
+        path = Path(name)
+        if not path.exists():
+            continue
+        if out.resolve() in path.resolve().parents:
+            path.unlink()
+            log(f"removed the merged catalogue {str(path)!r}: its partitions are discarded or "
+                f"computed again (--merge writes it anew)")
+        else:
+            log(f"note: {str(path)!r} was merged from this folder's earlier partitions and is "
+                f"out of date now")
+
+
+def start_fresh(out, log=print):
+    import json
+
+    manifest = out / MANIFEST_FILE
+    try:
+        merged = json.loads(manifest.read_text()).get("merged", []) if manifest.is_file() else []
+    except (OSError, ValueError, AttributeError):
+        merged = []
+    remove_merged(out, merged, log)
+    manifest.unlink(missing_ok=True)
     shutil.rmtree(out / "partitions", ignore_errors=True)
 
 
@@ -256,7 +280,7 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
     out = writable_directory(out, "catalogue output folder")
     merge_target = _merge_target(out, merge)  # a bad name fails now, not after the last task
     if restart:
-        start_fresh(out)
+        start_fresh(out, log)
     refuse_unrecorded_partitions(out)
     (out / "partitions").mkdir(exist_ok=True)
 
@@ -298,13 +322,16 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
     done = manifest.resumable(log)
     remove_unfinished_partitions(manifest, done)
     todo = [p for p in partitions if p.index not in done]
+    if todo and manifest.data.get("merged"):
+        remove_merged(out, manifest.data.pop("merged"), log)
+        manifest.save()
 
     note = oversubscription_note(client, scheduler, n_workers, threads_per_worker)
     if note:
         log(note)
     with open_client(client=client, scheduler=scheduler, n_workers=n_workers,
                      threads_per_worker=threads_per_worker, processes=processes,
-                     dashboard_address=dashboard_address) as dask_client:
+                     dashboard_address=dashboard_address, log=log) as dask_client:
         dashboard = dask_client.dashboard_link
         address = dask_client.scheduler.address
         workers = dask_client.scheduler_info(n_workers=-1).get("workers", {})
@@ -345,6 +372,7 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
         from .merge import merge_catalogue
 
         summary["merged"] = str(merge_catalogue(out, merge_target))
+        manifest.record_merged(Path(summary["merged"]).resolve())
         log(f"merged catalogue: {summary['merged']}")
     return summary
 

@@ -176,6 +176,14 @@ class Manifest:
         self.data["sessions"][-1]["computed"].append(index)
         self.save()
 
+    def record_merged(self, path):
+        """Record a merged catalogue written from this run's partitions (see
+        `gpm_astro.survey.engine.remove_merged`) and save."""
+        merged = self.data.setdefault("merged", [])
+        if str(path) not in merged:
+            merged.append(str(path))
+        self.save()
+
     def end_session(self, **details):
         self.data["sessions"][-1].update(ended=_now(), **_plain(details))
         self.save()

@@ -204,7 +204,7 @@ scheduler, n_workers, threads_per_worker, processes, dashboard_address, restart,
     rows, labels = _label_rows(labels, label_columns)
     out = writable_directory(out, "output folder of the cleaned sample")
     if restart:
-        start_fresh(out)
+        start_fresh(out, log)
         for stale in out.glob("images_npix*_*_*.h5"):
             stale.unlink()
     written = sorted(out.glob("images_npix*_*_*.h5"))
@@ -255,7 +255,7 @@ scheduler, n_workers, threads_per_worker, processes, dashboard_address, restart,
         log(note)
     with open_client(client=client, scheduler=scheduler, n_workers=n_workers,
                      threads_per_worker=threads_per_worker, processes=processes,
-                     dashboard_address=dashboard_address) as dask_client:
+                     dashboard_address=dashboard_address, log=log) as dask_client:
         dashboard, address = dask_client.dashboard_link, dask_client.scheduler.address
         workers = dask_client.scheduler_info(n_workers=-1).get("workers", {})
         log(f"gpm-astro preprocess: scheduler {address}, {len(workers)} worker(s)")

@@ -122,3 +122,37 @@ def test_the_cleaned_sample_summary_does_not_claim_predictions():
     assert text.startswith("cleaned sample: 5 rows") and "  clean: 3" in text
     assert "predicted" not in text
     assert "  predicted: 3" in format_summary(summary)
+
+
+def test_an_unreachable_scheduler_is_named_not_an_internal_error(mock_archive, tmp_path):
+    import dask
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "0.5s"}), \
+            pytest.raises(ParameterError, match=r"cannot reach the Dask scheduler at "
+                                                r"'tcp://127\.0\.0\.1:1'"):
+        run_catalogue(mock_archive, tmp_path / "cat", estimator="mass_metallicity",
+                      scheduler="tcp://127.0.0.1:1", **run_options())
+
+
+def test_a_merged_catalogue_does_not_outlive_the_partitions_it_was_made_of(reference_run,
+                                                                            mock_archive,
+                                                                            tiny_model,
+                                                                            dask_client,
+                                                                            tmp_path):
+    import json
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(reference_run[0], out)
+    messages = []
+    options = run_options(log=messages.append)
+    run_catalogue(mock_archive, out, weights=tiny_model, client=dask_client, merge="all.ecsv",
+                  **options)  # nothing to compute: only the merge
+    assert (out / "all.ecsv").is_file()
+    assert json.loads((out / "manifest.json").read_text())["merged"] == \
+        [str((out / "all.ecsv").resolve())]
+    # a restart with another partition size, without --merge: the old merge must not stay
+    run_catalogue(mock_archive, out, weights=tiny_model, client=dask_client, restart=True,
+                  **{**options, "partition_size": 6})
+    assert not (out / "all.ecsv").exists()
+    assert any("removed the merged catalogue" in m for m in messages)
