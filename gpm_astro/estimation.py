@@ -212,6 +212,7 @@ def _predict_chunk(table, estimator, batch_size, progress_bar):
     ok, flags = _rows_to_predict(table)
     images = _uses_images(estimator)
     pred_name = estimator.output_column
+    called = False
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         rows = start + np.flatnonzero(ok[start:stop])
@@ -223,6 +224,7 @@ def _predict_chunk(table, estimator, batch_size, progress_bar):
         if rows.size:
             batch = table[rows] if rows.size < stop - start else table[start:stop]
             result = estimator.predict(batch)
+            called = True
             _check_result(result, rows.size, estimator, pred_name)
             value = np.ma.asanyarray(result[pred_name])
             err = np.ma.asanyarray(result[f"{pred_name}_err"])
@@ -237,6 +239,13 @@ def _predict_chunk(table, estimator, batch_size, progress_bar):
             _collect_extras(extras, result, pred_name, rows, n)
         if progress_bar is not None:
             progress_bar.update(stop - start)
+    if not called:
+        # no row reached the estimator (an empty table, or every row failed): its answer to an
+        # empty table (which the estimator contract requires) still names its extra columns,
+        # so every table and chunk has the same columns (e.g. GPM-ResNet's Z_pred_domain)
+        result = estimator.predict(table[:0])
+        _check_result(result, 0, estimator, pred_name)
+        _collect_extras(extras, result, pred_name, np.zeros(0, dtype=np.int64), n)
     err_masked = masked | ~np.isfinite(errors)
     return values, masked, errors, err_masked, flags, extras
 

@@ -353,3 +353,20 @@ def test_galspecline_flux_unit_as_a_fits_tunit_reads_without_warnings(tmp_path):
         warnings.simplefilter("error")
         lines = read_table(path)
     assert lines["H_ALPHA_FLUX"].unit == u.Unit("1e-17 erg / (s cm2)")
+
+
+def test_gpm_resnet_columns_are_the_same_when_no_row_is_predicted(saved_model):
+    # a survey chunk whose cutouts all failed preprocessing, or an empty chunk
+    from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
+
+    estimator = GPMResNetEstimator.load(saved_model, device="cpu", progress=False)
+    table = make_estimator_table(3, seed=4, cutout_size=SIZE)
+    full = predict_metallicity(table, estimator=estimator, progress=False).colnames
+    assert "Z_pred_domain_flag" in full
+    table["preprocess_ok"] = False
+    failed = predict_metallicity(table, estimator=estimator, progress=False)
+    assert failed.colnames == full
+    assert np.ma.getmaskarray(failed["Z_pred_domain"]).all()
+    with pytest.warns(EmptyResultWarning):
+        assert predict_metallicity(table[:0], estimator=estimator,
+                                   progress=False).colnames == full
