@@ -20,7 +20,7 @@ from astropy.table import Column, MaskedColumn, Table
 
 from .answer_checks import check_answer, check_read_answer, starts_with_table_mark
 from .exceptions import GPMAstroWarning, ParameterError, TableIOError
-from .io_parquet import restore_array_shapes
+from .io_parquet import restore_array_shapes, restore_nulls
 from .process_pool import remove_files_of_dead_processes
 from .tables import text_objects_to_str
 from .fits_meta import (FITS_MASK_SUFFIX, FITS_META_KEYWORD, nonstandard_fits_units,  # noqa: F401
@@ -96,7 +96,8 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
         The table, numeric columns in native byte order (FITS is big-endian); a FITS file
         written by `write_table` gets its full ``meta``, non-FITS units (``nmgy``) and the
         masks of boolean columns back; a Parquet file's multi-dimensional columns (cutouts)
-        get their shape back, which astropy's reader flattens. In CSV and other plain-text formats, a column holding
+        get their shape back, which astropy's reader flattens, and its nulls are masked
+        (integer columns stay integers, not float64 with NaN). In CSV and other plain-text formats, a column holding
         only ``True`` and ``False`` (how booleans are written there) is read as boolean, empty
         cells masked, so a ``preprocess_ok`` of ``"False"`` never reads as true; a column of
         whole numbers above 2**63 - 1 (SDSS specObjIDs of plates above 8191) is read as
@@ -171,8 +172,9 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
     if fmt.startswith("ascii.") and fmt != "ascii.ecsv":
         _restore_text_booleans(table)
         _restore_unsigned_integers(table, path)
-    if fmt == "parquet":  # astropy flattens (n, 3, 152, 152) to (n, 69312) there
-        restore_array_shapes(table, path)
+    if fmt == "parquet":  # astropy flattens (n, 3, 152, 152) to (n, 69312) there, and reads
+        restore_array_shapes(table, path)  # nulls as NaN, integers with nulls as float64
+        restore_nulls(table, path)
     _to_native_byte_order(table)
     text_objects_to_str(table)  # a VOTable's char(*) column, which FITS and HDF5 cannot store
     return _attach_cutouts(table, path) if attach_cutouts else table

@@ -89,6 +89,21 @@ def test_parquet_keeps_the_shape_of_cutouts_and_their_masks(tmp_path):
     assert np.array_equal(back["cutout"].data, cutouts)
 
 
+def test_parquet_nulls_read_back_masked_with_integers_exact(tmp_path):
+    pytest.importorskip("pyarrow")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    big = 2**62 + 1  # float64 cannot hold it
+    # nulls as pyarrow, pandas or the catalogue engine write them (astropy's writer differs)
+    pq.write_table(pa.table({"objid": pa.array([big, None, 3], pa.int64()),
+                             "Z_pred": pa.array([8.9, 9.1, None])}), tmp_path / "nulls.parquet")
+    back = read_table(tmp_path / "nulls.parquet")
+    assert back["objid"].dtype == np.int64 and back["objid"][0] == big  # not float64
+    assert back["objid"].mask.tolist() == [False, True, False]
+    assert back["Z_pred"].mask.tolist() == [False, False, True]  # not a bare NaN
+
+
 def test_overwrite_and_atomic_replacement(tmp_path):
     path = tmp_path / "labels.fits"
     write_table(Table({"a": [1, 2]}), path)
