@@ -370,3 +370,15 @@ def test_gpm_resnet_columns_are_the_same_when_no_row_is_predicted(saved_model):
     with pytest.warns(EmptyResultWarning):
         assert predict_metallicity(table[:0], estimator=estimator,
                                    progress=False).colnames == full
+
+
+@pytest.mark.parametrize("scale", [0.262 * u.arcsec / u.pix, 0.262 / 3600 * u.deg / u.pix])
+def test_pixel_scale_as_an_angle_per_pixel(scale):
+    # astropy's own way of writing a pixel scale (the pixel_scale equivalency)
+    table = make_estimator_table(1, seed=4, cutout_size=32)["cutout",]
+    expected = preprocess_cutouts(table, pixel_scale=0.262, progress=False)
+    for out in (preprocess_cutouts(table, pixel_scale=scale, progress=False),
+                preprocess_cutouts(Table(table, meta={"pixel_scale": scale}), progress=False)):
+        assert out["preprocess_flag"].tolist() == expected["preprocess_flag"].tolist()
+        assert out["enclosing_radius"].tolist() == pytest.approx(
+            expected["enclosing_radius"].tolist(), nan_ok=True)
