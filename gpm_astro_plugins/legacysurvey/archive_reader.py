@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 from astropy.table import MaskedColumn, Table
 
-from gpm_astro.exceptions import ParameterError
+from gpm_astro.exceptions import ParameterError, TableIOError
 from gpm_astro.survey_constants import flux_to_magnitude
 from gpm_astro.tables import record_step
 from gpm_astro.units import nanomaggy
@@ -20,7 +20,24 @@ from gpm_astro.units import nanomaggy
 from .archive_layout import (BANDS, COLUMN_DESCRIPTIONS, COLUMN_UNITS, FILENAME_PATTERN,
                              PIXEL_SCALE, source_type_strings)
 
-__all__ = ["archive_files", "archive_length", "iter_archive"]
+__all__ = ["archive_files", "archive_length", "iter_archive", "open_archive_file"]
+
+
+def open_archive_file(file_path):
+    """The archive file as a read-only `h5py.File`.
+
+    Raises
+    ------
+    TableIOError
+        Naming the file when HDF5 cannot open it (cut short by an interrupted copy, damaged).
+        It is an `OSError`, so a catalogue task flags the rows it cannot read as it does for
+        a damaged chunk, and the command line exits with status 1 (not an internal error).
+    """
+    try:
+        return h5py.File(file_path, "r")
+    except OSError as exc:
+        msg = f"cannot open the archive file {str(file_path)!r}: {exc}"
+        raise TableIOError(msg) from exc
 
 
 def archive_files(path):
@@ -55,7 +72,7 @@ def archive_length(path):
     """Return the number of galaxies in the archive file(s) at ``path``."""
     total = 0
     for file_path in archive_files(path):
-        with h5py.File(file_path, "r") as handle:
+        with open_archive_file(file_path) as handle:
             total += handle["images"].shape[0] if "images" in handle else _first_length(handle)
     return total
 
@@ -124,7 +141,7 @@ def iter_archive(path, *, chunk_size=1000, rows=None, columns=None, cutouts=True
     files = archive_files(path)
     lengths = []
     for file_path in files:
-        with h5py.File(file_path, "r") as handle:
+        with open_archive_file(file_path) as handle:
             lengths.append(handle["images"].shape[0] if "images" in handle
                            else _first_length(handle))
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -148,7 +165,7 @@ def iter_archive(path, *, chunk_size=1000, rows=None, columns=None, cutouts=True
                     continue
                 local = in_file
                 n_local = len(in_file)
-            with h5py.File(file_path, "r") as handle:
+            with open_archive_file(file_path) as handle:
                 names = _dataset_names(handle, columns, cutouts)
                 for begin in range(0, n_local, int(chunk_size)):
                     stop = min(begin + int(chunk_size), n_local)

@@ -17,6 +17,7 @@ from gpm_astro.exceptions import ParameterError
 from gpm_astro.tables import record_step, warn_empty
 
 from .archive import SOURCE_TYPE_CODES, archive_files, archive_length, iter_archive
+from .archive_reader import open_archive_file
 
 __all__ = ["LegacySurveyArchive", "TRACTOR_TYPES"]
 
@@ -214,10 +215,8 @@ class LegacySurveyArchive(DataSource):
         return np.concatenate(kept).astype(np.int64) if kept else np.zeros(0, np.int64)
 
     def _require_source_type(self):
-        import h5py
-
         for path in archive_files(self.path):
-            with h5py.File(path, "r") as handle:
+            with open_archive_file(path) as handle:
                 if "source_type" not in handle:
                     msg = (f"{str(path)!r} has no 'source_type' column (cutouts fetched from the "
                            f"Legacy Survey service carry none), so rows cannot be selected by "
@@ -358,14 +357,12 @@ class LegacySurveyArchive(DataSource):
         import hashlib
         from pathlib import Path
 
-        import h5py
-
         self._check(self.chunk_size)
         root = Path(self.path)
         found = []
         for file_path in archive_files(self.path):
             digest = hashlib.sha256()
-            with h5py.File(file_path, "r") as handle:
+            with open_archive_file(file_path) as handle:
                 for name in FINGERPRINT_DATASETS:
                     if name not in handle:
                         continue

@@ -156,3 +156,17 @@ def test_a_merged_catalogue_does_not_outlive_the_partitions_it_was_made_of(refer
                   **{**options, "partition_size": 6})
     assert not (out / "all.ecsv").exists()
     assert any("removed the merged catalogue" in m for m in messages)
+
+
+def test_an_archive_file_cut_short_is_named_not_an_internal_error(mock_archive, tmp_path):
+    from gpm_astro.exceptions import TableIOError
+    from gpm_astro_plugins.legacysurvey.archive import archive_files
+
+    source = archive_files(mock_archive)[0]
+    cut = tmp_path / "archive" / source.name
+    cut.parent.mkdir()
+    cut.write_bytes(source.read_bytes()[:source.stat().st_size // 2])  # an interrupted copy
+    with pytest.raises(TableIOError, match=rf"cannot open the archive file .*{cut.name}.*"
+                                           r"truncated"):
+        run_catalogue(cut.parent, tmp_path / "cat", estimator="mass_metallicity",
+                      **run_options())
