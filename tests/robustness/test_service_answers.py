@@ -178,6 +178,8 @@ def test_skyserver_answer_with_no_rows_reads_and_selects_as_empty(tmp_path):
      r"holds a service's error message.*Incorrect syntax"),
     ("#Table1\nspecobjid,z\n1,0.1\n#Table2\nmin,max\n3,4\n",
      r"holds 2 tables \(Table1, Table2\)"),
+    ('<?xml version="1.0"?>\n<VOTABLE version="1.4"><RESOURCE/></VOTABLE>\n',
+     r"is a VOTable, not a text table.*format='votable'"),
 ])
 def test_skyserver_answer_that_is_no_single_table_is_refused(tmp_path, text, match):
     # read as a table these gave a column named '<!DOCTYPE html>', or text columns throughout
@@ -185,6 +187,9 @@ def test_skyserver_answer_that_is_no_single_table_is_refused(tmp_path, text, mat
     path.write_text(text)
     with pytest.raises(TableIOError, match=match):
         read_table(path)
+    # a table that merely mentions HTML in its data is a table
+    path.write_text('name,note\nNGC 1,"<html> in a note"\n')
+    assert read_table(path)["note"][0] == "<html> in a note"
 
 
 TAP_ANSWER = """<?xml version="1.0" encoding="UTF-8"?>
