@@ -58,7 +58,8 @@ def _head(path):
 
 
 def check_text_answer(path):
-    """`TableIOError` when a text table file holds an HTML page or SkyServer's SQL error.
+    """`TableIOError` when a text table file holds an HTML page, a VOTable or SkyServer's SQL
+    error.
 
     Examples
     --------
@@ -72,11 +73,16 @@ def check_text_answer(path):
     """
     head = _head(path).lstrip("\ufeff \t\r\n")
     lowered = head[:512].lower()
-    if lowered.startswith(("<!doctype html", "<html")) or "<html" in lowered:
+    markup = lowered.startswith(("<!doctype", "<html", "<?xml"))
+    if markup and "<html" in lowered:
         title = re.search(r"<title>(.*?)</title>", head, re.IGNORECASE | re.DOTALL)
         shown = " ".join(title.group(1).split()) if title else head[:200]
         msg = (f"{str(path)!r} is an HTML page (a service's error page?), not a table: "
                f"{shown!r}")
+        raise TableIOError(msg)
+    if markup and "<votable" in lowered:
+        msg = (f"{str(path)!r} is a VOTable, not a text table: name it .vot or .xml, or pass "
+               f"format='votable'")
         raise TableIOError(msg)
     lines = [line.strip() for line in head.splitlines()]
     first = next((line for line in lines if line and not line.startswith("#")), "")

@@ -309,11 +309,19 @@ def _prepare(table, pixel_scale):
 
 
 def _arcsec(value):
-    """A pixel scale as a positive finite float of arcsec, or None when it is not one."""
+    """A pixel scale as a positive finite float of arcsec, or None when it is not one.
+
+    A number is arcsec; a Quantity may be an angle (``0.262 * u.arcsec``) or, as astropy's
+    ``pixel_scale`` equivalency writes it, an angle per pixel (``0.262 * u.arcsec / u.pix``).
+    """
     if isinstance(value, (bool, np.bool_)) or value is None:
         return None
     try:
-        scale = float(u.Quantity(value, u.arcsec).value)
+        quantity = u.Quantity(value)
+        if quantity.unit.is_equivalent(u.arcsec / u.pix):
+            quantity = quantity * u.pix
+        scale = float(u.Quantity(quantity, u.arcsec).value) if quantity.unit != u.one \
+            else float(quantity.value)
     except (TypeError, ValueError, u.UnitsError):
         return None
     return scale if np.isfinite(scale) and scale > 0 else None
@@ -562,7 +570,9 @@ def preprocess_cutouts(table, *, steps=None, config="default", n_jobs=1,
     batch_size : int
         Cutouts per batch handed to the steps (and to a worker).
     pixel_scale : float or `~astropy.units.Quantity`, optional
-        Arcsec per pixel; default ``table.meta["pixel_scale"]`` or 0.262 (Legacy Survey).
+        Arcsec per pixel (a Quantity: an angle, or an angle per pixel such as
+        ``0.262 * u.arcsec / u.pix``); default ``table.meta["pixel_scale"]`` (read the same
+        way) or 0.262 (Legacy Survey).
     progress : bool, optional
         Show a progress bar (only for more than one batch).
 

@@ -154,6 +154,8 @@ def test_band_composite_rules():
     ({"reference": {"estimator": "gpm_resnt"}}, "reference: no estimator named 'gpm_resnt'"),
     ({"architectures": {"names": ["resnet51"]}},
      r"architectures\.names\[0\]: no estimator named 'resnet51'"),
+    ({"architectures": {"params": {"no_such_parameter": 1}}},
+     r"architectures\.names\[0\]: .*no parameter\(s\) \['no_such_parameter'\]"),
 ])
 def test_bad_settings_are_named(settings, message):
     with pytest.raises(ParameterError, match=message):
@@ -270,16 +272,20 @@ def test_rerun_with_other_settings_is_refused(ablated):
     assert list(read_table(out / "resolution.ecsv")["input_size"]) == [16, 32]
 
 
-def test_a_failed_variant_is_a_failed_row(toy_run, tmp_path):
+def test_a_failed_variant_is_a_failed_row(toy_run, tmp_path, monkeypatch):
     from gpm_astro.ablation.report_section import ablation_section
+    from gpm_astro.plugins import get_estimator
 
+    def diverges(self, table, **kwargs):  # a bad parameter is refused with the settings now
+        raise RuntimeError("no finite validation loss")
+
+    monkeypatch.setattr(get_estimator("mobilenet_v2"), "fit", diverges)
     settings = toy_settings(sample={"run_dir": str(toy_run)}, studies=["architectures"])
-    settings["architectures"]["params"]["no_such_parameter"] = 1  # cannot be built
     result = run_ablations(tmp_path, settings, progress=False)
     table = result["tables"]["architectures"]
     assert list(table["model"]) == ["mobilenet_v2", "gpm_resnet"]
     failed, reference = table
-    assert failed["status"].startswith("failed: ") and "no_such_parameter" in failed["status"]
+    assert failed["status"] == "failed: RuntimeError: no finite validation loss"
     assert failed["n"] == 0 and failed["n_test"] == 12 and np.isnan(failed["sigma"])
     assert reference["status"] == "ok" and np.isfinite(reference["sigma"])
     assert not (tmp_path / "models/mobilenet_v2/result.json").exists()  # tried again next time

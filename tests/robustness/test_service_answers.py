@@ -178,6 +178,8 @@ def test_skyserver_answer_with_no_rows_reads_and_selects_as_empty(tmp_path):
      r"holds a service's error message.*Incorrect syntax"),
     ("#Table1\nspecobjid,z\n1,0.1\n#Table2\nmin,max\n3,4\n",
      r"holds 2 tables \(Table1, Table2\)"),
+    ('<?xml version="1.0"?>\n<VOTABLE version="1.4"><RESOURCE/></VOTABLE>\n',
+     r"is a VOTable, not a text table.*format='votable'"),
 ])
 def test_skyserver_answer_that_is_no_single_table_is_refused(tmp_path, text, match):
     # read as a table these gave a column named '<!DOCTYPE html>', or text columns throughout
@@ -185,6 +187,9 @@ def test_skyserver_answer_that_is_no_single_table_is_refused(tmp_path, text, mat
     path.write_text(text)
     with pytest.raises(TableIOError, match=match):
         read_table(path)
+    # a table that merely mentions HTML in its data is a table
+    path.write_text('name,note\nNGC 1,"<html> in a note"\n')
+    assert read_table(path)["note"][0] == "<html> in a note"
 
 
 TAP_ANSWER = """<?xml version="1.0" encoding="UTF-8"?>
@@ -370,3 +375,15 @@ def test_gpm_resnet_columns_are_the_same_when_no_row_is_predicted(saved_model):
     with pytest.warns(EmptyResultWarning):
         assert predict_metallicity(table[:0], estimator=estimator,
                                    progress=False).colnames == full
+
+
+@pytest.mark.parametrize("scale", [0.262 * u.arcsec / u.pix, 0.262 / 3600 * u.deg / u.pix])
+def test_pixel_scale_as_an_angle_per_pixel(scale):
+    # astropy's own way of writing a pixel scale (the pixel_scale equivalency)
+    table = make_estimator_table(1, seed=4, cutout_size=32)["cutout",]
+    expected = preprocess_cutouts(table, pixel_scale=0.262, progress=False)
+    for out in (preprocess_cutouts(table, pixel_scale=scale, progress=False),
+                preprocess_cutouts(Table(table, meta={"pixel_scale": scale}), progress=False)):
+        assert out["preprocess_flag"].tolist() == expected["preprocess_flag"].tolist()
+        assert out["enclosing_radius"].tolist() == pytest.approx(
+            expected["enclosing_radius"].tolist(), nan_ok=True)
