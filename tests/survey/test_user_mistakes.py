@@ -181,3 +181,10 @@ def test_a_column_the_estimator_needs_is_looked_for_before_any_task(mock_archive
         run_catalogue(mock_archive, tmp_path / "cat", estimator="mass_metallicity",
                       **run_options())
     assert not (tmp_path / "cat" / "manifest.json").exists()
+
+
+def test_a_cleaned_sample_inside_the_archive_is_refused(mock_archive):
+    labels = Table({"archive_row": [0, 1], "oh_p50": [8.8, 9.0]})
+    with pytest.raises(ParameterError, match="lies inside the image archive"):
+        run_preprocess(mock_archive, mock_archive / "clean", labels, progress=False)
+    assert not (mock_archive / "clean").exists()
