@@ -120,7 +120,9 @@ class Manifest:
             try:
                 data = json.loads(self.path.read_text())
             except (OSError, ValueError) as exc:
-                msg = f"cannot read the manifest {str(self.path)!r}: {exc}"
+                msg = (f"cannot read the manifest {str(self.path)!r}: {exc}; without it the "
+                       f"folder's partitions cannot be checked: restore it, or restart "
+                       f"(--restart, restart=True) to compute them again")
                 raise ParameterError(msg) from exc
             if data.get("format") != MANIFEST_FORMAT:
                 msg = (f"{str(self.path)!r} is not a {MANIFEST_FORMAT} manifest "

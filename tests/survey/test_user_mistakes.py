@@ -188,3 +188,11 @@ def test_a_cleaned_sample_inside_the_archive_is_refused(mock_archive):
     with pytest.raises(ParameterError, match="lies inside the image archive"):
         run_preprocess(mock_archive, mock_archive / "clean", labels, progress=False)
     assert not (mock_archive / "clean").exists()
+
+
+def test_a_damaged_manifest_says_how_to_go_on(tmp_path):
+    from gpm_astro.survey.manifest import Manifest
+
+    (tmp_path / "manifest.json").write_text('{"format": "gpm_astro.catalogue/1", "reci')
+    with pytest.raises(ParameterError, match=r"cannot read the manifest .*--restart"):
+        Manifest(tmp_path, {"input": {}}).open()
