@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..exceptions import GPMAstroError, ParameterError
 from ..io import writable_directory
-from ..tables import require_positive_int
+from ..tables import require_positive_int, resolve_columns
 from .cluster import (gpu_resources, open_client, oversubscription_note,
                       workers_have_spare_cores)
 from .manifest import MANIFEST_FILE, Manifest, file_sha256
@@ -88,6 +88,16 @@ def source_fingerprint(reader):
     that another archive put at the same path is not resumed into."""
     fingerprint = getattr(reader, "fingerprint", None)
     return fingerprint() if callable(fingerprint) else None
+
+
+def _check_source_columns(reader, rows, instance, estimator):
+    """`SchemaError` unless the source's rows hold the columns the estimator reads (besides
+    ``cutout``, which the tasks read from the images): asked of one row here, so that a
+    missing column is one error, not a failed task per partition."""
+    needed = [c for c in getattr(instance, "required_columns", ()) if c.lower() != "cutout"]
+    if needed:
+        first = reader.query(rows=[int(rows[0])], cutouts=False)
+        resolve_columns(first, needed, f"estimator {estimator!r} (in the image source)")
 
 
 def _model_version(instance):
@@ -301,6 +311,7 @@ def run_catalogue(images, out, *, estimator="gpm_resnet", weights=None, fit_tabl
         msg = (f"estimator {estimator!r} must be trained before it predicts: give weights "
                f"(--weights MODEL) or a table to fit it on (--fit-table TABLE)")
         raise ParameterError(msg)
+    _check_source_columns(reader, rows, instance, estimator)
     if getattr(instance, "output_column", None) != "Z_pred":
         msg = (f"estimator {estimator!r} predicts {getattr(instance, 'output_column', None)!r}"
                f"; the catalogue needs a metallicity estimator (Z_pred)")

@@ -202,6 +202,12 @@ scheduler, n_workers, threads_per_worker, processes, dashboard_address, restart,
         threads_per_worker=threads_per_worker)
     label_columns = list(label_columns)
     rows, labels = _label_rows(labels, label_columns)
+    inside = Path(images).resolve()
+    if inside.is_dir() and inside in (Path(out).resolve(), *Path(out).resolve().parents):
+        msg = (f"the output folder {str(out)!r} lies inside the image archive {str(images)!r}: "
+               f"its cleaned archive files would be read as part of the archive (which is "
+               f"searched recursively); choose a folder outside it")
+        raise ParameterError(msg)
     out = writable_directory(out, "output folder of the cleaned sample")
     if restart:
         start_fresh(out, log)

@@ -131,6 +131,7 @@ def test_an_unreachable_scheduler_is_named_not_an_internal_error(mock_archive, t
             pytest.raises(ParameterError, match=r"cannot reach the Dask scheduler at "
                                                 r"'tcp://127\.0\.0\.1:1'"):
         run_catalogue(mock_archive, tmp_path / "cat", estimator="mass_metallicity",
+                      estimator_params={"mass_column": "z_phot_median"},  # any column will do
                       scheduler="tcp://127.0.0.1:1", **run_options())
 
 
@@ -170,3 +171,20 @@ def test_an_archive_file_cut_short_is_named_not_an_internal_error(mock_archive, 
                                            r"truncated"):
         run_catalogue(cut.parent, tmp_path / "cat", estimator="mass_metallicity",
                       **run_options())
+
+
+def test_a_column_the_estimator_needs_is_looked_for_before_any_task(mock_archive, tmp_path):
+    from gpm_astro.exceptions import SchemaError
+
+    with pytest.raises(SchemaError, match=r"estimator 'mass_metallicity' .* needs column\(s\) "
+                                          r"\['lgm_tot_p50'\]"):
+        run_catalogue(mock_archive, tmp_path / "cat", estimator="mass_metallicity",
+                      **run_options())
+    assert not (tmp_path / "cat" / "manifest.json").exists()
+
+
+def test_a_cleaned_sample_inside_the_archive_is_refused(mock_archive):
+    labels = Table({"archive_row": [0, 1], "oh_p50": [8.8, 9.0]})
+    with pytest.raises(ParameterError, match="lies inside the image archive"):
+        run_preprocess(mock_archive, mock_archive / "clean", labels, progress=False)
+    assert not (mock_archive / "clean").exists()
