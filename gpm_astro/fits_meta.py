@@ -49,10 +49,8 @@ def with_fits_meta(table):
         if unit is None or isinstance(shallow[name], u.Quantity):
             continue
         units[name] = unit.to_string()
-        try:
-            unit.to_string("fits")
-        except ValueError:
-            shallow[name].unit = None  # not a FITS unit: kept in the keyword only
+        if not _is_fits_unit(unit):
+            shallow[name].unit = None  # kept in the keyword (and its TUNIT written by us)
     bool_masks = {}
     for name in list(shallow.colnames):
         column = shallow[name]
@@ -73,17 +71,28 @@ def with_fits_meta(table):
 
 
 def nonstandard_fits_units(table):
-    """Column name -> unit string, for the units the FITS standard lacks (``dex``, ``nmgy``)."""
+    """Column name -> unit string, for the units the FITS standard lacks (``dex``, ``nmgy``,
+    one astropy does not know)."""
     units = {}
     for name in table.colnames:
         unit = getattr(table[name], "unit", None)
         if unit is None or isinstance(table[name], u.Quantity):
             continue
-        try:
-            unit.to_string("fits")
-        except ValueError:
+        if not _is_fits_unit(unit):
             units[name] = unit.to_string()
     return units
+
+
+def _is_fits_unit(unit):
+    """Whether the FITS standard has ``unit``. Not for a unit astropy does not know (SkyServer's
+    ``Log solar masses``): astropy would write its name and warn that it is no FITS unit."""
+    if isinstance(unit, u.UnrecognizedUnit):
+        return False
+    try:
+        unit.to_string("fits")
+    except ValueError:
+        return False
+    return True
 
 
 def write_nonstandard_units(path, units):

@@ -34,3 +34,22 @@ def test_a_foreign_fits_file_with_dex_reads_as_dex(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert read_table(tmp_path / "other.fits")["Z"].unit == u.dex
+
+
+def test_a_unit_astropy_does_not_know_is_written_quietly_and_kept(tmp_path):
+    # as read_table gives SkyServer's 'Log solar masses', or a FITS reader a 'nanomaggy'
+    table = Table({"lgm_tot_p50": [10.1], "flux_r": [2.0]})
+    table["lgm_tot_p50"].unit = u.Unit("Log solar masses", parse_strict="silent")
+    table["flux_r"].unit = u.Unit("nanomaggy", format="fits", parse_strict="silent")
+    path = tmp_path / "t.fits"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # astropy warned once per such column and write
+        write_table(table, path)
+    header = fits.getheader(path, 1)
+    units = {header[f"TTYPE{i}"]: header.get(f"TUNIT{i}") for i in (1, 2)}
+    assert units == {"lgm_tot_p50": "Log solar masses", "flux_r": "nanomaggy"}  # any reader
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        back = read_table(path)
+    assert str(back["lgm_tot_p50"].unit) == "Log solar masses"
+    assert back["flux_r"].unit == u.nanomaggy
