@@ -95,15 +95,15 @@ def read_table(path, *, format=None, attach_cutouts=False, **kwargs):
     `~astropy.table.Table`
         The table, numeric columns in native byte order (FITS is big-endian); a FITS file
         written by `write_table` gets its full ``meta``, non-FITS units (``nmgy``) and the
-        masks of boolean columns back; a Parquet file's multi-dimensional columns (cutouts)
-        get their shape back, which astropy's reader flattens, and its nulls are masked
-        (integer columns stay integers, not float64 with NaN). In CSV and other plain-text
-        formats, a column holding only ``True`` and ``False`` (how booleans are written
-        there) is read as boolean, empty cells masked, so a ``preprocess_ok`` of ``"False"``
-        never reads as true; a column of whole numbers above 2**63 - 1 (SDSS specObjIDs of
-        plates above 8191) is read as uint64, not as text. A CSV that starts with SkyServer's ``#Table1`` line has ``#``
-        lines as comments, so its answer with no data line reads as a 0-row table. A column
-        of objects holding only text (a VOTable's ``char(*)``) is read as ``str``; a
+        masks of boolean columns back; a Parquet file's multi-dimensional columns (cutouts) get
+        their shape back, which astropy's reader flattens, and its nulls are masked (integer
+        columns stay integers, not float64 with NaN). In CSV and other plain-text formats, a
+        column holding only ``True`` and ``False`` (how booleans are written there) is read as
+        boolean, empty cells masked, so a ``preprocess_ok`` of ``"False"`` never reads as true;
+        a column of whole numbers above 2**63 - 1 (SDSS specObjIDs of plates above 8191) is
+        read as uint64, not as text. A CSV that starts with SkyServer's ``#Table1`` line has
+        ``#`` lines as comments, so its answer with no data line reads as a 0-row table. A
+        column of objects holding only text (a VOTable's ``char(*)``) is read as ``str``; a
         VOTable's columns are named by their FIELD names, not their IDs.
 
     Raises
