@@ -91,7 +91,8 @@ class ArchiveFittingMixin:
             Another such folder for validation; default: ``validation_fraction`` of the usable
             rows, drawn by ``seed`` exactly as `fit` draws them.
         num_workers : int, optional
-            ``DataLoader`` processes reading training batches ahead.
+            ``DataLoader`` processes reading training batches ahead (0: none, the batches
+            are read in this process).
 
         Returns
         -------
@@ -108,6 +109,11 @@ class ArchiveFittingMixin:
 
         target = self.default_target if target is None else target
         self._check_params()
+        if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) \
+                or num_workers < 0:
+            msg = f"num_workers must be an integer >= 0 (0: no reading process), got " \
+                  f"{num_workers!r}"
+            raise ParameterError(msg)
         config = self._resolved_config()
         source = get_source("legacysurvey_archive")
         table = source(path=str(path)).query(cutouts=False)

@@ -44,3 +44,14 @@ def test_mc_passes_below_one_is_refused_at_prediction(passes):
                                              rf"got {passes}"):
         predict_metallicity(table, estimator="gpm_resnet", weights="gpm_resnet_lite_mock",
                             mc_passes=passes, progress=False)
+
+
+@pytest.mark.parametrize("workers", [-1, 1.5])
+def test_fit_archive_names_a_bad_num_workers_before_reading(tmp_path, workers):
+    from gpm_astro.exceptions import ParameterError
+    from gpm_astro.plugins import get_estimator
+
+    net = get_estimator("gpm_resnet")(config="lite", progress=False)
+    with pytest.raises(ParameterError, match=rf"num_workers must be an integer >= 0 .*got "
+                                             rf"{workers}"):
+        net.fit_archive(tmp_path / "no-archive-needed", num_workers=workers)
