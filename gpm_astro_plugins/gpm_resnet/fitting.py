@@ -307,13 +307,10 @@ class FittingMixin:
         else:
             cal_value, cal_spread = self._predict_array(
                 cal_x, precision=self._inference_precision(), compile=False)
-        self.seeing_correction_ = fit_seeing_correction(cal_value, cal_y, cal_seeing)
-        if self.seeing_correction_ is not None:
-            cal_value = cal_value + seeing_offset(cal_seeing, self.seeing_correction_)
-            if validation_seeing is not None:
-                value = value + seeing_offset(validation_seeing, self.seeing_correction_)
-        self._fit_errors(cal_value, cal_spread, cal_y, {target: cal_y, **(cal_groups or {})},
-                         train_y)
+        self._fit_calibration(cal_value, cal_spread, cal_y, cal_groups, cal_seeing,
+                              centre=float(np.mean(train_y)), scale=float(np.std(train_y)))
+        if self.seeing_correction_ is not None and validation_seeing is not None:
+            value = value + seeing_offset(validation_seeing, self.seeing_correction_)
         err = self._errors(value, spread)
         from gpm_astro.metrics import summarize
 
@@ -334,7 +331,60 @@ class FittingMixin:
         }
         return self
 
-    def _fit_errors(self, value, spread, y, groups, train_y):
+    def calibrate(self, table, *, target=None):
+        """Fit the calibration of a trained model again, on the labelled rows of ``table``.
+
+        The seeing correction (with ``seeing_correction``), the error model and, with
+        ``error_shape``, the error shape are fitted anew on this model's predictions for these
+        rows, exactly as `fit` fits them on its ``calibration`` table; the network, the domain
+        model and the training summary's other entries stay as they are. Use it to calibrate
+        a saved model's errors on galaxies of one's own, or on more galaxies than `fit` had.
+        Give only rows the network was not trained on, and report on yet other rows.
+
+        Parameters
+        ----------
+        table : astropy.table.Table
+            ``cutout`` in the model's bands and size, and the ``target`` column; rows whose
+            ``preprocess_ok`` is False, whose target is missing or whose cutout holds NaN/inf
+            are skipped (counted in ``training_summary_["calibration_skipped"]``).
+        target : str, optional
+            Column of true values; default the target the model was trained on.
+
+        Returns
+        -------
+        self
+        """
+        self._check_fitted()
+        target = self.target_ if target is None else target
+        bands, size = self.bands_, self.config_.cutout_size
+        table, rows, skipped = self._held_out_table(table, "calibration", target, bands, size)
+        if len(rows) < 2:
+            raise ParameterError(f"need at least 2 usable calibration rows, got {len(rows)} "
+                                 f"(skipped: {skipped})")
+        transform = InputTransform(self.config_, bands)
+        x = self._network_input(table, rows, transform, "calibration input")
+        y = np.asarray(np.ma.getdata(table[target][rows]), dtype=np.float64)
+        value, spread = self._predict_array(x, precision=self._inference_precision(),
+                                            compile=False)
+        summary = self.training_summary_
+        self._fit_calibration(value, spread, y, self._calibration_groups(table, rows, bands),
+                              self._seeing(table, rows, bands),
+                              centre=summary["target_mean"], scale=summary["target_std"])
+        self.calibration_split_ = "calibration"
+        summary.update(calibration_split="calibration", n_calibration=int(len(y)),
+                       calibration_skipped=skipped)
+        return self
+
+    def _fit_calibration(self, value, spread, y, groups, seeing, *, centre, scale):
+        """Fit the seeing correction, then the error model and shape on the corrected
+        calibration predictions; ``centre``, ``scale``: the training labels' mean and std."""
+        self.seeing_correction_ = fit_seeing_correction(value, y, seeing)
+        if self.seeing_correction_ is not None:
+            value = value + seeing_offset(seeing, self.seeing_correction_)
+        self._fit_errors(value, spread, y, {self.target_: y, **(groups or {})},
+                         centre=centre, scale=scale)
+
+    def _fit_errors(self, value, spread, y, groups, *, centre, scale):
         """Fit the error model on calibration predictions: ``err_scale_`` and
         ``err_constant_`` (`error_model._fit_error_model`; a constant without a stochastic
         spread), then, with ``error_shape``, the shape over the prediction
@@ -352,8 +402,7 @@ class FittingMixin:
             self.err_constant_ = float(np.quantile(residual, ONE_SIGMA))
         if self.calibrate_errors and self.error_shape:
             self.err_shape_ = fit_error_shape(value, y, self._errors(value, spread), groups,
-                                              centre=float(np.mean(train_y)),
-                                              scale=float(np.std(train_y)))
+                                              centre=centre, scale=scale)
 
     def _errors(self, value, spread):
         """The calibrated 1-sigma error of predictions ``value`` (before the error shape's bias

@@ -5,7 +5,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from gpm_astro import predict_metallicity
-from gpm_astro.exceptions import GPMAstroWarning
+from gpm_astro.exceptions import GPMAstroError, GPMAstroWarning, SchemaError
 from gpm_astro.metrics import summarize
 from gpm_astro_plugins.gpm_resnet import GPMResNetEstimator
 from gpm_astro_plugins.gpm_resnet.domain import DomainModel, image_quantities
@@ -199,3 +199,38 @@ def test_domain_flag_on_mock_galaxies_fainter_and_farther_than_the_training_set(
     no_redshift.remove_columns([c for c in ("z_phot_median", "z") if c in no_redshift.colnames])
     with pytest.warns(GPMAstroWarning, match="no redshift column"):
         estimator.predict(no_redshift[:4])
+
+
+def test_calibrate_refits_a_saved_models_errors_on_new_rows(error_head_model, tmp_path):
+    from gpm_astro_plugins.gpm_resnet.error_model import ONE_SIGMA
+
+    error_head_model.save(tmp_path / "model")
+    loaded = GPMResNetEstimator.load(tmp_path / "model", progress=False, predict_batch_size=64,
+                                     error_shape=True)
+    before = (loaded.err_scale_, loaded.err_constant_)
+    # labels twice as noisy as the training sky's: the errors must grow to cover them
+    noisier = _noisy_labels(900, 21)
+    noisier["oh_p50"] = noisier["oh_p50"] + np.random.default_rng(5).normal(0, 0.1, 900)
+    assert loaded.calibrate(noisier) is loaded
+    assert (loaded.err_scale_, loaded.err_constant_) != before
+    shape = loaded.err_shape_
+    assert shape is not None and len(shape["knots"]) == 2 and shape["n_rows"] == 900
+    card = loaded.model_card()
+    assert card["training_data"]["n_calibration"] == 900
+    assert card["uncertainty"]["calibration_split"] == "calibration"
+    # exactly 68.27 % of the calibration rows are covered, by construction, as after fit
+    out = loaded.predict(noisier)
+    covered = np.abs(np.asarray(out["Z_pred"]) - noisier["oh_p50"]) < out["Z_pred_err"]
+    assert abs(np.mean(covered) - ONE_SIGMA) < 2 / 900
+    # the original model is untouched, and a table in other bands is refused
+    assert (error_head_model.err_scale_, error_head_model.err_constant_) == before
+    other = noisier[:10]
+    other.meta["bands"] = "zrg"
+    with pytest.raises(SchemaError, match="calibration bands"):
+        loaded.calibrate(other)
+
+
+def test_calibrate_needs_a_trained_model():
+    with pytest.raises(GPMAstroError, match="not fitted"):
+        GPMResNetEstimator(config=error_head_config(), progress=False).calibrate(
+            _noisy_labels(10, 0))
