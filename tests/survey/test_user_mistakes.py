@@ -214,3 +214,11 @@ def test_the_estimator_checks_one_row_of_cutouts_before_any_task(mock_archive):
     reader = get_source("legacysurvey_archive")(path=mock_archive)
     with pytest.raises(SchemaError, match=r"got \(1, 3, 152, 152\)"):
         _check_source_columns(reader, np.array([4]), TrainedOnOtherCutouts(), "net")
+
+
+def test_a_prediction_setting_out_of_range_is_refused_before_any_task(mock_archive, tiny_model,
+                                                                      tmp_path):
+    with pytest.raises(ParameterError, match="mc_passes must be a positive integer, got 0"):
+        run_catalogue(mock_archive, tmp_path / "cat", weights=tiny_model,
+                      estimator_params={"mc_passes": 0}, **run_options())
+    assert not (tmp_path / "cat" / "manifest.json").exists()
