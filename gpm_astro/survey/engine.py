@@ -91,13 +91,17 @@ def source_fingerprint(reader):
 
 
 def _check_source_columns(reader, rows, instance, estimator):
-    """`SchemaError` unless the source's rows hold the columns the estimator reads (besides
-    ``cutout``, which the tasks read from the images): asked of one row here, so that a
-    missing column is one error, not a failed task per partition."""
-    needed = [c for c in getattr(instance, "required_columns", ()) if c.lower() != "cutout"]
-    if needed:
-        first = reader.query(rows=[int(rows[0])], cutouts=False)
-        resolve_columns(first, needed, f"estimator {estimator!r} (in the image source)")
+    """`SchemaError` unless the source's rows hold the columns the estimator reads, with the
+    cutouts it takes (``check_table``: e.g. a network trained on 64 px cutouts against a
+    152 px archive): asked of one row here, so that a mismatch is one error, not a failed
+    task per partition."""
+    needed = list(getattr(instance, "required_columns", ()))
+    cutouts = any(c.lower() == "cutout" for c in needed)
+    first = reader.query(rows=[int(rows[0])], cutouts=cutouts)
+    resolve_columns(first, needed, f"estimator {estimator!r} (in the image source)")
+    check_table = getattr(instance, "check_table", None)
+    if callable(check_table):
+        check_table(first)
 
 
 def _model_version(instance):

@@ -200,8 +200,12 @@ class InferenceMixin:
 
     def check_table(self, table):
         """`SchemaError` unless ``table["cutout"]`` is (n, bands, S, S) in nanomaggies with
-        the model's bands and cutout size (see `gpm_astro.base.Estimator.check_table`)."""
+        the model's bands and cutout size (see `gpm_astro.base.Estimator.check_table`);
+        `ParameterError` for a prediction setting out of range (``mc_passes``,
+        ``predict_batch_size``), so that it fails before any row, as a catalogue run asks."""
         self._check_fitted()
+        require_positive_int(self.mc_passes, "mc_passes")
+        self._forward_batch_size(torch.device("cpu"))  # checks predict_batch_size
         table = with_column_names(table, ["cutout"], f"{type(self).__name__}.predict")
         _check_cutouts(table, _table_bands(table), self.config_.cutout_size)
 

@@ -196,3 +196,29 @@ def test_a_damaged_manifest_says_how_to_go_on(tmp_path):
     (tmp_path / "manifest.json").write_text('{"format": "gpm_astro.catalogue/1", "reci')
     with pytest.raises(ParameterError, match=r"cannot read the manifest .*--restart"):
         Manifest(tmp_path, {"input": {}}).open()
+
+
+def test_the_estimator_checks_one_row_of_cutouts_before_any_task(mock_archive):
+    import numpy as np
+
+    from gpm_astro.exceptions import SchemaError
+    from gpm_astro.plugins import get_source
+    from gpm_astro.survey.engine import _check_source_columns
+
+    class TrainedOnOtherCutouts:
+        required_columns = ("cutout",)
+
+        def check_table(self, table):
+            raise SchemaError(f"trained on 64 px, got {table['cutout'].shape}")
+
+    reader = get_source("legacysurvey_archive")(path=mock_archive)
+    with pytest.raises(SchemaError, match=r"got \(1, 3, 152, 152\)"):
+        _check_source_columns(reader, np.array([4]), TrainedOnOtherCutouts(), "net")
+
+
+def test_a_prediction_setting_out_of_range_is_refused_before_any_task(mock_archive, tiny_model,
+                                                                      tmp_path):
+    with pytest.raises(ParameterError, match="mc_passes must be a positive integer, got 0"):
+        run_catalogue(mock_archive, tmp_path / "cat", weights=tiny_model,
+                      estimator_params={"mc_passes": 0}, **run_options())
+    assert not (tmp_path / "cat" / "manifest.json").exists()
