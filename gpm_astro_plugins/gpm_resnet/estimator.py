@@ -109,7 +109,8 @@ class GPMResNetEstimator(FittingMixin, ArchiveFittingMixin, InferenceMixin, Pers
         Rows used and skipped (by reason), best epochs.
     validation_metrics_ : dict
         mu, sigma, nmad, coverage on the validation rows, of the predictions as `predict`
-        gives them (seeing correction and error shape applied).
+        gives them (seeing correction and error shape applied); after `calibrate`, marked
+        ``measured_before_calibrate``.
     bands_ : str
         Bands of the training table, in cutout order.
     domain_ : DomainModel or None

@@ -339,7 +339,10 @@ class FittingMixin:
         rows, exactly as `fit` fits them on its ``calibration`` table; the network, the domain
         model and the training summary's other entries stay as they are. Use it to calibrate
         a saved model's errors on galaxies of one's own, or on more galaxies than `fit` had.
-        Give only rows the network was not trained on, and report on yet other rows.
+        Give only rows the network was not trained on, and report on yet other rows. The
+        validation metrics (``validation_metrics_``, the card's ``metrics.validation``) stay
+        those measured by `fit`, marked ``measured_before_calibrate``: the validation rows are
+        not at hand to measure the new calibration on.
 
         Parameters
         ----------
@@ -373,6 +376,9 @@ class FittingMixin:
         self.calibration_split_ = "calibration"
         summary.update(calibration_split="calibration", n_calibration=int(len(y)),
                        calibration_skipped=skipped)
+        # the validation rows are not at hand: their metrics (coverage, mu) are still those of
+        # the errors and corrections fit gave, which the card must not present as this model's
+        self.validation_metrics_ = {**self.validation_metrics_, "measured_before_calibrate": True}
         return self
 
     def _fit_calibration(self, value, spread, y, groups, seeing, *, centre, scale):

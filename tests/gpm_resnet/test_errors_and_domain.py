@@ -218,6 +218,9 @@ def test_calibrate_refits_a_saved_models_errors_on_new_rows(error_head_model, tm
     card = loaded.model_card()
     assert card["training_data"]["n_calibration"] == 900
     assert card["uncertainty"]["calibration_split"] == "calibration"
+    # the validation metrics were measured with the errors fit gave: said so in the card
+    assert card["metrics"]["validation"]["measured_before_calibrate"] is True
+    assert "measured_before_calibrate" not in error_head_model.validation_metrics_
     # exactly 68.27 % of the calibration rows are covered, by construction, as after fit
     out = loaded.predict(noisier)
     covered = np.abs(np.asarray(out["Z_pred"]) - noisier["oh_p50"]) < out["Z_pred_err"]
