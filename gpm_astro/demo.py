@@ -20,8 +20,8 @@ __all__ = ["DEMO_MEASURED", "DEMO_N_GALAXIES", "DEMO_SAMPLE_FRACTION", "DEMO_MOC
 #: Wall time and disk of one measured ``make demo`` (fresh clone, set-up included); written by
 #: docs/scripts/make_tutorial_numbers.py with the README's and the tutorial's numbers.
 DEMO_MEASURED = (
-    "3 min 13 s for `make demo` on a fresh clone, set-up included, 17 MB of output (2-core "
-    "machine with no other jobs running)"
+    "3 min 28 s for `make demo` on a fresh clone, set-up included, 17 MB of output (2-core "
+    "machine, nearly quiet (load average below 1.4))"
 )
 #: Mock galaxies rendered by default: enough that ~1,500 train the lite GPM-ResNet.
 DEMO_N_GALAXIES = 5500

@@ -13,8 +13,10 @@ MAX_SHAPE_KNOTS = 8
 ROWS_PER_SHAPE_KNOT = 400
 #: groups the shape's coverage is fitted in: quintiles of each grouping quantity
 SHAPE_GROUPS = 5
-#: the bias correction may raise the calibration rows' rms error by about this share
+#: the bias correction may raise the calibration rows' rms error by about this share (a
+#: penalty in the fit), and by at most SHIFT_RMS_CAP (the correction is scaled down to it)
 SHIFT_RMS_ALLOWANCE = 0.01
+SHIFT_RMS_CAP = 0.02
 #: smoothing penalties (on squared knot-to-knot differences) of the log-factor and the shift
 #: (the shift's in units of the labels' std)
 FACTOR_SMOOTHING = 1e-3
@@ -101,7 +103,8 @@ def fit_error_shape(prediction, truth, err, groups, *, centre, scale):
     coverage within each quintile of every grouping quantity (the true value, and e.g.
     magnitude and size) and overall is as close to 68.27 % as they allow (least squares of a
     smoothed coverage), with both kept smooth and the correction ``d`` allowed to raise the rms
-    error of the rows by about ``SHIFT_RMS_ALLOWANCE``; then ``s`` is shifted so that exactly
+    error of the rows by about ``SHIFT_RMS_ALLOWANCE`` (and scaled down if it raises it by more
+    than ``SHIFT_RMS_CAP``); then ``s`` is shifted so that exactly
     68.27 % of the rows are covered. Undoing part of the pull at the ends lets the factor stay
     flat, so the errors keep ranking galaxies by their own noise (docs/gpm_resnet.rst).
     Group-conditional (Mondrian-style) calibration: only rows of the calibration split, which
@@ -169,6 +172,18 @@ def fit_error_shape(prediction, truth, err, groups, *, centre, scale):
                      + 10 * max(excess, 0.0) ** 2)
 
     params = minimize(loss, np.zeros(2 * n_knots), method="L-BFGS-B").x
+    # the penalty is soft: on few rows the correction can overreach, so it is scaled down
+    # until the rms rises by at most SHIFT_RMS_CAP
+    def rms_rise(factor):
+        shifted = prediction + factor * scale * (basis @ params[n_knots:])
+        return np.sqrt(np.mean((shifted - truth) ** 2)) / rms_before - 1
+
+    if rms_rise(1.0) > SHIFT_RMS_CAP:
+        low, high = 0.0, 1.0
+        for _ in range(40):
+            middle = 0.5 * (low + high)
+            low, high = (middle, high) if rms_rise(middle) <= SHIFT_RMS_CAP else (low, middle)
+        params[n_knots:] *= low
     shifted, scaled = shaped(params)
     ratio = np.abs(shifted - truth) / scaled
     log_scale = params[:n_knots] + np.log(float(np.quantile(ratio, ONE_SIGMA)))

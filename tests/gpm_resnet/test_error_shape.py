@@ -84,3 +84,21 @@ def test_a_shape_saved_before_the_bias_correction_still_applies():
     assert np.all(error_shape_shift(pred, old) == 0.0)
     np.testing.assert_allclose(error_shape_factor(pred, err, old),
                                np.exp([0.0, 0.25, 0.5]) * np.array([1, 1, 2 ** 0.2]))
+
+
+def test_error_shape_bias_correction_is_capped_on_few_rows():
+    from gpm_astro_plugins.gpm_resnet.error_model import SHIFT_RMS_CAP
+
+    # 800 rows, strong shrinkage: the coverage terms alone would move the ends far
+    rng = np.random.default_rng(7)
+    z_true = 9.25 - rng.gamma(2.0, 0.1, 800)
+    noise = rng.uniform(0.1, 0.3, 800)
+    weight = 0.02 / (0.02 + noise ** 2)
+    z_pred = 9.05 + weight * (z_true + rng.normal(0.0, 1.0, 800) * noise - 9.05)
+    err = np.sqrt(weight) * noise
+    shape = fit_error_shape(z_pred, z_true, err, {"Z_true": z_true},
+                            centre=float(np.mean(z_true)), scale=float(np.std(z_true)))
+    shifted = z_pred + error_shape_shift(z_pred, shape)
+    rise = np.sqrt(np.mean((shifted - z_true) ** 2)) / np.sqrt(np.mean((z_pred - z_true) ** 2))
+    assert rise - 1 <= SHIFT_RMS_CAP + 1e-6, rise
+    assert np.max(np.abs(shifted - z_pred)) > 0.005  # capped, not switched off
