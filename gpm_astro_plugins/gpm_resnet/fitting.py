@@ -222,22 +222,26 @@ class FittingMixin:
             calibration_set = (None, None, self._calibration_groups(val_table, val_rows, bands),
                                val_seeing)
         else:
-            cal_table, cal_rows, cal_skipped = self._held_out_table(calibration, "calibration",
-                                                                    target, bands, size)
-            if len(cal_rows) < 2:
-                raise ParameterError(f"need at least 2 usable calibration rows, got "
-                                     f"{len(cal_rows)} (skipped: {cal_skipped})")
+            *calibration_set, cal_skipped = self._calibration_set(calibration, target, bands,
+                                                                  size, transform)
             summary["calibration_skipped"] = cal_skipped
-            calibration_set = (
-                self._network_input(cal_table, cal_rows, transform, "calibration input"),
-                np.asarray(np.ma.getdata(cal_table[target][cal_rows]), dtype=np.float64),
-                self._calibration_groups(cal_table, cal_rows, bands),
-                self._seeing(cal_table, cal_rows, bands))
         return self._fit_inputs(train_x, train_y, val_x, val_y, config=config, target=target,
                                 summary=summary, calibration_set=calibration_set,
                                 validation_seeing=val_seeing,
                                 domain_quantities=self._domain_quantities(table, train_rows,
                                                                           bands))
+
+    def _calibration_set(self, table, target, bands, size, transform):
+        """The usable rows of a calibration table as `_fit_inputs` takes them: network input,
+        labels, grouping quantities of the error shape and PSF FWHM; and the skipped rows."""
+        table, rows, skipped = self._held_out_table(table, "calibration", target, bands, size)
+        if len(rows) < 2:
+            raise ParameterError(f"need at least 2 usable calibration rows, got {len(rows)} "
+                                 f"(skipped: {skipped})")
+        return (self._network_input(table, rows, transform, "calibration input"),
+                np.asarray(np.ma.getdata(table[target][rows]), dtype=np.float64),
+                self._calibration_groups(table, rows, bands), self._seeing(table, rows, bands),
+                skipped)
 
     def _seeing(self, table, rows, bands):
         """The PSF FWHM of ``rows`` for the seeing correction (`seeing.table_seeing`; None
@@ -359,19 +363,13 @@ class FittingMixin:
         """
         self._check_fitted()
         target = self.target_ if target is None else target
-        bands, size = self.bands_, self.config_.cutout_size
-        table, rows, skipped = self._held_out_table(table, "calibration", target, bands, size)
-        if len(rows) < 2:
-            raise ParameterError(f"need at least 2 usable calibration rows, got {len(rows)} "
-                                 f"(skipped: {skipped})")
-        transform = InputTransform(self.config_, bands)
-        x = self._network_input(table, rows, transform, "calibration input")
-        y = np.asarray(np.ma.getdata(table[target][rows]), dtype=np.float64)
+        x, y, groups, seeing, skipped = self._calibration_set(
+            table, target, self.bands_, self.config_.cutout_size,
+            InputTransform(self.config_, self.bands_))
         value, spread = self._predict_array(x, precision=self._inference_precision(),
                                             compile=False)
         summary = self.training_summary_
-        self._fit_calibration(value, spread, y, self._calibration_groups(table, rows, bands),
-                              self._seeing(table, rows, bands),
+        self._fit_calibration(value, spread, y, groups, seeing,
                               centre=summary["target_mean"], scale=summary["target_std"])
         self.calibration_split_ = "calibration"
         summary.update(calibration_split="calibration", n_calibration=int(len(y)),
