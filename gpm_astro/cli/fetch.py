@@ -190,10 +190,6 @@ def _print_flags(table, column):
         print(f"  {value}: {count}")
 
 
-#: cutout flags that say the service did not deliver (after the retries): a rerun may
-_UNREACHED_FLAGS = ("http_error", "timeout", "connection_error", "html_error_page", "truncated")
-
-
 def run_cutouts(args):
     from pathlib import Path
 
@@ -219,7 +215,7 @@ def run_cutouts(args):
         write_table(result, args.output, overwrite=args.overwrite)
     print(f"{len(result)} rows -> {args.output}; cutout_flag counts:")
     _print_flags(result, "cutout_flag")
-    unreached = np.isin(np.asarray(result["cutout_flag"]), _UNREACHED_FLAGS)
+    unreached = np.isin(np.asarray(result["cutout_flag"]), sorted(source.undelivered_flags))
     if unreached.any():
         again = ("run the same command again to fetch only those" if to_hdf5 else
                  "run it again with --overwrite, or write to a .h5 file to resume")

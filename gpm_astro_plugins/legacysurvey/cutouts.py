@@ -55,7 +55,7 @@ from gpm_astro.tables import (numeric_column, record_step, require_columns, requ
 from gpm_astro.units import in_degrees
 
 __all__ = ["Conf", "conf", "LegacySurveyCutouts", "CUTOUT_FLAGS", "FINAL_FLAGS", "KEEPS_IMAGE",
-           "TRANSIENT_FLAGS", "parse_cutout", "zero_cube_flag"]
+           "TRANSIENT_FLAGS", "UNDELIVERED_FLAGS", "parse_cutout", "zero_cube_flag"]
 
 CUTOUT_FLAGS = ("ok", "invalid_position", "outside_footprint", "zero_cube", "band_missing",
                 "non_finite", "bad_shape", "truncated", "html_error_page", "not_fits",
@@ -65,6 +65,8 @@ FINAL_FLAGS = frozenset({"ok", "invalid_position", "outside_footprint", "band_mi
                          "non_finite", "bad_shape"})
 #: answers worth asking again within the run (a proxy's page, a body cut short)
 TRANSIENT_FLAGS = frozenset({"html_error_page", "truncated"})
+#: the service did not deliver, even after the retries: the same fetch run again asks anew
+UNDELIVERED_FLAGS = TRANSIENT_FLAGS | {"http_error", "timeout", "connection_error"}
 #: flags that come with the cube as the service sent it
 KEEPS_IMAGE = frozenset({"ok", "outside_footprint", "zero_cube", "band_missing", "non_finite"})
 FLAG_DTYPE = "S24"
@@ -258,6 +260,8 @@ class LegacySurveyCutouts(RemoteDataSource):
     """
 
     name = "legacysurvey_cutouts"
+    #: flags of the rows the service did not deliver (`UNDELIVERED_FLAGS`)
+    undelivered_flags = UNDELIVERED_FLAGS
     provides = ("cutouts",)
     conf = conf
 
