@@ -42,7 +42,8 @@ def _row_flags(table, rows, images, *, what="GPM-ResNet"):
     """Flags of ``rows`` given their loaded images (a masked array or ndarray): the failed
     preprocessing reason, else the core's verdict on whether the cutout can be a galaxy at all
     (`gpm_astro.image_checks.cutout_flags`: missing, non-float, non-finite, blank, constant,
-    with a blank band, absurd or no positive flux). ``what`` names the caller in an error on ``preprocess_ok``."""
+    with a blank band, absurd or no positive flux). ``what`` names the caller in an error on
+    ``preprocess_ok``."""
     flags = np.full(len(rows), "ok", dtype=object)
     ok_name = optional_column(table, "preprocess_ok", what)  # PREPROCESS_OK counts too
     if ok_name is not None:

@@ -346,8 +346,9 @@ class LegacySurveyArchive(DataSource):
         Per file: its name (relative to ``path``), its row count and a SHA-256 of its
         `FINGERPRINT_DATASETS`: all of them in a file of up to 3 x `FINGERPRINT_BLOCK` rows,
         else that many rows at its start, middle and end (a block that cannot be read counts
-        as its error's class), so that a start reads ~0.5 MB a file, not the whole columns. The catalogue engine keeps it in a run's recipe, so
-        that a rerun on another archive put at the same path is refused, never resumed.
+        as its error's class), so that a start reads ~0.5 MB a file, not the whole columns.
+        The catalogue engine keeps it in a run's recipe, so that a rerun on another archive
+        put at the same path is refused, never resumed.
 
         Returns
         -------
